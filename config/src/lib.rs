@@ -1,0 +1,294 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the node-wide configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/chaperone/config.toml";
+/// Default location of the profile store.
+pub const DEFAULT_DB_PATH: &str = "/var/lib/chaperone/profiles.db";
+/// Default target false-alarm rate used to calibrate detection thresholds.
+pub const DEFAULT_TARGET_FAR: f64 = 0.05;
+/// Default n-gram order of the sequence model.
+pub const DEFAULT_ORDER: usize = 6;
+/// Longest n-gram order the model supports (eight 16-bit symbols pack into one 128-bit key).
+pub const MAX_ORDER: usize = 8;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is syntactically fine but out of range.
+    #[error("invalid value for {field}: {reason}")]
+    Invalid {
+        /// Dotted name of the field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A mode, action or fail mode name was not recognised.
+    #[error("unknown {kind} {value:?}; expected one of: {expected}")]
+    UnknownName {
+        /// Which kind of name.
+        kind: &'static str,
+        /// What was given.
+        value: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
+}
+
+/// `Result` with this crate's error.
+pub type Result<T> = std::result::Result<T, ConfigError>;
+
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every accepted name, comma separated (for error messages and `--help`).
+            pub const NAMES: &'static str = concat!($($text, ", "),+);
+
+            /// The canonical name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ConfigError;
+            fn from_str(s: &str) -> Result<Self> {
+                match s.trim() {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(ConfigError::UnknownName {
+                        kind: $kind,
+                        value: other.to_owned(),
+                        expected: Self::NAMES.trim_end_matches(", "),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// What chaperone does with a container.
+    Mode, "mode", {
+        /// Not traced at all: plain runc.
+        Off => "off",
+        /// Trace and count syscall sequences into the image's profile.
+        Learn => "learn",
+        /// Score live sequences and alert on deviations; never interfere.
+        Monitor => "monitor",
+        /// Score live sequences and apply the configured action on deviations.
+        Enforce => "enforce",
+    }
+);
+
+named_enum!(
+    /// The response to a deviating syscall in enforce mode.
+    Action, "action", {
+        /// Record an alert only.
+        Alert => "alert",
+        /// Fail the offending syscall with EPERM; the process goes on.
+        Deny => "deny",
+        /// Freeze the container for forensics.
+        Pause => "pause",
+        /// Kill the container's processes.
+        Kill => "kill",
+    }
+);
+
+named_enum!(
+    /// What happens to a traced container when its supervisor is lost.
+    FailMode, "fail mode", {
+        /// Stop the container: nothing runs untraced.
+        Closed => "closed",
+        /// Answer "continue" to everything until tracing is back.
+        Open => "open",
+    }
+);
+
+/// The node-wide configuration (`/etc/chaperone/config.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Mode for containers without a `chaperone.io/mode` annotation or per-image setting.
+    pub mode: Mode,
+    /// Action in enforce mode when no `chaperone.io/action` annotation is given.
+    pub action: Action,
+    /// What happens to a traced container when its supervisor is lost.
+    pub fail_mode: FailMode,
+    /// Path of the SQLite profile store shared by all shims of the node.
+    pub db_path: PathBuf,
+    /// Sequence model settings.
+    pub model: ModelConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Learn,
+            action: Action::Alert,
+            fail_mode: FailMode::Closed,
+            db_path: PathBuf::from(DEFAULT_DB_PATH),
+            model: ModelConfig::default(),
+        }
+    }
+}
+
+/// Settings of the syscall-sequence model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Longest n-gram the model counts (the context is one shorter); 1 to [`MAX_ORDER`].
+    pub order: usize,
+    /// Target false-alarm rate the detection threshold is calibrated to; in (0, 0.5].
+    pub target_far: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            order: DEFAULT_ORDER,
+            target_far: DEFAULT_TARGET_FAR,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()
+    }
+}
+
+impl ModelConfig {
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_ORDER).contains(&self.order) {
+            return Err(ConfigError::Invalid {
+                field: "model.order",
+                reason: format!("{} is not between 1 and {MAX_ORDER}", self.order),
+            });
+        }
+        if !(self.target_far > 0.0 && self.target_far <= 0.5) {
+            return Err(ConfigError::Invalid {
+                field: "model.target_far",
+                reason: format!("{} is not in (0, 0.5]", self.target_far),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for m in [Mode::Off, Mode::Learn, Mode::Monitor, Mode::Enforce] {
+            assert_eq!(m.as_str().parse::<Mode>().unwrap(), m);
+        }
+        for a in [Action::Alert, Action::Deny, Action::Pause, Action::Kill] {
+            assert_eq!(a.to_string().parse::<Action>().unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn unknown_mode_names_the_choices() {
+        let err = "enforcing".parse::<Mode>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown mode \"enforcing\"; expected one of: off, learn, monitor, enforce"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let err = Config::parse("mod = \"learn\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors() {
+        let err = Config::parse("[model]\norder = 0").unwrap_err();
+        assert!(err.to_string().contains("model.order"), "{err}");
+        let err = Config::parse("[model]\ntarget_far = 0.9").unwrap_err();
+        assert!(err.to_string().contains("model.target_far"), "{err}");
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            "mode = \"enforce\"\naction = \"kill\"\nfail_mode = \"open\"\n\
+             db_path = \"/tmp/p.db\"\n[model]\norder = 4\ntarget_far = 0.01\n",
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.action, Action::Kill);
+        assert_eq!(c.fail_mode, FailMode::Open);
+        assert_eq!(c.model.order, 4);
+    }
+}

@@ -1,0 +1,86 @@
+//! Detectors: a trained model plus a rule that turns a sequence into one anomaly score.
+//!
+//! Higher scores are more anomalous. A threshold calibrated on held-back normal data
+//! ([`stats::calibrate`]) turns scores into alarms at a target false-alarm rate.
+
+mod baseline;
+mod ngram;
+pub mod stats;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use baseline::{Markov, Stide};
+pub use ngram::{NgramDetector, NgramParams};
+
+use crate::model::ModelError;
+use crate::syscalls::Sym;
+
+/// A trained detector.
+pub trait Detector: fmt::Debug + Send + Sync {
+    /// The detector's name (as given to `--detector`).
+    fn name(&self) -> &'static str;
+    /// The anomaly score of one thread's whole sequence.
+    fn score(&self, events: &[Sym]) -> f64;
+}
+
+/// The detectors `chaperone eval --detector` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Smoothed variable-order Markov model (back-off n-gram), mean surprisal.
+    Ngram,
+    /// First-order Markov chain, mean surprisal (a baseline).
+    Markov,
+    /// STIDE: fraction of never-seen 6-grams (a baseline).
+    Stide,
+}
+
+impl Kind {
+    /// Every detector, best first.
+    pub const ALL: [Kind; 3] = [Kind::Ngram, Kind::Markov, Kind::Stide];
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ngram => "ngram",
+            Kind::Markov => "markov",
+            Kind::Stide => "stide",
+        }
+    }
+
+    /// Trains this detector on normal sequences.
+    pub fn train(self, training: &[&[Sym]]) -> Result<Box<dyn Detector>, ModelError> {
+        Ok(match self {
+            Kind::Ngram => Box::new(NgramDetector::train(training, NgramParams::default())?),
+            Kind::Markov => Box::new(Markov::train(training)?),
+            Kind::Stide => Box::new(Stide::train(training, 6)),
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown detector name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown detector {name:?}; expected one of: {expected}")]
+pub struct UnknownDetector {
+    name: String,
+    expected: String,
+}
+
+impl FromStr for Kind {
+    type Err = UnknownDetector;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownDetector {
+                name: s.to_owned(),
+                expected: Kind::ALL.map(Kind::as_str).join(", "),
+            })
+    }
+}

@@ -1,0 +1,257 @@
+//! The serialized form of [`NgramCounts`]: compact, versioned, validated on read.
+//!
+//! ```text
+//! magic "CHPM" | version u16 LE | order u8 | 0u8 | events varint | threads varint | grams varint
+//! trie: children varint, then per child: symbol varint, count varint, its trie (recursively)
+//! ```
+//! The grams form a prefix trie (every counted gram's prefix is itself counted, except the
+//! start marker, stored with count 0), so each gram costs its last symbol and its count.
+
+use chaperone_config::MAX_ORDER;
+use rustc_hash::FxHashMap;
+
+use super::key::{self, Gram};
+use super::{ModelError, NgramCounts, Result};
+use crate::syscalls::Sym;
+
+const MAGIC: &[u8; 4] = b"CHPM";
+/// The format version this build writes and reads.
+pub const VERSION: u16 = 1;
+
+/// Serializes counts.
+pub fn encode(counts: &NgramCounts) -> Vec<u8> {
+    let mut grams: Vec<(Vec<Sym>, u64)> =
+        counts.iter().map(|(g, c)| (key::symbols(g), c)).collect();
+    grams.sort_unstable();
+    let mut out = Vec::with_capacity(16 + grams.len() * 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    // The order is at most MAX_ORDER (8).
+    out.push(u8::try_from(counts.order()).unwrap_or(u8::MAX));
+    out.push(0);
+    put_varint(&mut out, counts.events());
+    put_varint(&mut out, counts.threads());
+    put_varint(&mut out, grams.len() as u64);
+    encode_level(&grams, 0, &mut out);
+    out
+}
+
+/// Writes the children of a node; every item of `items` extends the node's `depth` symbols.
+fn encode_level(items: &[(Vec<Sym>, u64)], depth: usize, out: &mut Vec<u8>) {
+    let groups: Vec<&[(Vec<Sym>, u64)]> = items.chunk_by(|a, b| a.0[depth] == b.0[depth]).collect();
+    put_varint(out, groups.len() as u64);
+    for group in groups {
+        put_varint(out, u64::from(group[0].0[depth]));
+        let (count, rest) = match group.first() {
+            Some((syms, c)) if syms.len() == depth + 1 => (*c, &group[1..]),
+            _ => (0, group),
+        };
+        put_varint(out, count);
+        encode_level(rest, depth + 1, out);
+    }
+}
+
+/// Reads counts written by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<NgramCounts> {
+    let mut r = Reader { bytes, pos: 0 };
+    if r.take(4)? != MAGIC {
+        return Err(ModelError::Magic);
+    }
+    let version = u16::from_le_bytes([r.byte()?, r.byte()?]);
+    if version != VERSION {
+        return Err(ModelError::Version {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let order = usize::from(r.byte()?);
+    if r.byte()? != 0 {
+        return Err(r.corrupt("reserved byte is not zero"));
+    }
+    let events = r.varint()?;
+    let threads = r.varint()?;
+    let declared = r.varint()?;
+    let mut grams = FxHashMap::default();
+    let mut unigram_total = 0u64;
+    decode_level(&mut r, 0, 0, order, &mut grams, &mut unigram_total)?;
+    if r.pos != bytes.len() {
+        return Err(r.corrupt("trailing bytes after the trie"));
+    }
+    if grams.len() as u64 != declared {
+        return Err(r.corrupt("gram count does not match the header"));
+    }
+    if unigram_total != events {
+        return Err(r.corrupt("single-syscall counts do not add up to the event count"));
+    }
+    NgramCounts::from_parts(order, grams, events, threads)
+}
+
+fn decode_level(
+    r: &mut Reader<'_>,
+    prefix: Gram,
+    depth: usize,
+    order: usize,
+    grams: &mut FxHashMap<Gram, u64>,
+    unigram_total: &mut u64,
+) -> Result<()> {
+    let children = r.varint()?;
+    if children > 0 && depth >= order.min(MAX_ORDER) {
+        return Err(r.corrupt("gram longer than the model order"));
+    }
+    // Each child takes at least three bytes, which bounds a forged child count.
+    if children > (r.bytes.len() - r.pos) as u64 / 3 + 1 {
+        return Err(r.corrupt("more children than bytes left"));
+    }
+    let mut previous: Option<u64> = None;
+    for _ in 0..children {
+        let sym = r.varint()?;
+        if sym > u64::from(Sym::MAX - 1) {
+            return Err(r.corrupt("symbol out of range"));
+        }
+        if previous.is_some_and(|p| p >= sym) {
+            return Err(r.corrupt("children not in ascending order"));
+        }
+        previous = Some(sym);
+        let gram = (prefix << 16) | key::lane(Sym::try_from(sym).unwrap_or(Sym::MAX - 1));
+        let count = r.varint()?;
+        if count > 0 {
+            grams.insert(gram, count);
+            if depth == 0 {
+                *unigram_total = unigram_total
+                    .checked_add(count)
+                    .ok_or_else(|| r.corrupt("counts overflow"))?;
+            }
+        }
+        decode_level(r, gram, depth + 1, order, grams, unigram_total)?;
+    }
+    Ok(())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        // Truncation to the low seven bits is the encoding.
+        out.push((v as u8 & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, reason: &'static str) -> ModelError {
+        ModelError::Corrupt {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.corrupt("unexpected end of data"))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7F);
+            if shift == 63 && bits > 1 {
+                return Err(self.corrupt("varint overflows 64 bits"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.corrupt("varint longer than ten bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NgramCounts;
+
+    fn sample() -> NgramCounts {
+        let mut m = NgramCounts::new(4).unwrap();
+        m.learn_sequence(&[1, 2, 3, 1, 2, 3, 300, 2]);
+        m.learn_sequence(&[2, 2, 2]);
+        m.learn_sequence(&[]);
+        m
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let bytes = encode(&m);
+        assert_eq!(decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn empty_round_trip() {
+        let m = NgramCounts::new(6).unwrap();
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+
+    #[test]
+    fn version_mismatch_is_reported() {
+        let mut bytes = encode(&sample());
+        bytes[4] = 9;
+        let err = decode(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::Version {
+                    found: 9,
+                    supported: VERSION
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "model format version 9 is not supported (this build reads version 1)"
+        );
+    }
+
+    #[test]
+    fn bad_magic_and_truncation_are_errors() {
+        let bytes = encode(&sample());
+        assert!(matches!(decode(b"nope"), Err(ModelError::Magic)));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut} decoded");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(matches!(decode(&extra), Err(ModelError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn flipped_bytes_decode_to_valid_models_or_errors() {
+        let bytes = encode(&sample());
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                // Whatever decodes must be a well-formed model that survives a round trip.
+                if let Ok(m) = decode(&b) {
+                    assert_eq!(decode(&encode(&m)).unwrap(), m);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Incremental, exactly mergeable n-gram counts.
+
+use chaperone_config::MAX_ORDER;
+use rustc_hash::FxHashMap;
+
+use super::key::{self, Gram, BOS};
+use super::{ModelError, Result};
+use crate::syscalls::Sym;
+
+/// The last `order - 1` syscalls of one thread (starting with the start-of-thread marker).
+///
+/// Sixteen bytes per thread whatever the order: this is all the per-thread state learning needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadContext {
+    ctx: Gram,
+}
+
+impl ThreadContext {
+    /// The context of a thread that has made no syscall yet, for a model of `order`.
+    pub fn new(order: usize) -> Self {
+        Self {
+            ctx: key::truncate(key::lane(BOS), order.saturating_sub(1)),
+        }
+    }
+}
+
+/// Counts of every n-gram of length 1 to `order` seen in the learned threads.
+///
+/// A thread's first syscall is counted after the start-of-thread marker [`BOS`], so the model
+/// also learns how threads begin. `a.merge(&b)` equals learning `a`'s and `b`'s threads in one
+/// learner, exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgramCounts {
+    order: usize,
+    grams: FxHashMap<Gram, u64>,
+    events: u64,
+    threads: u64,
+}
+
+impl NgramCounts {
+    /// An empty learner counting grams of up to `order` syscalls.
+    pub fn new(order: usize) -> Result<Self> {
+        if !(1..=MAX_ORDER).contains(&order) {
+            return Err(ModelError::Order {
+                order,
+                max: MAX_ORDER,
+            });
+        }
+        Ok(Self {
+            order,
+            grams: FxHashMap::default(),
+            events: 0,
+            threads: 0,
+        })
+    }
+
+    /// The longest gram counted.
+    pub fn order(&self) -> usize {
+        self.order
+    }
+
+    /// Syscalls learned.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Threads learned.
+    pub fn threads(&self) -> u64 {
+        self.threads
+    }
+
+    /// Distinct grams (of every length) seen.
+    pub fn distinct(&self) -> usize {
+        self.grams.len()
+    }
+
+    /// The count of one gram (0 if never seen).
+    pub fn count(&self, gram: Gram) -> u64 {
+        self.grams.get(&gram).copied().unwrap_or(0)
+    }
+
+    /// Every gram with its count, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Gram, u64)> + '_ {
+        self.grams.iter().map(|(&g, &c)| (g, c))
+    }
+
+    /// Starts a new thread: returns its context and counts the thread.
+    pub fn begin_thread(&mut self) -> ThreadContext {
+        self.threads += 1;
+        ThreadContext::new(self.order)
+    }
+
+    /// Counts one syscall of a thread; returns how many grams were new (convergence tracking).
+    #[inline]
+    pub fn observe(&mut self, ctx: &mut ThreadContext, sym: Sym) -> u32 {
+        let mut new = 0;
+        let sym_lane = key::lane(sym);
+        for k in 1..=self.order {
+            let c = key::truncate(ctx.ctx, k - 1);
+            if key::len(c) < k - 1 {
+                break;
+            }
+            let slot = self.grams.entry((c << 16) | sym_lane).or_insert(0);
+            if *slot == 0 {
+                new += 1;
+            }
+            *slot += 1;
+        }
+        self.events += 1;
+        ctx.ctx = key::push(ctx.ctx, sym, self.order - 1);
+        new
+    }
+
+    /// Learns one whole thread; returns how many grams were new.
+    pub fn learn_sequence(&mut self, syms: &[Sym]) -> u64 {
+        let mut ctx = self.begin_thread();
+        syms.iter()
+            .map(|&s| u64::from(self.observe(&mut ctx, s)))
+            .sum()
+    }
+
+    /// Adds another learner's counts to these.
+    pub fn merge(&mut self, other: &Self) -> Result<()> {
+        if other.order != self.order {
+            return Err(ModelError::MergeOrder {
+                ours: self.order,
+                theirs: other.order,
+            });
+        }
+        self.grams.reserve(other.grams.len());
+        for (&g, &c) in &other.grams {
+            *self.grams.entry(g).or_insert(0) += c;
+        }
+        self.events += other.events;
+        self.threads += other.threads;
+        Ok(())
+    }
+
+    /// The distinct syscalls seen (unigrams), sorted.
+    pub fn alphabet(&self) -> Vec<Sym> {
+        let mut syms: Vec<Sym> = self
+            .grams
+            .keys()
+            .filter(|&&g| key::len(g) == 1)
+            .filter_map(|&g| key::last(g))
+            .collect();
+        syms.sort_unstable();
+        syms
+    }
+
+    /// Rebuilds a learner from its parts (used by the codec).
+    pub(crate) fn from_parts(
+        order: usize,
+        grams: FxHashMap<Gram, u64>,
+        events: u64,
+        threads: u64,
+    ) -> Result<Self> {
+        let mut counts = Self::new(order)?;
+        counts.grams = grams;
+        counts.events = events;
+        counts.threads = threads;
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::key::pack;
+
+    #[test]
+    fn counts_every_length_with_start_marker() {
+        let mut m = NgramCounts::new(3).unwrap();
+        assert_eq!(m.learn_sequence(&[1, 2, 1, 2]), 8);
+        assert_eq!(m.count(pack(&[1])), 2);
+        assert_eq!(m.count(pack(&[BOS, 1])), 1);
+        assert_eq!(m.count(pack(&[1, 2])), 2);
+        assert_eq!(m.count(pack(&[BOS, 1, 2])), 1);
+        assert_eq!(
+            m.count(pack(&[BOS, 1, 2, 1])),
+            0,
+            "order 3 counts three symbols at most"
+        );
+        assert_eq!(m.count(pack(&[1, 2, 1])), 1);
+        assert_eq!(m.count(pack(&[2, 1, 2])), 1);
+        assert_eq!(m.events(), 4);
+        assert_eq!(m.threads(), 1);
+        assert_eq!(m.alphabet(), vec![1, 2]);
+    }
+
+    #[test]
+    fn order_one_counts_unigrams_only() {
+        let mut m = NgramCounts::new(1).unwrap();
+        m.learn_sequence(&[5, 5, 6]);
+        assert_eq!(m.distinct(), 2);
+        assert_eq!(m.count(pack(&[5])), 2);
+    }
+
+    #[test]
+    fn bad_order_is_an_error() {
+        assert!(matches!(NgramCounts::new(0), Err(ModelError::Order { .. })));
+        assert!(matches!(NgramCounts::new(9), Err(ModelError::Order { .. })));
+        let mut a = NgramCounts::new(2).unwrap();
+        let b = NgramCounts::new(3).unwrap();
+        assert!(matches!(a.merge(&b), Err(ModelError::MergeOrder { .. })));
+    }
+}

@@ -1,0 +1,371 @@
+//! The compiled n-gram scorer: a back-off automaton over the learned contexts.
+//!
+//! Probabilities are the hierarchical Dirichlet (interpolated) estimate
+//!
+//! ```text
+//! P(w | c) = (n(c, w) + a(c) * P(w | c')) / (n(c) + a(c)),   a(c) = alpha + beta * types(c)
+//! ```
+//!
+//! where `c'` is `c` without its oldest syscall and the base of the recursion is uniform over the
+//! learned alphabet plus one "never seen" symbol. The prior `Dir(a(c) * P(. | c'))` is a
+//! Dirichlet whose mean is the shorter context's prediction; `beta > 0` gives Witten-Bell-like
+//! smoothing. For `w` never seen after `c`, `P(w | c)` is the back-off weight `a / (n + a)` times
+//! `P(w | c')`, so scoring walks at most `order` nodes and usually one.
+//!
+//! A state is the longest learned context that is a suffix of the thread's history: one `u32`.
+
+use serde::{Deserialize, Serialize};
+
+use super::key::{self, Gram, BOS};
+use super::{ModelError, NgramCounts, Result};
+use crate::syscalls::Sym;
+use rustc_hash::FxHashMap;
+
+/// Smoothing strength: the Dirichlet concentration is `alpha + beta * types(context)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Smoothing {
+    /// Constant part of the concentration (> 0 unless `beta > 0`).
+    pub alpha: f64,
+    /// Part proportional to the number of distinct syscalls seen after the context.
+    pub beta: f64,
+}
+
+impl Default for Smoothing {
+    fn default() -> Self {
+        Self {
+            alpha: 0.5,
+            beta: 0.5,
+        }
+    }
+}
+
+impl Smoothing {
+    fn validate(self) -> Result<()> {
+        if !(self.alpha.is_finite() && self.beta.is_finite()) {
+            return Err(ModelError::Smoothing {
+                reason: "alpha and beta must be finite",
+            });
+        }
+        if self.alpha < 0.0 || self.beta < 0.0 || self.alpha + self.beta <= 0.0 {
+            return Err(ModelError::Smoothing {
+                reason: "alpha and beta must be non-negative and not both zero",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The result of scoring one syscall.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// `-ln P(syscall | history)`, in nats.
+    pub surprisal: f32,
+    /// The syscall was never seen while learning.
+    pub novel: bool,
+}
+
+/// A compiled, immutable scorer built from [`NgramCounts`].
+#[derive(Debug, Clone)]
+pub struct NgramScorer {
+    order: usize,
+    /// Per node: `-ln(a / (n + a))`, the cost of backing off to the parent.
+    backoff: Vec<f32>,
+    /// Per node: the node of the context one syscall shorter (root: itself).
+    parent: Vec<u32>,
+    /// Per node: its transitions are `first[i]..first[i + 1]`.
+    first: Vec<u32>,
+    /// Per transition, sorted by symbol within a node.
+    sym: Vec<Sym>,
+    /// Per transition: the state after it.
+    next: Vec<u32>,
+    /// Per transition: `-ln P(sym | node)`.
+    cost: Vec<f32>,
+    /// Surprisal of a syscall never seen while learning.
+    unseen: f32,
+    start: u32,
+}
+
+const ROOT: u32 = 0;
+
+impl NgramScorer {
+    /// Compiles counts with the given smoothing.
+    pub fn new(counts: &NgramCounts, smoothing: Smoothing) -> Result<Self> {
+        smoothing.validate()?;
+        // Contexts are the grams' prefixes; sorting by length puts parents first.
+        let mut contexts: Vec<Gram> = counts.iter().map(|(g, _)| key::context(g)).collect();
+        contexts.push(0);
+        contexts.sort_unstable_by_key(|&c| (key::len(c), c));
+        contexts.dedup();
+        let ids: FxHashMap<Gram, u32> = contexts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, index(i)))
+            .collect();
+
+        let mut per_node: Vec<Vec<(Sym, u64)>> = vec![Vec::new(); contexts.len()];
+        for (g, c) in counts.iter() {
+            let (Some(sym), Some(&node)) = (key::last(g), ids.get(&key::context(g))) else {
+                continue;
+            };
+            per_node[node as usize].push((sym, c));
+        }
+        let alphabet = per_node[ROOT as usize].len();
+        let base = -(1.0 / (alphabet as f64 + 1.0)).ln();
+
+        let mut s = Self {
+            order: counts.order(),
+            backoff: Vec::with_capacity(contexts.len()),
+            parent: Vec::with_capacity(contexts.len()),
+            first: Vec::with_capacity(contexts.len() + 1),
+            sym: Vec::new(),
+            next: Vec::new(),
+            cost: Vec::new(),
+            unseen: 0.0,
+            start: ROOT,
+        };
+        let mut cost64: Vec<f64> = Vec::new();
+        let mut backoff64: Vec<f64> = Vec::with_capacity(contexts.len());
+        for (i, (&ctx, trans)) in contexts.iter().zip(per_node.iter_mut()).enumerate() {
+            trans.sort_unstable();
+            let total: u64 = trans.iter().map(|&(_, c)| c).sum();
+            let a = smoothing.alpha + smoothing.beta * trans.len() as f64;
+            let denom = total as f64 + a;
+            let parent = if i == 0 { ROOT } else { ids[&key::suffix(ctx)] };
+            s.parent.push(parent);
+            s.first.push(index(s.sym.len()));
+            for &(sym, c) in trans.iter() {
+                let lower = if i == 0 {
+                    base
+                } else {
+                    s.cost_from(parent, sym, &cost64, &backoff64, base)
+                };
+                let p = (c as f64 + a * (-lower).exp()) / denom;
+                let mut target = key::push(ctx, sym, s.order - 1);
+                let next = loop {
+                    if let Some(&n) = ids.get(&target) {
+                        break n;
+                    }
+                    target = key::suffix(target);
+                };
+                s.sym.push(sym);
+                s.next.push(next);
+                cost64.push(-p.ln());
+            }
+            backoff64.push(-(a / denom).ln());
+        }
+        s.first.push(index(s.sym.len()));
+        s.unseen = (backoff64[ROOT as usize] + base) as f32;
+        s.cost = cost64.iter().map(|&c| c as f32).collect();
+        s.backoff = backoff64.iter().map(|&b| b as f32).collect();
+        s.start = ids
+            .get(&key::truncate(key::lane(BOS), s.order - 1))
+            .copied()
+            .unwrap_or(ROOT);
+        Ok(s)
+    }
+
+    /// Cost of `sym` from `node` during compilation (f64, over the finished lower nodes).
+    fn cost_from(&self, mut node: u32, sym: Sym, cost: &[f64], backoff: &[f64], base: f64) -> f64 {
+        let mut acc = 0.0;
+        loop {
+            if let Some(t) = self.find(node, sym) {
+                return acc + cost[t];
+            }
+            acc += backoff[node as usize];
+            if node == ROOT {
+                return acc + base;
+            }
+            node = self.parent[node as usize];
+        }
+    }
+
+    #[inline]
+    fn find(&self, node: u32, sym: Sym) -> Option<usize> {
+        let lo = self.first[node as usize] as usize;
+        let hi = self.first[node as usize + 1] as usize;
+        let slice = &self.sym[lo..hi];
+        if slice.len() <= 8 {
+            slice.iter().position(|&s| s == sym).map(|p| lo + p)
+        } else {
+            slice.binary_search(&sym).ok().map(|p| lo + p)
+        }
+    }
+
+    /// The state of a thread that has made no syscall yet.
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
+    /// The model order the counts were learned with.
+    pub fn order(&self) -> usize {
+        self.order
+    }
+
+    /// Number of contexts (states) in the automaton.
+    pub fn states(&self) -> usize {
+        self.parent.len()
+    }
+
+    /// Surprisal of a syscall the model never saw, from the empty context (the least it costs).
+    pub fn unseen_surprisal(&self) -> f32 {
+        self.unseen
+    }
+
+    /// Scores one syscall of a thread in `state` and advances the state. No allocation.
+    #[inline]
+    pub fn step(&self, state: &mut u32, sym: Sym) -> Step {
+        let mut node = *state;
+        let mut acc = 0.0f32;
+        loop {
+            if let Some(t) = self.find(node, sym) {
+                *state = self.next[t];
+                return Step {
+                    surprisal: acc + self.cost[t],
+                    novel: false,
+                };
+            }
+            if node == ROOT {
+                *state = ROOT;
+                return Step {
+                    surprisal: acc + self.unseen,
+                    novel: true,
+                };
+            }
+            acc += self.backoff[node as usize];
+            node = self.parent[node as usize];
+        }
+    }
+
+    /// `-ln P(sym | context)` for a context given oldest first (for explanations and tests).
+    pub fn surprisal_after(&self, context: &[Sym], sym: Sym) -> f32 {
+        let mut state = self.start;
+        for &s in context {
+            self.step(&mut state, s);
+        }
+        self.step(&mut state, sym).surprisal
+    }
+}
+
+/// Node and transition indices fit `u32`: a model has far fewer than 4 G grams.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(order: usize, seqs: &[&[Sym]]) -> NgramCounts {
+        let mut m = NgramCounts::new(order).unwrap();
+        for s in seqs {
+            m.learn_sequence(s);
+        }
+        m
+    }
+
+    /// Direct (uncompiled) evaluation of the recursive formula, for checking the automaton.
+    fn reference(m: &NgramCounts, sm: Smoothing, history: &[Sym], sym: Sym) -> f64 {
+        let v = m.alphabet().len() as f64;
+        let mut ctx: Vec<Sym> = std::iter::once(BOS)
+            .chain(history.iter().copied())
+            .collect();
+        let keep = ctx.len().saturating_sub(m.order() - 1);
+        ctx.drain(..keep);
+        fn p(m: &NgramCounts, sm: Smoothing, ctx: &[Sym], sym: Sym, v: f64) -> f64 {
+            let lower = if ctx.is_empty() {
+                1.0 / (v + 1.0)
+            } else {
+                p(m, sm, &ctx[1..], sym, v)
+            };
+            let prefix = key::pack(ctx);
+            let followers: Vec<u64> = m
+                .iter()
+                .filter(|&(g, _)| key::len(g) == ctx.len() + 1 && key::context(g) == prefix)
+                .map(|(_, c)| c)
+                .collect();
+            if followers.is_empty() {
+                return lower;
+            }
+            let total: u64 = followers.iter().sum();
+            let a = sm.alpha + sm.beta * followers.len() as f64;
+            let mut full = ctx.to_vec();
+            full.push(sym);
+            (m.count(key::pack(&full)) as f64 + a * lower) / (total as f64 + a)
+        }
+        -p(m, sm, &ctx, sym, v).ln()
+    }
+
+    #[test]
+    fn automaton_matches_the_formula() {
+        let m = model(3, &[&[1, 2, 3, 1, 2, 4, 1, 2, 3], &[2, 3, 3, 1]]);
+        let sm = Smoothing {
+            alpha: 0.7,
+            beta: 0.3,
+        };
+        let s = NgramScorer::new(&m, sm).unwrap();
+        let stream: [Sym; 9] = [1, 2, 3, 3, 9, 1, 2, 4, 2];
+        let mut state = s.start();
+        for i in 0..stream.len() {
+            let got = s.step(&mut state, stream[i]).surprisal;
+            let want = reference(&m, sm, &stream[..i], stream[i]);
+            assert!(
+                (f64::from(got) - want).abs() < 1e-4,
+                "event {i}: {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn probabilities_sum_to_one() {
+        let m = model(4, &[&[1, 2, 3, 1, 2, 4, 1, 5], &[5, 5, 1, 2]]);
+        let s = NgramScorer::new(&m, Smoothing::default()).unwrap();
+        for history in [&[][..], &[1, 2], &[5, 5, 1], &[9, 9]] {
+            let known: f64 = m
+                .alphabet()
+                .iter()
+                .map(|&w| f64::from(-s.surprisal_after(history, w)).exp())
+                .sum();
+            // The one never-seen symbol class takes the rest.
+            let unseen = f64::from(-s.surprisal_after(history, 77)).exp();
+            assert!(
+                (known + unseen - 1.0).abs() < 1e-4,
+                "{history:?}: {known} + {unseen}"
+            );
+        }
+    }
+
+    #[test]
+    fn unseen_and_novel() {
+        let m = model(2, &[&[1, 2, 1, 2]]);
+        let s = NgramScorer::new(&m, Smoothing::default()).unwrap();
+        let mut st = s.start();
+        assert!(!s.step(&mut st, 1).novel);
+        let step = s.step(&mut st, 42);
+        assert!(step.novel);
+        assert!(
+            step.surprisal > s.unseen_surprisal(),
+            "backing off from [1] costs more"
+        );
+        let mut root = 0;
+        assert_eq!(s.step(&mut root, 42).surprisal, s.unseen_surprisal());
+        let typical = s.surprisal_after(&[1], 2);
+        let odd = s.surprisal_after(&[1], 1);
+        assert!(typical < odd, "{typical} < {odd}");
+    }
+
+    #[test]
+    fn bad_smoothing_is_an_error() {
+        let m = model(2, &[&[1]]);
+        for (alpha, beta) in [(0.0, 0.0), (-1.0, 1.0), (f64::NAN, 1.0)] {
+            assert!(NgramScorer::new(&m, Smoothing { alpha, beta }).is_err());
+        }
+    }
+
+    #[test]
+    fn empty_model_scores_uniformly() {
+        let m = NgramCounts::new(3).unwrap();
+        let s = NgramScorer::new(&m, Smoothing::default()).unwrap();
+        let mut st = s.start();
+        assert!(s.step(&mut st, 5).novel);
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what chaperone needs and builds and installs its binaries.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+    cat <<USAGE
+Usage: scripts/install.sh [--prefix DIR] [--deps-only] [--help]
+
+Installs the Debian packages chaperone builds against (${BUILD_PACKAGES[*]}),
+builds the workspace in release mode and installs the binaries
+(chaperone, containerd-shim-chaperone-v2) into PREFIX/bin.
+
+  --prefix DIR   where to install (default /usr/local)
+  --deps-only    install the packages, build nothing
+  --help         show this help
+
+Exit codes: 0 done, 1 a step failed, 2 bad arguments.
+USAGE
+}
+
+prefix=/usr/local
+deps_only=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) [ $# -ge 2 ] || { usage >&2; exit 2; }; prefix="$2"; shift 2 ;;
+        --deps-only) deps_only=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) printf 'unknown argument: %s\n' "$1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+ensure_packages "${BUILD_PACKAGES[@]}"
+[ "$deps_only" -eq 1 ] && exit 0
+
+require_cargo
+cd "$CHAPERONE_ROOT"
+log "building release binaries"
+cargo build --release --locked -p chaperone -p containerd-shim-chaperone-v2
+install -d "$prefix/bin"
+for bin in chaperone containerd-shim-chaperone-v2; do
+    install -m 0755 "target/release/$bin" "$prefix/bin/$bin"
+    log "installed $prefix/bin/$bin"
+done

@@ -1,0 +1,35 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+
+# The repository root.
+CHAPERONE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export CHAPERONE_ROOT
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the build needs (see DESIGN.md "Build facts").
+BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev)
+# Extra packages the test script needs (check-crate-graph.sh reads cargo metadata with python3).
+TEST_PACKAGES=(python3)
+
+# Installs the missing Debian packages given as arguments (root only; a no-op when all are there).
+ensure_packages() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}: run as root or install them"
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Fails unless cargo is on PATH (the one prerequisite the scripts do not install).
+require_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+        PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup) first"
+}
