@@ -44,7 +44,7 @@ pub enum Protocol {
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Protocol::P1 => "p1",
             Protocol::P2 => "p2",
         })

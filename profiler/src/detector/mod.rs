@@ -4,6 +4,7 @@
 //! ([`stats::calibrate`]) turns scores into alarms at a target false-alarm rate.
 
 mod baseline;
+mod hmm;
 mod ngram;
 pub mod stats;
 
@@ -11,9 +12,10 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use baseline::{Markov, Stide};
+pub use hmm::HmmDetector;
 pub use ngram::{NgramDetector, NgramParams};
 
-use crate::model::ModelError;
+use crate::model::{HmmConfig, ModelError};
 use crate::syscalls::Sym;
 
 /// A trained detector.
@@ -33,11 +35,13 @@ pub enum Kind {
     Markov,
     /// STIDE: fraction of never-seen 6-grams (a baseline).
     Stide,
+    /// Discrete hidden Markov model, forward-algorithm mean surprisal.
+    Hmm,
 }
 
 impl Kind {
     /// Every detector, best first.
-    pub const ALL: [Kind; 3] = [Kind::Ngram, Kind::Markov, Kind::Stide];
+    pub const ALL: [Kind; 4] = [Kind::Ngram, Kind::Hmm, Kind::Markov, Kind::Stide];
 
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Ngram => "ngram",
             Kind::Markov => "markov",
             Kind::Stide => "stide",
+            Kind::Hmm => "hmm",
         }
     }
 
@@ -54,6 +59,7 @@ impl Kind {
             Kind::Ngram => Box::new(NgramDetector::train(training, NgramParams::default())?),
             Kind::Markov => Box::new(Markov::train(training)?),
             Kind::Stide => Box::new(Stide::train(training, 6)),
+            Kind::Hmm => Box::new(HmmDetector::train(training, HmmConfig::default())?),
         })
     }
 }

@@ -12,12 +12,12 @@
 
 pub mod codec;
 mod counts;
-// mod hmm;
+mod hmm;
 mod key;
 mod scorer;
 
 pub use counts::{NgramCounts, ThreadContext};
-// pub use hmm::{Hmm, HmmConfig, HmmState};
+pub use hmm::{Hmm, HmmConfig, HmmState};
 pub use key::{pack as pack_symbols, symbols as gram_symbols, Gram, BOS};
 pub use scorer::{NgramScorer, Smoothing};
 

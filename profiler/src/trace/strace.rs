@@ -1,0 +1,330 @@
+//! `strace -f` output, one trace per pid.
+//!
+//! Each line is an optional pid (`1234 ` as with `-o FILE`, or `[pid  1234] ` as on stderr),
+//! optional timestamps (`-t`, `-tt`, `-ttt`, `-r`), an optional `[...]` (`-i` instruction
+//! pointer, `-n` syscall number), then one of:
+//!
+//! - `name(args...) = ret`: a syscall, counted;
+//! - `name(args... <unfinished ...>`: a syscall, counted at its start;
+//! - `<... name resumed> ...) = ret`: the end of an unfinished call, not counted again;
+//! - `--- SIGCHLD {...} ---` and `+++ exited with 0 +++`: skipped.
+//!
+//! strace's own messages (`strace: Process 1235 attached`, `[ Process PID=1 runs in 32 bit
+//! mode. ]`), `-k` stack frames and a `<unfinished ...>` pushed onto its own line by such a
+//! message are skipped too. Lines without a pid belong to one process: pid 0, or the number
+//! after the last `.` of the file name when it has one (`strace -ff -o trace` writes
+//! `trace.<pid>`). Names that are not syscalls of the tables (`syscall_0x1c1`, `????`) are left
+//! out and counted in [`Skipped`].
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::lines::{excerpt, is_digits, not_a_number, parse_u32, LineReader};
+use super::{io_error, Format, LineError, Parsed, Result, Skipped, Threads, Trace};
+use crate::syscalls::sym_of_bytes;
+
+/// Reads an `strace -f` output file: one trace per pid, named `"<path>:<pid>"`.
+pub fn read_strace(path: &Path) -> Result<Vec<Trace>> {
+    read_strace_with_skipped(path).map(|parsed| parsed.traces)
+}
+
+/// [`read_strace`], also returning the calls left out.
+pub(crate) fn read_strace_with_skipped(path: &Path) -> Result<Parsed> {
+    let file = File::open(path).map_err(|source| io_error(path, source))?;
+    let parsed = parse_strace(BufReader::with_capacity(1 << 16, file), path)?;
+    if !parsed.skipped.is_empty() {
+        tracing::debug!(
+            path = %path.display(),
+            skipped = parsed.skipped.total(),
+            "left out strace calls that are not syscalls of the tables"
+        );
+    }
+    Ok(parsed)
+}
+
+/// Parses `strace -f` output from `reader`; `path` names the traces and appears in errors.
+pub fn parse_strace(reader: impl BufRead, path: &Path) -> Result<Parsed> {
+    let default_pid = pid_of_file_name(path).unwrap_or(0);
+    let mut lines = LineReader::new(reader, path);
+    let mut threads = Threads::new(path);
+    let mut skipped = Skipped::default();
+    while let Some((number, line)) = lines.next_line()? {
+        match parse_line(line) {
+            Ok(Line::Call { pid, name }) => match sym_of_bytes(name) {
+                Some(sym) => threads.push(pid.unwrap_or(default_pid), sym),
+                None => skipped.add(name),
+            },
+            Ok(Line::Resumed | Line::Signal | Line::Exit | Line::Blank) => {}
+            Err(reason) => return Err(lines.error(number, reason)),
+        }
+    }
+    Ok(Parsed {
+        traces: threads.into_traces(),
+        skipped,
+    })
+}
+
+/// The pid in a `strace -ff` output file name (`trace.1234`).
+fn pid_of_file_name(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.as_encoded_bytes();
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    parse_u32(&name[dot + 1..])
+}
+
+/// One parsed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line<'a> {
+    /// Nothing to count: empty, a message of strace's own, a stack frame.
+    Blank,
+    /// The start of a syscall (finished or not).
+    Call {
+        /// The pid prefix, if the line has one.
+        pid: Option<u32>,
+        /// The name strace printed.
+        name: &'a [u8],
+    },
+    /// `<... name resumed>`: the end of an unfinished call.
+    Resumed,
+    /// `--- SIGNAL ... ---`.
+    Signal,
+    /// `+++ exited with N +++` or `+++ killed by SIGNAL +++`.
+    Exit,
+}
+
+/// Parses one line.
+pub(crate) fn parse_line(line: &[u8]) -> std::result::Result<Line<'_>, LineError> {
+    let unrecognized = || LineError::Unrecognized {
+        format: Format::Strace,
+        excerpt: excerpt(line),
+    };
+    let mut rest = line.trim_ascii();
+    if rest.is_empty() || rest.starts_with(b"strace: ") || rest.starts_with(b"> ") {
+        return Ok(Line::Blank);
+    }
+    let mut pid = None;
+    if let Some(after) = rest.strip_prefix(b"[pid") {
+        let end = after
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or_else(unrecognized)?;
+        let digits = after[..end].trim_ascii();
+        pid = Some(parse_u32(digits).ok_or_else(|| not_a_number("pid", digits))?);
+        rest = after[end + 1..].trim_ascii_start();
+    } else {
+        let (first, after) = split_token(rest);
+        if is_digits(first) {
+            pid = Some(parse_u32(first).ok_or_else(|| not_a_number("pid", first))?);
+            rest = after;
+        }
+    }
+    loop {
+        let (first, after) = split_token(rest);
+        if !is_timestamp(first) {
+            break;
+        }
+        rest = after;
+    }
+    if rest.starts_with(b"[ Process ") {
+        return Ok(Line::Blank);
+    }
+    while let Some(after) = rest.strip_prefix(b"[") {
+        let end = after
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or_else(unrecognized)?;
+        rest = after[end + 1..].trim_ascii_start();
+    }
+    if rest.starts_with(b"<...") {
+        return Ok(Line::Resumed);
+    }
+    if rest.starts_with(b"<unfinished") {
+        return Ok(Line::Blank);
+    }
+    if rest.starts_with(b"---") {
+        return Ok(Line::Signal);
+    }
+    if rest.starts_with(b"+++") {
+        return Ok(Line::Exit);
+    }
+    let name_len = rest
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'?'))
+        .unwrap_or(rest.len());
+    let name = &rest[..name_len];
+    let starts_well = name
+        .first()
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'?');
+    if starts_well && rest.get(name_len) == Some(&b'(') {
+        Ok(Line::Call { pid, name })
+    } else {
+        Err(unrecognized())
+    }
+}
+
+/// The first whitespace-separated token of `text` (which starts with no whitespace) and the
+/// rest, with its leading whitespace removed.
+fn split_token(text: &[u8]) -> (&[u8], &[u8]) {
+    let end = text
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(text.len());
+    (&text[..end], text[end..].trim_ascii_start())
+}
+
+/// Whether `token` is a `-t`/`-tt`/`-ttt`/`-r` timestamp: digits with `:` or `.`.
+fn is_timestamp(token: &[u8]) -> bool {
+    token.iter().any(u8::is_ascii_digit)
+        && token.iter().any(|&b| b == b':' || b == b'.')
+        && token
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b == b':' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn call(pid: Option<u32>, name: &str) -> std::result::Result<Line<'_>, LineError> {
+        Ok(Line::Call {
+            pid,
+            name: name.as_bytes(),
+        })
+    }
+
+    #[test]
+    fn parses_pid_prefixes() {
+        assert_eq!(
+            parse_line(b"1234  read(3, \"\", 4096) = 0"),
+            call(Some(1234), "read")
+        );
+        assert_eq!(
+            parse_line(b"[pid  1235] openat(AT_FDCWD, \"/etc\", O_RDONLY) = 3"),
+            call(Some(1235), "openat")
+        );
+        assert_eq!(
+            parse_line(b"execve(\"/bin/true\", [\"true\"], 0x7ffd /* 20 vars */) = 0"),
+            call(None, "execve")
+        );
+    }
+
+    #[test]
+    fn parses_timestamps_and_brackets() {
+        for line in [
+            "1234 10:20:30 brk(NULL) = 0x55",
+            "1234 10:20:30.123456 brk(NULL) = 0x55",
+            "1234 1700000000.123456 brk(NULL) = 0x55",
+            "1234      0.000123 brk(NULL) = 0x55",
+            "[pid 1234] 10:20:30.123456 [00007f0c1a2b3c4d] brk(NULL) = 0x55",
+            "1234 [ 12] brk(NULL) = 0x55 <0.000010>",
+        ] {
+            assert_eq!(
+                parse_line(line.as_bytes()),
+                call(Some(1234), "brk"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_line(b"   0.000000 brk(NULL) = 0x55"),
+            call(None, "brk")
+        );
+    }
+
+    #[test]
+    fn recognizes_the_other_forms() {
+        assert_eq!(
+            parse_line(b"1234 wait4(-1,  <unfinished ...>"),
+            call(Some(1234), "wait4")
+        );
+        assert_eq!(
+            parse_line(b"1234 <... wait4 resumed>[{WIFEXITED(s)}], 0, NULL) = 1235"),
+            Ok(Line::Resumed)
+        );
+        assert_eq!(
+            parse_line(b"1234 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED} ---"),
+            Ok(Line::Signal)
+        );
+        assert_eq!(parse_line(b"1235 +++ exited with 0 +++"), Ok(Line::Exit));
+        assert_eq!(parse_line(b"+++ killed by SIGKILL +++"), Ok(Line::Exit));
+        assert_eq!(
+            parse_line(b"strace: Process 1235 attached"),
+            Ok(Line::Blank)
+        );
+        assert_eq!(
+            parse_line(b"[ Process PID=1234 runs in 32 bit mode. ]"),
+            Ok(Line::Blank)
+        );
+        assert_eq!(parse_line(b" <unfinished ...>"), Ok(Line::Blank));
+        assert_eq!(
+            parse_line(b" > /usr/lib/libc.so.6(read+0x12) [0x1]"),
+            Ok(Line::Blank)
+        );
+        assert_eq!(parse_line(b""), Ok(Line::Blank));
+        assert_eq!(
+            parse_line(b"1 syscall_0x1c1(0, 0) = -1 ENOSYS"),
+            call(Some(1), "syscall_0x1c1")
+        );
+        assert_eq!(
+            parse_line(b"1 ????( <unfinished ...>"),
+            call(Some(1), "????")
+        );
+    }
+
+    #[test]
+    fn rejects_what_fits_no_form() {
+        for line in [
+            "hello world",
+            "1234",
+            "[pid 12 read(",
+            "1234 = 0",
+            "1234 9read()",
+            "read (3)",
+        ] {
+            assert!(
+                matches!(
+                    parse_line(line.as_bytes()),
+                    Err(LineError::Unrecognized { .. })
+                ),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_line(b"[pid x] read()"),
+            Err(LineError::NotANumber {
+                field: "pid",
+                token: "x".into()
+            })
+        );
+        assert_eq!(
+            parse_line(b"99999999999 read()"),
+            Err(LineError::NotANumber {
+                field: "pid",
+                token: "99999999999".into()
+            })
+        );
+    }
+
+    #[test]
+    fn file_names_give_the_pid_of_unprefixed_lines() {
+        assert_eq!(pid_of_file_name(Path::new("/tmp/trace.1234")), Some(1234));
+        assert_eq!(pid_of_file_name(Path::new("/tmp/trace.txt")), None);
+        assert_eq!(pid_of_file_name(Path::new("/tmp/trace")), None);
+    }
+
+    proptest! {
+        #[test]
+        fn line_parser_never_panics(line in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_line(&line);
+        }
+
+        #[test]
+        fn line_parser_never_panics_on_near_misses(
+            line in "(\\[pid {0,3}[0-9x]{0,12}\\]? ?)?([0-9:.]{0,12} )?(\\[[0-9a-f ]{0,6}\\]? ?)?[a-z_?<.+\\-]{0,8}\\(?.{0,20}"
+        ) {
+            if let Ok(Line::Call { name, .. }) = parse_line(line.as_bytes()) {
+                prop_assert!(!name.is_empty());
+            }
+        }
+    }
+}
