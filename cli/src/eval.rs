@@ -112,9 +112,10 @@ impl Progress {
 }
 
 fn family_of(path: &Path) -> String {
-    let name = path
-        .file_stem()
-        .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
     match name.rsplit_once('_') {
         Some((family, n)) if !family.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
             family.to_owned()
@@ -126,7 +127,10 @@ fn family_of(path: &Path) -> String {
 fn read_all(format: Format, paths: &[PathBuf], arch: Arch) -> Result<Vec<Trace>> {
     let mut out = Vec::new();
     for p in paths {
-        out.extend(trace::read_traces(format, p, arch).with_context(|| format!("reading {}", p.display()))?);
+        out.extend(
+            trace::read_traces(format, p, arch)
+                .with_context(|| format!("reading {}", p.display()))?,
+        );
     }
     Ok(out)
 }
@@ -143,13 +147,21 @@ fn load(args: &EvalArgs) -> Result<EvalSet> {
         return Ok(EvalSet {
             training: data.training,
             normal: data.validation,
-            attacks: data.attacks.into_iter().map(|a| (a.family, a.trace)).collect(),
+            attacks: data
+                .attacks
+                .into_iter()
+                .map(|a| (a.family, a.trace))
+                .collect(),
         });
     }
     if args.dir.is_some() {
         bail!("a directory argument is only used with --format adfa; give --train, --normal and --attack");
     }
-    for (flag, list) in [("--train", &args.train), ("--normal", &args.normal), ("--attack", &args.attack)] {
+    for (flag, list) in [
+        ("--train", &args.train),
+        ("--normal", &args.normal),
+        ("--attack", &args.attack),
+    ] {
         if list.is_empty() {
             bail!("--format {} needs at least one {flag} path", args.format);
         }
@@ -202,16 +214,35 @@ fn print_table(out: &mut impl Write, reports: &[Report], far: f64) -> Result<()>
     writeln!(
         out,
         "{:<10} {:<8} {:>6} {:>10} {:>6} {:>6} {:>12} {:>12} {:>8}",
-        "DETECTOR", "PROTOCOL", "AUC", "THRESHOLD", "FAR", "DR", "TRAIN EVENTS", "EVAL EVENTS", "SECONDS"
+        "DETECTOR",
+        "PROTOCOL",
+        "AUC",
+        "THRESHOLD",
+        "FAR",
+        "DR",
+        "TRAIN EVENTS",
+        "EVAL EVENTS",
+        "SECONDS"
     )?;
     for r in reports {
         writeln!(
             out,
             "{:<10} {:<8} {:>6.3} {:>10.4} {:>6.3} {:>6.3} {:>12} {:>12} {:>8.2}",
-            r.detector, r.protocol, r.auc, r.threshold, r.far, r.dr, r.train_events, r.eval_events, r.seconds
+            r.detector,
+            r.protocol,
+            r.auc,
+            r.threshold,
+            r.far,
+            r.dr,
+            r.train_events,
+            r.eval_events,
+            r.seconds
         )?;
     }
-    writeln!(out, "\nDetection rate per attack family (threshold for FAR {far}):")?;
+    writeln!(
+        out,
+        "\nDetection rate per attack family (threshold for FAR {far}):"
+    )?;
     for r in reports {
         let families: Vec<String> = r
             .families
@@ -237,9 +268,10 @@ mod tests {
 
     #[test]
     fn far_must_be_a_rate() {
-        assert!(parse_far("0.05").is_ok());
+        assert_eq!(parse_far("0.05"), Ok(0.05));
         for bad in ["0", "1", "-0.1", "x"] {
-            assert!(parse_far(bad).is_err(), "{bad}");
+            let err = parse_far(bad).unwrap_err();
+            assert!(err.contains(bad) || err.contains("not"), "{bad}: {err}");
         }
     }
 

@@ -1,5 +1,8 @@
 //! `chaperone`: the command line of the chaperone runtime.
 
+// A command line prints; the workspace bans print macros in libraries (clippy.toml).
+#![allow(clippy::disallowed_macros)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

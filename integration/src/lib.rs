@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
+// Test support reports skipped prerequisites on stderr.
+#![allow(clippy::disallowed_macros)]
 
 use std::path::PathBuf;
 

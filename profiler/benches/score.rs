@@ -1,1 +1,96 @@
-fn main() {}
+//! Scoring and learning cost per event (criterion): `cargo bench -p chaperone-profiler --bench score`.
+//!
+//! Uses ADFA-LD from ../shared/datasets when present (train on Training, score Validation),
+//! otherwise a synthetic stream from a random sparse Markov chain of similar shape.
+
+// Integration tests and benches are their own crates: their tests have no test module, and
+// they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::path::PathBuf;
+
+use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
+use chaperone_profiler::syscalls::Sym;
+use chaperone_profiler::trace;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn data() -> (Vec<Vec<Sym>>, Vec<Sym>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/adfa-ld");
+    if let Ok(d) = trace::read_adfa(&dir) {
+        let stream = d
+            .validation
+            .iter()
+            .flat_map(|t| t.events.iter().copied())
+            .collect();
+        return (d.training.into_iter().map(|t| t.events).collect(), stream);
+    }
+    eprintln!(
+        "bench: ADFA-LD not found at {}, using a synthetic stream",
+        dir.display()
+    );
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut walk = |n: usize| -> Vec<Sym> {
+        let mut s: Sym = 0;
+        (0..n)
+            .map(|_| {
+                // Four likely successors per syscall, occasionally anything out of 150.
+                let r = next();
+                let pick = |m: u64| Sym::try_from((r >> 8) % m).unwrap_or(0);
+                s = if r % 16 == 0 {
+                    pick(150)
+                } else {
+                    (s * 7 + pick(4)) % 150
+                };
+                s
+            })
+            .collect()
+    };
+    let train = (0..800).map(|_| walk(400)).collect();
+    (train, walk(2_000_000))
+}
+
+fn bench(c: &mut Criterion) {
+    let (train, stream) = data();
+    let mut counts = NgramCounts::new(chaperone_config::DEFAULT_ORDER).expect("valid order");
+    for t in &train {
+        counts.learn_sequence(t);
+    }
+    let scorer = NgramScorer::new(&counts, Smoothing::default()).expect("valid smoothing");
+    let chunk = &stream[..stream.len().min(1_000_000)];
+
+    let mut g = c.benchmark_group("ngram");
+    g.throughput(Throughput::Elements(chunk.len() as u64));
+    g.sample_size(20);
+    g.bench_function("score_per_event", |b| {
+        b.iter(|| {
+            let mut state = scorer.start();
+            let mut total = 0.0f32;
+            for &s in chunk {
+                total += scorer.step(&mut state, s).surprisal;
+            }
+            std::hint::black_box(total)
+        });
+    });
+    g.bench_function("learn_per_event", |b| {
+        b.iter_batched_ref(
+            || counts.clone(),
+            |m| {
+                let mut ctx = m.begin_thread();
+                for &s in chunk {
+                    m.observe(&mut ctx, s);
+                }
+            },
+            criterion::BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -284,6 +284,16 @@ mod tests {
             "the attack set is empty under protocol p1: give attack traces"
         );
         s.normal.truncate(1);
-        assert!(evaluate(Kind::Stide, &s, Protocol::P1, 0.05).is_err());
+        let err = evaluate(Kind::Stide, &s, Protocol::P1, 0.05).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EvalError::Empty {
+                    role: "false-alarm test",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

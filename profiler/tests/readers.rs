@@ -3,6 +3,8 @@
 
 // Test output, not a path a container can trigger: the SKIPPED line and timings go to stderr.
 #![allow(clippy::disallowed_macros)]
+// An integration-test crate is test code as a whole; it has no #[cfg(test)] module to be in.
+#![allow(clippy::tests_outside_test_module)]
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -209,38 +211,23 @@ fn unm_malformed_lines_are_errors() {
         (
             "non-numeric.int",
             2,
-            LineError::NotANumber {
-                field: "syscall number",
-                token: "3x".into(),
-            },
+            r#"syscall number "3x" is not a decimal number"#,
         ),
         (
             "trailing-field.int",
             2,
-            LineError::Trailing {
-                after: "syscall number",
-                token: "7".into(),
-            },
+            r#"unexpected "7" after the syscall number"#,
         ),
-        (
-            "unknown-number.int",
-            3,
-            LineError::UnknownNumber {
-                arch: Arch::I386,
-                nr: 222,
-            },
-        ),
-        (
-            "truncated.int",
-            2,
-            LineError::Missing {
-                field: "syscall number",
-            },
-        ),
+        ("unknown-number.int", 3, "222 is not an i386 syscall number"),
+        ("truncated.int", 2, "missing syscall number"),
     ] {
         let path = fixture(&format!("unm/malformed/{file}"));
         let (line, reason) = parse_error(read_unm(&path, Arch::I386), &path);
-        assert_eq!((line, reason), (want_line, want), "{file}");
+        assert_eq!(
+            (line, reason.to_string().as_str()),
+            (want_line, want),
+            "{file}"
+        );
     }
 }
 
@@ -482,18 +469,6 @@ fn a_file_in_the_wrong_format_is_an_error_on_line_one() {
     ] {
         let (line, _) = parse_error(read_traces(format, path, Arch::I386), path);
         assert_eq!(line, 1, "{format} {}", path.display());
-    }
-}
-
-#[test]
-fn formats_parse_and_display() {
-    for format in Format::ALL {
-        assert_eq!(format.to_string().parse::<Format>(), Ok(format));
-    }
-    assert_eq!("STRACE".parse::<Format>(), Ok(Format::Strace));
-    let message = "csv".parse::<Format>().expect_err("unknown").to_string();
-    for choice in ["adfa", "unm", "sysdig", "strace", "csv"] {
-        assert!(message.contains(choice), "{message}");
     }
 }
 

@@ -128,12 +128,16 @@ fn decode_level(
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        // Truncation to the low seven bits is the encoding.
-        out.push((v as u8 & 0x7F) | 0x80);
+    loop {
+        // Masked to seven bits, so the conversion never fails.
+        let low = u8::try_from(v & 0x7F).unwrap_or(0);
         v >>= 7;
+        if v == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
     }
-    out.push(v as u8);
 }
 
 struct Reader<'a> {

@@ -205,12 +205,13 @@ impl Hmm {
                         trans_acc[i * s + j] += fwd[(t - 1) * s + i] * self.trans_t[j * s + i] * w;
                     }
                 }
-                for i in 0..s {
-                    let mut b = 0.0;
-                    for j in 0..s {
-                        b += self.trans_t[j * s + i] * self.emit[o * s + j] * beta[j];
-                    }
-                    beta_next[i] = b / c;
+                for (i, out) in beta_next.iter_mut().enumerate() {
+                    let b: f64 = beta
+                        .iter()
+                        .enumerate()
+                        .map(|(j, bj)| self.trans_t[j * s + i] * self.emit[o * s + j] * bj)
+                        .sum();
+                    *out = b / c;
                 }
                 std::mem::swap(&mut beta, &mut beta_next);
             }
@@ -240,19 +241,19 @@ impl Hmm {
         let emit = &self.emit[o * s..(o + 1) * s];
         let mut next = [0.0f64; MAX_STATES];
         let mut sum = 0.0;
-        for j in 0..s {
+        for (j, (out, e)) in next.iter_mut().zip(emit).enumerate() {
             let p = if state.started {
                 let col = &self.trans_t[j * s..(j + 1) * s];
                 state.alpha[..s].iter().zip(col).map(|(a, b)| a * b).sum()
             } else {
                 self.initial[j]
             };
-            next[j] = p * emit[j];
-            sum += next[j];
+            *out = p * e;
+            sum += *out;
         }
         let sum = sum.max(f64::MIN_POSITIVE);
-        for j in 0..s {
-            state.alpha[j] = next[j] / sum;
+        for (a, n) in state.alpha.iter_mut().zip(&next).take(s) {
+            *a = n / sum;
         }
         state.started = true;
         -sum.ln()
@@ -324,8 +325,13 @@ mod tests {
                 states,
                 ..HmmConfig::default()
             };
-            assert!(Hmm::train(&[&[1]], c).is_err());
+            let err = Hmm::train(&[&[1]], c).unwrap_err();
+            assert!(matches!(err, ModelError::Hmm { .. }), "{err:?}");
         }
-        assert!(Hmm::train(&[&[]], HmmConfig::default()).is_err());
+        let err = Hmm::train(&[&[]], HmmConfig::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid hmm configuration: no training events"
+        );
     }
 }

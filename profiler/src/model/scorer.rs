@@ -154,9 +154,9 @@ impl NgramScorer {
             backoff64.push(-(a / denom).ln());
         }
         s.first.push(index(s.sym.len()));
-        s.unseen = (backoff64[ROOT as usize] + base) as f32;
-        s.cost = cost64.iter().map(|&c| c as f32).collect();
-        s.backoff = backoff64.iter().map(|&b| b as f32).collect();
+        s.unseen = narrow(backoff64[ROOT as usize] + base);
+        s.cost = cost64.into_iter().map(narrow).collect();
+        s.backoff = backoff64.into_iter().map(narrow).collect();
         s.start = ids
             .get(&key::truncate(key::lane(BOS), s.order - 1))
             .copied()
@@ -244,6 +244,12 @@ impl NgramScorer {
         }
         self.step(&mut state, sym).surprisal
     }
+}
+
+/// Surprisals are stored as `f32`: they are small positive numbers and the scorer adds a few.
+#[allow(clippy::cast_possible_truncation)]
+fn narrow(x: f64) -> f32 {
+    x as f32
 }
 
 /// Node and transition indices fit `u32`: a model has far fewer than 4 G grams.
@@ -357,7 +363,8 @@ mod tests {
     fn bad_smoothing_is_an_error() {
         let m = model(2, &[&[1]]);
         for (alpha, beta) in [(0.0, 0.0), (-1.0, 1.0), (f64::NAN, 1.0)] {
-            assert!(NgramScorer::new(&m, Smoothing { alpha, beta }).is_err());
+            let err = NgramScorer::new(&m, Smoothing { alpha, beta }).unwrap_err();
+            assert!(matches!(err, ModelError::Smoothing { .. }), "{err:?}");
         }
     }
 

@@ -141,6 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn refuses_endless_lines() {
+        let endless = std::io::BufReader::new(std::io::repeat(b'7').take(MAX_LINE as u64 + 10));
+        let path = Path::new("endless");
+        let mut lines = LineReader::new(endless, path);
+        match lines.next_line() {
+            Err(TraceError::Parse {
+                line: 1, reason, ..
+            }) => {
+                assert_eq!(reason, LineError::TooLong { limit: MAX_LINE });
+            }
+            other => panic!(
+                "expected TooLong, got {:?}",
+                other.map(|l| l.map(|(n, _)| n))
+            ),
+        }
+    }
+
+    #[test]
     fn cuts_excerpts() {
         assert_eq!(excerpt(b"abc"), "abc");
         assert_eq!(excerpt(&[b'x'; 100]).len(), 63);

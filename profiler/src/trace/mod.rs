@@ -1,6 +1,6 @@
 //! Trace readers: recorded syscall sequences from files, in chaperone's one alphabet.
 //!
-//! Every format maps into [`Sym`](crate::syscalls::Sym), whatever its numbering:
+//! Every format maps into [`Sym`], whatever its numbering:
 //!
 //! | format | reader | what it holds |
 //! |---|---|---|
@@ -358,5 +358,77 @@ impl Threads {
     /// The traces, in order of first event.
     pub(crate) fn into_traces(self) -> Vec<Trace> {
         self.traces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_and_display() {
+        for format in Format::ALL {
+            assert_eq!(format.to_string().parse::<Format>(), Ok(format));
+        }
+        assert_eq!("STRACE".parse::<Format>(), Ok(Format::Strace));
+        let message = "csv".parse::<Format>().expect_err("unknown").to_string();
+        for choice in ["adfa", "unm", "sysdig", "strace", "csv"] {
+            assert!(message.contains(choice), "{message}");
+        }
+    }
+
+    #[test]
+    fn skipped_names_are_bounded() {
+        let mut skipped = Skipped::default();
+        for i in 0..Skipped::MAX_NAMES + 50 {
+            skipped.add(format!("pseudo_{i}").as_bytes());
+        }
+        skipped.add(b"pseudo_0");
+        assert_eq!(skipped.iter().count(), Skipped::MAX_NAMES + 1);
+        assert_eq!(skipped.count(Skipped::OTHER), 50);
+        assert_eq!(skipped.count("pseudo_0"), 2);
+        assert_eq!(
+            skipped.total(),
+            u64::try_from(Skipped::MAX_NAMES + 51).expect("small")
+        );
+
+        let mut merged = Skipped::default();
+        merged.merge(&skipped);
+        assert_eq!(merged.total(), skipped.total());
+    }
+
+    #[test]
+    fn threads_keep_first_appearance_order() {
+        let mut threads = Threads::new(Path::new("f"));
+        threads.push(9, 1);
+        threads.push(3, 2);
+        threads.push(9, 3);
+        let traces = threads.into_traces();
+        assert_eq!(traces[0].source, "f:9");
+        assert_eq!(traces[0].events, [1, 3]);
+        assert_eq!(traces[1].source, "f:3");
+        assert_eq!(traces[1].events, [2]);
+    }
+
+    #[test]
+    fn directories_are_listed_recursively_with_file_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("b/c")).expect("mkdir");
+        std::fs::write(root.join("b/c/1 2"), "1 2\n").expect("write");
+        std::fs::write(root.join("a"), "1 3\n").expect("write");
+        std::os::unix::fs::symlink(root.join("a"), root.join("d")).expect("symlink");
+        std::os::unix::fs::symlink(root.join("b"), root.join("e")).expect("symlink");
+        let traces = read_traces(Format::Unm, root, Arch::X86_64).expect("valid");
+        let sources: Vec<_> = traces
+            .iter()
+            .map(|t| {
+                t.source
+                    .strip_prefix(&root.display().to_string())
+                    .unwrap_or(&t.source)
+            })
+            .collect();
+        // The symlink to a file is read; the one to a directory is not followed.
+        assert_eq!(sources, ["/a:1", "/b/c/1 2:1", "/d:1"]);
     }
 }

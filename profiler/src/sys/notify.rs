@@ -1,0 +1,200 @@
+//! The seccomp user-notification ioctls on a listener fd.
+//!
+//! - `RECV` blocks on a semaphore and does not see the listener's hang-up, so callers wait with
+//!   [`wait`] (poll) first: it reports a pending notification, or the hang-up that comes when
+//!   every task using the filter has exited.
+//! - `RECV` and `SEND` are restarted on EINTR. ENOENT means the notification is gone (the target
+//!   was killed or interrupted by a signal between the kernel queueing it and our answer): it is
+//!   an outcome ([`Recv::Gone`], [`Sent::Gone`]), not an error.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{Result, SysError};
+
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6): wake the target on the answering CPU.
+const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+/// One notification, as `SECCOMP_IOCTL_NOTIF_RECV` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Notif {
+    /// The cookie to answer with.
+    pub(crate) id: u64,
+    /// The thread id in the supervisor's pid namespace (0 if it is not visible there).
+    pub(crate) pid: u32,
+    /// The syscall number (architecture-specific).
+    pub(crate) nr: i32,
+    /// The `AUDIT_ARCH_*` value of the call.
+    pub(crate) arch: u32,
+    /// The syscall's arguments (scalars or pointers; pointers are never followed).
+    pub(crate) args: [u64; 6],
+}
+
+/// What the listener has to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// A notification is pending.
+    Readable,
+    /// No task uses the filter any more: no notification will ever come.
+    HangUp,
+    /// The timeout expired.
+    Timeout,
+}
+
+/// The outcome of a receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recv {
+    /// A notification to answer.
+    Event(Notif),
+    /// The pending notification went away before we took it.
+    Gone,
+}
+
+/// The outcome of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// The kernel took the answer.
+    Done,
+    /// The target is gone (killed or interrupted): the answer had no one to go to.
+    Gone,
+}
+
+/// How to answer a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Let the kernel run the syscall (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+    Continue,
+    /// Fail the syscall with this (positive) errno without running it.
+    Errno(i32),
+}
+
+/// Waits until the listener is readable or hung up; `timeout_ms < 0` waits forever, `0` polls.
+/// EINTR is reported as [`Ready::Timeout`] so the caller's loop decides what to do.
+pub(crate) fn wait(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<Ready> {
+    let timeout = if timeout_ms < 0 {
+        PollTimeout::NONE
+    } else {
+        PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX)
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    match poll(&mut fds, timeout) {
+        Ok(0) | Err(Errno::EINTR) => Ok(Ready::Timeout),
+        Ok(_) => {
+            let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+            // A pending notification wins over a hang-up (it cannot really have both).
+            if revents.contains(PollFlags::POLLIN) {
+                Ok(Ready::Readable)
+            } else if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                Ok(Ready::HangUp)
+            } else {
+                Ok(Ready::Timeout)
+            }
+        }
+        Err(source) => Err(SysError::Poll { source }),
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: takes one notification (blocks if none is pending).
+pub(crate) fn recv(fd: BorrowedFd<'_>) -> Result<Recv> {
+    loop {
+        // The kernel requires a zeroed struct (EINVAL otherwise); zero it on every attempt.
+        // SAFETY: `seccomp_notif` is plain old data for which all-zero bytes are valid.
+        let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: `raw` is a valid, writable `seccomp_notif` that outlives the call, which is
+        // what this ioctl number expects.
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                std::ptr::addr_of_mut!(raw),
+            )
+        };
+        if rc == 0 {
+            return Ok(Recv::Event(Notif {
+                id: raw.id,
+                pid: raw.pid,
+                nr: raw.data.nr,
+                arch: raw.data.arch,
+                args: raw.data.args,
+            }));
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::ENOENT => return Ok(Recv::Gone),
+            source => return Err(SysError::Notify { op: "recv", source }),
+        }
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`: answers notification `id`.
+pub(crate) fn send(fd: BorrowedFd<'_>, id: u64, answer: Answer) -> Result<Sent> {
+    let (error, flags) = match answer {
+        Answer::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE),
+        Answer::Errno(errno) => (-errno.abs(), 0),
+    };
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error,
+        // The flag is 1; `c_ulong` is wider than the field only by convention.
+        flags: u32::try_from(flags).unwrap_or(0),
+    };
+    loop {
+        // SAFETY: `resp` is a valid `seccomp_notif_resp` that outlives the call.
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                std::ptr::addr_of_mut!(resp),
+            )
+        };
+        if rc == 0 {
+            return Ok(Sent::Done);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::ENOENT => return Ok(Sent::Gone),
+            source => return Err(SysError::Notify { op: "send", source }),
+        }
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id` is still pending (its target alive
+/// and still waiting). Check it after reading anything about the target and before acting on it.
+pub(crate) fn id_valid(fd: BorrowedFd<'_>, id: u64) -> bool {
+    let mut cookie = id;
+    // SAFETY: the ioctl reads one u64 from a valid pointer that outlives the call.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            std::ptr::addr_of_mut!(cookie),
+        )
+    };
+    rc == 0
+}
+
+/// Sets `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` on the listener. Returns `false` when the kernel
+/// does not know the flag (EINVAL: before 6.6), so callers fall back to ordinary wake-ups.
+pub(crate) fn set_sync_wake_up(fd: impl AsFd) -> Result<bool> {
+    // SAFETY: this ioctl takes its u64 argument by value (`flags`), not through a pointer.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match Errno::last() {
+        Errno::EINVAL => Ok(false),
+        source => Err(SysError::Notify {
+            op: "set_flags",
+            source,
+        }),
+    }
+}
