@@ -14,7 +14,7 @@ pub const DEFAULT_DB_PATH: &str = "/var/lib/chaperone/profiles.db";
 /// Default target false-alarm rate used to calibrate detection thresholds.
 pub const DEFAULT_TARGET_FAR: f64 = 0.05;
 /// Default n-gram order of the sequence model.
-pub const DEFAULT_ORDER: usize = 6;
+pub const DEFAULT_ORDER: usize = 8;
 /// Longest n-gram order the model supports (eight 16-bit symbols pack into one 128-bit key).
 pub const MAX_ORDER: usize = 8;
 

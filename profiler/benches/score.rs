@@ -67,6 +67,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ngram");
     g.throughput(Throughput::Elements(chunk.len() as u64));
     g.sample_size(20);
+    // The floor: reading the same events and adding them up, to put the scorer's cost in scale.
+    g.bench_function("floor_read_per_event", |b| {
+        b.iter(|| {
+            let total: u64 = chunk.iter().map(|&s| u64::from(s)).sum();
+            std::hint::black_box(total)
+        });
+    });
     g.bench_function("score_per_event", |b| {
         b.iter(|| {
             let mut state = scorer.start();
