@@ -111,17 +111,13 @@ impl Progress {
     }
 }
 
+/// The attack family of an `--attack` path: its last component without extension and run number.
 fn family_of(path: &Path) -> String {
     let name = path.file_stem().map_or_else(
         || path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
     );
-    match name.rsplit_once('_') {
-        Some((family, n)) if !family.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
-            family.to_owned()
-        }
-        _ => name,
-    }
+    trace::family_of(&name).to_owned()
 }
 
 fn read_all(format: Format, paths: &[PathBuf], arch: Arch) -> Result<Vec<Trace>> {

@@ -70,21 +70,40 @@ fn best_detector_beats_the_stide_floor_on_p1() {
     }
     // The floor on this split (issue and dataset README): STIDE AUC 0.83 / DR 0.25. The best
     // detector must beat it on both, and beat this run's own STIDE.
-    assert!(field(stide, "auc") > 0.80 && field(stide, "auc") < 0.85, "{stide}");
+    assert!(
+        field(stide, "auc") > 0.80 && field(stide, "auc") < 0.85,
+        "{stide}"
+    );
     assert!(field(best, "auc") > 0.83, "best AUC {best}");
-    assert!(field(best, "auc") > field(stide, "auc"), "best AUC {best} vs {stide}");
+    assert!(
+        field(best, "auc") > field(stide, "auc"),
+        "best AUC {best} vs {stide}"
+    );
     let best_dr = reports.iter().map(|r| field(r, "dr")).fold(0.0, f64::max);
-    assert!(best_dr > 0.25 && best_dr > field(stide, "dr"), "best DR {best_dr}");
+    assert!(
+        best_dr > 0.25 && best_dr > field(stide, "dr"),
+        "best DR {best_dr}"
+    );
     // Regression guard for the default detector at its measured figures (README: 0.833 / 0.313).
     let ngram = reports.iter().find(|r| r["detector"] == "ngram").unwrap();
-    assert!(field(ngram, "auc") >= 0.83 && field(ngram, "dr") >= 0.30, "{ngram}");
+    assert!(
+        field(ngram, "auc") >= 0.83 && field(ngram, "dr") >= 0.30,
+        "{ngram}"
+    );
 }
 
 #[test]
 fn p2_learning_from_more_normal_data_helps() {
     let Some(dir) = dataset() else { return };
     let p1 = eval(&["--format", "adfa", dir.to_str().unwrap(), "--json"]);
-    let p2 = eval(&["--format", "adfa", dir.to_str().unwrap(), "--protocol", "p2", "--json"]);
+    let p2 = eval(&[
+        "--format",
+        "adfa",
+        dir.to_str().unwrap(),
+        "--protocol",
+        "p2",
+        "--json",
+    ]);
     let (p1, p2) = (&p1[0], &p2[0]);
     eprintln!("p1: {p1}\np2: {p2}");
     assert_eq!(p2["protocol"], "p2");

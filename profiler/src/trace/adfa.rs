@@ -104,7 +104,9 @@ pub(crate) fn parse_line(line: &[u8], out: &mut Vec<Sym>) -> std::result::Result
 }
 
 /// The attack family of an attack folder: its name without a trailing `_<digits>`.
-fn family_of(folder: &str) -> &str {
+/// An attack family from a folder or file name: the name without a trailing `_<digits>` run
+/// number (`Hydra_FTP_3` -> `Hydra_FTP`).
+pub fn family_of(folder: &str) -> &str {
     match folder.rsplit_once('_') {
         Some((family, run))
             if !family.is_empty() && !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit()) =>

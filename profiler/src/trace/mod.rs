@@ -29,7 +29,7 @@ mod strace;
 mod sysdig;
 mod unm;
 
-pub use adfa::{parse_adfa, read_adfa, read_adfa_file, AdfaData, AttackTrace};
+pub use adfa::{family_of, parse_adfa, read_adfa, read_adfa_file, AdfaData, AttackTrace};
 pub use strace::{parse_strace, read_strace};
 pub use sysdig::{parse_sysdig, read_sysdig};
 pub use unm::{parse_unm, read_unm};
