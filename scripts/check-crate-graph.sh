@@ -43,7 +43,8 @@ for p in meta["packages"]:
         if d["name"] not in members or d.get("kind") == "dev":
             continue
         if allowed[name] is not None and d["name"] not in allowed[name]:
-            bad.append(f"{name} -> {d[\"name\"]}: not allowed by DESIGN.md")
+            dep = d["name"]
+            bad.append(f"{name} -> {dep}: not allowed by DESIGN.md")
 for b in bad:
     print("crate graph:", b, file=sys.stderr)
 if bad:
