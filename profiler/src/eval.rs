@@ -289,7 +289,7 @@ mod tests {
             matches!(
                 err,
                 EvalError::Empty {
-                    role: "false-alarm test",
+                    role: "calibration",
                     ..
                 }
             ),
