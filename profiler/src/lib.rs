@@ -4,5 +4,8 @@
 pub mod detector;
 pub mod eval;
 pub mod model;
+pub mod supervisor;
+#[allow(unsafe_code)]
+mod sys;
 pub mod syscalls;
 pub mod trace;

@@ -61,11 +61,6 @@ impl BpfProgram {
         Self { insns }
     }
 
-    /// Instructions in the program.
-    pub(crate) fn len(&self) -> usize {
-        self.insns.len()
-    }
-
     /// Checks the size before anything is forked (the kernel would say EINVAL).
     pub(crate) fn check(&self) -> Result<()> {
         if self.insns.is_empty() || self.insns.len() > MAX_INSNS {
@@ -142,7 +137,7 @@ mod tests {
     #[test]
     fn notify_program_shape() {
         let p = BpfProgram::notify(0xC000_003E, &[110, 102]);
-        assert_eq!(p.len(), 4 + 4 + 1);
+        assert_eq!(p.insns.len(), 4 + 4 + 1);
         assert_eq!(p.insns[1].k, 0xC000_003E);
         assert_eq!(p.insns[4].k, 110);
         assert_eq!(p.insns[5].k, libc::SECCOMP_RET_USER_NOTIF);

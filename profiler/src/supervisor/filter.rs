@@ -1,0 +1,285 @@
+//! The learn-mode seccomp filter as an OCI `LinuxSeccomp`, merged with the container's own.
+//!
+//! Learn mode traces every syscall runc lets us trace. runc (and youki) refuse two things:
+//! `SCMP_ACT_NOTIFY` as the default action, and a `SCMP_ACT_NOTIFY` rule naming `write` (runc
+//! init writes to its sync pipe after the filter is installed, so a notified `write` could
+//! deadlock). Every other name of the x86_64 and aarch64 tables is notified; runc skips names
+//! its libseccomp cannot resolve on the running architecture.
+//!
+//! The container's own filter is never weakened: its default action and every rule whose action
+//! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
+//! becomes the same rule (same names, same argument conditions) with `SCMP_ACT_NOTIFY`, which
+//! still runs the syscall after the supervisor answers "continue"; `write` keeps its allow rule.
+//! Only when the default action allows (or logs) are the names no rule mentions added as one
+//! notify rule. So a syscall the container's profile denies is denied by the same rule, and one
+//! it allows is allowed after being seen.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall};
+
+use crate::syscalls::{name_of, Arch};
+
+/// The one syscall runc refuses to notify.
+pub const NEVER_NOTIFIED: &str = "write";
+
+/// Errors building the learn filter.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The container's profile already sends its notify fd elsewhere.
+    #[error("the container's seccomp profile already has a listener ({path:?})")]
+    ListenerTaken {
+        /// The existing `listenerPath`.
+        path: String,
+    },
+    /// The container's profile notifies by default, which runc refuses.
+    #[error("the container's seccomp profile uses SCMP_ACT_NOTIFY as its default action")]
+    NotifyDefault,
+}
+
+/// Every name of the x86_64 and aarch64 tables except `write`, sorted.
+pub fn notifiable_names() -> Vec<&'static str> {
+    let names: BTreeSet<&'static str> = [Arch::X86_64, Arch::Aarch64]
+        .into_iter()
+        .flat_map(|a| a.syscalls().filter_map(|(_, sym)| name_of(sym)))
+        .filter(|&n| n != NEVER_NOTIFIED)
+        .collect();
+    names.into_iter().collect()
+}
+
+/// The architectures a filter without the container's own list covers: the native ABI and its
+/// compat ABIs (as Docker's default profile does), so 32-bit binaries are not killed by the
+/// filter's bad-architecture action.
+fn native_architectures() -> Vec<OciArch> {
+    match Arch::native() {
+        Some(Arch::Aarch64) => vec![OciArch::ScmpArchAarch64, OciArch::ScmpArchArm],
+        _ => vec![
+            OciArch::ScmpArchX86_64,
+            OciArch::ScmpArchX86,
+            OciArch::ScmpArchX32,
+        ],
+    }
+}
+
+fn allows(action: LinuxSeccompAction) -> bool {
+    matches!(
+        action,
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog
+    )
+}
+
+fn rule(base: &LinuxSyscall, names: Vec<String>, action: LinuxSeccompAction) -> LinuxSyscall {
+    let mut r = base.clone();
+    r.set_names(names);
+    r.set_action(action);
+    r
+}
+
+/// The learn-mode filter for a container whose own profile is `container` (`None`:
+/// unconfined), sending its notify fd to `listener` with `metadata`.
+pub fn learn_filter(
+    container: Option<&LinuxSeccomp>,
+    listener: &Path,
+    metadata: Option<&str>,
+) -> Result<LinuxSeccomp, FilterError> {
+    let mut out = match container {
+        Some(c) => {
+            if let Some(path) = c.listener_path() {
+                return Err(FilterError::ListenerTaken {
+                    path: path.display().to_string(),
+                });
+            }
+            if c.default_action() == LinuxSeccompAction::ScmpActNotify {
+                return Err(FilterError::NotifyDefault);
+            }
+            c.clone()
+        }
+        None => {
+            let mut s = LinuxSeccomp::default();
+            s.set_default_action(LinuxSeccompAction::ScmpActAllow);
+            s.set_architectures(Some(native_architectures()));
+            s
+        }
+    };
+
+    let mut rules = Vec::new();
+    let mut mentioned: BTreeSet<&str> = BTreeSet::new();
+    let existing = container.and_then(|c| c.syscalls().as_ref());
+    for r in existing.into_iter().flatten() {
+        mentioned.extend(r.names().iter().map(String::as_str));
+        if r.action() != LinuxSeccompAction::ScmpActAllow {
+            rules.push(r.clone());
+            continue;
+        }
+        let (write, others): (Vec<String>, Vec<String>) =
+            r.names().iter().cloned().partition(|n| n == NEVER_NOTIFIED);
+        if !others.is_empty() {
+            rules.push(rule(r, others, LinuxSeccompAction::ScmpActNotify));
+        }
+        if !write.is_empty() {
+            rules.push(rule(r, write, LinuxSeccompAction::ScmpActAllow));
+        }
+    }
+    if allows(out.default_action()) {
+        let rest: Vec<String> = notifiable_names()
+            .into_iter()
+            .filter(|n| !mentioned.contains(n))
+            .map(str::to_owned)
+            .collect();
+        if !rest.is_empty() {
+            let mut r = LinuxSyscall::default();
+            r.set_names(rest);
+            r.set_action(LinuxSeccompAction::ScmpActNotify);
+            rules.push(r);
+        }
+    }
+    out.set_syscalls(Some(rules));
+    out.set_listener_path(Some(listener.to_owned()));
+    out.set_listener_metadata(metadata.map(str::to_owned));
+    Ok(out)
+}
+
+/// Whether runc accepts the notify parts of `filter` (no notify default, never `write`).
+pub fn runc_accepts(filter: &LinuxSeccomp) -> bool {
+    filter.default_action() != LinuxSeccompAction::ScmpActNotify
+        && filter.syscalls().iter().flatten().all(|r| {
+            r.action() != LinuxSeccompAction::ScmpActNotify
+                || !r.names().iter().any(|n| n == NEVER_NOTIFIED)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator};
+
+    fn names_with(f: &LinuxSeccomp, action: LinuxSeccompAction) -> BTreeSet<String> {
+        f.syscalls()
+            .iter()
+            .flatten()
+            .filter(|r| r.action() == action)
+            .flat_map(|r| r.names().iter().cloned())
+            .collect()
+    }
+
+    #[test]
+    fn unconfined_container_notifies_everything_but_write() {
+        let f = learn_filter(None, Path::new("/run/chaperone/x.sock"), Some("img")).unwrap();
+        assert!(runc_accepts(&f));
+        assert_eq!(f.default_action(), LinuxSeccompAction::ScmpActAllow);
+        let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
+        for n in [
+            "read",
+            "openat",
+            "execve",
+            "exit_group",
+            "clone3",
+            "getppid",
+        ] {
+            assert!(notified.contains(n), "{n}");
+        }
+        assert!(!notified.contains("write"));
+        assert!(notified.len() > 300);
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["listenerPath"], "/run/chaperone/x.sock");
+        assert_eq!(json["listenerMetadata"], "img");
+        assert_eq!(json["syscalls"][0]["action"], "SCMP_ACT_NOTIFY");
+        let back: LinuxSeccomp = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f);
+    }
+
+    fn arg() -> LinuxSeccompArg {
+        LinuxSeccompArgBuilder::default()
+            .index(0_usize)
+            .value(0x2008_u64)
+            .op(LinuxSeccompOperator::ScmpCmpEq)
+            .build()
+            .unwrap()
+    }
+
+    fn syscall(names: &[&str], action: LinuxSeccompAction) -> LinuxSyscall {
+        let mut r = LinuxSyscall::default();
+        r.set_names(names.iter().map(|s| (*s).to_owned()).collect());
+        r.set_action(action);
+        r
+    }
+
+    #[test]
+    fn a_default_deny_profile_stays_a_default_deny_profile() {
+        let mut docker = LinuxSeccomp::default();
+        docker.set_default_action(LinuxSeccompAction::ScmpActErrno);
+        docker.set_default_errno_ret(Some(1));
+        let mut personality = syscall(&["personality"], LinuxSeccompAction::ScmpActAllow);
+        personality.set_args(Some(vec![arg()]));
+        docker.set_syscalls(Some(vec![
+            syscall(
+                &["read", "write", "openat"],
+                LinuxSeccompAction::ScmpActAllow,
+            ),
+            syscall(&["mount"], LinuxSeccompAction::ScmpActErrno),
+            personality,
+        ]));
+        let f = learn_filter(Some(&docker), Path::new("/s"), None).unwrap();
+        assert!(runc_accepts(&f));
+        assert_eq!(f.default_action(), LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(f.default_errno_ret(), Some(1));
+        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            names_with(&f, LinuxSeccompAction::ScmpActNotify),
+            set(&["read", "openat", "personality"])
+        );
+        assert_eq!(
+            names_with(&f, LinuxSeccompAction::ScmpActAllow),
+            set(&["write"])
+        );
+        assert_eq!(
+            names_with(&f, LinuxSeccompAction::ScmpActErrno),
+            set(&["mount"])
+        );
+        let p = f
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|r| r.names() == &["personality".to_owned()])
+            .unwrap();
+        assert_eq!(p.args().as_deref(), Some(&[arg()][..]), "conditions kept");
+    }
+
+    #[test]
+    fn a_default_allow_profile_keeps_its_denials() {
+        let mut c = LinuxSeccomp::default();
+        c.set_default_action(LinuxSeccompAction::ScmpActAllow);
+        c.set_syscalls(Some(vec![syscall(
+            &["mount", "kexec_load"],
+            LinuxSeccompAction::ScmpActErrno,
+        )]));
+        let f = learn_filter(Some(&c), Path::new("/s"), None).unwrap();
+        let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
+        assert!(!notified.contains("mount") && !notified.contains("write"));
+        assert!(notified.contains("read"));
+        assert!(names_with(&f, LinuxSeccompAction::ScmpActErrno).contains("kexec_load"));
+    }
+
+    #[test]
+    fn refuses_what_runc_refuses() {
+        let mut c = LinuxSeccomp::default();
+        c.set_default_action(LinuxSeccompAction::ScmpActNotify);
+        assert!(matches!(
+            learn_filter(Some(&c), Path::new("/s"), None),
+            Err(FilterError::NotifyDefault)
+        ));
+        c.set_default_action(LinuxSeccompAction::ScmpActAllow);
+        c.set_listener_path(Some("/other".into()));
+        assert!(matches!(
+            learn_filter(Some(&c), Path::new("/s"), None),
+            Err(FilterError::ListenerTaken { .. })
+        ));
+        let mut bad = LinuxSeccomp::default();
+        bad.set_syscalls(Some(vec![syscall(
+            &["write"],
+            LinuxSeccompAction::ScmpActNotify,
+        )]));
+        assert!(!runc_accepts(&bad));
+    }
+}

@@ -1,0 +1,300 @@
+//! The listener protocol: runc sends each container process's notify fd here.
+//!
+//! The shim puts this socket's path in `linux.seccomp.listenerPath`. For every container process
+//! it starts under a filter with `SCMP_ACT_NOTIFY` rules (the init process, then each exec), runc
+//! connects once and sends, in one `sendmsg`, the OCI `ContainerProcessState` JSON (`ociVersion`,
+//! `fds: ["seccompFd"]`, `pid`, `metadata` = `listenerMetadata`, `state`) with the listener fd as
+//! `SCM_RIGHTS`. It does not wait for a reply, and it may not close the connection promptly, so
+//! a message is complete as soon as it parses.
+//!
+//! Everything about a connection is checked before its fd is handed out: the peer must be root
+//! (`SO_PEERCRED`), the message at most [`ListenerConfig::max_message`] bytes of valid JSON, the
+//! fds exactly the one named `seccompFd`, and that fd a seccomp listener. A rejected connection
+//! is counted and logged (rate-limited) and everything it sent, fds included, is closed.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use oci_spec::runtime::{ContainerProcessState, SECCOMP_FD_NAME};
+
+use super::ratelimit::RateLimit;
+use crate::sys::{scm, SysError};
+
+/// Settings of the listener socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The largest message accepted (runc's is a few KiB: the state carries annotations).
+    pub max_message: usize,
+    /// How long a peer may take to send its message.
+    pub read_timeout: Duration,
+    /// The only uid allowed to connect (root: runc runs as root under containerd).
+    pub peer_uid: u32,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_message: 64 * 1024,
+            read_timeout: Duration::from_secs(5),
+            peer_uid: 0,
+        }
+    }
+}
+
+/// Why a connection was refused (or the listener failed).
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Binding or accepting on the socket failed.
+    #[error("listener socket {path:?}: {op} failed")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// Setting up or reading the connection failed.
+    #[error("reading a listener connection failed")]
+    Read {
+        /// The error.
+        source: SysError,
+    },
+    /// `SO_PEERCRED` could not be read.
+    #[error("cannot read the peer's credentials")]
+    PeerCred {
+        /// The error.
+        source: Errno,
+    },
+    /// The peer is not the allowed user.
+    #[error("peer pid {pid} runs as uid {uid}, expected uid {expected}")]
+    PeerUid {
+        /// The peer's pid.
+        pid: i32,
+        /// The peer's uid.
+        uid: u32,
+        /// The allowed uid.
+        expected: u32,
+    },
+    /// The peer sent nothing in time.
+    #[error("the peer sent no complete message within {timeout:?}")]
+    Timeout {
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The message is larger than allowed.
+    #[error("message larger than {max} bytes")]
+    Oversized {
+        /// The limit.
+        max: usize,
+    },
+    /// The message is not a container process state.
+    #[error("message is not a valid ContainerProcessState")]
+    Json {
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The fds sent do not match the names in `fds` (or more were sent than fit).
+    #[error("message names fds {named:?} but carried {received} (truncated: {truncated})")]
+    Fds {
+        /// The names in the message.
+        named: Vec<String>,
+        /// How many were received.
+        received: usize,
+        /// The sender attached more fds than we take.
+        truncated: bool,
+    },
+    /// The fd named `seccompFd` is not a seccomp listener.
+    #[error("the seccompFd is {what:?}, not a seccomp listener")]
+    NotSeccomp {
+        /// What `/proc/self/fd` says it is.
+        what: String,
+    },
+    /// The state names no process.
+    #[error("container process pid {pid} is not valid")]
+    Pid {
+        /// The pid given.
+        pid: i32,
+    },
+}
+
+/// A notify fd with the process state runc sent with it.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The container process state (`metadata` is the filter's `listenerMetadata`).
+    pub state: ContainerProcessState,
+    /// The notify listener: give it to a [`super::KernelNotifier`].
+    pub seccomp_fd: OwnedFd,
+    /// The peer's pid (runc).
+    pub peer_pid: i32,
+}
+
+/// Counters of a listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections whose fd was handed out.
+    pub accepted: AtomicU64,
+    /// Connections refused.
+    pub rejected: AtomicU64,
+}
+
+/// The Unix socket server runc connects to.
+#[derive(Debug)]
+pub struct Listener {
+    socket: UnixListener,
+    path: PathBuf,
+    config: ListenerConfig,
+    log: RateLimit,
+    stats: ListenerStats,
+}
+
+impl Listener {
+    /// Binds `path` (a stale socket file there is replaced), readable by its owner only.
+    pub fn bind(path: &Path, config: ListenerConfig) -> Result<Self, ListenerError> {
+        let err = |op, source| ListenerError::Socket {
+            path: path.to_owned(),
+            op,
+            source,
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("remove stale socket", e)),
+        }
+        let socket = UnixListener::bind(path).map_err(|e| err("bind", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err("chmod", e))?;
+        Ok(Self {
+            socket,
+            path: path.to_owned(),
+            config,
+            log: RateLimit::new(Duration::from_secs(10)),
+            stats: ListenerStats::default(),
+        })
+    }
+
+    /// The socket path (for `linux.seccomp.listenerPath`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ListenerStats {
+        &self.stats
+    }
+
+    /// Waits for the next valid notify fd; refused connections are counted, logged
+    /// (rate-limited) and skipped.
+    pub fn accept(&self) -> Result<Accepted, ListenerError> {
+        loop {
+            let (conn, _) = self.socket.accept().map_err(|e| ListenerError::Socket {
+                path: self.path.clone(),
+                op: "accept",
+                source: e,
+            })?;
+            match handle(conn, &self.config) {
+                Ok(accepted) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(accepted);
+                }
+                Err(e) => self.rejected(&e),
+            }
+        }
+    }
+
+    fn rejected(&self, error: &ListenerError) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.log.check() {
+            tracing::warn!(error = %error, suppressed, "seccomp listener: connection refused");
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads and checks one connection (what [`Listener::accept`] does per connection).
+pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, ListenerError> {
+    let cred =
+        getsockopt(&conn, PeerCredentials).map_err(|source| ListenerError::PeerCred { source })?;
+    if cred.uid() != config.peer_uid {
+        return Err(ListenerError::PeerUid {
+            pid: cred.pid(),
+            uid: cred.uid(),
+            expected: config.peer_uid,
+        });
+    }
+    conn.set_read_timeout(Some(config.read_timeout.max(Duration::from_millis(1))))
+        .map_err(|e| ListenerError::Read {
+            source: SysError::RecvMsg {
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            },
+        })?;
+
+    let mut message = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut truncated = false;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let state = loop {
+        let got = match scm::recv(conn.as_fd(), &mut chunk) {
+            Ok(got) => got,
+            Err(SysError::RecvMsg {
+                source: Errno::EAGAIN,
+            }) => {
+                return Err(ListenerError::Timeout {
+                    timeout: config.read_timeout,
+                })
+            }
+            Err(source) => return Err(ListenerError::Read { source }),
+        };
+        // Owned at once: whatever happens next, they are closed unless handed out.
+        fds.extend(got.fds);
+        truncated |= got.ctrunc;
+        if message.len() + got.len > config.max_message {
+            return Err(ListenerError::Oversized {
+                max: config.max_message,
+            });
+        }
+        message.extend_from_slice(&chunk[..got.len]);
+        match serde_json::from_slice::<ContainerProcessState>(&message) {
+            Ok(state) => break state,
+            // Incomplete: read on, unless the peer is done.
+            Err(e) if e.is_eof() && got.len > 0 => continue,
+            Err(source) => return Err(ListenerError::Json { source }),
+        }
+    };
+
+    let named = state.fds();
+    if truncated || named.len() != fds.len() || named.len() != 1 || named[0] != SECCOMP_FD_NAME {
+        return Err(ListenerError::Fds {
+            named: named.clone(),
+            received: fds.len(),
+            truncated,
+        });
+    }
+    if *state.pid() <= 0 {
+        return Err(ListenerError::Pid { pid: *state.pid() });
+    }
+    let seccomp_fd = fds.remove(0);
+    let what = std::fs::read_link(format!("/proc/self/fd/{}", seccomp_fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if what != "anon_inode:seccomp notify" {
+        return Err(ListenerError::NotSeccomp { what });
+    }
+    Ok(Accepted {
+        state,
+        seccomp_fd,
+        peer_pid: cred.pid(),
+    })
+}

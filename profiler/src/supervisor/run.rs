@@ -1,0 +1,257 @@
+//! The notify loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::notifier::{Answer, Delivery, Notifier, Received};
+use super::ratelimit::RateLimit;
+use super::respond::{Deviation, Responder, Verdict};
+use super::stats::{self, bump, Stats};
+use super::threads::ThreadTable;
+use super::{Event, Mode, Result, SupervisorError};
+use crate::syscalls::{sym_of, Arch, Sym};
+
+/// Settings of one supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Most threads with state at once (memory is fixed at start: about
+    /// `max_threads * 4/3 * size_of(state)`, 140 bytes per slot in detect mode).
+    pub max_threads: usize,
+    /// The errno of a denied syscall when an action does not say (EPERM).
+    pub deny_errno: i32,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            max_threads: 1024,
+            deny_errno: libc::EPERM,
+        }
+    }
+}
+
+/// What one [`Supervisor::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// An event was handled and answered.
+    Handled,
+    /// A notification vanished (its thread was killed or interrupted).
+    Gone,
+    /// The filter has no users left: the supervisor is done.
+    Closed,
+}
+
+/// One container's supervisor: owns the notifier, the mode (with its model) and the responder.
+/// Nothing in it is shared with another container's supervisor except the read-only scorer.
+#[derive(Debug)]
+pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
+    notifier: N,
+    mode: M,
+    responder: R,
+    threads: ThreadTable<M::Thread>,
+    stats: Arc<Stats>,
+    log: RateLimit,
+    clock: u64,
+    deny_errno: i32,
+    exit: Option<Sym>,
+    exit_group: Option<Sym>,
+}
+
+impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
+    /// A supervisor; counters go to `stats` (share the `Arc` to read them elsewhere).
+    pub fn new(
+        notifier: N,
+        mode: M,
+        responder: R,
+        config: SupervisorConfig,
+        stats: Arc<Stats>,
+    ) -> Result<Self> {
+        if config.max_threads == 0 || config.max_threads > 1 << 20 {
+            return Err(SupervisorError::Config {
+                reason: "max_threads must be between 1 and 1048576",
+            });
+        }
+        if !(1..=4095).contains(&config.deny_errno) {
+            return Err(SupervisorError::Config {
+                reason: "deny_errno must be between 1 and 4095",
+            });
+        }
+        let filler = mode.empty_thread();
+        Ok(Self {
+            notifier,
+            mode,
+            responder,
+            threads: ThreadTable::new(config.max_threads, filler),
+            stats,
+            log: RateLimit::new(Duration::from_secs(10)),
+            clock: 0,
+            deny_errno: config.deny_errno,
+            exit: sym_of("exit"),
+            exit_group: sym_of("exit_group"),
+        })
+    }
+
+    /// Handles events until the filter has no users left.
+    pub fn run(&mut self) -> Result<()> {
+        while self.step()? != Progress::Closed {}
+        Ok(())
+    }
+
+    /// Receives, decides and answers one notification.
+    pub fn step(&mut self) -> Result<Progress> {
+        let n = match self.notifier.recv()? {
+            Received::Closed => return Ok(Progress::Closed),
+            Received::Gone => {
+                bump(&self.stats.gone);
+                return Ok(Progress::Gone);
+            }
+            Received::Event(n) => n,
+        };
+        bump(&self.stats.events);
+        self.clock += 1;
+        let arch = arch_of(n.arch);
+        let sym = match (arch, u32::try_from(n.nr)) {
+            (Some(arch), Ok(nr)) => arch.sym(nr),
+            _ => None,
+        };
+        if sym.is_none() {
+            bump(&self.stats.unknown);
+        }
+        let event = Event {
+            id: n.id,
+            tid: n.tid,
+            arch,
+            nr: n.nr,
+            sym,
+            args: n.args,
+        };
+
+        let Self {
+            notifier,
+            mode,
+            threads,
+            ..
+        } = self;
+        let (thread, made) = threads.entry(
+            n.tid,
+            self.clock,
+            |tid| notifier.thread_alive(tid),
+            || mode.begin_thread(),
+        );
+        let deviation = mode.on_event(thread, &event);
+        if made.inserted {
+            bump(&self.stats.threads_started);
+            stats::add(&self.stats.threads_reclaimed, u64::from(made.reclaimed));
+            stats::add(&self.stats.threads_evicted, u64::from(made.evicted));
+        }
+
+        let answer = match deviation {
+            None => Answer::Continue,
+            Some(d) => self.respond(&d, n.id),
+        };
+        if sym.is_some()
+            && (sym == self.exit || sym == self.exit_group)
+            && self.threads.remove(n.tid)
+        {
+            bump(&self.stats.threads_reclaimed);
+        }
+        stats::set(&self.stats.threads_live, self.threads.len() as u64);
+
+        match answer {
+            Answer::Continue => bump(&self.stats.continued),
+            Answer::Errno(_) => bump(&self.stats.denied),
+        }
+        match self.notifier.send(n.id, answer)? {
+            Delivery::Done => Ok(Progress::Handled),
+            Delivery::Gone => {
+                bump(&self.stats.gone);
+                Ok(Progress::Gone)
+            }
+        }
+    }
+
+    /// Takes the responder's verdict and any action; returns the answer for the held syscall.
+    fn respond(&mut self, d: &Deviation, id: u64) -> Answer {
+        bump(&self.stats.deviations);
+        if d.novel {
+            bump(&self.stats.novel);
+        }
+        let deny = Answer::Errno(self.deny_errno);
+        match self.responder.on_deviation(d) {
+            Verdict::Continue => Answer::Continue,
+            Verdict::Deny { errno } => Answer::Errno(errno.clamp(1, 4095)),
+            Verdict::KillProcess => {
+                match self.notifier.kill_process(d.tid, id) {
+                    Ok(true) => bump(&self.stats.killed),
+                    // Already gone: nothing left to kill.
+                    Ok(false) => {}
+                    Err(e) => self.action_failed("kill process", d, &e),
+                }
+                deny
+            }
+            Verdict::PauseContainer => {
+                match self.responder.pause_container(d) {
+                    Ok(()) => bump(&self.stats.paused),
+                    Err(e) => self.action_failed("pause container", d, &e),
+                }
+                deny
+            }
+            Verdict::KillContainer => {
+                match self.responder.kill_container(d) {
+                    Ok(()) => bump(&self.stats.container_kills),
+                    Err(e) => self.action_failed("kill container", d, &e),
+                }
+                deny
+            }
+        }
+    }
+
+    fn action_failed(&self, action: &str, d: &Deviation, error: &dyn std::error::Error) {
+        bump(&self.stats.action_failures);
+        if let Some(suppressed) = self.log.check() {
+            tracing::warn!(
+                action,
+                tid = d.tid,
+                nr = d.nr,
+                error = %error,
+                suppressed,
+                "supervisor: action failed, the syscall is denied instead"
+            );
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &N {
+        &self.notifier
+    }
+
+    /// The mode (for instance the learned counts so far).
+    pub fn mode(&self) -> &M {
+        &self.mode
+    }
+
+    /// The per-thread table.
+    pub fn threads(&self) -> &ThreadTable<M::Thread> {
+        &self.threads
+    }
+
+    /// The responder.
+    pub fn responder(&self) -> &R {
+        &self.responder
+    }
+
+    /// Ends the supervisor, returning the mode (learned counts) and the responder.
+    pub fn into_parts(self) -> (M, R) {
+        (self.mode, self.responder)
+    }
+}
+
+/// The architecture of an `AUDIT_ARCH_*` value.
+fn arch_of(audit: u32) -> Option<Arch> {
+    Arch::ALL.into_iter().find(|a| a.audit_arch() == audit)
+}

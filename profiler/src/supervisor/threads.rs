@@ -1,0 +1,293 @@
+//! Per-thread state in a fixed-capacity table: memory is bounded whatever the container does.
+//!
+//! Open addressing with linear probing over a slot array allocated once. A thread's entry goes
+//! away when it calls `exit`/`exit_group` (the supervisor removes it), when a sweep finds its tid
+//! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions), or, when
+//! every tracked thread is alive, by evicting the least recently active one.
+
+/// Marks an empty slot (no tid reaches it: `pid_max` is at most 2^22).
+const EMPTY: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot<S> {
+    tid: u32,
+    last: u64,
+    state: S,
+}
+
+/// What an insertion had to do to make room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Made {
+    /// A new entry was created.
+    pub inserted: bool,
+    /// Entries of dead threads freed by a sweep.
+    pub reclaimed: u32,
+    /// Entries of live threads evicted (least recently active first).
+    pub evicted: u32,
+}
+
+/// A bounded map from thread id to per-thread state `S`.
+#[derive(Debug, Clone)]
+pub struct ThreadTable<S> {
+    slots: Vec<Slot<S>>,
+    mask: usize,
+    len: usize,
+    /// Most entries kept (3/4 of the slots, so probe chains stay short).
+    limit: usize,
+    /// Insertions since the last sweep; a sweep needs `limit / 4`.
+    since_sweep: usize,
+}
+
+impl<S: Copy> ThreadTable<S> {
+    /// A table holding at most `max_threads` entries (at least 4), built with `filler` as the
+    /// state stored in empty slots.
+    pub fn new(max_threads: usize, filler: S) -> Self {
+        let max_threads = max_threads.max(4);
+        let slots = (max_threads * 4 / 3 + 1).next_power_of_two();
+        Self {
+            slots: vec![
+                Slot {
+                    tid: EMPTY,
+                    last: 0,
+                    state: filler,
+                };
+                slots
+            ],
+            mask: slots - 1,
+            len: 0,
+            limit: max_threads,
+            since_sweep: usize::MAX / 2,
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no thread is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most entries ever held.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    #[inline]
+    fn home(&self, tid: u32) -> usize {
+        // Fibonacci hashing: sequential tids spread over the table.
+        let h = u64::from(tid).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The shift leaves 32 bits, which fit usize on every supported target.
+        (h >> 32) as usize & self.mask
+    }
+
+    #[inline]
+    fn find(&self, tid: u32) -> Result<usize, usize> {
+        let mut i = self.home(tid);
+        loop {
+            let t = self.slots[i].tid;
+            if t == tid {
+                return Ok(i);
+            }
+            if t == EMPTY {
+                return Err(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The state of `tid`, if tracked.
+    pub fn get(&self, tid: u32) -> Option<&S> {
+        self.find(tid).ok().map(|i| &self.slots[i].state)
+    }
+
+    /// The state of `tid`, created with `init` if it is not tracked. `now` orders activity for
+    /// eviction; `alive` tells a sweep whether a tid still exists.
+    #[inline]
+    pub fn entry(
+        &mut self,
+        tid: u32,
+        now: u64,
+        alive: impl FnMut(u32) -> bool,
+        init: impl FnOnce() -> S,
+    ) -> (&mut S, Made) {
+        let mut made = Made::default();
+        let at = match self.find(tid) {
+            Ok(i) => i,
+            Err(mut i) => {
+                if self.len >= self.limit {
+                    if self.since_sweep >= self.limit / 4 {
+                        made.reclaimed = self.sweep(alive);
+                    }
+                    if self.len >= self.limit {
+                        self.evict_oldest();
+                        made.evicted = 1;
+                    }
+                    i = match self.find(tid) {
+                        Ok(i) | Err(i) => i,
+                    };
+                }
+                self.slots[i] = Slot {
+                    tid,
+                    last: now,
+                    state: init(),
+                };
+                self.len += 1;
+                self.since_sweep = self.since_sweep.saturating_add(1);
+                made.inserted = true;
+                i
+            }
+        };
+        let slot = &mut self.slots[at];
+        slot.last = now;
+        (&mut slot.state, made)
+    }
+
+    /// Forgets `tid`; returns whether it was tracked.
+    pub fn remove(&mut self, tid: u32) -> bool {
+        match self.find(tid) {
+            Ok(i) => {
+                self.remove_at(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Frees the entries of threads `alive` says are gone; returns how many.
+    pub fn sweep(&mut self, mut alive: impl FnMut(u32) -> bool) -> u32 {
+        self.since_sweep = 0;
+        let mut freed = 0;
+        let mut i = 0;
+        while i < self.slots.len() {
+            let tid = self.slots[i].tid;
+            if tid != EMPTY && !alive(tid) {
+                self.remove_at(i);
+                freed += 1;
+                // Backward shifting may have moved an unvisited entry into slot i.
+                continue;
+            }
+            i += 1;
+        }
+        freed
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.tid != EMPTY)
+            .min_by_key(|(_, s)| s.last)
+            .map(|(i, _)| i);
+        if let Some(i) = oldest {
+            self.remove_at(i);
+        }
+    }
+
+    /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.
+    fn remove_at(&mut self, mut hole: usize) {
+        let mut j = hole;
+        loop {
+            j = (j + 1) & self.mask;
+            let tid = self.slots[j].tid;
+            if tid == EMPTY {
+                break;
+            }
+            let home = self.home(tid);
+            // The entry at j may move to the hole unless its home lies cyclically in (hole, j].
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+        }
+        self.slots[hole].tid = EMPTY;
+        self.len -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_find_remove() {
+        let mut t = ThreadTable::new(16, 0u32);
+        for tid in 1..=10 {
+            let (s, made) = t.entry(tid, 0, |_| true, || tid * 10);
+            assert!(made.inserted);
+            assert_eq!(*s, tid * 10);
+        }
+        assert_eq!(t.len(), 10);
+        let (s, made) = t.entry(3, 1, |_| true, || 0);
+        assert!(!made.inserted);
+        *s += 1;
+        assert_eq!(t.get(3), Some(&31));
+        assert!(t.remove(3));
+        assert!(!t.remove(3));
+        for tid in (1..=10).filter(|&t| t != 3) {
+            assert_eq!(t.get(tid), Some(&(tid * 10)), "{tid} survives removals");
+        }
+    }
+
+    #[test]
+    fn stays_bounded_by_sweeping_dead_threads() {
+        let mut t = ThreadTable::new(8, ());
+        let mut reclaimed = 0;
+        for tid in 0..10_000u32 {
+            // Only the current tid is alive: everything older is reclaimable.
+            let (_, made) = t.entry(tid, u64::from(tid), |x| x == tid, || ());
+            reclaimed += made.reclaimed;
+            assert!(t.len() <= 8);
+        }
+        assert!(reclaimed > 9_000, "{reclaimed}");
+    }
+
+    #[test]
+    fn evicts_least_recent_when_all_alive() {
+        let mut t = ThreadTable::new(4, 0u64);
+        for tid in 0..4u32 {
+            t.entry(tid, u64::from(tid), |_| true, || 0);
+        }
+        t.entry(0, 10, |_| true, || 0);
+        let (_, made) = t.entry(99, 11, |_| true, || 0);
+        assert_eq!(made.evicted, 1);
+        assert!(t.get(1).is_none(), "tid 1 was the least recently active");
+        assert!(t.get(0).is_some() && t.get(99).is_some());
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn survives_collisions_and_wraparound() {
+        let mut t = ThreadTable::new(48, 0u32);
+        let mut model = std::collections::HashMap::new();
+        let mut x = 12345u32;
+        for step in 0..20_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let tid = (x >> 8) % 97;
+            if x.is_multiple_of(3) {
+                assert_eq!(t.remove(tid), model.remove(&tid).is_some());
+            } else {
+                let (s, _) = t.entry(tid, u64::from(step), |_| true, || 0);
+                *s += 1;
+                let m = model.entry(tid).or_insert(0);
+                *m += 1;
+                if t.len() < model.len() {
+                    // An eviction happened: resynchronise the reference.
+                    model.retain(|k, _| t.get(*k).is_some());
+                }
+            }
+            for (k, v) in &model {
+                assert_eq!(t.get(*k), Some(v), "step {step} tid {k}");
+            }
+            assert_eq!(t.len(), model.len());
+        }
+    }
+}

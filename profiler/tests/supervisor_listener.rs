@@ -1,0 +1,222 @@
+//! The listener protocol (runc → `listenerPath`): valid messages hand out the notify fd,
+//! malformed ones are refused, and no fd leaks either way.
+
+// An integration-test crate is test code as a whole; it has no #[cfg(test)] module to be in.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chaperone_profiler::supervisor::listener::{handle, Listener, ListenerConfig, ListenerError};
+use chaperone_profiler::supervisor::{Filter, TracedChild};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+/// Tests that count this process's fds must not overlap with other tests opening fds.
+static FD_COUNTING: Mutex<()> = Mutex::new(());
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn state_json(fds: &[&str], pid: i32) -> String {
+    let names: Vec<String> = fds.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        r#"{{"ociVersion":"1.0.2","fds":[{}],"pid":{pid},"metadata":"image=busybox",
+        "state":{{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":{pid},"bundle":"/b"}}}}"#,
+        names.join(",")
+    )
+}
+
+/// A real seccomp listener fd (from a traced child that is killed when the guard drops).
+fn seccomp_fd() -> (TracedChild, OwnedFd) {
+    let filter = Filter::notify_names(&["getppid"]).unwrap();
+    let mut child = TracedChild::spawn(&filter, &[]).unwrap();
+    let fd = child.take_listener().unwrap();
+    (child, fd)
+}
+
+fn send(sock: &UnixStream, data: &[u8], fds: &[RawFd]) {
+    let iov = [IoSlice::new(data)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).unwrap();
+}
+
+fn config() -> ListenerConfig {
+    ListenerConfig {
+        max_message: 4096,
+        read_timeout: Duration::from_millis(200),
+        peer_uid: nix::unistd::getuid().as_raw(),
+    }
+}
+
+/// Sends `data` with `fds` over a fresh socketpair (the client end stays open, as runc's may)
+/// and handles it.
+fn exchange(data: &[u8], fds: &[RawFd], config: &ListenerConfig) -> Result<i32, ListenerError> {
+    let (client, server) = UnixStream::pair().unwrap();
+    send(&client, data, fds);
+    let accepted = handle(server, config)?;
+    assert_eq!(accepted.state.metadata().as_deref(), Some("image=busybox"));
+    Ok(*accepted.state.pid())
+}
+
+#[test]
+fn valid_message_hands_out_the_notify_fd() {
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let (_child, fd) = seccomp_fd();
+    let json = state_json(&["seccompFd"], 4242);
+    assert_eq!(
+        exchange(json.as_bytes(), &[fd.as_raw_fd()], &config()).unwrap(),
+        4242
+    );
+
+    // Split in two writes: the message is complete only once it parses.
+    let (client, server) = UnixStream::pair().unwrap();
+    let (head, tail) = json.as_bytes().split_at(20);
+    send(&client, head, &[fd.as_raw_fd()]);
+    send(&client, tail, &[]);
+    let accepted = handle(server, &config()).unwrap();
+    assert_eq!(accepted.state.fds(), &["seccompFd".to_owned()]);
+}
+
+#[test]
+fn malformed_messages_are_dropped_without_leaking_fds() {
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let (_child, fd) = seccomp_fd();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let good = state_json(&["seccompFd"], 4242);
+    let cfg = config();
+    let before = open_fds();
+
+    let cases: Vec<(&str, Vec<u8>, Vec<RawFd>, ListenerConfig)> = vec![
+        ("missing fd", good.clone().into_bytes(), vec![], cfg.clone()),
+        (
+            "extra fd",
+            good.clone().into_bytes(),
+            vec![fd.as_raw_fd(), null.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "extra name",
+            state_json(&["seccompFd", "other"], 1).into_bytes(),
+            vec![fd.as_raw_fd(), null.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "not a seccomp fd",
+            good.clone().into_bytes(),
+            vec![null.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "bad json",
+            b"{\"ociVersion\": [nope".to_vec(),
+            vec![fd.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "trailing garbage",
+            format!("{good}}}").into_bytes(),
+            vec![fd.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "oversized",
+            format!("{}{good}", " ".repeat(8192)).into_bytes(),
+            vec![fd.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "too many fds",
+            good.clone().into_bytes(),
+            vec![fd.as_raw_fd(); 20],
+            cfg.clone(),
+        ),
+        (
+            "no pid",
+            state_json(&["seccompFd"], 0).into_bytes(),
+            vec![fd.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "incomplete then silence",
+            good.as_bytes()[..30].to_vec(),
+            vec![fd.as_raw_fd()],
+            cfg.clone(),
+        ),
+        (
+            "peer not the allowed uid",
+            good.clone().into_bytes(),
+            vec![fd.as_raw_fd()],
+            ListenerConfig {
+                peer_uid: 12345,
+                ..cfg.clone()
+            },
+        ),
+    ];
+    for (what, data, fds, config) in &cases {
+        let (client, server) = UnixStream::pair().unwrap();
+        if data.len() > 4096 {
+            // Larger than the socket buffer may take at once: send from a thread.
+            let (data, fds) = (data.clone(), fds.clone());
+            let c = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let iov = [IoSlice::new(&data)];
+                let cmsg = [ControlMessage::ScmRights(&fds)];
+                let _ = sendmsg::<()>(c.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None);
+            });
+        } else {
+            send(&client, data, fds);
+        }
+        let err = handle(server, config).expect_err(what);
+        let ok = match *what {
+            "missing fd" | "extra fd" | "extra name" | "too many fds" => {
+                matches!(err, ListenerError::Fds { .. })
+            }
+            "not a seccomp fd" => matches!(err, ListenerError::NotSeccomp { .. }),
+            "bad json" | "trailing garbage" => matches!(err, ListenerError::Json { .. }),
+            "oversized" => matches!(err, ListenerError::Oversized { .. }),
+            "no pid" => matches!(err, ListenerError::Pid { .. }),
+            "incomplete then silence" => matches!(err, ListenerError::Timeout { .. }),
+            _ => matches!(err, ListenerError::PeerUid { .. }),
+        };
+        assert!(ok, "{what}: {err:?}");
+        drop(client);
+    }
+    assert_eq!(open_fds(), before, "every received fd was closed");
+}
+
+#[test]
+fn listener_socket_skips_bad_connections() {
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chaperone.sock");
+    let listener = Listener::bind(&path, config()).unwrap();
+    let (_child, fd) = seccomp_fd();
+    let before = open_fds();
+    let bad = UnixStream::connect(&path).unwrap();
+    send(&bad, b"not json", &[fd.as_raw_fd()]);
+    drop(bad);
+    let good = UnixStream::connect(&path).unwrap();
+    send(
+        &good,
+        state_json(&["seccompFd"], 77).as_bytes(),
+        &[fd.as_raw_fd()],
+    );
+    let accepted = listener.accept().unwrap();
+    assert_eq!(*accepted.state.pid(), 77);
+    let stats = listener.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((load(&stats.accepted), load(&stats.rejected)), (1, 1));
+    drop(accepted);
+    drop(good);
+    assert_eq!(open_fds(), before);
+    drop(listener);
+    assert!(
+        !path.exists(),
+        "the socket file is removed with the listener"
+    );
+}

@@ -1,0 +1,331 @@
+//! The supervisor loop against a fake [`Notifier`]: every verdict, action and kernel outcome,
+//! without a kernel.
+
+// An integration-test crate is test code as a whole; it has no #[cfg(test)] module to be in.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
+use chaperone_profiler::supervisor::{
+    ActionError, Answer, Delivery, Detect, Deviation, Learn, Notification, Notifier, Progress,
+    Received, Responder, Result, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
+};
+use chaperone_profiler::syscalls::{sym_of, Arch};
+
+/// Plays back notifications and records answers and kills.
+#[derive(Debug, Default)]
+struct Fake {
+    queue: VecDeque<Received>,
+    answers: Vec<(u64, Answer)>,
+    gone_on_send: Vec<u64>,
+    kills: Vec<(u32, u64)>,
+    dead: Vec<u32>,
+}
+
+impl Notifier for Fake {
+    fn recv(&mut self) -> Result<Received> {
+        Ok(self.queue.pop_front().unwrap_or(Received::Closed))
+    }
+    fn send(&mut self, id: u64, answer: Answer) -> Result<Delivery> {
+        self.answers.push((id, answer));
+        Ok(if self.gone_on_send.contains(&id) {
+            Delivery::Gone
+        } else {
+            Delivery::Done
+        })
+    }
+    fn id_valid(&mut self, _id: u64) -> bool {
+        true
+    }
+    fn kill_process(&mut self, tid: u32, id: u64) -> Result<bool> {
+        self.kills.push((tid, id));
+        Ok(true)
+    }
+    fn thread_alive(&mut self, tid: u32) -> bool {
+        !self.dead.contains(&tid)
+    }
+}
+
+fn nr(name: &str) -> i32 {
+    let n = Arch::X86_64.number(sym_of(name).unwrap()).unwrap();
+    i32::try_from(n).unwrap()
+}
+
+fn ev(id: u64, tid: u32, name: &str) -> Received {
+    Received::Event(Notification {
+        id,
+        tid,
+        nr: nr(name),
+        arch: Arch::X86_64.audit_arch(),
+        args: [0; 6],
+    })
+}
+
+/// Answers deviations with a fixed verdict and records container actions.
+#[derive(Debug)]
+struct Scripted {
+    verdict: Verdict,
+    fail_actions: bool,
+    actions: Vec<&'static str>,
+}
+
+impl Responder for Scripted {
+    fn on_deviation(&mut self, _d: &Deviation) -> Verdict {
+        self.verdict
+    }
+    fn pause_container(&mut self, _d: &Deviation) -> std::result::Result<(), ActionError> {
+        self.act("pause")
+    }
+    fn kill_container(&mut self, _d: &Deviation) -> std::result::Result<(), ActionError> {
+        self.act("kill")
+    }
+}
+
+impl Scripted {
+    fn new(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            fail_actions: false,
+            actions: Vec::new(),
+        }
+    }
+    fn act(&mut self, what: &'static str) -> std::result::Result<(), ActionError> {
+        self.actions.push(what);
+        if self.fail_actions {
+            return Err(ActionError::Failed {
+                action: what,
+                source: "runc said no".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn detect() -> Detect {
+    let mut counts = NgramCounts::new(2).unwrap();
+    counts.learn_sequence(&[sym_of("getppid").unwrap(); 64]);
+    let scorer = Arc::new(NgramScorer::new(&counts, Smoothing::default()).unwrap());
+    Detect::new(scorer, 3.0).unwrap()
+}
+
+fn run(fake: Fake, responder: Scripted) -> (Vec<(u64, Answer)>, Scripted, Arc<Stats>) {
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        responder,
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let answers = sup.notifier().answers.clone();
+    let (_, responder) = sup.into_parts();
+    (answers, responder, stats)
+}
+
+#[test]
+fn every_verdict_maps_to_its_answer() {
+    for (verdict, want) in [
+        (Verdict::Continue, Answer::Continue),
+        (
+            Verdict::Deny {
+                errno: libc::EACCES,
+            },
+            Answer::Errno(libc::EACCES),
+        ),
+        (Verdict::KillProcess, Answer::Errno(libc::EPERM)),
+        (Verdict::PauseContainer, Answer::Errno(libc::EPERM)),
+        (Verdict::KillContainer, Answer::Errno(libc::EPERM)),
+    ] {
+        let fake = Fake {
+            queue: [ev(1, 10, "getppid"), ev(2, 10, "mount")].into(),
+            ..Fake::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let mut sup = Supervisor::new(
+            fake,
+            detect(),
+            Scripted::new(verdict),
+            SupervisorConfig::default(),
+            stats.clone(),
+        )
+        .unwrap();
+        assert_eq!(sup.step().unwrap(), Progress::Handled);
+        assert_eq!(sup.step().unwrap(), Progress::Handled);
+        assert_eq!(sup.step().unwrap(), Progress::Closed);
+        let s = stats.snapshot();
+        assert_eq!((s.events, s.deviations, s.novel), (2, 1, 1), "{verdict:?}");
+        assert_eq!(sup.notifier().answers, [(1, Answer::Continue), (2, want)]);
+        let kills = &sup.notifier().kills;
+        assert_eq!(kills.len(), usize::from(verdict == Verdict::KillProcess));
+        let (_, responder) = sup.into_parts();
+        match verdict {
+            Verdict::PauseContainer => assert_eq!(responder.actions, ["pause"]),
+            Verdict::KillContainer => assert_eq!(responder.actions, ["kill"]),
+            _ => assert!(responder.actions.is_empty()),
+        }
+    }
+}
+
+#[test]
+fn answers_reach_the_notifier_in_order() {
+    let fake = Fake {
+        queue: [
+            ev(1, 10, "getppid"),
+            ev(2, 10, "mount"),
+            Received::Gone,
+            ev(3, 11, "getppid"),
+        ]
+        .into(),
+        gone_on_send: vec![3],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        Scripted::new(Verdict::KillProcess),
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    let mut progress = Vec::new();
+    loop {
+        let p = sup.step().unwrap();
+        progress.push(p);
+        if p == Progress::Closed {
+            break;
+        }
+    }
+    assert_eq!(
+        progress,
+        [
+            Progress::Handled,
+            Progress::Handled,
+            Progress::Gone,
+            Progress::Gone,
+            Progress::Closed
+        ]
+    );
+    let s = stats.snapshot();
+    assert_eq!((s.events, s.gone, s.killed, s.denied), (3, 2, 1, 1));
+    assert_eq!(s.threads_started, 2);
+}
+
+#[test]
+fn failed_actions_deny_and_count() {
+    let fake = Fake {
+        queue: [ev(1, 10, "mount")].into(),
+        ..Fake::default()
+    };
+    let mut responder = Scripted::new(Verdict::PauseContainer);
+    responder.fail_actions = true;
+    let (answers, responder, stats) = run(fake, responder);
+    assert_eq!(answers, [(1, Answer::Errno(libc::EPERM))]);
+    let s = stats.snapshot();
+    assert_eq!(responder.actions, ["pause"]);
+    assert_eq!((s.action_failures, s.paused, s.denied), (1, 0, 1));
+}
+
+#[test]
+fn unknown_numbers_and_abis_are_counted_and_novel() {
+    let odd = |id, nr, arch| {
+        Received::Event(Notification {
+            id,
+            tid: 5,
+            nr,
+            arch,
+            args: [0; 6],
+        })
+    };
+    let fake = Fake {
+        queue: [
+            odd(1, 9999, Arch::X86_64.audit_arch()),
+            odd(2, 39, 0x1234),
+            odd(3, -1, Arch::X86_64.audit_arch()),
+        ]
+        .into(),
+        ..Fake::default()
+    };
+    let (_, _, stats) = run(fake, Scripted::new(Verdict::Continue));
+    let s = stats.snapshot();
+    assert_eq!((s.unknown, s.novel, s.continued), (3, 3, 3));
+
+    // Learn mode counts nothing for them.
+    let fake = Fake {
+        queue: [odd(1, 9999, Arch::X86_64.audit_arch()), ev(2, 5, "getppid")].into(),
+        ..Fake::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()),
+        Scripted::new(Verdict::Continue),
+        SupervisorConfig::default(),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    assert_eq!(sup.mode().unknown(), 1);
+    assert_eq!(sup.mode().counts().events(), 1);
+}
+
+#[test]
+fn dead_threads_are_swept_when_the_table_fills() {
+    let mut queue = VecDeque::new();
+    for tid in 0..100u32 {
+        queue.push_back(ev(u64::from(tid), 1000 + tid, "getppid"));
+    }
+    let fake = Fake {
+        queue,
+        dead: (1000..1090).collect(),
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let config = SupervisorConfig {
+        max_threads: 8,
+        ..Default::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        Scripted::new(Verdict::Continue),
+        config,
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let s = stats.snapshot();
+    assert!(s.threads_live <= 8);
+    assert_eq!(s.threads_started, 100);
+    assert_eq!(
+        s.threads_started,
+        s.threads_live + s.threads_reclaimed + s.threads_evicted
+    );
+    assert!(s.threads_reclaimed >= 80, "{s:?}");
+}
+
+#[test]
+fn bad_config_is_an_error() {
+    for config in [
+        SupervisorConfig {
+            max_threads: 0,
+            ..Default::default()
+        },
+        SupervisorConfig {
+            deny_errno: 0,
+            ..Default::default()
+        },
+    ] {
+        let made = Supervisor::new(
+            Fake::default(),
+            detect(),
+            Scripted::new(Verdict::Continue),
+            config,
+            Arc::new(Stats::default()),
+        );
+        assert!(matches!(made, Err(SupervisorError::Config { .. })));
+    }
+}
