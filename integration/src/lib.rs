@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod runc;
+
 /// True when running under CI (`CI=true` or `CI=1`): a missing prerequisite is then a failure.
 pub fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
