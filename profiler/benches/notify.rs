@@ -45,6 +45,8 @@ struct Setup {
     ways: u32,
     /// Non-blocking polls before blocking.
     spin: u32,
+    /// Block in RECV with the hang-up watcher (the default) instead of polling first.
+    block: bool,
 }
 
 fn pin_me(cpu: usize) {
@@ -82,6 +84,7 @@ fn run(setup: Setup) -> f64 {
         TracedChild::spawn_on(&filter, &script, setup.pin.map(|p| p.0)).expect("spawn child");
     let wait = Wait {
         sync_wake_up: setup.sync,
+        block_in_recv: setup.block && setup.kind != Kind::FloorPoll,
         spin_polls: setup.spin,
     };
     let mut notifier = KernelNotifier::new(child.take_listener().expect("fd"), wait).expect("fd");
@@ -168,6 +171,7 @@ fn main() {
         pin: None,
         ways: 1,
         spin: 0,
+        block: true,
     };
     let mut rows: Vec<(String, f64)> = Vec::new();
     let mut add = |name: &str, setup: Setup| {
@@ -195,6 +199,18 @@ fn main() {
     add("supervisor learn, no sync", one(Kind::Learn, false));
     let detect = add("supervisor detect, sync", one(Kind::Detect, true));
     add("supervisor detect, no sync", one(Kind::Detect, false));
+    let polled = |kind| Setup {
+        block: false,
+        ..one(kind, true)
+    };
+    add(
+        "supervisor learn, poll before RECV, sync",
+        polled(Kind::Learn),
+    );
+    add(
+        "supervisor detect, poll before RECV, sync",
+        polled(Kind::Detect),
+    );
     if cpus >= 2 {
         let pinned = |same: bool| Setup {
             pin: Some((0, if same { 0 } else { 1 })),
@@ -207,6 +223,7 @@ fn main() {
         "learn, spin 2000 polls, no sync",
         Setup {
             spin: 2000,
+            block: false,
             ..one(Kind::Learn, false)
         },
     );
@@ -221,15 +238,21 @@ fn main() {
         println!(
             "{{\"untraced_ns\":{untraced:.1},\"floor_ns\":{floor:.1},\"floor_poll_ns\":{floor_poll:.1},\
              \"learn_ns\":{learn:.1},\"detect_ns\":{detect:.1},\"learn_ratio\":{:.3},\
-             \"detect_ratio\":{:.3},\"notifs_per_s\":{notifs:.0},\"sync_wake_up\":{sync_available}}}",
+             \"detect_ratio\":{:.3},\"floor_vs_untraced\":{:.1},\"learn_vs_untraced\":{:.1},\
+             \"notifs_per_s\":{notifs:.0},\"sync_wake_up\":{sync_available}}}",
             learn / floor,
-            detect / floor
+            detect / floor,
+            floor / untraced,
+            learn / untraced
         );
     } else {
         println!(
-            "learn/floor = {:.2}x, detect/floor = {:.2}x, sync_wake_up available: {sync_available}",
+            "learn/floor = {:.2}x, detect/floor = {:.2}x, floor/untraced = {:.1}x, \
+             learn/untraced = {:.1}x, sync_wake_up available: {sync_available}",
             learn / floor,
-            detect / floor
+            detect / floor,
+            floor / untraced,
+            learn / untraced
         );
     }
 }

@@ -55,7 +55,7 @@ impl Mode for Recording {
 /// both (with a deadline). Returns the child's end, its results, the mode, the responder and
 /// the counters.
 fn supervise<M, R>(
-    mut child: TracedChild,
+    child: TracedChild,
     mode: M,
     responder: R,
     config: SupervisorConfig,
@@ -65,8 +65,24 @@ where
     M::Thread: Send,
     R: Responder + Send + 'static,
 {
+    supervise_with(child, mode, responder, config, Wait::default())
+}
+
+/// [`supervise`] with a chosen way of waiting for notifications.
+fn supervise_with<M, R>(
+    mut child: TracedChild,
+    mode: M,
+    responder: R,
+    config: SupervisorConfig,
+    wait: Wait,
+) -> (ChildEnd, Vec<i64>, M, R, StatsSnapshot)
+where
+    M: Mode + Send + 'static,
+    M::Thread: Send,
+    R: Responder + Send + 'static,
+{
     let listener = child.take_listener().expect("listener");
-    let notifier = KernelNotifier::new(listener, Wait::default()).expect("notifier");
+    let notifier = KernelNotifier::new(listener, wait).expect("notifier");
     let stats = Arc::new(Stats::default());
     let mut sup =
         Supervisor::new(notifier, mode, responder, config, stats.clone()).expect("supervisor");
@@ -85,6 +101,20 @@ where
 
 #[test]
 fn learn_records_the_exact_sequence() {
+    learn_exact_sequence(Wait::default());
+}
+
+#[test]
+fn learn_records_the_exact_sequence_polling_before_recv() {
+    learn_exact_sequence(Wait {
+        block_in_recv: false,
+        ..Wait::default()
+    });
+}
+
+/// Learns a fixed script under `wait` (blocking in RECV with the hang-up watcher, or polling
+/// first): the same exact sequence, and the loop ends when the child exits either way.
+fn learn_exact_sequence(wait: Wait) {
     let filter = Filter::notify_names(&["getppid", "getuid", "getgid", "uname"]).unwrap();
     let script = [
         call(libc::SYS_getppid),
@@ -102,11 +132,12 @@ fn learn_records_the_exact_sequence() {
         learn: Learn::new(NgramCounts::new(3).unwrap()),
         seen: Vec::new(),
     };
-    let (end, results, mode, _, stats) = supervise(
+    let (end, results, mode, _, stats) = supervise_with(
         child,
         mode,
         Fixed::new(Verdict::Continue),
         Default::default(),
+        wait,
     );
 
     assert_eq!(end, ChildEnd::Exited(0));
@@ -306,7 +337,7 @@ fn sync_wake_up_is_detected() {
     assert_eq!(n.sync_wake_up(), version >= (6, 6), "kernel {release}");
     let off = Wait {
         sync_wake_up: false,
-        spin_polls: 0,
+        ..Wait::default()
     };
     let mut child2 = TracedChild::spawn(&filter, &[]).unwrap();
     let n2 = KernelNotifier::new(child2.take_listener().unwrap(), off).unwrap();

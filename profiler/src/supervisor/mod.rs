@@ -31,6 +31,7 @@
 
 mod child;
 pub mod filter;
+mod hangup;
 pub mod listener;
 mod mode;
 mod notifier;

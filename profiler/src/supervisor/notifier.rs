@@ -6,6 +6,9 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use std::sync::atomic::Ordering;
+
+use super::hangup::Watcher;
 use super::Result;
 use crate::sys::{notify, pidfd};
 
@@ -93,15 +96,19 @@ pub trait Notifier {
 /// (`wake_up_poll_on_current_cpu`) and the answered thread on the supervisor's CPU
 /// (`complete_on_current_cpu`). Without the flag the scheduler decides, and the same benchmark
 /// lands at 5.5 us in one run and 43 us in the next. The pair ping-pongs on one CPU
-/// whichever CPUs the container uses. `poll` is also how the loop learns that the filter has no
-/// users left (RECV never returns then); it costs ~0.7 us over a bare blocked RECV. Pinning
-/// cannot follow a container's threads, and spinning only steals the CPU the traced thread
-/// needs on a small node, so both are off by default.
+/// whichever CPUs the container uses. A blocked RECV waits on the same wait queue, woken the
+/// same way. RECV never returns once the filter has no users left, so by default the supervisor
+/// blocks in RECV itself and a hang-up watcher thread (`hangup.rs`) interrupts it then; the
+/// alternative, `poll` before every RECV, costs ~0.7 us a notification. Pinning cannot follow
+/// a container's threads, and spinning only steals the CPU the traced thread needs on a small
+/// node, so both are off by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
     /// Ask for `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (ignored where the kernel lacks it).
     pub sync_wake_up: bool,
-    /// Non-blocking polls to try before blocking (0: block at once).
+    /// Block in RECV with a hang-up watcher thread (`true`), or `poll` before every RECV.
+    pub block_in_recv: bool,
+    /// With `poll`: non-blocking polls to try before blocking (0: block at once).
     pub spin_polls: u32,
 }
 
@@ -109,6 +116,7 @@ impl Default for Wait {
     fn default() -> Self {
         Self {
             sync_wake_up: true,
+            block_in_recv: true,
             spin_polls: 0,
         }
     }
@@ -120,6 +128,7 @@ pub struct KernelNotifier {
     fd: OwnedFd,
     spin_polls: u32,
     sync_wake_up: bool,
+    watcher: Option<Watcher>,
 }
 
 impl KernelNotifier {
@@ -130,11 +139,48 @@ impl KernelNotifier {
         } else {
             false
         };
+        let watcher = if wait.block_in_recv {
+            Some(Watcher::start(&fd)?)
+        } else {
+            None
+        };
         Ok(Self {
             fd,
             spin_polls: wait.spin_polls,
             sync_wake_up,
+            watcher,
         })
+    }
+
+    /// Receives blocking in RECV, woken by the watcher on hang-up; `None` when the watcher
+    /// failed and the caller must fall back to polling.
+    fn recv_watched(&self) -> Option<Result<Received>> {
+        let shared = &self.watcher.as_ref()?.shared;
+        loop {
+            if shared.failed.load(Ordering::SeqCst) {
+                return None;
+            }
+            if shared.closed.load(Ordering::SeqCst) {
+                shared.acked.store(true, Ordering::SeqCst);
+                return Some(Ok(Received::Closed));
+            }
+            let fd = self.fd.as_fd();
+            return Some(match shared.slot.run(|| notify::recv_once(fd)) {
+                Ok(notify::Recv::Interrupted) => continue,
+                // RECV also fails with ENOENT when it wakes to find no notification because
+                // the last task left; the watcher may not have flagged that yet, so ask.
+                Ok(notify::Recv::Gone) => match notify::wait(fd, 0) {
+                    Ok(notify::Ready::HangUp) => {
+                        shared.acked.store(true, Ordering::SeqCst);
+                        Ok(Received::Closed)
+                    }
+                    Ok(_) => Ok(Received::Gone),
+                    Err(e) => Err(e.into()),
+                },
+                Ok(notify::Recv::Event(n)) => Ok(Received::Event(convert(n))),
+                Err(e) => Err(e.into()),
+            });
+        }
     }
 
     /// Whether `SYNC_WAKE_UP` is in effect (asked for and supported by the kernel).
@@ -147,7 +193,7 @@ impl KernelNotifier {
     /// notifications will come may use it (the benchmark's kernel floor).
     pub fn recv_blocking(&mut self) -> Result<Received> {
         Ok(match notify::recv(self.borrowed())? {
-            notify::Recv::Gone => Received::Gone,
+            notify::Recv::Gone | notify::Recv::Interrupted => Received::Gone,
             notify::Recv::Event(n) => Received::Event(convert(n)),
         })
     }
@@ -165,6 +211,9 @@ impl AsFd for KernelNotifier {
 
 impl Notifier for KernelNotifier {
     fn recv(&mut self) -> Result<Received> {
+        if let Some(received) = self.recv_watched() {
+            return received;
+        }
         let mut spins = self.spin_polls;
         loop {
             let timeout = if spins > 0 {
@@ -179,7 +228,7 @@ impl Notifier for KernelNotifier {
                 notify::Ready::Readable => {}
             }
             return Ok(match notify::recv(self.borrowed())? {
-                notify::Recv::Gone => Received::Gone,
+                notify::Recv::Gone | notify::Recv::Interrupted => Received::Gone,
                 notify::Recv::Event(n) => Received::Event(convert(n)),
             });
         }

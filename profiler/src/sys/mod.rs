@@ -13,6 +13,7 @@ pub(crate) mod notify;
 pub(crate) mod pidfd;
 pub(crate) mod scm;
 pub(crate) mod seccomp;
+pub(crate) mod wake;
 
 use nix::errno::Errno;
 
@@ -69,6 +70,20 @@ pub enum SysError {
     #[error("recvmsg on a unix socket failed")]
     RecvMsg {
         /// The kernel's error.
+        source: Errno,
+    },
+    /// Starting the hang-up watcher failed.
+    #[error("cannot start the hang-up watcher")]
+    Watcher {
+        /// The error.
+        source: Errno,
+    },
+    /// Installing or sending the wake-up signal failed.
+    #[error("{op} for the wake-up signal failed")]
+    Signal {
+        /// Which call.
+        op: &'static str,
+        /// The error.
         source: Errno,
     },
     /// Forking or talking to the traced child failed.

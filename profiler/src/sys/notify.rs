@@ -3,7 +3,8 @@
 //! - `RECV` blocks on a semaphore and does not see the listener's hang-up, so callers wait with
 //!   [`wait`] (poll) first: it reports a pending notification, or the hang-up that comes when
 //!   every task using the filter has exited.
-//! - `RECV` and `SEND` are restarted on EINTR. ENOENT means the notification is gone (the target
+//! - `RECV` and `SEND` are restarted on EINTR, except [`recv_once`], which reports it so a
+//!   supervisor blocked in `RECV` can be woken (see `wake.rs`). ENOENT means the notification is gone (the target
 //!   was killed or interrupted by a signal between the kernel queueing it and our answer): it is
 //!   an outcome ([`Recv::Gone`], [`Sent::Gone`]), not an error.
 
@@ -50,6 +51,8 @@ pub(crate) enum Recv {
     Event(Notif),
     /// The pending notification went away before we took it.
     Gone,
+    /// A signal interrupted the wait (only from [`recv_once`]).
+    Interrupted,
 }
 
 /// The outcome of an answer.
@@ -96,34 +99,74 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<Ready> {
     }
 }
 
-/// `SECCOMP_IOCTL_NOTIF_RECV`: takes one notification (blocks if none is pending).
+/// `SECCOMP_IOCTL_NOTIF_RECV`: takes one notification (blocks if none is pending), restarting
+/// when a signal interrupts it.
 pub(crate) fn recv(fd: BorrowedFd<'_>) -> Result<Recv> {
     loop {
-        // The kernel requires a zeroed struct (EINVAL otherwise); zero it on every attempt.
-        // SAFETY: `seccomp_notif` is plain old data for which all-zero bytes are valid.
-        let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-        // SAFETY: `raw` is a valid, writable `seccomp_notif` that outlives the call, which is
-        // what this ioctl number expects.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_RECV,
-                std::ptr::addr_of_mut!(raw),
-            )
-        };
-        if rc == 0 {
-            return Ok(Recv::Event(Notif {
-                id: raw.id,
-                pid: raw.pid,
-                nr: raw.data.nr,
-                arch: raw.data.arch,
-                args: raw.data.args,
-            }));
+        match recv_once(fd)? {
+            Recv::Interrupted => continue,
+            other => return Ok(other),
         }
-        match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::ENOENT => return Ok(Recv::Gone),
-            source => return Err(SysError::Notify { op: "recv", source }),
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_RECV` once: a signal ends the wait with [`Recv::Interrupted`].
+pub(crate) fn recv_once(fd: BorrowedFd<'_>) -> Result<Recv> {
+    // The kernel requires a zeroed struct (EINVAL otherwise); zero it on every attempt.
+    // SAFETY: `seccomp_notif` is plain old data for which all-zero bytes are valid.
+    let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: `raw` is a valid, writable `seccomp_notif` that outlives the call, which is
+    // what this ioctl number expects.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            std::ptr::addr_of_mut!(raw),
+        )
+    };
+    if rc == 0 {
+        return Ok(Recv::Event(Notif {
+            id: raw.id,
+            pid: raw.pid,
+            nr: raw.data.nr,
+            arch: raw.data.arch,
+            args: raw.data.args,
+        }));
+    }
+    match Errno::last() {
+        Errno::EINTR => Ok(Recv::Interrupted),
+        Errno::ENOENT => Ok(Recv::Gone),
+        source => Err(SysError::Notify { op: "recv", source }),
+    }
+}
+
+/// Waits until the listener hangs up (no task uses the filter any more) or `stop` becomes
+/// readable or hung up; returns `true` for the listener's hang-up. Pending notifications do
+/// not wake this wait: it asks for no events on the listener, and the kernel wakes pollers
+/// only for the events they asked for (hang-ups and errors always count).
+pub(crate) fn wait_hangup(fd: BorrowedFd<'_>, stop: BorrowedFd<'_>) -> Result<bool> {
+    loop {
+        let mut fds = [
+            PollFd::new(fd, PollFlags::empty()),
+            PollFd::new(stop, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                let hung = |p: &PollFd<'_>| {
+                    p.revents()
+                        .unwrap_or(PollFlags::empty())
+                        .intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+                };
+                if hung(&fds[0]) {
+                    return Ok(true);
+                }
+                let stop_ready = fds[1].revents().unwrap_or(PollFlags::empty());
+                if !stop_ready.is_empty() {
+                    return Ok(false);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(source) => return Err(SysError::Poll { source }),
         }
     }
 }
