@@ -316,6 +316,25 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Opens `path` and parses it with `parse`, noting at debug level how many events were left out
+/// (`what` names them in the log line).
+pub(crate) fn read_file_with(
+    path: &Path,
+    what: &'static str,
+    parse: fn(io::BufReader<std::fs::File>, &Path) -> Result<Parsed>,
+) -> Result<Parsed> {
+    let file = std::fs::File::open(path).map_err(|source| io_error(path, source))?;
+    let parsed = parse(io::BufReader::with_capacity(1 << 16, file), path)?;
+    if !parsed.skipped.is_empty() {
+        tracing::debug!(
+            path = %path.display(),
+            skipped = parsed.skipped.total(),
+            "left out {what} that are not syscalls of the tables"
+        );
+    }
+    Ok(parsed)
+}
+
 /// A [`TraceError::Io`] for `path`.
 pub(crate) fn io_error(path: &Path, source: io::Error) -> TraceError {
     TraceError::Io {

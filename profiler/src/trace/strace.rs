@@ -16,12 +16,11 @@
 //! `trace.<pid>`). Names that are not syscalls of the tables (`syscall_0x1c1`, `????`) are left
 //! out and counted in [`Skipped`].
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
 
 use super::lines::{excerpt, is_digits, not_a_number, parse_u32, LineReader};
-use super::{io_error, Format, LineError, Parsed, Result, Skipped, Threads, Trace};
+use super::{Format, LineError, Parsed, Result, Skipped, Threads, Trace};
 use crate::syscalls::sym_of_bytes;
 
 /// Reads an `strace -f` output file: one trace per pid, named `"<path>:<pid>"`.
@@ -31,16 +30,7 @@ pub fn read_strace(path: &Path) -> Result<Vec<Trace>> {
 
 /// [`read_strace`], also returning the calls left out.
 pub(crate) fn read_strace_with_skipped(path: &Path) -> Result<Parsed> {
-    let file = File::open(path).map_err(|source| io_error(path, source))?;
-    let parsed = parse_strace(BufReader::with_capacity(1 << 16, file), path)?;
-    if !parsed.skipped.is_empty() {
-        tracing::debug!(
-            path = %path.display(),
-            skipped = parsed.skipped.total(),
-            "left out strace calls that are not syscalls of the tables"
-        );
-    }
-    Ok(parsed)
+    super::read_file_with(path, "strace calls", parse_strace)
 }
 
 /// Parses `strace -f` output from `reader`; `path` names the traces and appears in errors.

@@ -10,12 +10,11 @@
 //! trace per thread id. Enter events whose name is no syscall of the tables (sysdig's
 //! `switch`, `procexit`, `signaldeliver`, ...) are left out and counted in [`Skipped`].
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
 
 use super::lines::{excerpt, is_digits, not_a_number, parse_u32, tokens, LineReader};
-use super::{io_error, LineError, Parsed, Result, Skipped, Threads, Trace};
+use super::{LineError, Parsed, Result, Skipped, Threads, Trace};
 use crate::syscalls::{sym_of_bytes, Sym};
 
 /// The fields before the arguments, for "missing ..." errors.
@@ -40,16 +39,7 @@ pub fn read_sysdig(path: &Path) -> Result<Vec<Trace>> {
 
 /// [`read_sysdig`], also returning the events left out.
 pub(crate) fn read_sysdig_with_skipped(path: &Path) -> Result<Parsed> {
-    let file = File::open(path).map_err(|source| io_error(path, source))?;
-    let parsed = parse_sysdig(BufReader::with_capacity(1 << 16, file), path)?;
-    if !parsed.skipped.is_empty() {
-        tracing::debug!(
-            path = %path.display(),
-            skipped = parsed.skipped.total(),
-            "left out sysdig events that are not syscalls"
-        );
-    }
-    Ok(parsed)
+    super::read_file_with(path, "sysdig events", parse_sysdig)
 }
 
 /// Parses sysdig text from `reader`; `path` names the traces and appears in errors.
