@@ -11,10 +11,13 @@ Installs the build packages if missing (root), then runs, in order:
   1. cargo fmt --all --check
   2. cargo clippy --workspace --all-targets -- -D warnings
   3. scripts/check-crate-graph.sh (the one-way crate graph of DESIGN.md)
-  4. cargo test --workspace (unit, property and dataset tests; the release
-     evaluation target is checked by the cli's eval_adfa test)
+  4. cargo test --workspace -- --nocapture: unit, property and dataset tests,
+     and (as root, with runc and a static busybox, installed here) the
+     integration tests that run real containers
+  5. a closing line: "summary: N passed, N failed, N skipped"
 
 Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true they fail.
+The build packages: ${BUILD_PACKAGES[*]}; the test packages: ${TEST_PACKAGES[*]}.
 
   --no-lint   skip steps 1-3
   --help      show this help
@@ -46,4 +49,15 @@ if [ "$lint" -eq 1 ]; then
 fi
 
 log "cargo test"
-cargo test --locked --workspace
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+# --nocapture: a test that skips says so on stderr, and that must be seen.
+cargo test --locked --workspace -- --nocapture 2>&1 | tee "$results"
+
+# One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
+# binary with nothing in it).
+awk '
+    /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+    /^SKIPPED:/ { s++ }
+    END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }
+' "$results"
