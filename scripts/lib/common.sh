@@ -10,8 +10,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the build needs (see DESIGN.md "Build facts").
 BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev)
 # Extra packages the test script needs: python3 for check-crate-graph.sh, runc and a static
-# busybox for the integration tests that run real containers.
-TEST_PACKAGES=(python3 runc busybox-static)
+# busybox for the integration tests that run real containers, containerd (and ctr) for the
+# shim tests.
+TEST_PACKAGES=(python3 runc busybox-static containerd)
 
 # Installs the missing Debian packages given as arguments (root only; a no-op when all are there).
 ensure_packages() {

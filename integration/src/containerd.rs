@@ -1,0 +1,378 @@
+//! A private containerd (own config, root, state and socket under a temp dir) with chaperone's
+//! shim on its `PATH`, a busybox OCI image built locally and imported into it, and `ctr` runs.
+//! Everything is killed, unmounted and removed on drop, also when the test fails.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::runc::BUSYBOX;
+
+/// The chaperone runtime.
+pub const CHAPERONE: &str = "io.containerd.chaperone.v2";
+/// The stock runc shim containerd ships (checks the tests themselves).
+pub const RUNC_V2: &str = "io.containerd.runc.v2";
+/// The shim binary's file name.
+pub const SHIM_BINARY: &str = "containerd-shim-chaperone-v2";
+/// The image [`Containerd::import_busybox`] imports.
+pub const BUSYBOX_IMAGE: &str = "docker.io/library/chaperone-busybox:itest";
+/// Overrides the shim's run directory (see the shim's `learn::RUN_DIR_ENV`).
+pub const RUN_DIR_ENV: &str = "CHAPERONE_RUN_DIR";
+/// The namespace tests use.
+pub const NAMESPACE: &str = "default";
+/// Applets linked in the image's `/bin`.
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "uname", "true", "false", "ls", "id", "ps", "kill",
+];
+
+/// True when `containerd` and `ctr` are installed.
+pub fn have_containerd() -> bool {
+    ["containerd", "ctr"].iter().all(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// The directory of the shim binary built with the running test: `target/<profile>/`, the
+/// parent of the test executable's `deps/`.
+pub fn shim_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    profile_dir
+        .join(SHIM_BINARY)
+        .is_file()
+        .then(|| profile_dir.to_owned())
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` naming `what`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running private containerd.
+#[derive(Debug)]
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    /// Starts containerd with `shim_dir` first on its `PATH`; returns once it answers.
+    pub fn start(shim_dir: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("chp-ctrd").tempdir()?;
+        let base = dir.path();
+        let socket = base.join("c.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+[debug]
+  level = "debug"
+"#,
+            root = base.join("root").display(),
+            state = base.join("state").display(),
+            socket = socket.display(),
+        );
+        std::fs::write(base.join("config.toml"), config)?;
+        std::fs::create_dir_all(base.join("run"))?;
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        );
+        let log = File::create(base.join("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(base.join("config.toml"))
+            .env("PATH", path)
+            .env(RUN_DIR_ENV, base.join("run"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting containerd")?;
+        let mut me = Self { dir, child, socket };
+        let ready = wait_for("containerd's socket", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                return Some(Err(anyhow::anyhow!("containerd exited: {status}")));
+            }
+            me.ctr(&["version"])
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| Ok(()))
+        });
+        match ready {
+            Ok(Ok(())) => Ok(me),
+            Ok(Err(e)) | Err(e) => Err(e.context(format!("containerd log:\n{}", me.log()))),
+        }
+    }
+
+    /// The temp dir holding everything.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The shim run directory containerd's shims were given.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// containerd's output so far (with the shims' logs, which it copies).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Runs `ctr -a SOCKET -n default ARGS`.
+    pub fn ctr(&self, args: &[&str]) -> Result<Output> {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", NAMESPACE])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running ctr")
+    }
+
+    /// Runs ctr and fails unless it succeeds; returns its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctr(args)?;
+        if !out.status.success() {
+            bail!(
+                "ctr {args:?} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Builds an OCI image of Debian's static busybox and imports it as [`BUSYBOX_IMAGE`].
+    pub fn import_busybox(&self) -> Result<()> {
+        let tar = build_busybox_image(&self.dir.path().join("image"))?;
+        self.ctr_ok(&["images", "import", tar.to_str().context("path")?])?;
+        let images = self.ctr_ok(&["images", "ls", "-q"])?;
+        if !images.lines().any(|l| l == BUSYBOX_IMAGE) {
+            bail!("image not imported; images: {images}");
+        }
+        Ok(())
+    }
+
+    /// The status of task `id` in `ctr tasks ls` (`RUNNING`, `STOPPED`, ...), if listed.
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = self.ctr_ok(&["tasks", "ls"]).ok()?;
+        out.lines().find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| (*s).to_owned()))?
+        })
+    }
+
+    /// Best-effort removal of a container and its task.
+    pub fn remove(&self, id: &str) {
+        let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+        let _ = wait_for("the task to stop", Duration::from_secs(5), || {
+            (self.task_status(id).as_deref() != Some("RUNNING")).then_some(())
+        });
+        let _ = self.ctr(&["tasks", "delete", "-f", id]);
+        let _ = self.ctr(&["containers", "delete", id]);
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if let Ok(out) = self.ctr(&["containers", "ls", "-q"]) {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                self.remove(id);
+            }
+        }
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let stopped = wait_for("containerd to exit", Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        });
+        if stopped.is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // Whatever is still mounted under the temp dir (snapshots, rootfs) goes before it does.
+        for target in mounts_under(self.dir.path()).into_iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(&target).status();
+        }
+    }
+}
+
+/// Mount points at or below `dir`, in mount order.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// Whether any mount point's path contains `needle`.
+pub fn mounted(needle: &str) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|p| p.contains(needle))
+}
+
+/// Pids of processes whose command line contains every one of `words`.
+pub fn processes_with(words: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            words.iter().all(|w| text.contains(w))
+        })
+        .collect()
+}
+
+fn sha256_hex(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(path).output()?;
+    if !out.status.success() {
+        bail!("sha256sum {} failed", path.display());
+    }
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .context("sha256sum output")?
+        .to_owned())
+}
+
+/// Moves `file` into `layout/blobs/sha256/` under its digest; returns (digest, size).
+fn add_blob(layout: &Path, file: &Path) -> Result<(String, u64)> {
+    let hex = sha256_hex(file)?;
+    let size = std::fs::metadata(file)?.len();
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    std::fs::rename(file, blobs.join(&hex))?;
+    Ok((format!("sha256:{hex}"), size))
+}
+
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Writes an OCI image layout with one layer (busybox and its applet links) under `dir` and
+/// returns the path of its tar archive.
+pub fn build_busybox_image(dir: &Path) -> Result<PathBuf> {
+    let rootfs = dir.join("rootfs");
+    for sub in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(rootfs.join(sub))?;
+    }
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).context("copying busybox")?;
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n")?;
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout)?;
+    let layer = dir.join("layer.tar");
+    tar(&rootfs, &layer)?;
+    let (layer_digest, layer_size) = add_blob(&layout, &layer)?;
+
+    let config = json!({
+        "architecture": oci_arch(),
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let config_file = dir.join("config.json");
+    std::fs::write(&config_file, serde_json::to_vec(&config)?)?;
+    let (config_digest, config_size) = add_blob(&layout, &config_file)?;
+
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": layer_size,
+        }],
+    });
+    let manifest_file = dir.join("manifest.json");
+    std::fs::write(&manifest_file, serde_json::to_vec(&manifest)?)?;
+    let (manifest_digest, manifest_size) = add_blob(&layout, &manifest_file)?;
+
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": {"architecture": oci_arch(), "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": BUSYBOX_IMAGE,
+                "org.opencontainers.image.ref.name": "itest",
+            },
+        }],
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        serde_json::to_vec(&json!({"imageLayoutVersion": "1.0.0"}))?,
+    )?;
+    let archive = dir.join("image.tar");
+    tar(&layout, &archive)?;
+    Ok(archive)
+}
+
+/// `tar` of the contents of `dir`, owned by root.
+fn tar(dir: &Path, archive: &Path) -> Result<()> {
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .arg(archive)
+        .arg(".")
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("tar of {} failed", dir.display());
+    }
+    Ok(())
+}

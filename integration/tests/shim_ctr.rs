@@ -1,0 +1,241 @@
+//! chaperone's shim under a real (private) containerd, driven with `ctr`: a container runs to
+//! completion with its output and exit code, a detached one is killed, and deleting leaves
+//! nothing behind on the host. Every test also runs against containerd's stock
+//! `io.containerd.runc.v2` to check the test itself. Needs root, containerd, runc and a static
+//! busybox (scripts/test.sh installs them).
+
+// Integration tests are their own crate: no test module, and they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use chaperone_integration::containerd::{
+    self, mounted, processes_with, wait_for, Containerd, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+};
+use chaperone_integration::{require, runc};
+
+/// A started containerd with the busybox image, or `None` (skipped) without prerequisites.
+fn setup() -> Option<Containerd> {
+    let ok = require(runc::is_root(), "root (containerd needs it)")
+        && require(runc::have_runc(), "runc (apt-get install runc)")
+        && require(
+            containerd::have_containerd(),
+            "containerd and ctr (apt-get install containerd)",
+        )
+        && require(
+            runc::have_static_busybox(),
+            "a static busybox at /bin/busybox (apt-get install busybox-static)",
+        );
+    if !ok {
+        return None;
+    }
+    let shim_dir = containerd::shim_dir();
+    if !require(
+        shim_dir.is_some(),
+        "the shim binary next to the test (cargo test --workspace builds it)",
+    ) {
+        return None;
+    }
+    let ctrd = Containerd::start(&shim_dir.unwrap()).expect("containerd starts");
+    ctrd.import_busybox().expect("busybox image imports");
+    Some(ctrd)
+}
+
+/// A container id unique to this test run.
+fn container_id(test: &str, runtime: &str) -> String {
+    let short = if runtime == CHAPERONE { "chp" } else { "runc" };
+    format!("{test}-{short}-{}", std::process::id())
+}
+
+/// Removes the container even when the test fails.
+struct Cleanup<'a>(&'a Containerd, String);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+fn run_to_completion(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("run", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = ctrd
+        .ctr(&[
+            "run",
+            "--runtime",
+            runtime,
+            "--rm",
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "echo hello from $(uname -s); echo oops >&2; exit 3",
+        ])
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit code\nstdout: {stdout}\nstderr: {stderr}\nlog:\n{}",
+        ctrd.log()
+    );
+    assert!(stdout.contains("hello from Linux"), "stdout: {stdout}");
+    assert!(stderr.contains("oops"), "stderr: {stderr}");
+    assert_host_clean(&ctrd, &id, runtime);
+    if runtime == CHAPERONE {
+        // The supervisor learned the container: its summary reaches containerd's log.
+        let learned = wait_for(
+            "the learned summary in the log",
+            Duration::from_secs(10),
+            || {
+                let log = ctrd.log();
+                log.lines()
+                    .find(|l| l.contains("learned the container's syscalls") && l.contains(&id))
+                    .map(str::to_owned)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+        eprintln!("{learned}");
+        let events: u64 = learned
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("events="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(events > 20, "too few events learned: {learned}");
+    }
+}
+
+fn detached_run_and_kill(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("kill", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    wait_for("the task to run", Duration::from_secs(10), || {
+        (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
+    })
+    .unwrap();
+    let pids = ctrd.ctr_ok(&["tasks", "ps", &id]).unwrap();
+    assert!(pids.lines().count() >= 2, "no process listed: {pids}");
+    ctrd.ctr_ok(&["tasks", "kill", "--all", "-s", "SIGKILL", &id])
+        .unwrap();
+    wait_for("the task to stop", Duration::from_secs(10), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    ctrd.ctr_ok(&["tasks", "delete", &id]).unwrap();
+    ctrd.ctr_ok(&["containers", "delete", &id]).unwrap();
+    assert_host_clean(&ctrd, &id, runtime);
+}
+
+/// After delete: no runc state, no mount, no shim process, no listener socket.
+fn assert_host_clean(ctrd: &Containerd, id: &str, runtime: &str) {
+    let runc_state = Path::new("/run/containerd/runc")
+        .join(containerd::NAMESPACE)
+        .join(id);
+    wait_for("the shim to exit", Duration::from_secs(10), || {
+        processes_with(&["containerd-shim", "-id", id])
+            .is_empty()
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", processes_with(&["containerd-shim", id])));
+    assert!(
+        !runc_state.exists(),
+        "runc state left: {}",
+        runc_state.display()
+    );
+    assert!(!mounted(id), "a mount of {id} is left");
+    if runtime == CHAPERONE {
+        let sockets = ctrd.run_dir().join("s");
+        let left: Vec<_> = std::fs::read_dir(&sockets)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "shim state left: {left:?}");
+    }
+}
+
+#[test]
+fn chaperone_runs_a_container_to_completion_and_learns_it() {
+    run_to_completion(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_runs_a_container_to_completion() {
+    run_to_completion(RUNC_V2);
+}
+
+#[test]
+fn chaperone_kills_a_detached_container_and_cleans_up() {
+    detached_run_and_kill(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_kills_a_detached_container_and_cleans_up() {
+    detached_run_and_kill(RUNC_V2);
+}
+
+#[test]
+fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
+    let Some(ctrd) = setup() else { return };
+    let off = container_id("off", CHAPERONE);
+    let _cleanup_off = Cleanup(&ctrd, off.clone());
+    let out = ctrd
+        .ctr_ok(&[
+            "run",
+            "--runtime",
+            CHAPERONE,
+            "--rm",
+            "--annotation",
+            "chaperone.io/mode=off",
+            BUSYBOX_IMAGE,
+            &off,
+            "echo",
+            "untraced",
+        ])
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    assert!(out.contains("untraced"), "{out}");
+    assert_host_clean(&ctrd, &off, CHAPERONE);
+    let log = ctrd.log();
+    let created_off = log
+        .lines()
+        .any(|l| l.contains("container created") && l.contains(&off) && l.contains("mode=off"));
+    assert!(created_off, "no mode=off create in the log:\n{log}");
+    let traced = log
+        .lines()
+        .any(|l| l.contains("learned the container's syscalls") && l.contains(&off));
+    assert!(!traced, "mode off was traced");
+
+    let bad = container_id("bad", CHAPERONE);
+    let _cleanup_bad = Cleanup(&ctrd, bad.clone());
+    let out = ctrd
+        .ctr(&[
+            "run",
+            "--runtime",
+            CHAPERONE,
+            "--rm",
+            "--annotation",
+            "chaperone.io/mode=lurn",
+            BUSYBOX_IMAGE,
+            &bad,
+            "true",
+        ])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad mode must fail create");
+    assert!(
+        stderr.contains("chaperone.io/mode=\"lurn\"") && stderr.contains("expected one of"),
+        "unclear error: {stderr}"
+    );
+}

@@ -1,0 +1,216 @@
+//! The shim binary's three actions, as containerd 1.6 and later call them.
+//!
+//! containerd-shim 0.12's own `run` speaks only the task API v3 and answers `start` with the
+//! JSON of containerd 2.x, which containerd 1.6 (Debian 12's) cannot read. So the shim drives
+//! its `Shim` implementation itself, reusing the library's pieces (flags, `spawn`, the exit
+//! monitor, the event publisher): `start` prints the bare address, which every containerd
+//! accepts, and the server registers the Task service as both `containerd.task.v2.Task` and
+//! `containerd.task.v3.Task` (the messages are the same).
+
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+
+use containerd_shim::monitor::monitor_notify_by_pid;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim_async::create_task;
+use containerd_shim::protos::ttrpc::r#async::transport::Listener as TtrpcListener;
+use containerd_shim::protos::ttrpc::r#async::Server;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, Flags, Shim, StartOpts, Task};
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, info, warn};
+
+use crate::error::{Result, ShimError};
+use crate::service::{Service, ADDRESS_FILE};
+use crate::{logging, RUNTIME_TYPE};
+
+/// containerd's address for ttrpc events, in the shim's environment.
+const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
+/// The task API names the service is registered under.
+const TASK_V2: &str = "containerd.task.v2.Task";
+const TASK_V3: &str = "containerd.task.v3.Task";
+
+/// `start`: spawns (or finds) the shim serving this container's group, prints its address.
+pub async fn start(flags: &Flags) -> Result<()> {
+    let opts = StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var(TTRPC_ADDRESS).unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
+    let address = shim
+        .start_shim(opts)
+        .await
+        .map_err(|source| ShimError::Shim {
+            op: "start the shim",
+            source,
+        })?;
+    write_stdout(address.as_bytes())
+}
+
+/// `delete`: cleans up after a shim that died (containerd calls it then).
+pub async fn delete(flags: &Flags) -> Result<()> {
+    reap_children()?;
+    let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
+    let response = shim.delete_shim().await.map_err(|source| ShimError::Shim {
+        op: "clean up the container",
+        source,
+    })?;
+    let bytes = response
+        .write_to_bytes()
+        .map_err(|source| ShimError::Protobuf {
+            what: "the delete response",
+            source,
+        })?;
+    write_stdout(&bytes)
+}
+
+/// The long-lived shim: serves the Task service on `flags.socket` until Shutdown.
+pub async fn serve(flags: &Flags) -> Result<()> {
+    logging::init(Path::new(logging::LOG_FIFO), flags.debug)?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| ShimError::Sys {
+        op: "becoming a subreaper",
+        source,
+    })?;
+    reap_children()?;
+    let Some(socket) = bind(&flags.socket)? else {
+        // Another shim of the same group serves this address already.
+        std::fs::write(ADDRESS_FILE, &flags.socket).map_err(|source| ShimError::Io {
+            op: "write",
+            path: ADDRESS_FILE.into(),
+            source,
+        })?;
+        return Ok(());
+    };
+    let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
+    let ttrpc_address = std::env::var(TTRPC_ADDRESS).unwrap_or_default();
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .await
+        .map_err(|source| ShimError::Shim {
+            op: "connect to containerd's event service",
+            source,
+        })?;
+    let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.create_task_service(publisher).await);
+    let mut services = create_task(Arc::clone(&task));
+    if let Some(v3) = create_task(task).remove(TASK_V3) {
+        services.insert(TASK_V2.to_owned(), v3);
+    }
+    let listener = TtrpcListener::try_from(socket).map_err(|source| ShimError::Io {
+        op: "serve ttrpc on",
+        path: flags.socket.clone().into(),
+        source,
+    })?;
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(services);
+    server.start().await.map_err(|source| ShimError::Server {
+        op: "start",
+        source,
+    })?;
+    // `start` copies our stdout until it closes: point it at stderr to say we are up.
+    nix::unistd::dup2_stdout(std::io::stderr()).map_err(|source| ShimError::Sys {
+        op: "closing stdout",
+        source,
+    })?;
+    info!(socket = %flags.socket, "shim serving");
+    shim.wait().await;
+    info!("shim exiting");
+    if let Err(e) = server.shutdown().await {
+        warn!(error = %e, "ttrpc server shutdown");
+    }
+    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    shim.learner().cleanup();
+    Ok(())
+}
+
+/// The path of a `unix://` address.
+fn socket_path(address: &str) -> &str {
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+/// Binds the shim socket; `None` when a live shim already serves it (a stale one is replaced).
+fn bind(address: &str) -> Result<Option<UnixListener>> {
+    let path = socket_path(address);
+    let io = |op, source| ShimError::Io {
+        op,
+        path: path.into(),
+        source,
+    };
+    if let Some(parent) = Path::new(path).parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
+    }
+    match UnixListener::bind(path) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(path).is_ok() {
+                return Ok(None);
+            }
+            std::fs::remove_file(path).map_err(|e| io("remove the stale socket", e))?;
+            UnixListener::bind(path)
+                .map(Some)
+                .map_err(|e| io("bind", e))
+        }
+        Err(e) => Err(io("bind", e)),
+    }
+}
+
+/// Reaps every child on SIGCHLD and reports its exit to the library's monitor (the container
+/// processes re-parented to the subreaper, and runc commands).
+fn reap_children() -> Result<()> {
+    let mut sigchld = signal(SignalKind::child()).map_err(|source| ShimError::Io {
+        op: "watch SIGCHLD",
+        path: "signal".into(),
+        source,
+    })?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|source| ShimError::Io {
+        op: "watch SIGTERM",
+        path: "signal".into(),
+        source,
+    })?;
+    tokio::spawn(async move {
+        while sigchld.recv().await.is_some() {
+            loop {
+                let (pid, code) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                    Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                    Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        warn!(error = %e, "waitpid");
+                        break;
+                    }
+                };
+                if let Err(e) = monitor_notify_by_pid(pid.as_raw(), code).await {
+                    warn!(pid = pid.as_raw(), error = %e, "cannot report an exit");
+                }
+            }
+        }
+    });
+    // containerd stops shims with Shutdown; a stray SIGTERM is logged, not fatal (as runc-v2).
+    tokio::spawn(async move {
+        while sigterm.recv().await.is_some() {
+            debug!("SIGTERM ignored");
+        }
+    });
+    Ok(())
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| ShimError::Io {
+            op: "write",
+            path: "stdout".into(),
+            source,
+        })
+}

@@ -1,0 +1,243 @@
+//! Bundle rewriting on Create: the container's mode from its annotations and, in learn mode, a
+//! seccomp filter whose notify fd runc sends to this shim's listener.
+//!
+//! `config.json` is edited as JSON, not through `oci_spec::Spec`, so fields this version of
+//! oci-spec does not know survive the rewrite. The original is kept next to it as
+//! `config.json.orig` for audit.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chaperone_config::Mode;
+use chaperone_profiler::supervisor::filter::learn_filter;
+use oci_spec::runtime::LinuxSeccomp;
+use serde_json::Value;
+
+use crate::error::{Result, ShimError};
+
+/// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
+pub const MODE_ANNOTATION: &str = "chaperone.io/mode";
+/// The mode of a container without the annotation (the profile store and detection come later).
+pub const DEFAULT_MODE: Mode = Mode::Learn;
+/// The bundle's OCI config.
+pub const CONFIG: &str = "config.json";
+/// The original config, kept for audit when the shim rewrote it.
+pub const CONFIG_ORIG: &str = "config.json.orig";
+
+/// Reads `bundle/config.json` as JSON.
+pub fn read_config(bundle: &Path) -> Result<Value> {
+    let path = bundle.join(CONFIG);
+    let bytes = std::fs::read(&path).map_err(|source| ShimError::Io {
+        op: "read",
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ShimError::Spec { path, source })
+}
+
+/// The annotation `key` of a config, if set.
+pub fn annotation<'a>(config: &'a Value, key: &str) -> Option<&'a str> {
+    config.get("annotations")?.get(key)?.as_str()
+}
+
+/// The mode the config's annotations ask for ([`DEFAULT_MODE`] without one); a bad value, or a
+/// mode this shim cannot run yet, is an error.
+pub fn mode_of(config: &Value) -> Result<Mode> {
+    let Some(value) = annotation(config, MODE_ANNOTATION) else {
+        return Ok(DEFAULT_MODE);
+    };
+    let mode = Mode::from_str(value).map_err(|source| ShimError::Annotation {
+        key: MODE_ANNOTATION,
+        value: value.to_owned(),
+        source,
+    })?;
+    match mode {
+        Mode::Off | Mode::Learn => Ok(mode),
+        Mode::Monitor | Mode::Enforce => Err(ShimError::ModeUnsupported { mode }),
+    }
+}
+
+/// Sets `linux.seccomp` of `config` to the learn filter of container `id`: what the container's
+/// own profile denies stays denied, the rest notifies the listener at `socket`.
+pub fn add_learn_filter(config: &mut Value, id: &str, socket: &Path) -> Result<()> {
+    let path = PathBuf::from(CONFIG);
+    let existing =
+        match config.pointer("/linux/seccomp") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(serde_json::from_value::<LinuxSeccomp>(v.clone()).map_err(
+                |source| ShimError::Spec {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+        };
+    let filter =
+        learn_filter(existing.as_ref(), socket, Some(id)).map_err(|source| ShimError::Filter {
+            id: id.to_owned(),
+            source,
+        })?;
+    let filter =
+        serde_json::to_value(&filter).map_err(|source| ShimError::Spec { path, source })?;
+    let Some(root) = config.as_object_mut() else {
+        return Err(ShimError::InvalidRequest {
+            reason: "config.json is not a JSON object",
+        });
+    };
+    let linux = root
+        .entry("linux")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(linux) = linux.as_object_mut() else {
+        return Err(ShimError::InvalidRequest {
+            reason: "config.json's linux is not a JSON object",
+        });
+    };
+    linux.insert("seccomp".to_owned(), filter);
+    Ok(())
+}
+
+/// Prepares the bundle of container `id` for its mode and returns the mode. In learn mode the
+/// original config is kept as `config.json.orig` and `config.json` is rewritten; the listener
+/// socket comes from `socket`, called only in learn mode (it binds the shim's listener).
+pub fn prepare(bundle: &Path, id: &str, socket: impl FnOnce() -> Result<PathBuf>) -> Result<Mode> {
+    let mut config = read_config(bundle)?;
+    let mode = mode_of(&config)?;
+    if mode == Mode::Off {
+        return Ok(mode);
+    }
+    add_learn_filter(&mut config, id, &socket()?)?;
+    let path = bundle.join(CONFIG);
+    let orig = bundle.join(CONFIG_ORIG);
+    std::fs::copy(&path, &orig).map_err(|source| ShimError::Io {
+        op: "keep the original config as",
+        path: orig,
+        source,
+    })?;
+    let text = serde_json::to_vec_pretty(&config).map_err(|source| ShimError::Spec {
+        path: path.clone(),
+        source,
+    })?;
+    let tmp = bundle.join(".config.json.chaperone");
+    std::fs::write(&tmp, text).map_err(|source| ShimError::Io {
+        op: "write",
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|source| ShimError::Io {
+        op: "replace",
+        path,
+        source,
+    })?;
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bundle_with(config: &Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG), serde_json::to_vec(config).unwrap()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_mode_comes_from_the_annotation_and_defaults_to_learn() {
+        assert_eq!(mode_of(&json!({})).unwrap(), Mode::Learn);
+        let off = json!({"annotations": {MODE_ANNOTATION: "off"}});
+        assert_eq!(mode_of(&off).unwrap(), Mode::Off);
+        let bad = json!({"annotations": {MODE_ANNOTATION: "lurn"}});
+        let err = mode_of(&bad).unwrap_err().chain();
+        assert!(err.contains("chaperone.io/mode=\"lurn\""), "{err}");
+        assert!(err.contains("expected one of"), "{err}");
+        let later = json!({"annotations": {MODE_ANNOTATION: "enforce"}});
+        assert!(matches!(
+            mode_of(&later),
+            Err(ShimError::ModeUnsupported {
+                mode: Mode::Enforce
+            })
+        ));
+    }
+
+    #[test]
+    fn learn_mode_rewrites_the_seccomp_filter_and_keeps_the_original() {
+        let original = json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"]},
+            "linux": {"namespaces": [{"type": "pid"}], "somethingNew": 1}
+        });
+        let dir = bundle_with(&original);
+        let socket = PathBuf::from("/run/chaperone/s/x/chaperone.sock");
+        let mode = prepare(dir.path(), "c1", || Ok(socket.clone())).unwrap();
+        assert_eq!(mode, Mode::Learn);
+        let kept: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_ORIG)).unwrap()).unwrap();
+        assert_eq!(kept, original);
+        let new = read_config(dir.path()).unwrap();
+        assert_eq!(new["linux"]["somethingNew"], 1, "unknown fields survive");
+        assert_eq!(
+            new["linux"]["seccomp"]["listenerPath"],
+            socket.to_str().unwrap()
+        );
+        assert_eq!(new["linux"]["seccomp"]["listenerMetadata"], "c1");
+        assert_eq!(new["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        let notified = new["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "SCMP_ACT_NOTIFY");
+        assert!(notified);
+    }
+
+    #[test]
+    fn the_containers_own_denials_are_kept() {
+        let original = json!({
+            "annotations": {"other": "x"},
+            "linux": {"seccomp": {
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [
+                    {"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}
+                ]
+            }}
+        });
+        let dir = bundle_with(&original);
+        prepare(dir.path(), "c2", || Ok(PathBuf::from("/s.sock"))).unwrap();
+        let new = read_config(dir.path()).unwrap();
+        let seccomp = &new["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        let rules = seccomp["syscalls"].as_array().unwrap();
+        let action_of = |name: &str| {
+            rules
+                .iter()
+                .find(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
+                .map(|r| r["action"].clone())
+        };
+        assert_eq!(action_of("ptrace").unwrap(), "SCMP_ACT_ERRNO");
+        assert_eq!(action_of("read").unwrap(), "SCMP_ACT_NOTIFY");
+        assert_eq!(action_of("write").unwrap(), "SCMP_ACT_ALLOW");
+    }
+
+    #[test]
+    fn mode_off_leaves_the_bundle_alone_and_binds_nothing() {
+        let original = json!({"annotations": {MODE_ANNOTATION: "off"}});
+        let dir = bundle_with(&original);
+        let mode = prepare(dir.path(), "c3", || panic!("no listener in mode off")).unwrap();
+        assert_eq!(mode, Mode::Off);
+        assert!(!dir.path().join(CONFIG_ORIG).exists());
+        assert_eq!(read_config(dir.path()).unwrap(), original);
+    }
+
+    #[test]
+    fn a_profile_that_already_has_a_listener_is_refused() {
+        let original = json!({"linux": {"seccomp": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/elsewhere.sock"
+        }}});
+        let dir = bundle_with(&original);
+        let err = prepare(dir.path(), "c4", || Ok(PathBuf::from("/s.sock"))).unwrap_err();
+        assert!(matches!(err, ShimError::Filter { .. }), "{err:?}");
+        assert!(!dir.path().join(CONFIG_ORIG).exists());
+    }
+}

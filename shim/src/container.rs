@@ -1,0 +1,179 @@
+//! What the shim knows about its containers and their processes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use chaperone_config::Mode;
+use containerd_shim::api::Status;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use runc::Runc;
+use tokio::sync::watch;
+
+use crate::error::{Result, ShimError};
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    /// Exit code, or 128 + signal.
+    pub status: u32,
+    /// When the shim reaped it.
+    pub at: Timestamp,
+}
+
+/// The stdio containerd gave a process (FIFO paths; empty when not connected).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stdio {
+    /// stdin FIFO.
+    pub stdin: String,
+    /// stdout FIFO.
+    pub stdout: String,
+    /// stderr FIFO.
+    pub stderr: String,
+    /// Whether a terminal was asked for.
+    pub terminal: bool,
+}
+
+/// A container's init process or an exec process.
+#[derive(Debug)]
+pub struct Process {
+    /// The container id for init, the exec id otherwise.
+    pub id: String,
+    /// Its host pid (0 until created).
+    pub pid: i32,
+    /// Its stdio.
+    pub stdio: Stdio,
+    status: Status,
+    exit: watch::Sender<Option<Exit>>,
+}
+
+impl Process {
+    /// A process that has not been created yet.
+    pub fn new(id: &str, stdio: Stdio) -> Self {
+        Self {
+            id: id.to_owned(),
+            pid: 0,
+            stdio,
+            status: Status::CREATED,
+            exit: watch::channel(None).0,
+        }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Marks it running, unless it already exited (a fast process can exit before `runc start`
+    /// returns, and its exit must win).
+    pub fn set_running(&mut self) {
+        if self.status != Status::STOPPED {
+            self.status = Status::RUNNING;
+        }
+    }
+
+    /// Records its exit and wakes every waiter; a second exit is ignored.
+    pub fn set_exited(&mut self, status: u32) -> Option<Exit> {
+        if self.status == Status::STOPPED {
+            return None;
+        }
+        self.status = Status::STOPPED;
+        let exit = Exit {
+            status,
+            at: Timestamp::now(),
+        };
+        self.exit.send_replace(Some(exit.clone()));
+        Some(exit)
+    }
+
+    /// Its exit, if it exited.
+    pub fn exit(&self) -> Option<Exit> {
+        self.exit.borrow().clone()
+    }
+
+    /// A receiver that sees the exit.
+    pub fn exit_watch(&self) -> watch::Receiver<Option<Exit>> {
+        self.exit.subscribe()
+    }
+
+    /// Its pid as containerd's messages carry it.
+    pub fn pid_u32(&self) -> u32 {
+        u32::try_from(self.pid).unwrap_or_default()
+    }
+}
+
+/// The name of a status for messages.
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::UNKNOWN => "unknown",
+        Status::CREATED => "created",
+        Status::RUNNING => "running",
+        Status::STOPPED => "stopped",
+        Status::PAUSED => "paused",
+        Status::PAUSING => "pausing",
+    }
+}
+
+/// One container (task) of this shim.
+#[derive(Debug)]
+pub struct Container {
+    /// The container id.
+    pub id: String,
+    /// Its bundle directory.
+    pub bundle: PathBuf,
+    /// The runc client for it.
+    pub runc: Runc,
+    /// Its chaperone mode.
+    pub mode: Mode,
+    /// Whether it shares the pid namespace of another process (then the shim kills what is
+    /// left when init exits, as runc-v2 does).
+    pub shared_pid_ns: bool,
+    /// The rootfs the shim mounted (to unmount on delete), if any.
+    pub mounted_rootfs: Option<PathBuf>,
+    /// Its init process.
+    pub init: Process,
+    /// Its exec processes by exec id.
+    pub execs: HashMap<String, Process>,
+}
+
+impl Container {
+    /// The init process for an empty exec id, else the exec process.
+    pub fn process(&self, exec_id: &str) -> Result<&Process> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs
+            .get(exec_id)
+            .ok_or_else(|| ShimError::ProcessNotFound {
+                id: self.id.clone(),
+                exec_id: exec_id.to_owned(),
+            })
+    }
+
+    /// The process with this host pid that has not exited yet.
+    pub fn live_process_mut(&mut self, pid: i32) -> Option<&mut Process> {
+        if pid <= 0 {
+            return None;
+        }
+        std::iter::once(&mut self.init)
+            .chain(self.execs.values_mut())
+            .find(|p| p.pid == pid && p.status() != Status::STOPPED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_wakes_waiters_once_and_wins_over_a_late_start() {
+        let mut p = Process::new("c", Stdio::default());
+        let mut rx = p.exit_watch();
+        assert!(p.exit().is_none());
+        assert_eq!(p.set_exited(3).map(|e| e.status), Some(3));
+        assert!(p.set_exited(9).is_none());
+        p.set_running();
+        assert_eq!(p.status(), Status::STOPPED);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().as_ref().map(|e| e.status), Some(3));
+    }
+}

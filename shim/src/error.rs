@@ -1,0 +1,226 @@
+//! The shim's one error type, and its one mapping to ttrpc at the service boundary.
+
+use std::path::PathBuf;
+
+use chaperone_config::{ConfigError, Mode};
+use chaperone_profiler::supervisor::filter::FilterError;
+use chaperone_profiler::supervisor::listener::ListenerError;
+use containerd_shim::protos::ttrpc;
+
+/// Everything the shim can fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// No container (task) with this id in this shim.
+    #[error("container {id} not found")]
+    NotFound {
+        /// The container id.
+        id: String,
+    },
+    /// No exec process with this id in the container.
+    #[error("process {exec_id} not found in container {id}")]
+    ProcessNotFound {
+        /// The container id.
+        id: String,
+        /// The exec id.
+        exec_id: String,
+    },
+    /// The id is already taken.
+    #[error("{what} {id} already exists")]
+    AlreadyExists {
+        /// Container or exec process.
+        what: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The process is not in a state that allows the request.
+    #[error("cannot {op} process {id}: it is {state}")]
+    FailedPrecondition {
+        /// What was asked.
+        op: &'static str,
+        /// The container or exec id.
+        id: String,
+        /// Its state.
+        state: &'static str,
+    },
+    /// The process has already exited (for kill: containerd treats this as not found).
+    #[error("process {id} already finished")]
+    ProcessFinished {
+        /// The container or exec id.
+        id: String,
+    },
+    /// A request field is malformed.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A request chaperone does not support yet.
+    #[error("{what} is not supported by chaperone yet")]
+    Unimplemented {
+        /// The request.
+        what: &'static str,
+    },
+    /// A `chaperone.io/*` annotation has a bad value.
+    #[error("invalid annotation {key}={value:?}")]
+    Annotation {
+        /// The annotation key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        source: ConfigError,
+    },
+    /// A valid mode that this version of the shim cannot run yet.
+    #[error("chaperone mode {mode} is not supported yet (supported: off, learn)")]
+    ModeUnsupported {
+        /// The mode asked for.
+        mode: Mode,
+    },
+    /// The learn filter cannot be built from the container's own seccomp profile.
+    #[error("cannot build the learn-mode seccomp filter for container {id}")]
+    Filter {
+        /// The container id.
+        id: String,
+        /// Why.
+        source: FilterError,
+    },
+    /// The bundle's `config.json` is not what the OCI runtime spec describes.
+    #[error("invalid bundle config {path:?}")]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The seccomp listener socket could not be set up.
+    #[error("cannot listen for seccomp notify fds")]
+    Listener {
+        /// Why.
+        source: ListenerError,
+    },
+    /// A runc command failed.
+    #[error("runc {op} failed for {id}: {detail}")]
+    Runc {
+        /// The runc subcommand.
+        op: &'static str,
+        /// The container id.
+        id: String,
+        /// runc's last error message from its log, or its output.
+        detail: String,
+    },
+    /// A file operation failed.
+    #[error("cannot {op} {path:?}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A system call failed.
+    #[error("{op} failed")]
+    Sys {
+        /// What was being done.
+        op: &'static str,
+        /// The errno.
+        source: nix::Error,
+    },
+    /// A protobuf message could not be decoded or encoded.
+    #[error("cannot decode or encode {what}")]
+    Protobuf {
+        /// Which message.
+        what: &'static str,
+        /// The error.
+        source: containerd_shim::protos::protobuf::Error,
+    },
+    /// A helper of the containerd-shim library failed.
+    #[error("{op} failed")]
+    Shim {
+        /// What was being done.
+        op: &'static str,
+        /// The library's error.
+        source: containerd_shim::Error,
+    },
+    /// The ttrpc server failed.
+    #[error("ttrpc server: {op} failed")]
+    Server {
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: ttrpc::Error,
+    },
+}
+
+/// `Result` with the shim's error.
+pub type Result<T> = std::result::Result<T, ShimError>;
+
+impl ShimError {
+    /// The message with every source appended (`a: b: c`), as containerd shows it.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
+    fn code(&self) -> ttrpc::Code {
+        match self {
+            Self::NotFound { .. } | Self::ProcessNotFound { .. } | Self::ProcessFinished { .. } => {
+                ttrpc::Code::NOT_FOUND
+            }
+            Self::AlreadyExists { .. } => ttrpc::Code::ALREADY_EXISTS,
+            Self::FailedPrecondition { .. } => ttrpc::Code::FAILED_PRECONDITION,
+            Self::InvalidRequest { .. }
+            | Self::Annotation { .. }
+            | Self::ModeUnsupported { .. }
+            | Self::Filter { .. }
+            | Self::Spec { .. } => ttrpc::Code::INVALID_ARGUMENT,
+            Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
+            Self::Listener { .. }
+            | Self::Runc { .. }
+            | Self::Io { .. }
+            | Self::Sys { .. }
+            | Self::Protobuf { .. }
+            | Self::Shim { .. }
+            | Self::Server { .. } => ttrpc::Code::UNKNOWN,
+        }
+    }
+}
+
+impl From<ShimError> for ttrpc::Error {
+    fn from(e: ShimError) -> Self {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.chain()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttrpc_status_carries_the_code_and_the_whole_chain() {
+        let e = ShimError::Io {
+            op: "read",
+            path: PathBuf::from("/x"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let ttrpc::Error::RpcStatus(status) = ttrpc::Error::from(e) else {
+            panic!("not a status");
+        };
+        assert_eq!(status.code(), ttrpc::Code::UNKNOWN);
+        assert!(
+            status.message().starts_with("cannot read \"/x\": "),
+            "{status:?}"
+        );
+        let missing = ShimError::NotFound { id: "c1".into() };
+        let ttrpc::Error::RpcStatus(status) = ttrpc::Error::from(missing) else {
+            panic!("not a status");
+        };
+        assert_eq!(status.code(), ttrpc::Code::NOT_FOUND);
+    }
+}

@@ -1,0 +1,176 @@
+//! The `Shim` side: starting the long-lived shim (one per pod, else per container), cleaning
+//! up after a dead one, and building the Task service.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_shim::asynchronous::util::{read_options, read_pid_from_file, write_str_to_file};
+use containerd_shim::mount::umount_recursive;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::ttrpc::context::with_duration;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{spawn, Config, DeleteResponse, ExitSignal, Flags, Shim, StartOpts};
+use runc::options::DeleteOpts;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::bundle;
+use crate::learn::{self, Learner};
+use crate::runc::{RuncConfig, INIT_PID_FILE};
+use crate::task::{reap_exits, Event, TaskService};
+
+/// The annotation grouping a pod's containers into one shim (as runc-v2 does).
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// The file in the bundle holding the shim's ttrpc address (containerd reads it too).
+pub const ADDRESS_FILE: &str = "address";
+/// Events queued for containerd before Create and friends wait for the forwarder.
+const EVENT_QUEUE: usize = 128;
+
+/// One shim process.
+pub struct Service {
+    id: String,
+    namespace: String,
+    exit: Arc<ExitSignal>,
+    learner: Arc<Learner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("learner", &self.learner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// The shim's learner (its listener socket and state directory).
+    pub fn learner(&self) -> &Arc<Learner> {
+        &self.learner
+    }
+}
+
+/// The id the shim of a container is grouped by: the pod's sandbox id, else the container's.
+pub fn grouping(config: &serde_json::Value, id: &str) -> String {
+    bundle::annotation(config, SANDBOX_ID_ANNOTATION)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(id)
+        .to_owned()
+}
+
+#[async_trait]
+impl Shim for Service {
+    type T = TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        // The serving shim knows its socket; the delete action finds it in the bundle.
+        let address = if args.socket.is_empty() {
+            std::fs::read_to_string(ADDRESS_FILE).unwrap_or_default()
+        } else {
+            args.socket.clone()
+        };
+        Self {
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+            exit: Arc::new(ExitSignal::default()),
+            learner: Arc::new(Learner::new(learn::state_dir(address.trim()))),
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        let config = bundle::read_config(Path::new("."))
+            .map_err(|e| containerd_shim::Error::InvalidArgument(e.chain()))?;
+        let group = grouping(&config, &opts.id);
+        let address = spawn(opts, &group, Vec::new()).await?;
+        write_str_to_file(ADDRESS_FILE, &address).await?;
+        Ok(address)
+    }
+
+    async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let bundle = std::env::current_dir().map_err(|err| containerd_shim::Error::IoError {
+            context: "bundle directory".into(),
+            err,
+        })?;
+        let options = read_options(&bundle).await.unwrap_or_default();
+        match RuncConfig::new(&options, &self.namespace).client(&bundle) {
+            Ok(runc) => {
+                let opts = DeleteOpts::new().force(true);
+                if let Err(e) = runc.delete(&self.id, Some(&opts)).await {
+                    warn!(container = %self.id, error = %e, "runc delete after a dead shim");
+                }
+            }
+            Err(e) => warn!(container = %self.id, error = %e.chain(), "no runc client"),
+        }
+        if let Err(e) = umount_recursive(bundle.join("rootfs").to_str(), 0) {
+            warn!(container = %self.id, error = %e, "cannot unmount the rootfs");
+        }
+        if let Some(dir) = self.learner_dir() {
+            learn::remove_stale(&dir);
+        }
+        let pid = read_pid_from_file(&bundle.join(INIT_PID_FILE))
+            .await
+            .unwrap_or_default();
+        Ok(DeleteResponse {
+            pid: u32::try_from(pid).unwrap_or_default(),
+            exit_status: 128 + 9,
+            exited_at: Some(Timestamp::now()).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let task = TaskService::new(
+            &self.namespace,
+            tx.clone(),
+            Arc::clone(&self.exit),
+            Arc::clone(&self.learner),
+        );
+        if let Err(e) = reap_exits(task.containers(), tx).await {
+            warn!(error = %e.chain(), "exits will not be reported");
+        }
+        tokio::spawn(forward(publisher, self.namespace.clone(), rx));
+        task
+    }
+}
+
+impl Service {
+    fn learner_dir(&self) -> Option<std::path::PathBuf> {
+        let address = std::fs::read_to_string(ADDRESS_FILE).ok()?;
+        Some(learn::state_dir(address.trim()))
+    }
+}
+
+/// Publishes queued events to containerd in order, each with a deadline.
+async fn forward(publisher: RemotePublisher, namespace: String, mut rx: mpsc::Receiver<Event>) {
+    while let Some((topic, event)) = rx.recv().await {
+        let ctx = with_duration(Duration::from_secs(5));
+        if let Err(e) = publisher.publish(ctx, &topic, &namespace, event).await {
+            warn!(topic, error = %e, "cannot publish an event to containerd");
+        } else {
+            info!(topic, "event published");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pods_share_a_shim_and_lone_containers_get_their_own() {
+        let pod = json!({"annotations": {SANDBOX_ID_ANNOTATION: "sandbox1"}});
+        assert_eq!(grouping(&pod, "c1"), "sandbox1");
+        assert_eq!(grouping(&json!({}), "c1"), "c1");
+        let empty = json!({"annotations": {SANDBOX_ID_ANNOTATION: ""}});
+        assert_eq!(grouping(&empty, "c1"), "c1");
+    }
+}

@@ -1,0 +1,70 @@
+//! Delete: `runc delete`, unmount the rootfs, forget the container.
+
+use containerd_shim::api::{DeleteRequest, DeleteResponse, Status};
+use containerd_shim::mount::umount_recursive;
+use containerd_shim::protos::events::task::TaskDelete;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use runc::options::DeleteOpts;
+use tracing::{info, warn};
+
+use super::{not_found, TaskService};
+use crate::container::status_name;
+use crate::error::{Result, ShimError};
+use crate::runc::{failure, is_gone};
+
+/// The exit status reported for a container deleted before it exited (SIGKILL).
+const KILLED: u32 = 128 + 9;
+
+impl TaskService {
+    pub(super) async fn delete_task(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::Unimplemented { what: "exec" });
+        }
+        let mut containers = self.containers.lock().await;
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        let status = container.init.status();
+        if !matches!(status, Status::CREATED | Status::STOPPED) {
+            return Err(ShimError::FailedPrecondition {
+                op: "delete",
+                id: req.id.clone(),
+                state: status_name(status),
+            });
+        }
+        let opts = DeleteOpts::new().force(true);
+        if let Err(e) = container.runc.delete(&req.id, Some(&opts)).await {
+            if !is_gone(&e) {
+                return Err(failure(&container.bundle, "delete", &req.id, &e));
+            }
+        }
+        if let Some(rootfs) = &container.mounted_rootfs {
+            if let Err(e) = umount_recursive(rootfs.to_str(), 0) {
+                warn!(container = %req.id, error = %e, "cannot unmount the rootfs");
+            }
+        }
+        let Some(container) = containers.remove(&req.id) else {
+            return Err(not_found(&req.id));
+        };
+        drop(containers);
+        let (exit_status, exited_at) = container
+            .init
+            .exit()
+            .map_or((KILLED, Timestamp::now()), |e| (e.status, e.at));
+        let pid = container.init.pid_u32();
+        info!(container = %req.id, pid, exit_status, "container deleted");
+        self.publish(TaskDelete {
+            container_id: req.id.clone(),
+            pid,
+            exit_status,
+            exited_at: Some(exited_at.clone()).into(),
+            id: req.id.clone(),
+            ..Default::default()
+        })
+        .await;
+        Ok(DeleteResponse {
+            pid,
+            exit_status,
+            exited_at: Some(exited_at).into(),
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! The exit reaper's consumer: matches each reaped pid to a container process, records its
+//! exit, wakes its waiters and publishes TaskExit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
+use containerd_shim::protos::events::task::TaskExit;
+use runc::options::KillOpts;
+use tokio::sync::{mpsc, Mutex};
+use tracing::{info, warn};
+
+use super::{publish, Event};
+use crate::container::Container;
+use crate::error::{Result, ShimError};
+
+/// Subscribes to the reaper's exits and handles them on a task until the reaper is gone.
+pub async fn reap_exits(
+    containers: Arc<Mutex<HashMap<String, Container>>>,
+    events: mpsc::Sender<Event>,
+) -> Result<()> {
+    let mut exits = monitor_subscribe(Topic::Pid)
+        .await
+        .map_err(|source| ShimError::Shim {
+            op: "subscribe to process exits",
+            source,
+        })?;
+    tokio::spawn(async move {
+        while let Some(exit) = exits.rx.recv().await {
+            let Subject::Pid(pid) = exit.subject else {
+                continue;
+            };
+            let status = u32::try_from(exit.exit_code).unwrap_or_default();
+            let mut containers = containers.lock().await;
+            for container in containers.values_mut() {
+                let is_init = container.init.pid == pid;
+                let Some(process) = container.live_process_mut(pid) else {
+                    continue;
+                };
+                let Some(recorded) = process.set_exited(status) else {
+                    break;
+                };
+                let id = process.id.clone();
+                info!(container = %container.id, process = %id, pid, status, "process exited");
+                if is_init && container.shared_pid_ns {
+                    // Nothing else takes down what init leaves behind.
+                    let opts = KillOpts::new().all(true);
+                    if let Err(e) = container.runc.kill(&container.id, 9, Some(&opts)).await {
+                        warn!(container = %container.id, error = %e, "cannot kill what init left");
+                    }
+                }
+                publish(
+                    &events,
+                    TaskExit {
+                        container_id: container.id.clone(),
+                        id,
+                        pid: u32::try_from(pid).unwrap_or_default(),
+                        exit_status: recorded.status,
+                        exited_at: Some(recorded.at).into(),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                break;
+            }
+        }
+    });
+    Ok(())
+}

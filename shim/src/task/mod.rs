@@ -1,0 +1,203 @@
+//! The containerd Task service: one file per verb.
+//!
+//! Each verb is a method of [`TaskService`] returning the shim's `Result`; the `Task` trait
+//! implementation at the bottom is the only place errors become ttrpc errors.
+
+mod connect;
+mod create;
+mod delete;
+mod exits;
+mod kill;
+mod pids;
+mod shutdown;
+mod start;
+mod state;
+mod wait;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use containerd_shim::api::{
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
+    PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::protobuf::MessageDyn;
+use containerd_shim::protos::ttrpc;
+use containerd_shim::{ExitSignal, Task, TtrpcContext};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::container::Container;
+use crate::error::{Result, ShimError};
+use crate::learn::Learner;
+
+pub use exits::reap_exits;
+
+/// An event for containerd: its topic and message.
+pub type Event = (String, Box<dyn MessageDyn>);
+
+/// The Task service of one shim (one pod or one container).
+pub struct TaskService {
+    namespace: String,
+    containers: Arc<Mutex<HashMap<String, Container>>>,
+    events: mpsc::Sender<Event>,
+    exit: Arc<ExitSignal>,
+    learner: Arc<Learner>,
+}
+
+impl std::fmt::Debug for TaskService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskService")
+            .field("namespace", &self.namespace)
+            .field("learner", &self.learner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskService {
+    /// A service for `namespace` sending events to `events`; Shutdown signals `exit`.
+    pub fn new(
+        namespace: &str,
+        events: mpsc::Sender<Event>,
+        exit: Arc<ExitSignal>,
+        learner: Arc<Learner>,
+    ) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            containers: Arc::default(),
+            events,
+            exit,
+            learner,
+        }
+    }
+
+    /// The containers, shared with the exit reaper.
+    pub fn containers(&self) -> Arc<Mutex<HashMap<String, Container>>> {
+        Arc::clone(&self.containers)
+    }
+
+    async fn publish(&self, event: impl containerd_shim::event::Event + 'static) {
+        publish(&self.events, event).await;
+    }
+}
+
+/// Queues `event` for containerd (the forwarder publishes in order).
+pub async fn publish(
+    events: &mpsc::Sender<Event>,
+    event: impl containerd_shim::event::Event + 'static,
+) {
+    let topic = event.topic();
+    if events.send((topic.clone(), Box::new(event))).await.is_err() {
+        tracing::warn!(topic, "event dropped: the forwarder is gone");
+    }
+}
+
+fn unimplemented<T>(what: &'static str) -> ttrpc::Result<T> {
+    Err(ShimError::Unimplemented { what }.into())
+}
+
+fn not_found(id: &str) -> ShimError {
+    ShimError::NotFound { id: id.to_owned() }
+}
+
+fn to_ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
+    r.map_err(Into::into)
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        to_ttrpc(self.create_task(req).await)
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        to_ttrpc(self.start_task(req).await)
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        to_ttrpc(self.task_state(req).await)
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        to_ttrpc(self.wait_task(req).await)
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc(self.kill_task(req).await)
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
+        to_ttrpc(self.delete_task(req).await)
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        to_ttrpc(self.task_pids(req).await)
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
+        to_ttrpc(self.connect_task(req).await)
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc(self.shutdown_shim(req).await)
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        unimplemented("exec")
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: ResizePtyRequest,
+    ) -> ttrpc::Result<Empty> {
+        unimplemented("resizing a terminal")
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        // stdin is the container's own FIFO end: containerd closing its side is the EOF.
+        let containers = self.containers.lock().await;
+        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        container.process(&req.exec_id)?;
+        Ok(Empty::new())
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<Empty> {
+        unimplemented("pause")
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> ttrpc::Result<Empty> {
+        unimplemented("resume")
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        unimplemented("update")
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        unimplemented("stats")
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        unimplemented("checkpoint (a traced container cannot be checkpointed)")
+    }
+}

@@ -1,0 +1,51 @@
+//! Start: `runc start` of the init process.
+
+use containerd_shim::api::{StartRequest, StartResponse, Status};
+use containerd_shim::protos::events::task::TaskStart;
+use tracing::info;
+
+use super::{not_found, TaskService};
+use crate::container::status_name;
+use crate::error::{Result, ShimError};
+use crate::runc::failure;
+
+impl TaskService {
+    pub(super) async fn start_task(&self, req: StartRequest) -> Result<StartResponse> {
+        if !req.exec_id.is_empty() {
+            return Err(ShimError::Unimplemented { what: "exec" });
+        }
+        // The lock is held across `runc start` so that the exit reaper, which takes it too,
+        // publishes a fast container's TaskExit after its TaskStart.
+        let mut containers = self.containers.lock().await;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
+        let status = container.init.status();
+        if status != Status::CREATED {
+            return Err(ShimError::FailedPrecondition {
+                op: "start",
+                id: req.id.clone(),
+                state: status_name(status),
+            });
+        }
+        container
+            .runc
+            .start(&req.id)
+            .await
+            .map_err(|e| failure(&container.bundle, "start", &req.id, &e))?;
+        container.init.set_running();
+        let pid = container.init.pid_u32();
+        info!(container = %req.id, pid, "container started");
+        self.publish(TaskStart {
+            container_id: req.id.clone(),
+            pid,
+            ..Default::default()
+        })
+        .await;
+        drop(containers);
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+}
