@@ -26,7 +26,7 @@ component without a trailing _N.
 
 Exit status: 0 on success, 1 when the traces cannot be read or evaluated, 2 on bad usage.")]
 pub struct EvalArgs {
-    /// Trace format.
+    /// Trace format: adfa, unm, sysdig or strace.
     #[arg(long, value_parser = parse_format)]
     format: Format,
     /// ADFA-LD directory (only with --format adfa).
@@ -43,13 +43,13 @@ pub struct EvalArgs {
     /// Target false-alarm rate the threshold is calibrated to.
     #[arg(long, default_value_t = 0.05, value_parser = parse_far)]
     far: f64,
-    /// Detector to evaluate, or "all".
+    /// Detector to evaluate: ngram, hmm, markov, stide, or all.
     #[arg(long, default_value = "ngram", value_parser = parse_detectors)]
     detector: DetectorChoice,
     /// Split protocol: p1 or p2.
     #[arg(long, default_value = "p1", value_parser = parse_protocol)]
     protocol: Protocol,
-    /// Syscall numbering of numeric formats other than adfa (always i386).
+    /// Syscall numbering of the unm format: x86_64, i386 or aarch64 (adfa is always i386).
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
     /// Print one JSON object per detector on its own line.

@@ -1,0 +1,104 @@
+//! `chaperone eval` on the formats other than ADFA-LD, with explicit --train/--normal/--attack.
+
+// Integration tests are their own crate: no test module, and they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiler/tests/fixtures/traces")
+}
+
+fn chaperone(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        .output()
+        .expect("chaperone runs")
+}
+
+#[test]
+fn strace_traces_evaluate_with_one_family_per_attack_path() {
+    let ok = fixtures().join("strace/ok");
+    let attack = ok.join("stderr.strace");
+    let out = chaperone(&[
+        "eval",
+        "--format",
+        "strace",
+        "--train",
+        ok.to_str().unwrap(),
+        "--normal",
+        ok.to_str().unwrap(),
+        "--attack",
+        attack.to_str().unwrap(),
+        "--detector",
+        "all",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per detector");
+    for r in &lines {
+        let families = r["families"].as_object().unwrap();
+        assert_eq!(families.keys().collect::<Vec<_>>(), ["stderr"], "{r}");
+        assert!(r["train_events"].as_u64().unwrap() > 0, "{r}");
+        let auc = r["auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{r}");
+    }
+}
+
+#[test]
+fn unm_traces_take_an_architecture() {
+    let ok = fixtures().join("unm/ok");
+    let out = chaperone(&[
+        "eval",
+        "--format",
+        "unm",
+        "--arch",
+        "i386",
+        "--train",
+        ok.to_str().unwrap(),
+        "--normal",
+        ok.to_str().unwrap(),
+        "--attack",
+        ok.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("DETECTOR"), "{table}");
+    assert!(table.contains("ngram"), "{table}");
+}
+
+#[test]
+fn a_malformed_trace_names_file_and_line() {
+    let bad = fixtures().join("sysdig/malformed/bad-direction.sc");
+    let ok = fixtures().join("sysdig/ok");
+    let out = chaperone(&[
+        "eval",
+        "--format",
+        "sysdig",
+        "--train",
+        bad.to_str().unwrap(),
+        "--normal",
+        ok.to_str().unwrap(),
+        "--attack",
+        ok.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-direction.sc:"), "{err}");
+}
