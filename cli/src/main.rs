@@ -7,11 +7,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod diff;
 mod eval;
+mod export;
 
 /// chaperone: learn what a container's syscalls normally look like, and catch what deviates.
 #[derive(Debug, Parser)]
 #[command(name = "chaperone", version, about, long_about = None)]
+#[command(
+    after_help = "Exit status: 0 ok; 1 error; 2 bad usage; 3 policy failure (diff --fail-on)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,15 +26,24 @@ struct Cli {
 enum Command {
     /// Evaluate the detectors offline on recorded syscall traces.
     Eval(eval::EvalArgs),
+    /// Learned profiles: export them as seccomp profiles.
+    Profile(export::ProfileArgs),
+    /// Build or extend a learned profile from recorded traces.
+    Learn(export::LearnArgs),
+    /// Compare two learned profiles (exit 3 when a change matches --fail-on).
+    Diff(diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Eval(args) => eval::run(&args),
+        Command::Eval(args) => eval::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Profile(args) => export::run_profile(&args).map(|()| ExitCode::SUCCESS),
+        Command::Learn(args) => export::run_learn(&args).map(|()| ExitCode::SUCCESS),
+        Command::Diff(args) => diff::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("chaperone: error: {err:#}");
             ExitCode::FAILURE

@@ -1,0 +1,252 @@
+//! `chaperone profile export` (a learned profile as a seccomp profile) and `chaperone learn`
+//! (a learned profile from recorded traces).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chaperone_config::DEFAULT_ORDER;
+use chaperone_profiler::model::{codec, NgramCounts};
+use chaperone_profiler::syscalls::Arch;
+use chaperone_profiler::trace::{self, Format};
+use chaperone_seccomp_gen::docker::{export_docker, parse_base};
+use chaperone_seccomp_gen::oci::DEFAULT_ARCHES;
+use chaperone_seccomp_gen::spo::export_spo;
+use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
+
+const EXIT_CODES: &str = "\
+Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.";
+
+/// `chaperone profile ...`.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    #[command(subcommand)]
+    command: ProfileCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProfileCommand {
+    /// Export a learned profile as a seccomp profile (OCI, Docker/Kubernetes, SPO).
+    Export(ExportArgs),
+}
+
+/// Output format of `profile export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// The OCI `linux.seccomp` object of a bundle's config.json.
+    Oci,
+    /// moby's profile JSON (`docker run --security-opt seccomp=FILE`, Kubernetes Localhost).
+    Docker,
+    /// A Security Profiles Operator `SeccompProfile` object, as YAML.
+    Spo,
+}
+
+/// Arguments of `chaperone profile export`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The profile allows every syscall the model learned plus the ones runc itself makes between \
+loading the filter and executing the container (chaperone_seccomp_gen::runtime); other syscalls \
+get --default-action. Names a target architecture lacks are replaced by their counterpart there \
+(open -> openat on aarch64, mmap2 -> mmap on x86_64) or skipped.
+
+--merge BASE takes a Docker or OCI profile (or a whole config.json) the result is never weaker \
+than: what BASE denies stays denied (with BASE's errno), and what BASE allows only under argument \
+conditions keeps them.
+
+Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.")]
+pub struct ExportArgs {
+    /// The learned profile: a file written by `chaperone learn` (model codec format).
+    #[arg(long, value_name = "FILE")]
+    profile: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Architectures the filter covers, comma-separated: x86_64, i386, aarch64.
+    #[arg(long, value_delimiter = ',', value_parser = parse_arch, default_value = "x86_64,aarch64")]
+    arch: Vec<Arch>,
+    /// What other syscalls get: errno (EPERM), log (allowed and logged) or kill (the process).
+    #[arg(long, default_value = "errno", value_parser = parse_action)]
+    default_action: DefaultAction,
+    /// A Docker or OCI seccomp profile the result must never be weaker than.
+    #[arg(long, value_name = "BASE")]
+    merge: Option<PathBuf>,
+    /// The SPO object's name (default: the profile file's stem, made a valid object name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Where a learned profile comes from. The profile store (`IMAGE`) is the next source.
+#[derive(Debug)]
+enum Source<'a> {
+    /// A file in the model codec's format.
+    File(&'a Path),
+}
+
+impl Source<'_> {
+    fn load(&self) -> Result<NgramCounts> {
+        match self {
+            Source::File(path) => read_profile(path),
+        }
+    }
+
+    /// A default object name for the SPO export.
+    fn default_name(&self) -> String {
+        match self {
+            Source::File(path) => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                let name: String = stem
+                    .to_ascii_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                let name = name.trim_matches('-');
+                if name.is_empty() {
+                    "chaperone-profile".to_owned()
+                } else {
+                    name.to_owned()
+                }
+            }
+        }
+    }
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_action(s: &str) -> Result<DefaultAction, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+/// Reads a serialized model.
+pub fn read_profile(path: &Path) -> Result<NgramCounts> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    codec::decode(&bytes).with_context(|| format!("cannot read the profile {}", path.display()))
+}
+
+fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
+    match output {
+        Some(path) => {
+            fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(text)
+                .context("cannot write to standard output")
+        }
+    }
+}
+
+/// Runs `chaperone profile ...`.
+pub fn run_profile(args: &ProfileArgs) -> Result<()> {
+    match &args.command {
+        ProfileCommand::Export(a) => run_export(a),
+    }
+}
+
+fn run_export(args: &ExportArgs) -> Result<()> {
+    let source = Source::File(&args.profile);
+    let counts = source.load()?;
+    let base = match &args.merge {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                parse_base(&text)
+                    .with_context(|| format!("bad base profile {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut arches = args.arch.clone();
+    arches.dedup();
+    let options = ExportOptions {
+        arches: if arches.is_empty() {
+            DEFAULT_ARCHES.to_vec()
+        } else {
+            arches
+        },
+        default_action: args.default_action,
+        base,
+    };
+    let oci = export_oci(&Allowlist::from_counts(&counts), &options)?;
+    let text = match args.format {
+        ExportFormat::Oci => {
+            let mut s = serde_json::to_string_pretty(&oci)?;
+            s.push('\n');
+            s
+        }
+        ExportFormat::Docker => export_docker(&oci),
+        ExportFormat::Spo => {
+            let name = args.name.clone().unwrap_or_else(|| source.default_name());
+            export_spo(&oci, &name)?
+        }
+    };
+    write_output(args.output.as_deref(), text.as_bytes())
+}
+
+/// Trace formats `chaperone learn` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LearnFormat {
+    /// `strace -f` output.
+    Strace,
+    /// sysdig text (LID-DS `.sc`).
+    Sysdig,
+}
+
+/// Arguments of `chaperone learn`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct LearnArgs {
+    /// Trace files or directories (read recursively).
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    from: Vec<PathBuf>,
+    /// Trace format.
+    #[arg(long, value_enum)]
+    format: LearnFormat,
+    /// Architecture the traces were recorded on (their names are the same on every
+    /// architecture; kept for numbered formats).
+    #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
+    arch: Arch,
+    /// Write the learned profile here.
+    #[arg(short, long, value_name = "PROFILE")]
+    output: PathBuf,
+    /// Extend this profile instead of starting empty (it may be the same file as -o).
+    #[arg(long, value_name = "PROFILE")]
+    merge_into: Option<PathBuf>,
+}
+
+/// Runs `chaperone learn`.
+pub fn run_learn(args: &LearnArgs) -> Result<()> {
+    let mut counts = match &args.merge_into {
+        Some(path) => read_profile(path)?,
+        None => NgramCounts::new(DEFAULT_ORDER)?,
+    };
+    let format = match args.format {
+        LearnFormat::Strace => Format::Strace,
+        LearnFormat::Sysdig => Format::Sysdig,
+    };
+    let mut events = 0_u64;
+    for path in &args.from {
+        let traces = trace::read_traces(format, path, args.arch)
+            .with_context(|| format!("cannot learn from {}", path.display()))?;
+        for t in &traces {
+            counts.learn_sequence(&t.events);
+            events += t.events.len() as u64;
+        }
+    }
+    if counts.events() == 0 {
+        bail!("no syscalls in the traces: nothing to learn");
+    }
+    write_output(Some(&args.output), &codec::encode(&counts))?;
+    eprintln!(
+        "chaperone: learned {events} syscalls; the profile has {} syscalls, {} events",
+        counts.alphabet().len(),
+        counts.events()
+    );
+    Ok(())
+}

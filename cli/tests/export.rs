@@ -1,0 +1,286 @@
+//! `chaperone learn`, `profile export` and `diff`, run as the real binary on the fixtures of
+//! `seccomp-gen/tests/fixtures/`.
+
+// Integration tests are their own crates: their tests have no test module.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../seccomp-gen/tests/fixtures")
+        .join(name)
+}
+
+fn chaperone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        .output()
+        .expect("chaperone runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = chaperone(args);
+    assert!(
+        out.status.success(),
+        "chaperone {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn learn(dir: &Path, trace: &str, name: &str) -> String {
+    let out = dir.join(name);
+    let out = out.to_str().unwrap().to_owned();
+    let from = fixture(trace);
+    ok(&[
+        "learn",
+        "--from",
+        from.to_str().unwrap(),
+        "--format",
+        "strace",
+        "-o",
+        &out,
+    ]);
+    out
+}
+
+fn allowed(p: &LinuxSeccomp) -> Vec<String> {
+    p.syscalls()
+        .iter()
+        .flatten()
+        .filter(|r| r.action() == LinuxSeccompAction::ScmpActAllow && r.args().is_none())
+        .flat_map(|r| r.names().clone())
+        .collect()
+}
+
+#[test]
+fn learn_then_export_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+
+    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "oci",
+    ]))
+    .unwrap();
+    assert_eq!(oci.default_action(), LinuxSeccompAction::ScmpActErrno);
+    assert_eq!(oci.default_errno_ret(), Some(1));
+    let names = allowed(&oci);
+    for n in [
+        "accept4",
+        "sendfile",
+        "epoll_wait",
+        "epoll_pwait",
+        "execve",
+        "futex",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} allowed");
+    }
+    assert!(!names.iter().any(|x| x == "ptrace"));
+
+    let out = dir.path().join("docker.json");
+    ok(&[
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "docker",
+        "--arch",
+        "x86_64",
+        "--default-action",
+        "kill",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let docker: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(docker["defaultAction"], "SCMP_ACT_KILL_PROCESS");
+    assert_eq!(docker["archMap"][0]["architecture"], "SCMP_ARCH_X86_64");
+    assert!(docker["syscalls"][0]["names"].is_array());
+
+    let spo = ok(&[
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "spo",
+        "--name",
+        "web",
+        "--default-action",
+        "log",
+    ]);
+    assert!(spo.contains("kind: SeccompProfile\n"));
+    assert!(spo.contains("apiVersion: security-profiles-operator.x-k8s.io/v1beta1\n"));
+    assert!(spo.contains("  name: web\n"));
+    assert!(spo.contains("  defaultAction: SCMP_ACT_LOG\n"));
+}
+
+#[test]
+fn merge_keeps_the_bases_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = learn(dir.path(), "webserver-v2.strace", "v2.profile");
+    let base = fixture("docker-base.json");
+    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
+        "profile",
+        "export",
+        "--profile",
+        &v2,
+        "--format",
+        "oci",
+        "--merge",
+        base.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let names = allowed(&oci);
+    assert!(names.iter().any(|n| n == "read"));
+    // v2 learned ptrace, but the base allows it only with CAP_SYS_ADMIN: denied.
+    assert!(!names.iter().any(|n| n == "ptrace"));
+    // v2 learned clone; the base allows it only without namespace flags: kept conditional.
+    let clone = oci
+        .syscalls()
+        .iter()
+        .flatten()
+        .find(|r| r.names().iter().any(|n| n == "clone"))
+        .expect("a clone rule");
+    assert!(clone.args().is_some());
+}
+
+#[test]
+fn diff_reports_and_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let v2 = learn(dir.path(), "webserver-v2.strace", "v2.profile");
+
+    let same = chaperone(&["diff", &v1, &v1, "--fail-on", "any"]);
+    assert_eq!(same.status.code(), Some(0));
+
+    let json = chaperone(&["diff", &v1, &v2, "--json"]);
+    assert_eq!(json.status.code(), Some(0), "no --fail-on: never fails");
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let changes = v["changes"].as_array().unwrap();
+    let find = |kind: &str, name: &str| {
+        changes
+            .iter()
+            .find(|c| c["kind"] == kind && c["syscalls"][0] == name)
+            .cloned()
+    };
+    assert_eq!(find("new-syscall", "ptrace").unwrap()["risk"], "high");
+    assert_eq!(find("new-syscall", "clone").unwrap()["risk"], "medium");
+    assert_eq!(
+        find("new-transition", "execve").unwrap()["syscalls"][1],
+        "ptrace"
+    );
+    assert_eq!(v["failed"], false);
+
+    for policy in ["new-syscalls", "risky", "any"] {
+        let out = chaperone(&["diff", &v1, &v2, "--fail-on", policy]);
+        assert_eq!(out.status.code(), Some(3), "{policy}");
+    }
+    // v2 -> v1 only removes: nothing new, nothing risky.
+    assert_eq!(
+        chaperone(&["diff", &v2, &v1, "--fail-on", "risky"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        chaperone(&["diff", &v2, &v1, "--fail-on", "any"])
+            .status
+            .code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn learn_extends_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "p.profile");
+    let from = fixture("webserver-v2.strace");
+    ok(&[
+        "learn",
+        "--from",
+        from.to_str().unwrap(),
+        "--format",
+        "strace",
+        "--merge-into",
+        &v1,
+        "-o",
+        &v1,
+    ]);
+    let v2 = learn(dir.path(), "webserver-v2.strace", "v2.profile");
+    // v1 + v2 has everything v2 has.
+    assert_eq!(
+        chaperone(&["diff", &v1, &v2, "--fail-on", "new-syscalls"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn errors_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let missing = chaperone(&[
+        "profile",
+        "export",
+        "--profile",
+        "/nonexistent",
+        "--format",
+        "oci",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    let bad = chaperone(&["diff", &v1, garbage.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    for args in [
+        &["profile", "export", "--profile", &v1, "--format", "yaml"][..],
+        &[
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "--arch",
+            "mips",
+        ],
+        &[
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "--default-action",
+            "allow",
+        ],
+        &["diff", &v1, &v1, "--fail-on", "sometimes"],
+    ] {
+        assert_eq!(chaperone(args).status.code(), Some(2), "{args:?}");
+    }
+    let help = ok(&["diff", "--help"]);
+    assert!(help.contains("3 policy failure"));
+    let bad_name = chaperone(&[
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "spo",
+        "--name",
+        "Bad_Name",
+    ]);
+    assert_eq!(bad_name.status.code(), Some(1));
+}

@@ -1,0 +1,103 @@
+//! What a learned profile allows: its syscalls plus the runtime's own, per architecture.
+
+use std::collections::BTreeSet;
+
+use chaperone_profiler::model::NgramCounts;
+use chaperone_profiler::syscalls::{name_of, sym_of, Arch, Sym};
+
+use crate::equivalents;
+use crate::runtime::RUNC_INIT_SYSCALLS;
+
+/// The syscalls an exported profile allows, by name, before they are mapped to architectures.
+///
+/// Built from a learned profile ([`Allowlist::from_counts`]); other sources (the profile store,
+/// a list of names) build the same type, so every export takes an `Allowlist`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    learned: BTreeSet<&'static str>,
+    runtime: bool,
+}
+
+impl Allowlist {
+    /// The learned syscalls of `counts` plus [`RUNC_INIT_SYSCALLS`].
+    pub fn from_counts(counts: &NgramCounts) -> Self {
+        Self::from_syms(counts.alphabet())
+    }
+
+    /// `syms` plus [`RUNC_INIT_SYSCALLS`]; symbols outside the alphabet are ignored.
+    pub fn from_syms(syms: impl IntoIterator<Item = Sym>) -> Self {
+        Self {
+            learned: syms.into_iter().filter_map(name_of).collect(),
+            runtime: true,
+        }
+    }
+
+    /// Exactly `names` (no runtime syscalls); names outside the tables are ignored.
+    pub fn exactly<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            learned: names
+                .into_iter()
+                .filter_map(|n| sym_of(n).and_then(name_of))
+                .collect(),
+            runtime: false,
+        }
+    }
+
+    /// The learned names (architecture-neutral, sorted).
+    pub fn learned(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.learned.iter().copied()
+    }
+
+    /// Every name allowed on `arch`: learned and runtime names that `arch` has, and the
+    /// counterparts ([`equivalents`]) of those it lacks.
+    pub fn on_arch(&self, arch: Arch) -> BTreeSet<&'static str> {
+        let runtime = if self.runtime {
+            RUNC_INIT_SYSCALLS
+        } else {
+            &[]
+        };
+        self.learned
+            .iter()
+            .copied()
+            .chain(runtime.iter().copied())
+            .flat_map(|n| equivalents::on_arch(arch, n))
+            .collect()
+    }
+
+    /// The union of [`Allowlist::on_arch`] over `arches`: one OCI or Docker rule list serves
+    /// every architecture of a profile, and runc skips a name its libseccomp cannot resolve on
+    /// the architecture at hand.
+    pub fn on_arches(&self, arches: &[Arch]) -> BTreeSet<&'static str> {
+        arches.iter().flat_map(|&a| self.on_arch(a)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learned_plus_runtime_mapped_per_arch() {
+        let mut counts = NgramCounts::new(2).unwrap();
+        let syms: Vec<Sym> = ["open", "mmap2", "socketcall", "read"]
+            .iter()
+            .map(|n| sym_of(n).unwrap())
+            .collect();
+        counts.learn_sequence(&syms);
+        let list = Allowlist::from_counts(&counts);
+        assert_eq!(
+            list.learned().collect::<Vec<_>>(),
+            ["mmap2", "open", "read", "socketcall"]
+        );
+        let x86 = list.on_arch(Arch::X86_64);
+        assert!(x86.contains("open") && x86.contains("mmap") && x86.contains("execve"));
+        assert!(!x86.contains("mmap2") && !x86.contains("socketcall"));
+        let arm = list.on_arch(Arch::Aarch64);
+        assert!(arm.contains("openat") && !arm.contains("open"));
+        let both = list.on_arches(&[Arch::X86_64, Arch::Aarch64]);
+        assert!(both.contains("open") && both.contains("openat"));
+        assert!(!Allowlist::exactly(["read"])
+            .on_arch(Arch::X86_64)
+            .contains("execve"));
+    }
+}

@@ -1,0 +1,299 @@
+//! The Docker / Kubernetes localhost profile format (moby's `profiles/seccomp` `Seccomp` type):
+//! what `docker run --security-opt seccomp=FILE` and a pod's
+//! `seccompProfile: {type: Localhost, localhostProfile: FILE}` read.
+//!
+//! [`DockerProfile`] is written from the OCI export ([`DockerProfile::from_oci`]) and is also how
+//! a base profile is read ([`parse_base`]): its fields are a superset of the OCI object's, so an
+//! OCI `linux.seccomp` object (or a whole `config.json`) parses too.
+
+use oci_spec::runtime::{
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSyscall,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::oci::allows;
+use crate::{GenError, Result};
+
+/// A moby seccomp profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerProfile {
+    /// The action for syscalls no rule matches.
+    pub default_action: LinuxSeccompAction,
+    /// The errno of an `SCMP_ACT_ERRNO` default action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    /// The architectures, each with the compat ABIs it also covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch_map: Vec<ArchMap>,
+    /// The legacy flat architecture list (used when `archMap` is absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<OciArch>,
+    /// Filter flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<LinuxSeccompFilterFlag>,
+    /// The rules.
+    #[serde(default)]
+    pub syscalls: Vec<DockerSyscall>,
+}
+
+/// One `archMap` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchMap {
+    /// The main architecture.
+    pub architecture: OciArch,
+    /// The compat architectures that come with it.
+    #[serde(default)]
+    pub sub_architectures: Vec<OciArch>,
+}
+
+/// One rule of a moby profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerSyscall {
+    /// The syscall names.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The deprecated single name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The action.
+    pub action: LinuxSeccompAction,
+    /// The errno of an `SCMP_ACT_ERRNO` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    /// Argument conditions, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<LinuxSeccompArg>,
+    /// A note for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The rule applies only when these hold (capabilities, architectures, kernel version).
+    #[serde(default, skip_serializing_if = "Filter::is_empty")]
+    pub includes: Filter,
+    /// The rule applies only when these do not hold.
+    #[serde(default, skip_serializing_if = "Filter::is_empty")]
+    pub excludes: Filter,
+}
+
+/// moby's rule condition: the container's capabilities, architecture and kernel version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    /// Capabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<String>,
+    /// Architectures (moby's short names: "amd64", "arm64", ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arches: Vec<String>,
+    /// The lowest kernel version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_kernel: Option<String>,
+}
+
+impl Filter {
+    /// Whether there is no condition.
+    pub fn is_empty(&self) -> bool {
+        self.caps.is_empty() && self.arches.is_empty() && self.min_kernel.is_none()
+    }
+}
+
+/// The compat ABIs moby lists under a main architecture.
+fn sub_architectures(main: OciArch) -> &'static [OciArch] {
+    match main {
+        OciArch::ScmpArchX86_64 => &[OciArch::ScmpArchX86, OciArch::ScmpArchX32],
+        OciArch::ScmpArchAarch64 => &[OciArch::ScmpArchArm],
+        _ => &[],
+    }
+}
+
+impl DockerProfile {
+    /// The moby form of an OCI profile: the same rules; architectures grouped into `archMap`
+    /// (a compat architecture goes under its main one when both are listed).
+    pub fn from_oci(oci: &LinuxSeccomp) -> Self {
+        let arches: Vec<OciArch> = oci.architectures().clone().unwrap_or_default();
+        let is_sub = |a: &OciArch| {
+            arches
+                .iter()
+                .any(|main| main != a && sub_architectures(*main).contains(a))
+        };
+        let arch_map = arches
+            .iter()
+            .filter(|a| !is_sub(a))
+            .map(|&main| ArchMap {
+                architecture: main,
+                sub_architectures: arches
+                    .iter()
+                    .copied()
+                    .filter(|a| sub_architectures(main).contains(a))
+                    .collect(),
+            })
+            .collect();
+        Self {
+            default_action: oci.default_action(),
+            default_errno_ret: oci.default_errno_ret(),
+            arch_map,
+            architectures: Vec::new(),
+            flags: oci.flags().clone().unwrap_or_default(),
+            syscalls: oci
+                .syscalls()
+                .iter()
+                .flatten()
+                .map(|r| DockerSyscall {
+                    names: r.names().clone(),
+                    name: None,
+                    action: r.action(),
+                    errno_ret: r.errno_ret(),
+                    args: r.args().clone().unwrap_or_default(),
+                    comment: None,
+                    includes: Filter::default(),
+                    excludes: Filter::default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The OCI profile runc would get from this one for an unprivileged container (Docker's
+    /// default capabilities) on x86_64 or aarch64, taken conservatively where moby decides at run
+    /// time. A rule that denies is always kept, without its conditions. A rule that allows is
+    /// kept only if it applies to such a container everywhere ([`applies_unprivileged`]).
+    /// Architectures are the `archMap` entries with their sub-architectures, else
+    /// `architectures`.
+    pub fn to_oci(&self) -> LinuxSeccomp {
+        let mut out = LinuxSeccomp::default();
+        out.set_default_action(self.default_action);
+        out.set_default_errno_ret(self.default_errno_ret);
+        let arches: Vec<OciArch> = if self.arch_map.is_empty() {
+            self.architectures.clone()
+        } else {
+            self.arch_map
+                .iter()
+                .flat_map(|m| std::iter::once(m.architecture).chain(m.sub_architectures.clone()))
+                .collect()
+        };
+        out.set_architectures((!arches.is_empty()).then_some(arches));
+        out.set_flags((!self.flags.is_empty()).then(|| self.flags.clone()));
+        let rules: Vec<LinuxSyscall> = self
+            .syscalls
+            .iter()
+            .filter(|r| !allows(r.action) || applies_unprivileged(r))
+            .map(|r| {
+                let mut s = LinuxSyscall::default();
+                let mut names = r.names.clone();
+                names.extend(r.name.clone());
+                s.set_names(names);
+                s.set_action(r.action);
+                s.set_errno_ret(r.errno_ret);
+                s.set_args((!r.args.is_empty()).then(|| r.args.clone()));
+                s
+            })
+            .collect();
+        out.set_syscalls((!rules.is_empty()).then_some(rules));
+        out
+    }
+
+    /// Pretty JSON, as moby's own `default.json` is laid out.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// moby's names of the architectures chaperone exports for.
+const MOBY_ARCHES: [&str; 2] = ["amd64", "arm64"];
+
+/// Whether moby applies rule `r` to a container with no capability beyond Docker's default set
+/// on both amd64 and arm64: it requires no capability (`includes.caps`) and no kernel version
+/// (`includes.minKernel`), its `includes.arches` (if any) names both and its `excludes.arches`
+/// neither. `excludes.caps` is met: such a container lacks the capabilities moby lists there.
+pub fn applies_unprivileged(r: &DockerSyscall) -> bool {
+    r.includes.caps.is_empty()
+        && r.includes.min_kernel.is_none()
+        && (r.includes.arches.is_empty()
+            || MOBY_ARCHES
+                .iter()
+                .all(|a| r.includes.arches.iter().any(|x| x == a)))
+        && !MOBY_ARCHES
+            .iter()
+            .any(|a| r.excludes.arches.iter().any(|x| x == a))
+}
+
+/// The export of `oci` as moby JSON.
+pub fn export_docker(oci: &LinuxSeccomp) -> String {
+    DockerProfile::from_oci(oci).to_json()
+}
+
+/// Reads a base profile: moby JSON, an OCI `linux.seccomp` object, or a whole OCI
+/// `config.json` (its `linux.seccomp`; none means unconfined, an allow-all profile).
+pub fn parse_base(json: &str) -> Result<LinuxSeccomp> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|source| GenError::Json {
+        what: "base profile",
+        source,
+    })?;
+    let value = match value.get("linux") {
+        Some(linux) => match linux.get("seccomp") {
+            Some(seccomp) => seccomp.clone(),
+            None => serde_json::json!({ "defaultAction": "SCMP_ACT_ALLOW" }),
+        },
+        None => value,
+    };
+    let docker: DockerProfile = serde_json::from_value(value).map_err(|source| GenError::Json {
+        what: "base profile",
+        source,
+    })?;
+    Ok(docker.to_oci())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_rules_are_taken_conservatively() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": []},
+                {"names": ["mount"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+                 "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["unshare"], "action": "SCMP_ACT_ALLOW",
+                 "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390x"]}},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"arches": ["s390x"]}},
+                {"names": ["open_tree"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"minKernel": "5.2"}}
+            ]
+        }"#;
+        let oci = parse_base(json).unwrap();
+        assert_eq!(oci.architectures().as_ref().unwrap().len(), 3);
+        let names: Vec<_> = oci
+            .syscalls()
+            .iter()
+            .flatten()
+            .map(|r| (r.names()[0].as_str(), r.action()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("read", LinuxSeccompAction::ScmpActAllow),
+                ("clone3", LinuxSeccompAction::ScmpActErrno),
+                ("unshare", LinuxSeccompAction::ScmpActAllow)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_json_without_seccomp_is_unconfined() {
+        let oci = parse_base(r#"{"ociVersion": "1.0.2", "linux": {}}"#).unwrap();
+        assert_eq!(oci.default_action(), LinuxSeccompAction::ScmpActAllow);
+        parse_base("{").unwrap_err();
+    }
+}
