@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/chaperone/config.toml";
 /// Default location of the profile store.
 pub const DEFAULT_DB_PATH: &str = "/var/lib/chaperone/profiles.db";
+/// Default location of the alert log (JSON lines, Falco's output format).
+pub const DEFAULT_ALERTS_PATH: &str = "/var/log/chaperone/alerts.jsonl";
 /// Default target false-alarm rate used to calibrate detection thresholds.
 pub const DEFAULT_TARGET_FAR: f64 = 0.05;
 /// Default n-gram order of the sequence model.
@@ -151,8 +153,59 @@ pub struct Config {
     pub fail_mode: FailMode,
     /// Path of the SQLite profile store shared by all shims of the node.
     pub db_path: PathBuf,
+    /// Alert log: one JSON object per line, in Falco's output format.
+    pub alerts_path: PathBuf,
     /// Sequence model settings.
     pub model: ModelConfig,
+    /// When set, learning profiles move to `promotion.to` once they converge.
+    pub promotion: Option<PromotionPolicy>,
+}
+
+/// When a learning profile has converged and moves on (`[promotion]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromotionPolicy {
+    /// Containers learned, at least.
+    pub min_containers: u64,
+    /// Events learned, at least.
+    pub min_events: u64,
+    /// New n-grams per 10,000 events over the newest `window_events`, fewer than this.
+    pub max_new_per_10k: f64,
+    /// Events over which the rate of new n-grams is measured.
+    pub window_events: u64,
+    /// The mode a converged profile moves to (`monitor` or `enforce`).
+    pub to: Mode,
+}
+
+impl Default for PromotionPolicy {
+    fn default() -> Self {
+        Self {
+            min_containers: 3,
+            min_events: 100_000,
+            max_new_per_10k: 1.0,
+            window_events: 50_000,
+            to: Mode::Monitor,
+        }
+    }
+}
+
+impl PromotionPolicy {
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.to, Mode::Monitor | Mode::Enforce) {
+            return Err(ConfigError::Invalid {
+                field: "promotion.to",
+                reason: format!("{} is not monitor or enforce", self.to),
+            });
+        }
+        if !(self.max_new_per_10k.is_finite() && self.max_new_per_10k > 0.0) {
+            return Err(ConfigError::Invalid {
+                field: "promotion.max_new_per_10k",
+                reason: format!("{} is not a positive number", self.max_new_per_10k),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -162,7 +215,9 @@ impl Default for Config {
             action: Action::Alert,
             fail_mode: FailMode::Closed,
             db_path: PathBuf::from(DEFAULT_DB_PATH),
+            alerts_path: PathBuf::from(DEFAULT_ALERTS_PATH),
             model: ModelConfig::default(),
+            promotion: None,
         }
     }
 }
@@ -214,7 +269,10 @@ impl Config {
 
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
-        self.model.validate()
+        self.model.validate()?;
+        self.promotion
+            .as_ref()
+            .map_or(Ok(()), PromotionPolicy::validate)
     }
 }
 
@@ -290,5 +348,16 @@ mod tests {
         assert_eq!(c.action, Action::Kill);
         assert_eq!(c.fail_mode, FailMode::Open);
         assert_eq!(c.model.order, 4);
+        assert_eq!(c.promotion, None);
+    }
+
+    #[test]
+    fn promotion_section_enables_the_policy() {
+        let c = Config::parse("[promotion]\nmin_containers = 5\nto = \"enforce\"\n").unwrap();
+        let p = c.promotion.unwrap();
+        assert_eq!((p.min_containers, p.to), (5, Mode::Enforce));
+        assert_eq!(p.min_events, PromotionPolicy::default().min_events);
+        let err = Config::parse("[promotion]\nto = \"learn\"\n").unwrap_err();
+        assert!(err.to_string().contains("promotion.to"), "{err}");
     }
 }

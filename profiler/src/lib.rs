@@ -4,6 +4,7 @@
 pub mod detector;
 pub mod eval;
 pub mod model;
+pub mod store;
 pub mod supervisor;
 #[allow(unsafe_code)]
 mod sys;

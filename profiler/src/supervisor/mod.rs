@@ -46,10 +46,13 @@ use crate::model::ModelError;
 pub use crate::sys::child::{Op, MAX_OPS};
 pub use crate::sys::SysError;
 pub use child::{ChildEnd, Filter, TracedChild};
-pub use mode::{Detect, DetectThread, Event, Learn, Mode, Window, WINDOW};
+pub use mode::{
+    explain, Detect, DetectThread, Event, Learn, LearnThread, Mode, Recent, Transition, Window,
+    MAX_CALIBRATION_THREADS, WINDOW,
+};
 pub use notifier::{Answer, Delivery, KernelNotifier, Notification, Notifier, Received, Wait};
 pub use ratelimit::RateLimit;
-pub use respond::{ActionError, Deviation, Fixed, Responder, Verdict};
+pub use respond::{kill_pid, ActionError, Deviation, Fixed, Responder, Verdict};
 pub use run::{Progress, Supervisor, SupervisorConfig};
 pub use stats::{Stats, StatsSnapshot};
 pub use threads::ThreadTable;

@@ -35,24 +35,64 @@ pub trait Mode {
     fn empty_thread(&self) -> Self::Thread;
     /// Handles one event; `Some` when it deviates from the profile.
     fn on_event(&mut self, thread: &mut Self::Thread, event: &Event) -> Option<Deviation>;
+    /// A thread ended (it called `exit`/`exit_group`, or the supervisor finished).
+    fn end_thread(&mut self, _thread: &Self::Thread) {}
 }
 
-/// Learn mode: counts every thread's n-grams.
+/// Learn mode: counts every thread's n-grams and, given the profile as it was before this run
+/// (the reference), scores each thread against it. Those scores are held-out data: the highest
+/// window score of each thread is kept to calibrate the image's detection threshold.
 #[derive(Debug, Clone)]
 pub struct Learn {
     counts: NgramCounts,
     unknown: u64,
+    reference: Option<Arc<NgramScorer>>,
+    maxima: Vec<f32>,
 }
+
+/// Per-thread state of learning: the counting context and, with a reference, its scoring.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnThread {
+    context: ThreadContext,
+    state: u32,
+    window: Window,
+    max: f32,
+}
+
+/// Threads whose held-out maxima one run keeps (allocated up front: no allocation per event).
+pub const MAX_CALIBRATION_THREADS: usize = 4096;
 
 impl Learn {
     /// A learner adding to `counts` (for instance a fresh `NgramCounts::new(order)`).
     pub fn new(counts: NgramCounts) -> Self {
-        Self { counts, unknown: 0 }
+        Self {
+            counts,
+            unknown: 0,
+            reference: None,
+            maxima: Vec::new(),
+        }
+    }
+
+    /// A learner that also scores every thread against `reference` (the image's profile before
+    /// this run) and keeps each thread's highest window score, up to
+    /// [`MAX_CALIBRATION_THREADS`] threads.
+    pub fn with_reference(counts: NgramCounts, reference: Arc<NgramScorer>) -> Self {
+        Self {
+            counts,
+            unknown: 0,
+            reference: Some(reference),
+            maxima: Vec::with_capacity(MAX_CALIBRATION_THREADS),
+        }
     }
 
     /// What has been learned.
     pub fn counts(&self) -> &NgramCounts {
         &self.counts
+    }
+
+    /// The learned counts and the held-out maxima of the threads that ended.
+    pub fn into_parts(self) -> (NgramCounts, Vec<f32>) {
+        (self.counts, self.maxima)
     }
 
     /// The learned counts, to merge into the image's profile.
@@ -64,28 +104,51 @@ impl Learn {
     pub fn unknown(&self) -> u64 {
         self.unknown
     }
+
+    fn thread(&self, context: ThreadContext) -> LearnThread {
+        LearnThread {
+            context,
+            state: self.reference.as_ref().map_or(0, |r| r.start()),
+            window: Window::default(),
+            max: 0.0,
+        }
+    }
 }
 
 impl Mode for Learn {
-    type Thread = ThreadContext;
+    type Thread = LearnThread;
 
-    fn begin_thread(&mut self) -> ThreadContext {
-        self.counts.begin_thread()
+    fn begin_thread(&mut self) -> LearnThread {
+        let context = self.counts.begin_thread();
+        self.thread(context)
     }
 
-    fn empty_thread(&self) -> ThreadContext {
-        ThreadContext::new(self.counts.order())
+    fn empty_thread(&self) -> LearnThread {
+        self.thread(ThreadContext::new(self.counts.order()))
     }
 
     #[inline]
-    fn on_event(&mut self, thread: &mut ThreadContext, event: &Event) -> Option<Deviation> {
+    fn on_event(&mut self, thread: &mut LearnThread, event: &Event) -> Option<Deviation> {
         match event.sym {
             Some(sym) => {
-                self.counts.observe(thread, sym);
+                self.counts.observe(&mut thread.context, sym);
+                if let Some(reference) = &self.reference {
+                    let surprisal = reference.step(&mut thread.state, sym).surprisal;
+                    thread.max = thread.max.max(thread.window.push(surprisal));
+                }
             }
             None => self.unknown += 1,
         }
         None
+    }
+
+    fn end_thread(&mut self, thread: &LearnThread) {
+        if self.reference.is_some()
+            && !thread.window.is_empty()
+            && self.maxima.len() < MAX_CALIBRATION_THREADS
+        {
+            self.maxima.push(thread.max);
+        }
     }
 }
 
@@ -150,11 +213,83 @@ impl Window {
     }
 }
 
-/// Per-thread state of detection: the scorer's automaton state and the window.
+/// The last [`WINDOW`] syscalls of a thread (for alerts and their explanation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recent {
+    ring: [Sym; WINDOW],
+    pos: u8,
+    len: u8,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            ring: [0; WINDOW],
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Recent {
+    /// Appends one syscall, dropping the oldest once full.
+    #[inline]
+    pub fn push(&mut self, sym: Sym) {
+        let pos = usize::from(self.pos);
+        self.ring[pos] = sym;
+        self.pos = u8::try_from((pos + 1) % WINDOW).unwrap_or(0);
+        self.len = self.len.saturating_add(1).min(WINDOW_U8);
+    }
+
+    /// The syscalls, oldest first.
+    pub fn to_vec(&self) -> Vec<Sym> {
+        let len = usize::from(self.len);
+        let start = (usize::from(self.pos) + WINDOW - len) % WINDOW;
+        (0..len).map(|i| self.ring[(start + i) % WINDOW]).collect()
+    }
+}
+
+/// Per-thread state of detection: the scorer's automaton state, the window, the recent calls.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DetectThread {
     state: u32,
     window: Window,
+    recent: Recent,
+}
+
+/// One transition of a flagged window and how likely the profile found it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// The syscall before (`None`: the first of the window).
+    pub from: Option<Sym>,
+    /// The syscall.
+    pub to: Sym,
+    /// `P(to | the calls before it in the window)` under the profile.
+    pub probability: f64,
+    /// `to` was never seen at all while learning.
+    pub novel: bool,
+}
+
+/// The `top` least likely transitions of `window` (oldest first) under `scorer`, least likely
+/// first: the explanation an alert carries. Off the hot path (called on deviations only).
+pub fn explain(scorer: &NgramScorer, window: &[Sym], top: usize) -> Vec<Transition> {
+    let mut state = scorer.start();
+    let mut out: Vec<Transition> = window
+        .iter()
+        .enumerate()
+        .map(|(i, &sym)| {
+            let step = scorer.step(&mut state, sym);
+            Transition {
+                from: i.checked_sub(1).map(|j| window[j]),
+                to: sym,
+                probability: f64::from(-step.surprisal).exp(),
+                novel: step.novel,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.probability.total_cmp(&b.probability));
+    out.truncate(top);
+    out
 }
 
 /// Detect mode: scores each event and flags never-learned syscalls and windows whose mean
@@ -202,6 +337,11 @@ impl Detect {
     pub fn threshold(&self) -> f32 {
         self.threshold
     }
+
+    /// The scorer (to explain deviations).
+    pub fn scorer(&self) -> &Arc<NgramScorer> {
+        &self.scorer
+    }
 }
 
 impl Mode for Detect {
@@ -211,6 +351,7 @@ impl Mode for Detect {
         DetectThread {
             state: self.scorer.start(),
             window: Window::default(),
+            recent: Recent::default(),
         }
     }
 
@@ -218,6 +359,7 @@ impl Mode for Detect {
         DetectThread {
             state: self.scorer.start(),
             window: Window::default(),
+            recent: Recent::default(),
         }
     }
 
@@ -225,6 +367,7 @@ impl Mode for Detect {
     fn on_event(&mut self, thread: &mut DetectThread, event: &Event) -> Option<Deviation> {
         let (novel, surprisal) = match event.sym {
             Some(sym) => {
+                thread.recent.push(sym);
                 let step = self.scorer.step(&mut thread.state, sym);
                 (step.novel, step.surprisal)
             }
@@ -248,6 +391,7 @@ impl Mode for Detect {
             novel,
             score,
             threshold: self.threshold,
+            recent: thread.recent,
         })
     }
 }
@@ -305,6 +449,13 @@ mod tests {
         }
         let dev = d.on_event(&mut t, &event(Some(9))).expect("never learned");
         assert!(dev.novel);
+        let recent = dev.recent.to_vec();
+        assert_eq!(recent.len(), 31, "30 normal calls, then the novel one");
+        assert_eq!(recent[29..], [3, 9]);
+        let why = explain(d.scorer(), &recent, 2);
+        assert_eq!(why.len(), 2);
+        assert_eq!((why[0].from, why[0].to, why[0].novel), (Some(3), 9, true));
+        assert!(why[0].probability < why[1].probability);
         assert!(d.on_event(&mut t, &event(None)).expect("unknown").novel);
         let mut t = d.begin_thread();
         let odd = (0..WINDOW)
@@ -312,5 +463,36 @@ mod tests {
             .next()
             .expect("a scrambled order deviates");
         assert!(!odd.novel && odd.score > odd.threshold);
+    }
+
+    #[test]
+    fn learning_against_a_reference_keeps_held_out_maxima() {
+        let d = detect();
+        let mut l = Learn::with_reference(NgramCounts::new(3).unwrap(), Arc::clone(&d.scorer));
+        let mut normal = l.begin_thread();
+        for _ in 0..20 {
+            for s in [1, 2, 3] {
+                assert!(l.on_event(&mut normal, &event(Some(s))).is_none());
+            }
+        }
+        let mut odd = l.begin_thread();
+        for s in [3, 3, 2, 2, 1, 1].repeat(10) {
+            assert!(l.on_event(&mut odd, &event(Some(s))).is_none());
+        }
+        let idle = l.begin_thread();
+        l.end_thread(&normal);
+        l.end_thread(&odd);
+        l.end_thread(&idle);
+        let (counts, maxima) = l.into_parts();
+        assert_eq!(counts.events(), 120);
+        assert_eq!(maxima.len(), 2, "a thread without events has no maximum");
+        assert!(
+            maxima[0] <= d.threshold(),
+            "{maxima:?} vs {}",
+            d.threshold()
+        );
+        assert!(maxima[1] > d.threshold(), "{maxima:?} vs {}", d.threshold());
+        let plain = Learn::new(NgramCounts::new(3).unwrap());
+        assert!(plain.into_parts().1.is_empty());
     }
 }

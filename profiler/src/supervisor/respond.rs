@@ -1,5 +1,7 @@
 //! Choosing the answer to a deviation: the [`Responder`] the shim implements.
 
+use super::mode::Recent;
+use crate::sys::pidfd;
 use crate::syscalls::{Arch, Sym};
 
 /// A syscall that left the profile. Its thread is held in the kernel until the verdict.
@@ -21,6 +23,26 @@ pub struct Deviation {
     pub score: f32,
     /// The threshold it was compared to.
     pub threshold: f32,
+    /// The thread's last syscalls, this one last.
+    pub recent: Recent,
+}
+
+/// SIGKILLs process `pid` through a pidfd (no pid-reuse race once it is open); `false` when it
+/// had already exited. Killing a container's init kills its whole pid namespace.
+pub fn kill_pid(pid: u32) -> Result<bool, crate::sys::SysError> {
+    let fd = match pidfd::open(pid, false) {
+        Ok(fd) => fd,
+        Err(crate::sys::SysError::Pidfd {
+            source: nix::errno::Errno::ESRCH,
+            ..
+        }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    pidfd::send_signal(
+        std::os::fd::AsFd::as_fd(&fd),
+        pid,
+        nix::sys::signal::Signal::SIGKILL,
+    )
 }
 
 /// How the supervisor ends a deviation.

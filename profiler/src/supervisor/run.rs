@@ -149,11 +149,12 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             None => Answer::Continue,
             Some(d) => self.respond(&d, n.id),
         };
-        if sym.is_some()
-            && (sym == self.exit || sym == self.exit_group)
-            && self.threads.remove(n.tid)
-        {
-            bump(&self.stats.threads_reclaimed);
+        if sym.is_some() && (sym == self.exit || sym == self.exit_group) {
+            if let Some(&ended) = self.threads.get(n.tid) {
+                self.mode.end_thread(&ended);
+                self.threads.remove(n.tid);
+                bump(&self.stats.threads_reclaimed);
+            }
         }
         stats::set(&self.stats.threads_live, self.threads.len() as u64);
 
@@ -245,8 +246,12 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         &self.responder
     }
 
-    /// Ends the supervisor, returning the mode (learned counts) and the responder.
-    pub fn into_parts(self) -> (M, R) {
+    /// Ends the supervisor, returning the mode (learned counts) and the responder. Threads
+    /// still tracked end here ([`Mode::end_thread`]).
+    pub fn into_parts(mut self) -> (M, R) {
+        for thread in self.threads.states() {
+            self.mode.end_thread(thread);
+        }
         (self.mode, self.responder)
     }
 }

@@ -98,6 +98,14 @@ impl<S: Copy> ThreadTable<S> {
         }
     }
 
+    /// The states of every tracked thread, in no particular order.
+    pub fn states(&self) -> impl Iterator<Item = &S> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.tid != EMPTY)
+            .map(|s| &s.state)
+    }
+
     /// The state of `tid`, if tracked.
     pub fn get(&self, tid: u32) -> Option<&S> {
         self.find(tid).ok().map(|i| &self.slots[i].state)

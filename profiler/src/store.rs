@@ -1,0 +1,747 @@
+//! The profile store: one profile per image in an SQLite database shared by every shim of the
+//! node (ADR 0007).
+//!
+//! A profile is the image's merged n-gram counts (the model codec's bytes), its mode, how many
+//! containers and events were learned, the history of learning runs (for convergence) and the
+//! held-out window maxima its detection threshold is calibrated on. Shims merge into it
+//! concurrently: every merge is one `BEGIN IMMEDIATE` transaction (read, add, write), so SQLite's
+//! write lock serializes them and no count is lost; WAL keeps readers off the writers' backs and
+//! makes an interrupted write roll back on the next open.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chaperone_config::{Mode, PromotionPolicy};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::detector::stats;
+use crate::model::{codec, ModelError, NgramCounts};
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+/// How long a writer waits for another shim's transaction before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Held-out maxima kept per profile (the newest; older ones came from a less converged model).
+pub const CALIBRATION_KEEP: usize = 4096;
+
+/// Errors of the store. Each names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory or file could not be created or opened.
+    #[error("cannot open the profile store {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The file is not an SQLite database, or it is damaged.
+    #[error("the profile store {path} is corrupt ({reason}); move it aside to start afresh")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The database was written by a newer chaperone.
+    #[error(
+        "the profile store {path} has schema version {found}, newer than this build's {SCHEMA_VERSION}; upgrade chaperone"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: u32,
+    },
+    /// A query failed.
+    #[error("profile store {path}: {op} failed")]
+    Sql {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// A stored model could not be decoded, or counts could not be merged.
+    #[error("profile store {path}: profile {key:?} has an unusable model")]
+    Model {
+        /// The database file.
+        path: PathBuf,
+        /// The profile.
+        key: String,
+        /// Why.
+        source: ModelError,
+    },
+    /// A stored mode name is not one this build knows.
+    #[error("profile store {path}: profile {key:?} has an unknown mode {mode:?}")]
+    BadMode {
+        /// The database file.
+        path: PathBuf,
+        /// The profile.
+        key: String,
+        /// The stored text.
+        mode: String,
+    },
+    /// No profile has this key.
+    #[error("no profile {key:?} in {path}")]
+    NoProfile {
+        /// The database file.
+        path: PathBuf,
+        /// The key asked for.
+        key: String,
+    },
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What one container (or one learning run) adds to a profile.
+#[derive(Debug, Clone)]
+pub struct Learning {
+    /// The n-gram counts it saw.
+    pub counts: NgramCounts,
+    /// Containers it stands for (1 for a container run).
+    pub containers: u64,
+    /// Per-thread maximum window scores against the profile as it was before this run
+    /// (held-out data for calibration; empty when the profile was empty).
+    pub maxima: Vec<f32>,
+}
+
+/// A profile's summary (no model bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Image digest or name.
+    pub key: String,
+    /// The per-image mode, if one was set (else the config default applies).
+    pub mode: Option<Mode>,
+    /// Containers learned.
+    pub containers: u64,
+    /// Events learned.
+    pub events: u64,
+    /// Distinct n-grams in the model.
+    pub grams: u64,
+    /// Held-out maxima available for calibration.
+    pub calibration: u64,
+    /// New n-grams per 1,000 events over the newest runs (at least the policy's window).
+    pub new_per_1000: Option<f64>,
+    /// Unix time of the last change.
+    pub updated: u64,
+}
+
+/// What a merge changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Merged {
+    /// Events added.
+    pub events: u64,
+    /// n-grams the profile had not seen before.
+    pub new_grams: u64,
+    /// The mode the promotion policy moved the profile to, if it did.
+    pub promoted: Option<Mode>,
+}
+
+/// A loaded profile, ready to score with.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Its summary.
+    pub summary: Summary,
+    /// The merged counts.
+    pub counts: NgramCounts,
+}
+
+/// A connection to the profile store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed, with its directory) the store at `path` and brings its schema
+    /// up to date. A damaged file or a newer schema is an error; nothing is overwritten.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(Box::new(e)))?;
+        let store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| classify(&self.path, op, source)
+    }
+
+    fn init(&self) -> Result<()> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(self.sql("set the busy timeout"))?;
+        // Reading the header first turns "not a database" into a clear error before any write.
+        let version: u32 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.sql("read the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(self.sql("check the database"))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: check,
+            });
+        }
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(self.sql("enable WAL"))?;
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(self.sql("set synchronous"))?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(self.sql("enable foreign keys"))?;
+        if version < SCHEMA_VERSION {
+            self.migrate()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the migrations after the stored version, each in one transaction. Another shim
+    /// may be migrating at the same time: the version is re-read under the write lock.
+    fn migrate(&self) -> Result<()> {
+        let tx = self.immediate()?;
+        let version: u32 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.sql("read the schema version"))?;
+        for (to, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)
+                .map_err(self.sql("migrate the schema"))?;
+            tx.pragma_update(None, "user_version", to + 1)
+                .map_err(self.sql("record the schema version"))?;
+        }
+        tx.commit().map_err(self.sql("commit the migration"))
+    }
+
+    fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
+        // Unchecked: it works on `&Connection`, and no transaction is ever nested on one.
+        rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(self.sql("begin a write transaction"))
+    }
+
+    /// Merges one learning run into profile `key` (created on first use) and, when `policy`
+    /// says the profile has converged, promotes it. All in one transaction.
+    pub fn merge(
+        &self,
+        key: &str,
+        learning: &Learning,
+        policy: Option<&PromotionPolicy>,
+    ) -> Result<Merged> {
+        let sql = |op| self.sql(op);
+        let tx = self.immediate()?;
+        let row: Option<(Vec<u8>, Option<String>)> = tx
+            .query_row(
+                "SELECT model, mode FROM profiles WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("read the profile"))?;
+        let model_err = |source| StoreError::Model {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            source,
+        };
+        let (mut counts, stored_mode) = match row {
+            Some((bytes, mode)) => (codec::decode(&bytes).map_err(model_err)?, mode),
+            None => (
+                NgramCounts::new(learning.counts.order()).map_err(model_err)?,
+                None,
+            ),
+        };
+        let before = counts.distinct() as u64;
+        counts.merge(&learning.counts).map_err(model_err)?;
+        let new_grams = (counts.distinct() as u64).saturating_sub(before);
+        let now = unix_now();
+        let bytes = codec::encode(&counts);
+        tx.execute(
+            "INSERT INTO profiles (key, mode, model, containers, events, grams, created, updated)
+             VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT(key) DO UPDATE SET model = ?2, containers = containers + ?3,
+               events = ?4, grams = ?5, updated = ?6",
+            params![
+                key,
+                bytes,
+                to_i64(learning.containers),
+                to_i64(counts.events()),
+                to_i64(counts.distinct() as u64),
+                to_i64(now)
+            ],
+        )
+        .map_err(sql("write the profile"))?;
+        tx.execute(
+            "INSERT INTO learning (key, at, events, new_grams, containers) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                key,
+                to_i64(now),
+                to_i64(learning.counts.events()),
+                to_i64(new_grams),
+                to_i64(learning.containers)
+            ],
+        )
+        .map_err(sql("record the learning run"))?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO calibration (key, score) VALUES (?1, ?2)")
+                .map_err(sql("prepare the calibration insert"))?;
+            for m in learning.maxima.iter().filter(|m| m.is_finite()) {
+                insert
+                    .execute(params![key, f64::from(*m)])
+                    .map_err(sql("record calibration data"))?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM calibration WHERE key = ?1 AND seq NOT IN
+               (SELECT seq FROM calibration WHERE key = ?1 ORDER BY seq DESC LIMIT ?2)",
+            params![key, to_i64(CALIBRATION_KEEP as u64)],
+        )
+        .map_err(sql("trim calibration data"))?;
+
+        let mut promoted = None;
+        if let Some(policy) = policy {
+            let current = match stored_mode.as_deref() {
+                None => None,
+                Some(m) => Some(Mode::from_str(m).map_err(|_| StoreError::BadMode {
+                    path: self.path.clone(),
+                    key: key.to_owned(),
+                    mode: m.to_owned(),
+                })?),
+            };
+            let learning_now = matches!(current, None | Some(Mode::Learn));
+            if learning_now {
+                let (containers, events): (i64, i64) = tx
+                    .query_row(
+                        "SELECT containers, events FROM profiles WHERE key = ?1",
+                        [key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(sql("read the profile"))?;
+                let rate =
+                    new_rate(&tx, key, policy.window_events).map_err(sql("read learning runs"))?;
+                if converged(policy, to_u64(containers), to_u64(events), rate) {
+                    tx.execute(
+                        "UPDATE profiles SET mode = ?2 WHERE key = ?1",
+                        params![key, policy.to.as_str()],
+                    )
+                    .map_err(sql("promote the profile"))?;
+                    promoted = Some(policy.to);
+                }
+            }
+        }
+        tx.commit().map_err(sql("commit the merge"))?;
+        Ok(Merged {
+            events: learning.counts.events(),
+            new_grams,
+            promoted,
+        })
+    }
+
+    /// The summaries of every profile, by key.
+    pub fn list(&self) -> Result<Vec<Summary>> {
+        let keys: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT key FROM profiles ORDER BY key")
+                .map_err(self.sql("list profiles"))?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(self.sql("list profiles"))?;
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(self.sql("list profiles"))?
+        };
+        keys.iter()
+            .map(|k| {
+                self.summary(k)?.ok_or_else(|| StoreError::NoProfile {
+                    path: self.path.clone(),
+                    key: k.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The summary of profile `key`, if it exists.
+    pub fn summary(&self, key: &str) -> Result<Option<Summary>> {
+        let row: Option<(Option<String>, i64, i64, i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT mode, containers, events, grams, updated FROM profiles WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(self.sql("read the profile"))?;
+        let Some((mode, containers, events, grams, updated)) = row else {
+            return Ok(None);
+        };
+        let mode = mode
+            .map(|m| {
+                Mode::from_str(&m).map_err(|_| StoreError::BadMode {
+                    path: self.path.clone(),
+                    key: key.to_owned(),
+                    mode: m,
+                })
+            })
+            .transpose()?;
+        let calibration: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM calibration WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .map_err(self.sql("count calibration data"))?;
+        let new_per_1000 = new_rate(&self.conn, key, 50_000)
+            .map_err(self.sql("read learning runs"))?
+            .map(|r| r * 1000.0);
+        Ok(Some(Summary {
+            key: key.to_owned(),
+            mode,
+            containers: to_u64(containers),
+            events: to_u64(events),
+            grams: to_u64(grams),
+            calibration: to_u64(calibration),
+            new_per_1000,
+            updated: to_u64(updated),
+        }))
+    }
+
+    /// Profile `key` with its model, if it exists.
+    pub fn load(&self, key: &str) -> Result<Option<Profile>> {
+        let Some(summary) = self.summary(key)? else {
+            return Ok(None);
+        };
+        let bytes: Vec<u8> = self
+            .conn
+            .query_row("SELECT model FROM profiles WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .map_err(self.sql("read the model"))?;
+        let counts = codec::decode(&bytes).map_err(|source| StoreError::Model {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(Some(Profile { summary, counts }))
+    }
+
+    /// The detection threshold of profile `key` at false-alarm rate `far`: the quantile of its
+    /// held-out window maxima. `None` without calibration data.
+    pub fn threshold(&self, key: &str, far: f64) -> Result<Option<f32>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT score FROM calibration WHERE key = ?1")
+            .map_err(self.sql("read calibration data"))?;
+        let maxima: Vec<f64> = stmt
+            .query_map([key], |r| r.get(0))
+            .map_err(self.sql("read calibration data"))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.sql("read calibration data"))?;
+        #[allow(clippy::cast_possible_truncation)] // nats per event are small numbers
+        Ok(stats::calibrate(&maxima, far).map(|t| t as f32))
+    }
+
+    /// Sets (or with `None` clears) the per-image mode of profile `key`.
+    pub fn set_mode(&self, key: &str, mode: Option<Mode>) -> Result<()> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE profiles SET mode = ?2, updated = ?3 WHERE key = ?1",
+                params![key, mode.map(Mode::as_str), to_i64(unix_now())],
+            )
+            .map_err(self.sql("set the mode"))?;
+        self.found(key, changed)
+    }
+
+    /// Deletes profile `key` and its history.
+    pub fn reset(&self, key: &str) -> Result<()> {
+        let tx = self.immediate()?;
+        tx.execute("DELETE FROM calibration WHERE key = ?1", [key])
+            .map_err(self.sql("reset calibration data"))?;
+        tx.execute("DELETE FROM learning WHERE key = ?1", [key])
+            .map_err(self.sql("reset learning runs"))?;
+        let changed = tx
+            .execute("DELETE FROM profiles WHERE key = ?1", [key])
+            .map_err(self.sql("reset the profile"))?;
+        self.found(key, changed)?;
+        tx.commit().map_err(self.sql("commit the reset"))
+    }
+
+    fn found(&self, key: &str, changed: usize) -> Result<()> {
+        if changed == 0 {
+            return Err(StoreError::NoProfile {
+                path: self.path.clone(),
+                key: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether a profile with these totals and newest-runs rate of new n-grams per event meets the
+/// policy.
+pub fn converged(
+    policy: &PromotionPolicy,
+    containers: u64,
+    events: u64,
+    rate: Option<f64>,
+) -> bool {
+    containers >= policy.min_containers
+        && events >= policy.min_events
+        && rate.is_some_and(|r| r * 10_000.0 < policy.max_new_per_10k)
+}
+
+/// New n-grams per event over the newest learning runs that together hold at least `window`
+/// events (`None` until there are that many events).
+fn new_rate(conn: &Connection, key: &str, window: u64) -> rusqlite::Result<Option<f64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT events, new_grams FROM learning WHERE key = ?1 ORDER BY seq DESC",
+    )?;
+    let mut rows = stmt.query([key])?;
+    let (mut events, mut new) = (0_u64, 0_u64);
+    while let Some(row) = rows.next()? {
+        events += to_u64(row.get(0)?);
+        new += to_u64(row.get(1)?);
+        if events >= window.max(1) {
+            #[allow(clippy::cast_precision_loss)] // a rate
+            return Ok(Some(new as f64 / events as f64));
+        }
+    }
+    Ok(None)
+}
+
+/// The schema, one migration per version (index 0 takes version 0 to 1).
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE profiles (
+        key        TEXT PRIMARY KEY,
+        mode       TEXT,
+        model      BLOB NOT NULL,
+        containers INTEGER NOT NULL,
+        events     INTEGER NOT NULL,
+        grams      INTEGER NOT NULL,
+        created    INTEGER NOT NULL,
+        updated    INTEGER NOT NULL
+    );
+    CREATE TABLE learning (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        key        TEXT NOT NULL REFERENCES profiles(key),
+        at         INTEGER NOT NULL,
+        events     INTEGER NOT NULL,
+        new_grams  INTEGER NOT NULL,
+        containers INTEGER NOT NULL
+    );
+    CREATE INDEX learning_key ON learning(key, seq);
+    CREATE TABLE calibration (
+        seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+        key   TEXT NOT NULL REFERENCES profiles(key),
+        score REAL NOT NULL
+    );
+    CREATE INDEX calibration_key ON calibration(key, seq);
+"];
+
+fn classify(path: &Path, op: &'static str, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: source.to_string(),
+        },
+        _ => StoreError::Sql {
+            path: path.to_owned(),
+            op,
+            source,
+        },
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// SQLite integers are signed; counts never reach 2^63.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(seq: &[u16]) -> NgramCounts {
+        let mut c = NgramCounts::new(3).unwrap();
+        c.learn_sequence(seq);
+        c
+    }
+
+    fn learning(seq: &[u16], maxima: &[f32]) -> Learning {
+        Learning {
+            counts: counts(seq),
+            containers: 1,
+            maxima: maxima.to_vec(),
+        }
+    }
+
+    #[test]
+    fn merges_add_up_and_reload() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("sub/profiles.db");
+        let store = Store::open(&path).unwrap();
+        let a = learning(&[1, 2, 3, 1, 2], &[0.5]);
+        let b = learning(&[1, 2, 4], &[0.7, 0.9]);
+        assert_eq!(
+            store.merge("img", &a, None).unwrap().new_grams,
+            a.counts.distinct() as u64
+        );
+        let m = store.merge("img", &b, None).unwrap();
+        assert!(m.new_grams > 0 && m.promoted.is_none());
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        let p = store.load("img").unwrap().unwrap();
+        let mut want = a.counts.clone();
+        want.merge(&b.counts).unwrap();
+        assert_eq!(codec::encode(&p.counts), codec::encode(&want));
+        assert_eq!(p.summary.containers, 2);
+        assert_eq!(p.summary.calibration, 3);
+        assert_eq!(p.summary.mode, None);
+        assert_eq!(store.threshold("img", 0.0).unwrap(), Some(0.9));
+        assert!(store.load("other").unwrap().is_none());
+        assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_update() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        drop(Store::open(&path).unwrap());
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = Store::open(&path).unwrap();
+                    for j in 0..10_u16 {
+                        store
+                            .merge("img", &learning(&[1, 2, i + 10, j + 100], &[]), None)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let p = Store::open(&path).unwrap().load("img").unwrap().unwrap();
+        assert_eq!(p.summary.containers, 80);
+        assert_eq!(p.counts.events(), 80 * 4);
+        assert_eq!(p.counts.count(crate::model::pack_symbols(&[1])), 80);
+    }
+
+    #[test]
+    fn garbage_and_newer_schemas_are_clear_errors_and_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        std::fs::write(&path, b"this is not an sqlite database, not at all.......").unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("profiles.db"), "{err}");
+        assert!(std::fs::read(&path).unwrap().starts_with(b"this is not"));
+
+        let path = tmp.path().join("newer.db");
+        drop(Store::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn policy_promotes_once_converged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("p.db")).unwrap();
+        let policy = PromotionPolicy {
+            min_containers: 3,
+            min_events: 30,
+            max_new_per_10k: 1.0,
+            window_events: 20,
+            to: Mode::Enforce,
+        };
+        let seq: Vec<u16> = [1, 2, 3, 4].repeat(5);
+        for _ in 0..2 {
+            assert_eq!(
+                store
+                    .merge("img", &learning(&seq, &[]), Some(&policy))
+                    .unwrap()
+                    .promoted,
+                None
+            );
+        }
+        let m = store
+            .merge("img", &learning(&seq, &[]), Some(&policy))
+            .unwrap();
+        assert_eq!(m.promoted, Some(Mode::Enforce));
+        assert_eq!(
+            store.summary("img").unwrap().unwrap().mode,
+            Some(Mode::Enforce)
+        );
+        // An explicit mode is never overridden by the policy.
+        store.set_mode("img", Some(Mode::Monitor)).unwrap();
+        assert_eq!(
+            store
+                .merge("img", &learning(&seq, &[]), Some(&policy))
+                .unwrap()
+                .promoted,
+            None
+        );
+        store.reset("img").unwrap();
+        assert!(store.summary("img").unwrap().is_none());
+        assert!(matches!(
+            store.set_mode("img", None),
+            Err(StoreError::NoProfile { .. })
+        ));
+    }
+}
