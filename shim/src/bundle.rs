@@ -1,12 +1,11 @@
-//! Bundle rewriting on Create: the container's mode from its annotations and, in learn mode, a
-//! seccomp filter whose notify fd runc sends to this shim's listener.
+//! Bundle rewriting on Create: unless the container's mode is off, a seccomp filter whose notify
+//! fd runc sends to this shim's listener (the container's own denials kept).
 //!
 //! `config.json` is edited as JSON, not through `oci_spec::Spec`, so fields this version of
 //! oci-spec does not know survive the rewrite. The original is kept next to it as
 //! `config.json.orig` for audit.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use chaperone_config::Mode;
 use chaperone_profiler::supervisor::filter::learn_filter;
@@ -14,11 +13,8 @@ use oci_spec::runtime::LinuxSeccomp;
 use serde_json::Value;
 
 use crate::error::{Result, ShimError};
+use crate::plan::Plan;
 
-/// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
-pub const MODE_ANNOTATION: &str = "chaperone.io/mode";
-/// The mode of a container without the annotation (the profile store and detection come later).
-pub const DEFAULT_MODE: Mode = Mode::Learn;
 /// The bundle's OCI config.
 pub const CONFIG: &str = "config.json";
 /// The original config, kept for audit when the shim rewrote it.
@@ -38,23 +34,6 @@ pub fn read_config(bundle: &Path) -> Result<Value> {
 /// The annotation `key` of a config, if set.
 pub fn annotation<'a>(config: &'a Value, key: &str) -> Option<&'a str> {
     config.get("annotations")?.get(key)?.as_str()
-}
-
-/// The mode the config's annotations ask for ([`DEFAULT_MODE`] without one); a bad value, or a
-/// mode this shim cannot run yet, is an error.
-pub fn mode_of(config: &Value) -> Result<Mode> {
-    let Some(value) = annotation(config, MODE_ANNOTATION) else {
-        return Ok(DEFAULT_MODE);
-    };
-    let mode = Mode::from_str(value).map_err(|source| ShimError::Annotation {
-        key: MODE_ANNOTATION,
-        value: value.to_owned(),
-        source,
-    })?;
-    match mode {
-        Mode::Off | Mode::Learn => Ok(mode),
-        Mode::Monitor | Mode::Enforce => Err(ShimError::ModeUnsupported { mode }),
-    }
 }
 
 /// Sets `linux.seccomp` of `config` to the learn filter of container `id`: what the container's
@@ -95,14 +74,19 @@ pub fn add_learn_filter(config: &mut Value, id: &str, socket: &Path) -> Result<(
     Ok(())
 }
 
-/// Prepares the bundle of container `id` for its mode and returns the mode. In learn mode the
-/// original config is kept as `config.json.orig` and `config.json` is rewritten; the listener
-/// socket comes from `socket`, called only in learn mode (it binds the shim's listener).
-pub fn prepare(bundle: &Path, id: &str, socket: impl FnOnce() -> Result<PathBuf>) -> Result<Mode> {
+/// Prepares the bundle of container `id`: `resolve` chooses the plan from its config; unless
+/// the mode is off, the original config is kept as `config.json.orig` and `config.json` gets the
+/// filter whose listener is `socket()` (called only then: it binds the shim's listener).
+pub fn prepare(
+    bundle: &Path,
+    id: &str,
+    resolve: impl FnOnce(&Value) -> Result<Plan>,
+    socket: impl FnOnce() -> Result<PathBuf>,
+) -> Result<Plan> {
     let mut config = read_config(bundle)?;
-    let mode = mode_of(&config)?;
-    if mode == Mode::Off {
-        return Ok(mode);
+    let plan = resolve(&config)?;
+    if plan.mode == Mode::Off {
+        return Ok(plan);
     }
     add_learn_filter(&mut config, id, &socket()?)?;
     let path = bundle.join(CONFIG);
@@ -127,7 +111,7 @@ pub fn prepare(bundle: &Path, id: &str, socket: impl FnOnce() -> Result<PathBuf>
         path,
         source,
     })?;
-    Ok(mode)
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -141,22 +125,15 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn the_mode_comes_from_the_annotation_and_defaults_to_learn() {
-        assert_eq!(mode_of(&json!({})).unwrap(), Mode::Learn);
-        let off = json!({"annotations": {MODE_ANNOTATION: "off"}});
-        assert_eq!(mode_of(&off).unwrap(), Mode::Off);
-        let bad = json!({"annotations": {MODE_ANNOTATION: "lurn"}});
-        let err = mode_of(&bad).unwrap_err().chain();
-        assert!(err.contains("chaperone.io/mode=\"lurn\""), "{err}");
-        assert!(err.contains("expected one of"), "{err}");
-        let later = json!({"annotations": {MODE_ANNOTATION: "enforce"}});
-        assert!(matches!(
-            mode_of(&later),
-            Err(ShimError::ModeUnsupported {
-                mode: Mode::Enforce
-            })
-        ));
+    fn plan(mode: Mode) -> impl FnOnce(&Value) -> Result<Plan> {
+        move |_| {
+            Ok(Plan::fixed(
+                "c",
+                "k",
+                mode,
+                std::sync::Arc::new(chaperone_config::Config::default()),
+            ))
+        }
     }
 
     #[test]
@@ -168,8 +145,8 @@ mod tests {
         });
         let dir = bundle_with(&original);
         let socket = PathBuf::from("/run/chaperone/s/x/chaperone.sock");
-        let mode = prepare(dir.path(), "c1", || Ok(socket.clone())).unwrap();
-        assert_eq!(mode, Mode::Learn);
+        let plan = prepare(dir.path(), "c1", plan(Mode::Learn), || Ok(socket.clone())).unwrap();
+        assert_eq!(plan.mode, Mode::Learn);
         let kept: Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_ORIG)).unwrap()).unwrap();
         assert_eq!(kept, original);
@@ -203,7 +180,10 @@ mod tests {
             }}
         });
         let dir = bundle_with(&original);
-        prepare(dir.path(), "c2", || Ok(PathBuf::from("/s.sock"))).unwrap();
+        prepare(dir.path(), "c2", plan(Mode::Enforce), || {
+            Ok(PathBuf::from("/s.sock"))
+        })
+        .unwrap();
         let new = read_config(dir.path()).unwrap();
         let seccomp = &new["linux"]["seccomp"];
         assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
@@ -221,10 +201,13 @@ mod tests {
 
     #[test]
     fn mode_off_leaves_the_bundle_alone_and_binds_nothing() {
-        let original = json!({"annotations": {MODE_ANNOTATION: "off"}});
+        let original = json!({"annotations": {"chaperone.io/mode": "off"}});
         let dir = bundle_with(&original);
-        let mode = prepare(dir.path(), "c3", || panic!("no listener in mode off")).unwrap();
-        assert_eq!(mode, Mode::Off);
+        let plan = prepare(dir.path(), "c3", plan(Mode::Off), || {
+            panic!("no listener in mode off")
+        })
+        .unwrap();
+        assert_eq!(plan.mode, Mode::Off);
         assert!(!dir.path().join(CONFIG_ORIG).exists());
         assert_eq!(read_config(dir.path()).unwrap(), original);
     }
@@ -236,7 +219,10 @@ mod tests {
             "listenerPath": "/elsewhere.sock"
         }}});
         let dir = bundle_with(&original);
-        let err = prepare(dir.path(), "c4", || Ok(PathBuf::from("/s.sock"))).unwrap_err();
+        let err = prepare(dir.path(), "c4", plan(Mode::Learn), || {
+            Ok(PathBuf::from("/s.sock"))
+        })
+        .unwrap_err();
         assert!(matches!(err, ShimError::Filter { .. }), "{err:?}");
         assert!(!dir.path().join(CONFIG_ORIG).exists());
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use chaperone_config::{ConfigError, Mode};
+use chaperone_profiler::store::StoreError;
 use chaperone_profiler::supervisor::filter::FilterError;
 use chaperone_profiler::supervisor::listener::ListenerError;
 use containerd_shim::protos::ttrpc;
@@ -70,11 +71,35 @@ pub enum ShimError {
         /// Why it is refused.
         source: ConfigError,
     },
-    /// A valid mode that this version of the shim cannot run yet.
-    #[error("chaperone mode {mode} is not supported yet (supported: off, learn)")]
-    ModeUnsupported {
+    /// The node's config file is missing (when named explicitly) or invalid.
+    #[error("chaperone's configuration")]
+    Config {
+        /// Why.
+        source: ConfigError,
+    },
+    /// The profile store cannot be used (and the fail mode is `closed`).
+    #[error("the profile store is unusable and fail_mode is closed")]
+    Store {
+        /// Why.
+        source: StoreError,
+    },
+    /// Monitor or enforce mode for a profile that cannot detect yet.
+    #[error("chaperone mode {mode} needs a learned profile, but profile {key:?} {reason}")]
+    NotLearned {
         /// The mode asked for.
         mode: Mode,
+        /// The profile.
+        key: String,
+        /// What is missing.
+        reason: &'static str,
+    },
+    /// The profile's model cannot be turned into a scorer.
+    #[error("profile {key:?} cannot be used for detection")]
+    Model {
+        /// The profile.
+        key: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The learn filter cannot be built from the container's own seccomp profile.
     #[error("cannot build the learn-mode seccomp filter for container {id}")]
@@ -177,11 +202,14 @@ impl ShimError {
             Self::FailedPrecondition { .. } => ttrpc::Code::FAILED_PRECONDITION,
             Self::InvalidRequest { .. }
             | Self::Annotation { .. }
-            | Self::ModeUnsupported { .. }
+            | Self::Config { .. }
+            | Self::NotLearned { .. }
             | Self::Filter { .. }
             | Self::Spec { .. } => ttrpc::Code::INVALID_ARGUMENT,
             Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
             Self::Listener { .. }
+            | Self::Store { .. }
+            | Self::Model { .. }
             | Self::Runc { .. }
             | Self::Io { .. }
             | Self::Sys { .. }

@@ -1,24 +1,32 @@
-//! Learn mode in the shim: ONE listener socket per shim, bound on first use, and one supervisor
+//! Tracing in the shim: ONE listener socket per shim, bound on first use, and one supervisor
 //! thread per notify fd runc sends there.
 //!
 //! The supervisor is blocking code (it sleeps in `SECCOMP_IOCTL_NOTIF_RECV`), so it runs on
 //! dedicated OS threads, never on the tokio runtime's workers: an acceptor thread takes each
-//! connection and starts a `chaperone-sup` thread for its fd. A supervisor ends when its filter
-//! has no users left, that is when the container process (and everything it forked) exited; it
-//! then logs what it learned. The profile store comes later.
+//! connection and starts a `chaperone-sup` thread for its fd, with the [`Plan`] Create
+//! registered for the container runc names in the connection's metadata. In learn mode the
+//! supervisor counts, and when its filter has no users left (the container's processes exited)
+//! merges what it learned into the image's profile in the store. In monitor and enforce mode it
+//! scores, and the [`ShimResponder`] alerts and acts.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chaperone_config::DEFAULT_ORDER;
+use chaperone_config::Mode;
 use chaperone_profiler::model::NgramCounts;
+use chaperone_profiler::store::{Learning, Store};
 use chaperone_profiler::supervisor::listener::{Accepted, Listener, ListenerConfig};
 use chaperone_profiler::supervisor::{
-    Fixed, KernelNotifier, Learn, Stats, Supervisor, SupervisorConfig, Verdict, Wait,
+    Fixed, KernelNotifier, Learn, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
+    Wait,
 };
 use tracing::{info, warn};
 
+use crate::alert::ShimResponder;
 use crate::error::{Result, ShimError};
+use crate::plan::{Model, Plan};
+use crate::runc::RuncConfig;
 
 /// The listener socket's file name in the shim's state directory.
 pub const SOCKET: &str = "chaperone.sock";
@@ -55,12 +63,53 @@ pub fn remove_stale(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// A traced container: its plan and how to reach runc for it.
+#[derive(Debug, Clone)]
+struct Traced {
+    plan: Arc<Plan>,
+    runc: RuncConfig,
+}
+
+/// Plans by container id, and the supervisors running per container.
+#[derive(Debug, Default)]
+struct Registry {
+    plans: Mutex<(HashMap<String, Traced>, HashMap<String, usize>)>,
+    idle: std::sync::Condvar,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<String, Traced>, HashMap<String, usize>)> {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The plan of `id`, counting a supervisor as running for it.
+    fn start(&self, id: &str) -> Option<Traced> {
+        let mut g = self.lock();
+        *g.1.entry(id.to_owned()).or_default() += 1;
+        g.0.get(id).cloned()
+    }
+
+    fn done(&self, id: &str) {
+        let mut g = self.lock();
+        if let Some(n) = g.1.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                g.1.remove(id);
+            }
+        }
+        self.idle.notify_all();
+    }
+}
+
+type Plans = Arc<Registry>;
+
 /// The shim's learner: its state directory and, once bound, its listener thread.
 #[derive(Debug)]
 pub struct Learner {
     dir: PathBuf,
     bound: Mutex<bool>,
     stats: Arc<Stats>,
+    plans: Plans,
 }
 
 impl Learner {
@@ -70,7 +119,35 @@ impl Learner {
             dir,
             bound: Mutex::new(false),
             stats: Arc::new(Stats::default()),
+            plans: Arc::default(),
         }
+    }
+
+    /// Registers the plan of a traced container before runc starts it.
+    pub fn register(&self, plan: Plan, runc: RuncConfig) {
+        let traced = Traced {
+            plan: Arc::new(plan),
+            runc,
+        };
+        self.plans.lock().0.insert(traced.plan.id.clone(), traced);
+    }
+
+    /// Forgets a container (on Delete).
+    pub fn forget(&self, id: &str) {
+        self.plans.lock().0.remove(id);
+    }
+
+    /// Waits up to `timeout` for the supervisors of container `id` to finish (they end when
+    /// its processes are gone, then store what they learned); `false` on timeout.
+    pub fn wait_idle(&self, id: &str, timeout: std::time::Duration) -> bool {
+        let guard = self.plans.lock();
+        let (guard, result) = self
+            .plans
+            .idle
+            .wait_timeout_while(guard, timeout, |g| g.1.contains_key(id))
+            .unwrap_or_else(|e| e.into_inner());
+        drop(guard);
+        !result.timed_out()
     }
 
     /// The listener socket's path, binding it and starting the acceptor thread on first use.
@@ -84,9 +161,10 @@ impl Learner {
         let listener = Listener::bind(&path, ListenerConfig::default())
             .map_err(|source| ShimError::Listener { source })?;
         let stats = Arc::clone(&self.stats);
+        let plans = Arc::clone(&self.plans);
         std::thread::Builder::new()
             .name("chaperone-accept".into())
-            .spawn(move || accept_loop(&listener, &stats))
+            .spawn(move || accept_loop(&listener, &stats, &plans))
             .map_err(|source| ShimError::Io {
                 op: "start the acceptor thread for",
                 path: path.clone(),
@@ -122,7 +200,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         })
 }
 
-fn accept_loop(listener: &Listener, stats: &Arc<Stats>) {
+fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
     loop {
         let accepted = match listener.accept() {
             Ok(a) => a,
@@ -132,9 +210,15 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>) {
             }
         };
         let stats = Arc::clone(stats);
+        let id = accepted.state.metadata().clone().unwrap_or_default();
+        let traced = plans.start(&id);
+        let registry = Arc::clone(plans);
         let spawned = std::thread::Builder::new()
             .name("chaperone-sup".into())
-            .spawn(move || supervise(accepted, stats));
+            .spawn(move || {
+                supervise(accepted, traced, stats);
+                registry.done(&id);
+            });
         if let Err(e) = spawned {
             // The fd went with the closure: the kernel now fails the container's traced
             // syscalls with ENOSYS. Say so loudly.
@@ -143,32 +227,125 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>) {
     }
 }
 
-fn supervise(accepted: Accepted, stats: Arc<Stats>) {
-    let container = accepted.state.metadata().clone().unwrap_or_default();
-    let pid = accepted.state.pid();
-    let result = (|| {
-        let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
-        let mode = Learn::new(NgramCounts::new(DEFAULT_ORDER)?);
-        let mut sup = Supervisor::new(
-            notifier,
-            mode,
-            Fixed::new(Verdict::Continue),
-            SupervisorConfig::default(),
-            stats,
-        )?;
-        sup.run()?;
-        let (mode, _) = sup.into_parts();
-        Ok::<_, chaperone_profiler::supervisor::SupervisorError>(mode.into_counts())
-    })();
-    match result {
-        Ok(counts) => info!(
-            container = %container,
-            pid,
-            events = counts.events(),
-            distinct_grams = counts.distinct(),
-            "learned the container's syscalls"
+fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
+    let id = accepted.state.metadata().clone().unwrap_or_default();
+    let pid = u32::try_from(*accepted.state.pid()).unwrap_or_default();
+    let Some(traced) = traced else {
+        // runc only connects for bundles this shim rewrote, so this is a stray connection:
+        // serve it (the process would otherwise fail with ENOSYS) but keep nothing.
+        warn!(container = %id, pid, "no plan for this container; its syscalls are allowed and not learned");
+        let result = KernelNotifier::new(accepted.seccomp_fd, Wait::default()).and_then(|n| {
+            let mode = Learn::new(NgramCounts::new(1)?);
+            Supervisor::new(
+                n,
+                mode,
+                Fixed::new(Verdict::Continue),
+                SupervisorConfig::default(),
+                stats,
+            )?
+            .run()
+        });
+        if let Err(e) = result {
+            warn!(container = %id, pid, error = %e, "supervisor failed");
+        }
+        return;
+    };
+    let plan = traced.plan;
+    let result = match (&plan.mode, &plan.model) {
+        (Mode::Monitor | Mode::Enforce, Model::Detect(detect)) => {
+            let responder = ShimResponder::new(
+                Arc::clone(&plan),
+                Some(traced.runc),
+                pid,
+                Some(Arc::clone(detect.scorer())),
+            );
+            detect_run(accepted, detect.clone(), responder, stats).map(|deviations| {
+                info!(container = %id, pid, deviations, "supervisor done");
+            })
+        }
+        _ => {
+            learn_run(accepted, &plan, stats).map(|learning| store_learning(&plan, pid, &learning))
+        }
+    };
+    if let Err(e) = result {
+        warn!(container = %id, pid, error = %e, "supervisor failed");
+    }
+}
+
+fn detect_run(
+    accepted: Accepted,
+    detect: chaperone_profiler::supervisor::Detect,
+    responder: ShimResponder,
+    stats: Arc<Stats>,
+) -> std::result::Result<u64, SupervisorError> {
+    let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
+    let mut sup = Supervisor::new(
+        notifier,
+        detect,
+        responder,
+        SupervisorConfig::default(),
+        stats,
+    )?;
+    sup.run()?;
+    Ok(sup.into_parts().1.deviations)
+}
+
+fn learn_run(
+    accepted: Accepted,
+    plan: &Plan,
+    stats: Arc<Stats>,
+) -> std::result::Result<Learning, SupervisorError> {
+    let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
+    let mode = match &plan.model {
+        // Count in the profile's own order so the counts merge.
+        Model::Reference(scorer) => {
+            Learn::with_reference(NgramCounts::new(scorer.order())?, Arc::clone(scorer))
+        }
+        _ => Learn::new(NgramCounts::new(plan.config.model.order)?),
+    };
+    let mut sup = Supervisor::new(
+        notifier,
+        mode,
+        Fixed::new(Verdict::Continue),
+        SupervisorConfig::default(),
+        stats,
+    )?;
+    sup.run()?;
+    let (counts, maxima) = sup.into_parts().0.into_parts();
+    Ok(Learning {
+        counts,
+        containers: 1,
+        maxima,
+    })
+}
+
+/// Merges a container's learning into its profile (a failure is logged: the container has
+/// already run, and losing one run's counts is better than failing anything now).
+fn store_learning(plan: &Plan, pid: u32, learning: &Learning) {
+    let merged = Store::open(&plan.config.db_path)
+        .and_then(|store| store.merge(&plan.key, learning, plan.config.promotion.as_ref()));
+    match merged {
+        Ok(m) => {
+            info!(
+                container = %plan.id,
+                pid,
+                profile = %plan.key,
+                events = m.events,
+                new_grams = m.new_grams,
+                held_out_threads = learning.maxima.len(),
+                "learned the container's syscalls into its profile"
+            );
+            if let Some(mode) = m.promoted {
+                info!(profile = %plan.key, %mode, "profile converged and was promoted");
+            }
+        }
+        Err(e) => warn!(
+            container = %plan.id,
+            profile = %plan.key,
+            events = learning.counts.events(),
+            error = %e,
+            "cannot store what the container learned"
         ),
-        Err(e) => warn!(container = %container, pid, error = %e, "supervisor failed"),
     }
 }
 

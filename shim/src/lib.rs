@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod alert;
 mod bootstrap;
 pub mod bundle;
 pub mod container;
 pub mod error;
 pub mod learn;
 pub mod logging;
+pub mod plan;
 pub mod runc;
 pub mod service;
 pub mod task;

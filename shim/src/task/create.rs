@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chaperone_config::Mode;
 use containerd_shim::api::{CreateTaskRequest, CreateTaskResponse, Options};
 use containerd_shim::mount::umount_recursive;
 use containerd_shim::protos::events::task::{TaskCreate, TaskIO};
@@ -16,6 +17,7 @@ use super::TaskService;
 use crate::bundle;
 use crate::container::{Container, Process, Stdio};
 use crate::error::{Result, ShimError};
+use crate::plan::{load_config, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
 
 impl TaskService {
@@ -52,19 +54,37 @@ impl TaskService {
                 source,
             })?;
 
+        let runc_config = RuncConfig::new(&options, &self.namespace);
         let learner = Arc::clone(&self.learner);
         let id = req.id.clone();
         let dir = bundle.clone();
-        let mode =
-            tokio::task::spawn_blocking(move || bundle::prepare(&dir, &id, || learner.socket()))
-                .await
-                .map_err(|_| ShimError::InvalidRequest {
-                    reason: "bundle preparation panicked",
-                })??;
+        let plan = tokio::task::spawn_blocking(move || {
+            let config = Arc::new(load_config()?);
+            bundle::prepare(
+                &dir,
+                &id,
+                |spec| Plan::resolve(spec, &id, config),
+                || learner.socket(),
+            )
+        })
+        .await
+        .map_err(|_| ShimError::InvalidRequest {
+            reason: "bundle preparation panicked",
+        })??;
+        let mode = plan.mode;
+        if mode != Mode::Off {
+            self.learner.register(plan.clone(), runc_config.clone());
+        }
         let shared_pid_ns = shares_pid_namespace(&bundle::read_config(&bundle)?);
 
-        let mounted_rootfs = mount_all(&req, &bundle).await?;
-        let runc = RuncConfig::new(&options, &self.namespace).client(&bundle)?;
+        let mounted_rootfs = match mount_all(&req, &bundle).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.learner.forget(&req.id);
+                return Err(e);
+            }
+        };
+        let runc = runc_config.client(&bundle)?;
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -79,11 +99,12 @@ impl TaskService {
                 if let Some(rootfs) = &mounted_rootfs {
                     let _ = umount_recursive(rootfs.to_str(), 0);
                 }
+                self.learner.forget(&req.id);
                 return Err(e);
             }
         };
         init.pid = pid;
-        info!(container = %req.id, pid, mode = %mode, "container created");
+        info!(container = %req.id, pid, %mode, profile = %plan.key, action = %plan.action, "container created");
 
         let event = TaskCreate {
             container_id: req.id.clone(),

@@ -1,5 +1,8 @@
 //! Delete: `runc delete`, unmount the rootfs, forget the container.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use containerd_shim::api::{DeleteRequest, DeleteResponse, Status};
 use containerd_shim::mount::umount_recursive;
 use containerd_shim::protos::events::task::TaskDelete;
@@ -14,6 +17,8 @@ use crate::runc::{failure, is_gone};
 
 /// The exit status reported for a container deleted before it exited (SIGKILL).
 const KILLED: u32 = 128 + 9;
+/// How long Delete waits for a container's supervisors to store what they learned.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl TaskService {
     pub(super) async fn delete_task(&self, req: DeleteRequest) -> Result<DeleteResponse> {
@@ -45,6 +50,17 @@ impl TaskService {
             return Err(not_found(&req.id));
         };
         drop(containers);
+        // Learning is stored when the container's supervisors end: let them finish first, so
+        // that what a container learned is in the store once its Delete returns.
+        let learner = Arc::clone(&self.learner);
+        let id = req.id.clone();
+        let idle = tokio::task::spawn_blocking(move || learner.wait_idle(&id, FLUSH_TIMEOUT))
+            .await
+            .unwrap_or(false);
+        if !idle {
+            warn!(container = %req.id, "the container's supervisors are still running after delete");
+        }
+        self.learner.forget(&req.id);
         let (exit_status, exited_at) = container
             .init
             .exit()

@@ -1,0 +1,416 @@
+//! Alerts and responses: what the shim does when a container's supervisor flags a syscall.
+//!
+//! An alert is one JSON object per line in the alert log, in Falco's output format (`time`,
+//! `rule`, `priority`, `output`, `output_fields`, plus `source`, `tags` and `hostname`), so that
+//! Falcosidekick and what sits behind it take chaperone's alerts unchanged. Its priority ranks
+//! it: the sensitivity of the syscalls involved (seccomp-gen's risk table) and whether the call
+//! was never seen at all. Its explanation lists the least likely transitions of the window.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chaperone_config::{Action, Mode};
+use chaperone_profiler::model::NgramScorer;
+use chaperone_profiler::supervisor::{
+    explain, kill_pid, ActionError, Deviation, RateLimit, Responder, Verdict,
+};
+use chaperone_profiler::syscalls::{name_of, Sym};
+use chaperone_seccomp_gen::risk::{risk_of, Risk};
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::plan::Plan;
+use crate::runc::RuncConfig;
+
+/// The rule name of a syscall never seen while learning.
+pub const RULE_NOVEL: &str = "chaperone: syscall never seen while learning";
+/// The rule name of an improbable sequence of known syscalls.
+pub const RULE_SEQUENCE: &str = "chaperone: unusual syscall sequence";
+/// Transitions an alert's explanation lists.
+const EXPLAIN_TOP: usize = 3;
+/// Alerts per container per second at most; the rest are counted in the next one.
+const ALERT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The verdict for a deviation in `mode` with `action`.
+pub fn verdict(mode: Mode, action: Action) -> Verdict {
+    match (mode, action) {
+        (Mode::Enforce, Action::Deny) => Verdict::Deny {
+            errno: nix::libc::EPERM,
+        },
+        (Mode::Enforce, Action::Pause) => Verdict::PauseContainer,
+        (Mode::Enforce, Action::Kill) => Verdict::KillContainer,
+        _ => Verdict::Continue,
+    }
+}
+
+/// The name of a syscall for people.
+fn display(sym: Option<Sym>, nr: i32) -> String {
+    sym.and_then(name_of)
+        .map_or_else(|| format!("syscall_{nr}"), str::to_owned)
+}
+
+/// The Falco priority of a deviation: critical for high-risk syscalls, error for medium ones,
+/// warning for another never-seen call, notice for an unusual order of known calls.
+pub fn priority(d: &Deviation) -> &'static str {
+    let risk = d.sym.and_then(name_of).map_or(Risk::Low, risk_of);
+    match (risk, d.novel) {
+        (Risk::High, _) => "Critical",
+        (Risk::Medium, _) => "Error",
+        (Risk::Low, true) => "Warning",
+        (Risk::Low, false) => "Notice",
+    }
+}
+
+/// One alert, as a Falco output object.
+#[allow(clippy::too_many_arguments)]
+pub fn alert_json(
+    plan: &Plan,
+    pid: u32,
+    d: &Deviation,
+    verdict: Verdict,
+    scorer: Option<&NgramScorer>,
+    suppressed: u64,
+    now: SystemTime,
+) -> Value {
+    let syscall = display(d.sym, d.nr);
+    let window: Vec<String> = d
+        .recent
+        .to_vec()
+        .into_iter()
+        .map(|s| display(Some(s), -1))
+        .collect();
+    let explanation: Vec<Value> = scorer
+        .map(|scorer| explain(scorer, &d.recent.to_vec(), EXPLAIN_TOP))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "from": t.from.map(|s| display(Some(s), -1)),
+                "to": display(Some(t.to), -1),
+                "probability": t.probability,
+                "never_seen": t.novel,
+            })
+        })
+        .collect();
+    let rule = if d.novel { RULE_NOVEL } else { RULE_SEQUENCE };
+    let priority = priority(d);
+    let action = action_name(verdict);
+    let time = rfc3339(now);
+    let output = format!(
+        "{clock}: {priority} {rule} (syscall={syscall} container={id} profile={key} pid={pid} \
+         tid={tid} score={score:.2} threshold={threshold:.2} mode={mode} action={action})",
+        clock = &time[11..time.len().min(29)],
+        id = plan.id,
+        key = plan.key,
+        tid = d.tid,
+        score = d.score,
+        threshold = d.threshold,
+        mode = plan.mode,
+    );
+    json!({
+        "time": time,
+        "rule": rule,
+        "priority": priority,
+        "source": "syscall",
+        "tags": ["chaperone", "anomaly", "syscall"],
+        "hostname": hostname(),
+        "output": output,
+        "output_fields": {
+            "container.id": plan.id,
+            "container.image.repository": plan.key,
+            "proc.pid": pid,
+            "thread.tid": d.tid,
+            "evt.type": syscall,
+            "syscall.nr": d.nr,
+            "chaperone.profile": plan.key,
+            "chaperone.mode": plan.mode.as_str(),
+            "chaperone.action": action,
+            "chaperone.novel": d.novel,
+            "chaperone.score": d.score,
+            "chaperone.threshold": d.threshold,
+            "chaperone.window": window,
+            "chaperone.explanation": explanation,
+            "chaperone.suppressed": suppressed,
+        }
+    })
+}
+
+fn action_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Continue => "alert",
+        Verdict::Deny { .. } => "deny",
+        Verdict::KillProcess => "kill-process",
+        Verdict::PauseContainer => "pause",
+        Verdict::KillContainer => "kill",
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// `time` as RFC 3339 UTC with nanoseconds, as Falco writes it.
+pub fn rfc3339(time: SystemTime) -> String {
+    let d = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Appends alerts to the alert log, one line each.
+#[derive(Debug, Clone)]
+pub struct AlertLog {
+    path: PathBuf,
+}
+
+impl AlertLog {
+    /// The log at `path` (created with its directory on the first alert).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Appends one alert as one line (one `write`, so lines of concurrent shims do not mix).
+    pub fn append(&self, alert: &Value) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut line = serde_json::to_vec(alert)?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)?;
+        file.write_all(&line)
+    }
+}
+
+/// The shim's [`Responder`] for one container: writes alerts and takes the actions.
+#[derive(Debug)]
+pub struct ShimResponder {
+    plan: Arc<Plan>,
+    runc: Option<RuncConfig>,
+    pid: u32,
+    scorer: Option<Arc<NgramScorer>>,
+    log: AlertLog,
+    limit: RateLimit,
+    /// Deviations seen.
+    pub deviations: u64,
+}
+
+impl ShimResponder {
+    /// A responder for the container of `plan` whose init is `pid`; `runc` pauses it.
+    pub fn new(
+        plan: Arc<Plan>,
+        runc: Option<RuncConfig>,
+        pid: u32,
+        scorer: Option<Arc<NgramScorer>>,
+    ) -> Self {
+        let log = AlertLog::new(plan.alerts_path());
+        Self {
+            plan,
+            runc,
+            pid,
+            scorer,
+            log,
+            limit: RateLimit::new(ALERT_INTERVAL),
+            deviations: 0,
+        }
+    }
+}
+
+impl Responder for ShimResponder {
+    fn on_deviation(&mut self, d: &Deviation) -> Verdict {
+        self.deviations += 1;
+        let verdict = verdict(self.plan.mode, self.plan.action);
+        if let Some(suppressed) = self.limit.check() {
+            let alert = alert_json(
+                &self.plan,
+                self.pid,
+                d,
+                verdict,
+                self.scorer.as_deref(),
+                suppressed,
+                SystemTime::now(),
+            );
+            if let Err(e) = self.log.append(&alert) {
+                warn!(path = %self.log.path.display(), error = %e, "cannot write an alert");
+            }
+            warn!(container = %self.plan.id, alert = %alert["output"].as_str().unwrap_or_default(), "deviation");
+        }
+        verdict
+    }
+
+    fn pause_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {
+        let Some(runc) = &self.runc else {
+            return Err(ActionError::Unsupported {
+                action: "pause container",
+            });
+        };
+        let out = Command::new(&runc.binary)
+            .arg("--root")
+            .arg(&runc.root)
+            .args(["pause", &self.plan.id])
+            .output()
+            .map_err(|e| ActionError::Failed {
+                action: "pause container",
+                source: Box::new(e),
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(ActionError::Failed {
+            action: "pause container",
+            source: String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .to_owned()
+                .into(),
+        })
+    }
+
+    fn kill_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {
+        // The container's init is the first process of its pid namespace: killing it makes the
+        // kernel kill every other process of the namespace.
+        kill_pid(self.pid)
+            .map(|_| ())
+            .map_err(|e| ActionError::Failed {
+                action: "kill container",
+                source: Box::new(e),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaperone_config::Config;
+    use chaperone_profiler::supervisor::Recent;
+    use chaperone_profiler::syscalls::sym_of;
+
+    fn deviation(name: &str, novel: bool) -> Deviation {
+        let mut recent = Recent::default();
+        for n in ["read", "write", name] {
+            recent.push(sym_of(n).unwrap());
+        }
+        Deviation {
+            tid: 12,
+            arch: None,
+            nr: 42,
+            sym: sym_of(name),
+            args: [0; 6],
+            novel,
+            score: 3.5,
+            threshold: 1.25,
+            recent,
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_mode_and_action() {
+        assert_eq!(verdict(Mode::Monitor, Action::Kill), Verdict::Continue);
+        assert_eq!(verdict(Mode::Enforce, Action::Alert), Verdict::Continue);
+        assert_eq!(
+            verdict(Mode::Enforce, Action::Deny),
+            Verdict::Deny {
+                errno: nix::libc::EPERM
+            }
+        );
+        assert_eq!(
+            verdict(Mode::Enforce, Action::Pause),
+            Verdict::PauseContainer
+        );
+        assert_eq!(verdict(Mode::Enforce, Action::Kill), Verdict::KillContainer);
+    }
+
+    #[test]
+    fn priorities_rank_risk_then_novelty() {
+        assert_eq!(priority(&deviation("execve", false)), "Critical");
+        assert_eq!(priority(&deviation("connect", true)), "Error");
+        assert_eq!(priority(&deviation("getcwd", true)), "Warning");
+        assert_eq!(priority(&deviation("getcwd", false)), "Notice");
+    }
+
+    #[test]
+    fn alerts_are_falco_output_lines() {
+        let mut config = Config::default();
+        let tmp = tempfile::tempdir().unwrap();
+        config.alerts_path = tmp.path().join("log/alerts.jsonl");
+        let plan = Plan {
+            mode: Mode::Enforce,
+            action: Action::Kill,
+            ..Plan::fixed("c1", "web", Mode::Enforce, Arc::new(config))
+        };
+        let at = UNIX_EPOCH + Duration::new(1_764_000_000, 5);
+        let alert = alert_json(
+            &plan,
+            7,
+            &deviation("connect", true),
+            Verdict::KillContainer,
+            None,
+            2,
+            at,
+        );
+        assert_eq!(alert["time"], "2025-11-24T16:00:00.000000005Z");
+        assert_eq!(alert["rule"], RULE_NOVEL);
+        assert_eq!(alert["priority"], "Error");
+        let fields = &alert["output_fields"];
+        assert_eq!(fields["container.id"], "c1");
+        assert_eq!(fields["evt.type"], "connect");
+        assert_eq!(fields["chaperone.action"], "kill");
+        assert_eq!(
+            fields["chaperone.window"],
+            json!(["read", "write", "connect"])
+        );
+        assert_eq!(fields["chaperone.suppressed"], 2);
+        let output = alert["output"].as_str().unwrap();
+        assert!(output.starts_with("16:00:00.000000005: Error"), "{output}");
+        assert!(output.contains("syscall=connect container=c1"), "{output}");
+
+        let log = AlertLog::new(plan.alerts_path());
+        log.append(&alert).unwrap();
+        log.append(&alert).unwrap();
+        let text = std::fs::read_to_string(plan.alerts_path()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let back: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(back, alert);
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29 is a leap day; 2100-03-01 follows a non-leap February.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(4_107_542_400)),
+            "2100-03-01T00:00:00.000000000Z"
+        );
+    }
+}

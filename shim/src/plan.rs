@@ -1,0 +1,308 @@
+//! What chaperone does with one container, resolved on Create: the profile it belongs to, its
+//! mode (annotation > per-image setting in the store > config default), the action on a
+//! deviation and the model it learns against or is scored by.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, DEFAULT_CONFIG_PATH};
+use chaperone_profiler::model::{NgramScorer, Smoothing};
+use chaperone_profiler::store::{Store, StoreError};
+use chaperone_profiler::supervisor::Detect;
+use serde_json::Value;
+use tracing::warn;
+
+use crate::bundle::annotation;
+use crate::error::{Result, ShimError};
+
+/// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
+pub const MODE_ANNOTATION: &str = "chaperone.io/mode";
+/// The annotation choosing the action on a deviation (`alert`, `deny`, `pause`, `kill`).
+pub const ACTION_ANNOTATION: &str = "chaperone.io/action";
+/// The annotation naming the profile a container learns into and is scored by.
+pub const PROFILE_ANNOTATION: &str = "chaperone.io/profile";
+/// The image reference CRI puts on every container.
+pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
+/// Names the config file (default [`DEFAULT_CONFIG_PATH`]; a missing default file means the
+/// defaults, a missing named file is an error).
+pub const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
+
+/// The node's configuration, read on every Create so edits apply to the next container.
+pub fn load_config() -> Result<Config> {
+    match std::env::var_os(CONFIG_ENV) {
+        Some(path) => Config::load(Path::new(&path)),
+        None if !Path::new(DEFAULT_CONFIG_PATH).exists() => Ok(Config::default()),
+        None => Config::load(Path::new(DEFAULT_CONFIG_PATH)),
+    }
+    .map_err(|source| ShimError::Config { source })
+}
+
+/// The model a traced container runs with.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// Nothing to score against (mode off, or the first container of a profile).
+    None,
+    /// Learn mode: the profile as it was, to score held-out data for calibration.
+    Reference(Arc<NgramScorer>),
+    /// Monitor and enforce: the scorer with the calibrated threshold.
+    Detect(Detect),
+}
+
+/// Everything the shim and the container's supervisor need to know about one container.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The container id.
+    pub id: String,
+    /// The profile key: image digest or name.
+    pub key: String,
+    /// The resolved mode.
+    pub mode: Mode,
+    /// The action on a deviation in enforce mode (monitor only alerts).
+    pub action: Action,
+    /// The model.
+    pub model: Model,
+    /// The node's configuration when the container was created.
+    pub config: Arc<Config>,
+}
+
+impl Plan {
+    /// A plan without a profile behind it (mode off, and tests).
+    pub fn fixed(id: &str, key: &str, mode: Mode, config: Arc<Config>) -> Self {
+        Self {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            mode,
+            action: config.action,
+            model: Model::None,
+            config,
+        }
+    }
+
+    /// Resolves the plan of container `id` from its OCI config's annotations, the store and
+    /// the node's config. A bad annotation is an error. An unusable store is an error when the
+    /// fail mode is `closed`; with `open` the container runs untraced, with a warning.
+    pub fn resolve(spec: &Value, id: &str, config: Arc<Config>) -> Result<Self> {
+        let annotated = parse_annotation::<Mode>(spec, MODE_ANNOTATION)?;
+        let action = parse_annotation::<Action>(spec, ACTION_ANNOTATION)?.unwrap_or(config.action);
+        let key = profile_key(spec);
+        let mut plan = Self {
+            action,
+            ..Self::fixed(id, &key, Mode::Off, Arc::clone(&config))
+        };
+        if annotated == Some(Mode::Off) {
+            return Ok(plan);
+        }
+        let store = match Store::open(&config.db_path) {
+            Ok(store) => store,
+            Err(source) => return plan.store_failed(source),
+        };
+        let summary = match store.summary(&key) {
+            Ok(s) => s,
+            Err(source) => return plan.store_failed(source),
+        };
+        plan.mode = annotated
+            .or(summary.as_ref().and_then(|s| s.mode))
+            .unwrap_or(config.mode);
+        plan.model = match plan.mode {
+            Mode::Off => Model::None,
+            Mode::Learn => match load_scorer(&store, &key)? {
+                Some(scorer) => Model::Reference(scorer),
+                None => Model::None,
+            },
+            Mode::Monitor | Mode::Enforce => {
+                let not_learned = |reason| ShimError::NotLearned {
+                    mode: plan.mode,
+                    key: key.clone(),
+                    reason,
+                };
+                let scorer =
+                    load_scorer(&store, &key)?.ok_or_else(|| not_learned("does not exist"))?;
+                let threshold = store
+                    .threshold(&key, config.model.target_far)
+                    .map_err(|source| ShimError::Store { source })?
+                    .ok_or_else(|| {
+                        not_learned("has no calibration data (learn at least two containers)")
+                    })?;
+                let detect =
+                    Detect::new(scorer, threshold.max(1e-3)).map_err(|e| ShimError::Model {
+                        key: key.clone(),
+                        source: Box::new(e),
+                    })?;
+                Model::Detect(detect)
+            }
+        };
+        Ok(plan)
+    }
+
+    fn store_failed(mut self, source: StoreError) -> Result<Self> {
+        match self.config.fail_mode {
+            FailMode::Closed => Err(ShimError::Store { source }),
+            FailMode::Open => {
+                warn!(container = %self.id, error = %source, "profile store unusable; fail_mode is open, so the container runs untraced");
+                self.mode = Mode::Off;
+                Ok(self)
+            }
+        }
+    }
+
+    /// Where alerts go.
+    pub fn alerts_path(&self) -> &PathBuf {
+        &self.config.alerts_path
+    }
+}
+
+/// The profile a container belongs to: the `chaperone.io/profile` annotation, else the image
+/// CRI names, else the container's executable (`exec:<args[0]>`), so that containers of one
+/// command share a profile even when nothing names their image.
+pub fn profile_key(spec: &Value) -> String {
+    if let Some(key) = annotation(spec, PROFILE_ANNOTATION).filter(|k| !k.trim().is_empty()) {
+        return key.trim().to_owned();
+    }
+    if let Some(image) = annotation(spec, CRI_IMAGE_ANNOTATION).filter(|k| !k.is_empty()) {
+        return image.to_owned();
+    }
+    let exe = spec
+        .pointer("/process/args/0")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    format!("exec:{exe}")
+}
+
+fn parse_annotation<T: FromStr<Err = ConfigError>>(
+    spec: &Value,
+    key: &'static str,
+) -> Result<Option<T>> {
+    annotation(spec, key)
+        .map(|value| {
+            T::from_str(value).map_err(|source| ShimError::Annotation {
+                key,
+                value: value.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+fn load_scorer(store: &Store, key: &str) -> Result<Option<Arc<NgramScorer>>> {
+    let Some(profile) = store
+        .load(key)
+        .map_err(|source| ShimError::Store { source })?
+    else {
+        return Ok(None);
+    };
+    if profile.counts.events() == 0 {
+        return Ok(None);
+    }
+    NgramScorer::new(&profile.counts, Smoothing::default())
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| ShimError::Model {
+            key: key.to_owned(),
+            source: Box::new(e),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaperone_profiler::model::NgramCounts;
+    use chaperone_profiler::store::Learning;
+    use serde_json::json;
+
+    fn config(dir: &Path) -> Arc<Config> {
+        Arc::new(Config {
+            db_path: dir.join("profiles.db"),
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn the_key_prefers_the_annotation_then_the_image_then_the_command() {
+        let both = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: "nginx:1"},
+                          "process": {"args": ["/bin/sh"]}});
+        assert_eq!(profile_key(&both), "web");
+        let cri = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}});
+        assert_eq!(profile_key(&cri), "nginx:1");
+        assert_eq!(
+            profile_key(&json!({"process": {"args": ["/bin/sh", "-c"]}})),
+            "exec:/bin/sh"
+        );
+        assert_eq!(profile_key(&json!({})), "exec:unknown");
+    }
+
+    #[test]
+    fn mode_resolution_and_bad_annotations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let plain = json!({"annotations": {PROFILE_ANNOTATION: "img"}});
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        assert_eq!((plan.mode, plan.action), (Mode::Learn, Action::Alert));
+        assert!(matches!(plan.model, Model::None));
+
+        let bad = json!({"annotations": {MODE_ANNOTATION: "lurn"}});
+        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg))
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("chaperone.io/mode=\"lurn\""), "{err}");
+        let bad = json!({"annotations": {ACTION_ANNOTATION: "explode"}});
+        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg))
+            .unwrap_err()
+            .chain();
+        assert!(
+            err.contains("expected one of: alert, deny, pause, kill"),
+            "{err}"
+        );
+
+        let enforce =
+            json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "enforce"}});
+        let err = Plan::resolve(&enforce, "c1", Arc::clone(&cfg)).unwrap_err();
+        assert!(matches!(err, ShimError::NotLearned { .. }), "{err:?}");
+
+        // Two learned containers give a model and calibration data; the store's mode applies.
+        let store = Store::open(&cfg.db_path).unwrap();
+        for maxima in [vec![], vec![0.5_f32, 0.7]] {
+            let mut counts = NgramCounts::new(3).unwrap();
+            counts.learn_sequence(&[1, 2, 3, 1, 2, 3]);
+            let learning = Learning {
+                counts,
+                containers: 1,
+                maxima,
+            };
+            store.merge("img", &learning, None).unwrap();
+        }
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        assert!(matches!(plan.model, Model::Reference(_)));
+        store.set_mode("img", Some(Mode::Enforce)).unwrap();
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        assert_eq!(plan.mode, Mode::Enforce);
+        let Model::Detect(detect) = &plan.model else {
+            panic!("{:?}", plan.model)
+        };
+        assert!((detect.threshold() - 0.7).abs() < 1e-6);
+        let off = json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "off"}});
+        assert_eq!(Plan::resolve(&off, "c1", cfg).unwrap().mode, Mode::Off);
+    }
+
+    #[test]
+    fn a_corrupt_store_follows_the_fail_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("profiles.db");
+        std::fs::write(&db, vec![7_u8; 4096]).unwrap();
+        let spec = json!({});
+        let closed = Arc::new(Config {
+            db_path: db.clone(),
+            ..Config::default()
+        });
+        let err = Plan::resolve(&spec, "c1", closed).unwrap_err().chain();
+        assert!(
+            err.contains("corrupt") && err.contains("profiles.db"),
+            "{err}"
+        );
+        let open = Arc::new(Config {
+            db_path: db,
+            fail_mode: FailMode::Open,
+            ..Config::default()
+        });
+        assert_eq!(Plan::resolve(&spec, "c1", open).unwrap().mode, Mode::Off);
+    }
+}
