@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::runc::BUSYBOX;
+use crate::require;
+use crate::runc::{self, BUSYBOX};
 
 /// The chaperone runtime.
 pub const CHAPERONE: &str = "io.containerd.chaperone.v2";
@@ -20,6 +21,19 @@ pub const RUNC_V2: &str = "io.containerd.runc.v2";
 pub const SHIM_BINARY: &str = "containerd-shim-chaperone-v2";
 /// The image [`Containerd::import_busybox`] imports.
 pub const BUSYBOX_IMAGE: &str = "docker.io/library/chaperone-busybox:itest";
+/// Names chaperone's config file for the shims (see the shim's `plan::CONFIG_ENV`).
+pub const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
+const CHAPERONE_CONFIG_FILE: &str = "chaperone.toml";
+
+/// chaperone's config with its files under `base`, then `extra`.
+fn chaperone_config(base: &Path, extra: &str) -> String {
+    format!(
+        "db_path = \"{}\"\nalerts_path = \"{}\"\n{extra}",
+        base.join("profiles.db").display(),
+        base.join("alerts.jsonl").display()
+    )
+}
+
 /// Overrides the shim's run directory (see the shim's `learn::RUN_DIR_ENV`).
 pub const RUN_DIR_ENV: &str = "CHAPERONE_RUN_DIR";
 /// The namespace tests use.
@@ -77,10 +91,13 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Starts containerd with `shim_dir` first on its `PATH`; returns once it answers.
+    /// Starts containerd with `shim_dir` first on its `PATH`; returns once it answers. Shims
+    /// read chaperone's config from [`Containerd::chaperone_config`]: profile store and alert
+    /// log in the temp dir.
     pub fn start(shim_dir: &Path) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("chp-ctrd").tempdir()?;
         let base = dir.path();
+        std::fs::write(base.join(CHAPERONE_CONFIG_FILE), chaperone_config(base, ""))?;
         let socket = base.join("c.sock");
         let config = format!(
             r#"version = 2
@@ -111,6 +128,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .arg(base.join("config.toml"))
             .env("PATH", path)
             .env(RUN_DIR_ENV, base.join("run"))
+            .env(CONFIG_ENV, base.join(CHAPERONE_CONFIG_FILE))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -130,6 +148,43 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             Ok(Ok(())) => Ok(me),
             Ok(Err(e)) | Err(e) => Err(e.context(format!("containerd log:\n{}", me.log()))),
         }
+    }
+
+    /// chaperone's config file for the shims of this containerd (read on every Create).
+    pub fn chaperone_config(&self) -> PathBuf {
+        self.dir.path().join(CHAPERONE_CONFIG_FILE)
+    }
+
+    /// Rewrites chaperone's config: the store and alert log in the temp dir, then `extra`
+    /// (TOML) appended.
+    pub fn set_chaperone_config(&self, extra: &str) -> Result<()> {
+        std::fs::write(
+            self.chaperone_config(),
+            chaperone_config(self.dir.path(), extra),
+        )?;
+        Ok(())
+    }
+
+    /// The profile store the shims use.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("profiles.db")
+    }
+
+    /// The alert log the shims write.
+    pub fn alerts_path(&self) -> PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    /// The alerts logged so far, parsed (a line that is not JSON fails the test that reads it).
+    pub fn alerts(&self) -> Result<Vec<serde_json::Value>> {
+        let text = match std::fs::read_to_string(self.alerts_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        text.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("alert line {l:?}")))
+            .collect()
     }
 
     /// The temp dir holding everything.
@@ -375,4 +430,42 @@ fn tar(dir: &Path, archive: &Path) -> Result<()> {
         bail!("tar of {} failed", dir.display());
     }
     Ok(())
+}
+
+/// A started containerd with the busybox image, or `None` (skipped, loudly; a failure in CI)
+/// without prerequisites.
+pub fn setup() -> Option<Containerd> {
+    let ok = require(runc::is_root(), "root (containerd needs it)")
+        && require(runc::have_runc(), "runc (apt-get install runc)")
+        && require(
+            have_containerd(),
+            "containerd and ctr (apt-get install containerd)",
+        )
+        && require(
+            runc::have_static_busybox(),
+            "a static busybox at /bin/busybox (apt-get install busybox-static)",
+        );
+    if !ok {
+        return None;
+    }
+    let shim_dir = shim_dir();
+    if !require(
+        shim_dir.is_some(),
+        "the shim binary next to the test (cargo test --workspace builds it)",
+    ) {
+        return None;
+    }
+    let ctrd = Containerd::start(&shim_dir.unwrap()).expect("containerd starts");
+    ctrd.import_busybox().expect("busybox image imports");
+    Some(ctrd)
+}
+
+/// Removes the container even when the test fails.
+#[derive(Debug)]
+pub struct Cleanup<'a>(pub &'a Containerd, pub String);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
 }

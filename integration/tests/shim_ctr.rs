@@ -11,50 +11,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    self, mounted, processes_with, wait_for, Containerd, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+    self, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+    RUNC_V2,
 };
-use chaperone_integration::{require, runc};
-
-/// A started containerd with the busybox image, or `None` (skipped) without prerequisites.
-fn setup() -> Option<Containerd> {
-    let ok = require(runc::is_root(), "root (containerd needs it)")
-        && require(runc::have_runc(), "runc (apt-get install runc)")
-        && require(
-            containerd::have_containerd(),
-            "containerd and ctr (apt-get install containerd)",
-        )
-        && require(
-            runc::have_static_busybox(),
-            "a static busybox at /bin/busybox (apt-get install busybox-static)",
-        );
-    if !ok {
-        return None;
-    }
-    let shim_dir = containerd::shim_dir();
-    if !require(
-        shim_dir.is_some(),
-        "the shim binary next to the test (cargo test --workspace builds it)",
-    ) {
-        return None;
-    }
-    let ctrd = Containerd::start(&shim_dir.unwrap()).expect("containerd starts");
-    ctrd.import_busybox().expect("busybox image imports");
-    Some(ctrd)
-}
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
     let short = if runtime == CHAPERONE { "chp" } else { "runc" };
     format!("{test}-{short}-{}", std::process::id())
-}
-
-/// Removes the container even when the test fails.
-struct Cleanup<'a>(&'a Containerd, String);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        self.0.remove(&self.1);
-    }
 }
 
 fn run_to_completion(runtime: &str) {

@@ -1,0 +1,342 @@
+//! Learn → enforce end to end under a real (private) containerd: containers of one profile are
+//! learned into the SQLite store, then a benign rerun passes in silence and a deviating one is
+//! answered as configured (kill, deny, alert only). Also: concurrent learning loses no count,
+//! and an unusable store follows the fail mode. Needs root, containerd, runc and a static
+//! busybox (scripts/test.sh installs them).
+
+// Integration tests are their own crate: no test module, and they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::path::Path;
+
+use chaperone_integration::containerd::{setup, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE};
+use chaperone_profiler::store::{Store, Summary};
+use serde_json::Value;
+
+/// What every container of the test profiles does while learning.
+const BENIGN: &str = "i=0; while [ $i -lt 5 ]; do echo $i > /tmp/f; cat /tmp/f > /dev/null; \
+                      i=$((i+1)); done; ls / > /dev/null; echo done";
+/// Containers learned before enforcing.
+const LEARN_RUNS: usize = 3;
+
+/// Runs `sh -c script` to completion under chaperone with `annotations`; returns the output.
+fn run(
+    ctrd: &Containerd,
+    id: &str,
+    annotations: &[(&str, &str)],
+    extra: &[&str],
+    script: &str,
+) -> std::process::Output {
+    let _cleanup = Cleanup(ctrd, id.to_owned());
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--runtime".into(),
+        CHAPERONE.into(),
+        "--rm".into(),
+    ];
+    for (k, v) in annotations {
+        args.push("--annotation".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.extend([
+        BUSYBOX_IMAGE.into(),
+        id.into(),
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ctrd.ctr(&refs).expect("ctr runs")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn summary(ctrd: &Containerd, key: &str) -> Summary {
+    Store::open(&ctrd.db_path())
+        .expect("the store opens")
+        .summary(key)
+        .expect("the store reads")
+        .unwrap_or_else(|| panic!("no profile {key}\nlog:\n{}", ctrd.log()))
+}
+
+/// Learns `LEARN_RUNS` benign containers into profile `key`; checks the store after each.
+fn learn(ctrd: &Containerd, key: &str) {
+    for n in 1..=LEARN_RUNS {
+        let id = format!("{key}-learn{n}");
+        let out = run(ctrd, &id, &[("chaperone.io/profile", key)], &[], BENIGN);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\nlog:\n{}",
+            text(&out),
+            ctrd.log()
+        );
+        // Delete waits for the supervisors to store, so the count is there when ctr returns.
+        let s = summary(ctrd, key);
+        assert_eq!(s.containers, n as u64, "{s:?}");
+        assert!(s.events > 50, "{s:?}");
+    }
+    let s = summary(ctrd, key);
+    assert!(
+        s.calibration > 0,
+        "held-out maxima from runs 2 and 3: {s:?}"
+    );
+}
+
+fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<Value> {
+    ctrd.alerts()
+        .expect("the alert log parses")
+        .into_iter()
+        .filter(|a| a["output_fields"]["container.id"] == id)
+        .collect()
+}
+
+fn enforce(key: &str, action: &'static str) -> Vec<(&'static str, String)> {
+    vec![
+        ("chaperone.io/profile", key.to_owned()),
+        ("chaperone.io/mode", "enforce".to_owned()),
+        ("chaperone.io/action", action.to_owned()),
+    ]
+}
+
+fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, s)| (*k, s.as_str())).collect()
+}
+
+#[test]
+fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("kill-{}", std::process::id());
+    learn(&ctrd, &key);
+    let annotations = enforce(&key, "kill");
+
+    let benign = format!("{key}-benign");
+    let out = run(&ctrd, &benign, &pairs(&annotations), &[], BENIGN);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nlog:\n{}",
+        text(&out),
+        ctrd.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("done"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        alerts_of(&ctrd, &benign),
+        Vec::<Value>::new(),
+        "a benign rerun is silent"
+    );
+
+    let attack = format!("{key}-attack");
+    let script = format!("{BENIGN}; nc 127.0.0.1 9 </dev/null; echo survived");
+    let out = run(&ctrd, &attack, &pairs(&annotations), &[], &script);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "killed by SIGKILL\n{}\nlog:\n{}",
+        text(&out),
+        ctrd.log()
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("survived"),
+        "{}",
+        text(&out)
+    );
+    let alerts = alerts_of(&ctrd, &attack);
+    assert!(
+        !alerts.is_empty(),
+        "an alert for the attack\nlog:\n{}",
+        ctrd.log()
+    );
+    let first = &alerts[0];
+    eprintln!("{}", first["output"]);
+    assert_eq!(first["output_fields"]["chaperone.action"], "kill");
+    assert_eq!(first["output_fields"]["chaperone.profile"], key.as_str());
+    assert!(
+        first["priority"].is_string() && first["time"].is_string() && first["rule"].is_string()
+    );
+    let window = first["output_fields"]["chaperone.window"]
+        .as_array()
+        .unwrap();
+    assert!(!window.is_empty());
+}
+
+#[test]
+fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("deny-{}", std::process::id());
+    learn(&ctrd, &key);
+    let out_dir = ctrd.dir().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/out,options=rbind:rw",
+        out_dir.display()
+    );
+    let script = format!("{BENIGN}; mkdir /out/made && echo made || echo denied; echo after");
+
+    let denied = format!("{key}-deny");
+    let out = run(
+        &ctrd,
+        &denied,
+        &pairs(&enforce(&key, "deny")),
+        &["--mount", &mount],
+        &script,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nlog:\n{}",
+        text(&out),
+        ctrd.log()
+    );
+    assert!(
+        stdout.contains("denied") && stdout.contains("after"),
+        "{}",
+        text(&out)
+    );
+    assert!(!out_dir.join("made").exists(), "the denied mkdir never ran");
+    let alerts = alerts_of(&ctrd, &denied);
+    let types: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["output_fields"]["evt.type"].as_str())
+        .collect();
+    assert!(
+        types.iter().any(|t| t.starts_with("mkdir")),
+        "the mkdir is what was flagged: {types:?}\nlog:\n{}",
+        ctrd.log()
+    );
+    assert!(alerts
+        .iter()
+        .all(|a| a["output_fields"]["chaperone.action"] == "deny"));
+
+    let monitored = format!("{key}-monitor");
+    let mut annotations = enforce(&key, "kill");
+    annotations[1].1 = "monitor".into();
+    let out = run(
+        &ctrd,
+        &monitored,
+        &pairs(&annotations),
+        &["--mount", &mount],
+        &script,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nlog:\n{}",
+        text(&out),
+        ctrd.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("made"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        out_dir.join("made").exists(),
+        "monitor mode never interferes"
+    );
+    let alerts = alerts_of(&ctrd, &monitored);
+    assert!(
+        !alerts.is_empty(),
+        "monitor mode alerts\nlog:\n{}",
+        ctrd.log()
+    );
+    assert!(alerts
+        .iter()
+        .all(|a| a["output_fields"]["chaperone.action"] == "alert"));
+}
+
+#[test]
+fn concurrent_learning_loses_no_count() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("many-{}", std::process::id());
+    const CONTAINERS: usize = 20;
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..CONTAINERS)
+            .map(|n| {
+                let (ctrd, key) = (&ctrd, &key);
+                scope.spawn(move || {
+                    let id = format!("{key}-{n}");
+                    run(ctrd, &id, &[("chaperone.io/profile", key)], &[], BENIGN)
+                })
+            })
+            .collect();
+        for r in runs {
+            let out = r.join().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}\nlog:\n{}",
+                text(&out),
+                ctrd.log()
+            );
+        }
+    });
+    // Each supervisor logs what it learned; the store must hold exactly their sum.
+    let log = ctrd.log();
+    let logged: u64 = log
+        .lines()
+        .filter(|l| l.contains("learned the container's syscalls") && l.contains(&key))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.trim_matches('"').strip_prefix("events="))
+                .and_then(|n| {
+                    n.trim_matches(|c: char| !c.is_ascii_digit())
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .sum();
+    let s = summary(&ctrd, &key);
+    assert_eq!(s.containers, CONTAINERS as u64, "{s:?}");
+    assert_eq!(s.events, logged, "stored vs logged events\n{s:?}");
+}
+
+#[test]
+fn an_unusable_store_follows_the_fail_mode() {
+    let Some(ctrd) = setup() else { return };
+    std::fs::write(ctrd.db_path(), vec![0x5a_u8; 8192]).unwrap();
+    let id = format!("corrupt-{}", std::process::id());
+    let out = run(&ctrd, &id, &[], &[], "echo hi");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "fail_mode closed refuses the container"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("profiles.db"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(ctrd.db_path()).unwrap(),
+        vec![0x5a_u8; 8192],
+        "nothing is overwritten"
+    );
+
+    ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
+    let out = run(&ctrd, &format!("{id}-open"), &[], &[], "echo hi");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nlog:\n{}",
+        text(&out),
+        ctrd.log()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hi"));
+    assert!(ctrd.log().contains("container runs untraced"));
+    assert!(Path::new(&ctrd.db_path()).exists());
+}
