@@ -329,3 +329,32 @@ fn bad_config_is_an_error() {
         assert!(matches!(made, Err(SupervisorError::Config { .. })));
     }
 }
+
+#[test]
+fn the_syscall_held_across_a_pause_is_denied_when_it_repeats_after_the_thaw() {
+    // Freezing interrupts the kernel's wait: the first answer finds the notification gone, and
+    // the thawed thread makes the same call again. It is denied once, without a second pause.
+    let fake = Fake {
+        queue: [
+            ev(1, 7, "getppid"),
+            ev(2, 7, "mkdir"),
+            ev(3, 7, "mkdir"),
+            ev(4, 7, "getppid"),
+        ]
+        .into(),
+        gone_on_send: vec![2],
+        ..Fake::default()
+    };
+    let (answers, responder, stats) = run(fake, Scripted::new(Verdict::PauseContainer));
+    assert_eq!(responder.actions, ["pause"]);
+    assert_eq!(
+        answers,
+        [
+            (1, Answer::Continue),
+            (2, Answer::Errno(libc::EPERM)),
+            (3, Answer::Errno(libc::EPERM)),
+            (4, Answer::Continue),
+        ]
+    );
+    assert_eq!(stats.snapshot().deviations, 1);
+}

@@ -55,6 +55,10 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     deny_errno: i32,
     exit: Option<Sym>,
     exit_group: Option<Sym>,
+    /// The (tid, nr) of a syscall held while its container was frozen. Freezing interrupts the
+    /// kernel's wait, so the syscall is notified again when the container is thawed; that
+    /// repeat is denied without being scored again (else the same deviation would pause again).
+    paused_on: Option<(u32, i32)>,
 }
 
 impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
@@ -88,6 +92,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             deny_errno: config.deny_errno,
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
+            paused_on: None,
         })
     }
 
@@ -109,6 +114,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         };
         bump(&self.stats.events);
         self.clock += 1;
+        if self.paused_on.is_some() && self.paused_on == Some((n.tid, n.nr)) {
+            self.paused_on = None;
+            return self.answer(n.id, Answer::Errno(self.deny_errno));
+        }
         let arch = arch_of(n.arch);
         let sym = match (arch, u32::try_from(n.nr)) {
             (Some(arch), Ok(nr)) => arch.sym(nr),
@@ -158,11 +167,15 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         }
         stats::set(&self.stats.threads_live, self.threads.len() as u64);
 
+        self.answer(n.id, answer)
+    }
+
+    fn answer(&mut self, id: u64, answer: Answer) -> Result<Progress> {
         match answer {
             Answer::Continue => bump(&self.stats.continued),
             Answer::Errno(_) => bump(&self.stats.denied),
         }
-        match self.notifier.send(n.id, answer)? {
+        match self.notifier.send(id, answer)? {
             Delivery::Done => Ok(Progress::Handled),
             Delivery::Gone => {
                 bump(&self.stats.gone);
@@ -192,7 +205,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             }
             Verdict::PauseContainer => {
                 match self.responder.pause_container(d) {
-                    Ok(()) => bump(&self.stats.paused),
+                    Ok(()) => {
+                        bump(&self.stats.paused);
+                        self.paused_on = Some((d.tid, d.nr));
+                    }
                     Err(e) => self.action_failed("pause container", d, &e),
                 }
                 deny
