@@ -8,7 +8,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,8 +21,8 @@ use chaperone_seccomp_gen::risk::{risk_of, Risk};
 use serde_json::{json, Value};
 use tracing::warn;
 
+use crate::learn::Pauser;
 use crate::plan::Plan;
-use crate::runc::RuncConfig;
 
 /// The rule name of a syscall never seen while learning.
 pub const RULE_NOVEL: &str = "chaperone: syscall never seen while learning";
@@ -31,6 +30,8 @@ pub const RULE_NOVEL: &str = "chaperone: syscall never seen while learning";
 pub const RULE_SEQUENCE: &str = "chaperone: unusual syscall sequence";
 /// Transitions an alert's explanation lists.
 const EXPLAIN_TOP: usize = 3;
+/// How long the supervisor waits for the task service to freeze a container.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Alerts per container per second at most; the rest are counted in the next one.
 const ALERT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -214,7 +215,7 @@ impl AlertLog {
 #[derive(Debug)]
 pub struct ShimResponder {
     plan: Arc<Plan>,
-    runc: Option<RuncConfig>,
+    pauser: Option<Pauser>,
     pid: u32,
     scorer: Option<Arc<NgramScorer>>,
     log: AlertLog,
@@ -224,17 +225,17 @@ pub struct ShimResponder {
 }
 
 impl ShimResponder {
-    /// A responder for the container of `plan` whose init is `pid`; `runc` pauses it.
+    /// A responder for the container of `plan` whose init is `pid`; `pauser` pauses it.
     pub fn new(
         plan: Arc<Plan>,
-        runc: Option<RuncConfig>,
+        pauser: Option<Pauser>,
         pid: u32,
         scorer: Option<Arc<NgramScorer>>,
     ) -> Self {
         let log = AlertLog::new(plan.alerts_path());
         Self {
             plan,
-            runc,
+            pauser,
             pid,
             scorer,
             log,
@@ -248,7 +249,13 @@ impl Responder for ShimResponder {
     fn on_deviation(&mut self, d: &Deviation) -> Verdict {
         self.deviations += 1;
         let verdict = verdict(self.plan.mode, self.plan.action);
-        if let Some(suppressed) = self.limit.check() {
+        // Alert-only floods are rate-limited (the next alert counts what was held back); an
+        // alert whose verdict acts on the container is always written.
+        let allowed = match verdict {
+            Verdict::Continue => self.limit.check(),
+            _ => Some(self.limit.check().unwrap_or(0)),
+        };
+        if let Some(suppressed) = allowed {
             let alert = alert_json(
                 &self.plan,
                 self.pid,
@@ -267,30 +274,22 @@ impl Responder for ShimResponder {
     }
 
     fn pause_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {
-        let Some(runc) = &self.runc else {
-            return Err(ActionError::Unsupported {
-                action: "pause container",
-            });
+        const ACTION: &str = "pause container";
+        let Some(pauser) = &self.pauser else {
+            return Err(ActionError::Unsupported { action: ACTION });
         };
-        let out = Command::new(&runc.binary)
-            .arg("--root")
-            .arg(&runc.root)
-            .args(["pause", &self.plan.id])
-            .output()
-            .map_err(|e| ActionError::Failed {
-                action: "pause container",
-                source: Box::new(e),
-            })?;
-        if out.status.success() {
-            return Ok(());
+        let (reply, answer) = std::sync::mpsc::channel();
+        let failed = |e: String| ActionError::Failed {
+            action: ACTION,
+            source: e.into(),
+        };
+        pauser
+            .send((self.plan.id.clone(), reply))
+            .map_err(|_| failed("the shim's task service is gone".into()))?;
+        match answer.recv_timeout(PAUSE_TIMEOUT) {
+            Ok(result) => result.map_err(failed),
+            Err(_) => Err(failed("no answer from the task service".into())),
         }
-        Err(ActionError::Failed {
-            action: "pause container",
-            source: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .to_owned()
-                .into(),
-        })
     }
 
     fn kill_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {

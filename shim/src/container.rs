@@ -71,6 +71,13 @@ impl Process {
         }
     }
 
+    /// Marks it paused (frozen), if it is running.
+    pub fn set_paused(&mut self) {
+        if self.status == Status::RUNNING {
+            self.status = Status::PAUSED;
+        }
+    }
+
     /// Records its exit and wakes every waiter; a second exit is ignored.
     pub fn set_exited(&mut self, status: u32) -> Option<Exit> {
         if self.status == Status::STOPPED {

@@ -26,7 +26,6 @@ use tracing::{info, warn};
 use crate::alert::ShimResponder;
 use crate::error::{Result, ShimError};
 use crate::plan::{Model, Plan};
-use crate::runc::RuncConfig;
 
 /// The listener socket's file name in the shim's state directory.
 pub const SOCKET: &str = "chaperone.sock";
@@ -63,11 +62,19 @@ pub fn remove_stale(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// A traced container: its plan and how to reach runc for it.
+/// A supervisor's request to pause a container, answered once it is frozen (or not).
+pub type PauseRequest = (
+    String,
+    std::sync::mpsc::Sender<std::result::Result<(), String>>,
+);
+/// Where supervisors send [`PauseRequest`]s (the Task service serves them).
+pub type Pauser = tokio::sync::mpsc::UnboundedSender<PauseRequest>;
+
+/// A traced container: its plan and who pauses it.
 #[derive(Debug, Clone)]
 struct Traced {
     plan: Arc<Plan>,
-    runc: RuncConfig,
+    pauser: Option<Pauser>,
 }
 
 /// Plans by container id, and the supervisors running per container.
@@ -110,6 +117,7 @@ pub struct Learner {
     bound: Mutex<bool>,
     stats: Arc<Stats>,
     plans: Plans,
+    pauser: Mutex<Option<Pauser>>,
 }
 
 impl Learner {
@@ -120,14 +128,25 @@ impl Learner {
             bound: Mutex::new(false),
             stats: Arc::new(Stats::default()),
             plans: Arc::default(),
+            pauser: Mutex::new(None),
         }
     }
 
+    /// Sets where the supervisors' pause requests go.
+    pub fn set_pauser(&self, pauser: Pauser) {
+        *self.pauser.lock().unwrap_or_else(|e| e.into_inner()) = Some(pauser);
+    }
+
     /// Registers the plan of a traced container before runc starts it.
-    pub fn register(&self, plan: Plan, runc: RuncConfig) {
+    pub fn register(&self, plan: Plan) {
+        let pauser = self
+            .pauser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let traced = Traced {
             plan: Arc::new(plan),
-            runc,
+            pauser,
         };
         self.plans.lock().0.insert(traced.plan.id.clone(), traced);
     }
@@ -255,7 +274,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
         (Mode::Monitor | Mode::Enforce, Model::Detect(detect)) => {
             let responder = ShimResponder::new(
                 Arc::clone(&plan),
-                Some(traced.runc),
+                traced.pauser,
                 pid,
                 Some(Arc::clone(detect.scorer())),
             );

@@ -73,7 +73,7 @@ impl TaskService {
         })??;
         let mode = plan.mode;
         if mode != Mode::Off {
-            self.learner.register(plan.clone(), runc_config.clone());
+            self.learner.register(plan.clone());
         }
         let shared_pid_ns = shares_pid_namespace(&bundle::read_config(&bundle)?);
 

@@ -8,6 +8,7 @@ mod create;
 mod delete;
 mod exits;
 mod kill;
+mod pause;
 mod pids;
 mod shutdown;
 mod start;
@@ -65,9 +66,17 @@ impl TaskService {
         exit: Arc<ExitSignal>,
         learner: Arc<Learner>,
     ) -> Self {
+        let containers: Arc<Mutex<HashMap<String, Container>>> = Arc::default();
+        let (pauses, requests) = tokio::sync::mpsc::unbounded_channel();
+        learner.set_pauser(pauses);
+        tokio::spawn(pause::serve_pauses(
+            Arc::clone(&containers),
+            events.clone(),
+            requests,
+        ));
         Self {
             namespace: namespace.to_owned(),
-            containers: Arc::default(),
+            containers,
             events,
             exit,
             learner,
@@ -177,12 +186,12 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> ttrpc::Result<Empty> {
-        unimplemented("pause")
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc(self.pause_task(req).await)
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> ttrpc::Result<Empty> {
-        unimplemented("resume")
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc(self.resume_task(req).await)
     }
 
     async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
