@@ -8,8 +8,11 @@
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
 use std::path::Path;
+use std::time::Duration;
 
-use chaperone_integration::containerd::{setup, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE};
+use chaperone_integration::containerd::{
+    setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+};
 use chaperone_profiler::store::{Store, Summary};
 use serde_json::Value;
 
@@ -339,4 +342,55 @@ fn an_unusable_store_follows_the_fail_mode() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("hi"));
     assert!(ctrd.log().contains("container runs untraced"));
     assert!(Path::new(&ctrd.db_path()).exists());
+}
+
+#[test]
+fn pause_freezes_the_container_until_it_is_resumed() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("pause-{}", std::process::id());
+    learn(&ctrd, &key);
+    let out_dir = ctrd.dir().join("out-pause");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/out,options=rbind:rw",
+        out_dir.display()
+    );
+    let script = format!(
+        "{BENIGN}; mkdir /out/made && echo made > /out/result || echo denied > /out/result"
+    );
+    let id = format!("{key}-attack");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut args = vec!["run", "-d", "--runtime", CHAPERONE, "--mount", &mount];
+    let annotations: Vec<String> = enforce(&key, "pause")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for a in &annotations {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([BUSYBOX_IMAGE, id.as_str(), "sh", "-c", script.as_str()]);
+    ctrd.ctr_ok(&args)
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+
+    wait_for("the task to be paused", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("PAUSED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    assert!(!out_dir.join("made").exists() && !out_dir.join("result").exists());
+    let alerts = alerts_of(&ctrd, &id);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["output_fields"]["chaperone.action"], "pause");
+
+    ctrd.ctr_ok(&["tasks", "resume", &id]).unwrap();
+    wait_for("the task to finish", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    let result = std::fs::read_to_string(out_dir.join("result")).unwrap_or_default();
+    assert_eq!(
+        result.trim(),
+        "denied",
+        "the held mkdir failed after the thaw"
+    );
+    assert!(!out_dir.join("made").exists());
 }
