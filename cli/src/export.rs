@@ -14,18 +14,54 @@ use chaperone_seccomp_gen::oci::DEFAULT_ARCHES;
 use chaperone_seccomp_gen::spo::export_spo;
 use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
 
+use crate::store::{self, Locations};
+
 const EXIT_CODES: &str = "\
 Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.";
 
 /// `chaperone profile ...`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Profiles live in the SQLite store named by the config's db_path (default \
+/var/lib/chaperone/profiles.db), one per image (the chaperone.io/profile annotation, else CRI's \
+image name, else exec:<command>).
+
+Exit status: 0 success; 1 error (no store, no such profile, unreadable file); 2 bad usage.")]
 pub struct ProfileArgs {
     #[command(subcommand)]
     command: ProfileCommand,
+    #[command(flatten)]
+    loc: Locations,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum ProfileCommand {
+    /// List the profiles in the store.
+    List {
+        /// One JSON object per profile.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile: learning progress, convergence, threshold.
+    Show {
+        /// The profile (image) name.
+        profile: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a profile's mode: off, learn, monitor, enforce, or default (the config's).
+    Mode {
+        /// The profile (image) name.
+        profile: String,
+        /// off, learn, monitor, enforce or default.
+        mode: String,
+    },
+    /// Delete a profile and its history from the store.
+    Reset {
+        /// The profile (image) name.
+        profile: String,
+    },
     /// Export a learned profile as a seccomp profile (OCI, Docker/Kubernetes, SPO).
     Export(ExportArgs),
 }
@@ -54,10 +90,13 @@ than: what BASE denies stays denied (with BASE's errno), and what BASE allows on
 conditions keeps them.
 
 Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.")]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["image", "profile"]))]
 pub struct ExportArgs {
-    /// The learned profile: a file written by `chaperone learn` (model codec format).
+    /// The profile (image) name in the store.
+    image: Option<String>,
+    /// A learned profile file written by `chaperone learn` (model codec format) instead.
     #[arg(long, value_name = "FILE")]
-    profile: PathBuf,
+    profile: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum)]
     format: ExportFormat,
@@ -78,37 +117,45 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
 }
 
-/// Where a learned profile comes from. The profile store (`IMAGE`) is the next source.
+/// Where a learned profile comes from.
 #[derive(Debug)]
 enum Source<'a> {
     /// A file in the model codec's format.
     File(&'a Path),
+    /// A profile in the store.
+    Store(&'a Locations, &'a str),
 }
 
 impl Source<'_> {
     fn load(&self) -> Result<NgramCounts> {
         match self {
             Source::File(path) => read_profile(path),
+            Source::Store(loc, key) => {
+                let store = loc.store()?;
+                let profile = store
+                    .load(key)?
+                    .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?;
+                Ok(profile.counts)
+            }
         }
     }
 
     /// A default object name for the SPO export.
     fn default_name(&self) -> String {
-        match self {
-            Source::File(path) => {
-                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                let name: String = stem
-                    .to_ascii_lowercase()
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                    .collect();
-                let name = name.trim_matches('-');
-                if name.is_empty() {
-                    "chaperone-profile".to_owned()
-                } else {
-                    name.to_owned()
-                }
-            }
+        let stem = match self {
+            Source::File(path) => path.file_stem().unwrap_or_default().to_string_lossy(),
+            Source::Store(_, key) => std::borrow::Cow::Borrowed(*key),
+        };
+        let name: String = stem
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let name = name.trim_matches('-');
+        if name.is_empty() {
+            "chaperone-profile".to_owned()
+        } else {
+            name.to_owned()
         }
     }
 }
@@ -143,13 +190,29 @@ fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
 
 /// Runs `chaperone profile ...`.
 pub fn run_profile(args: &ProfileArgs) -> Result<()> {
+    let loc = &args.loc;
     match &args.command {
-        ProfileCommand::Export(a) => run_export(a),
+        ProfileCommand::List { json } => {
+            store::print_list(&loc.store()?.list()?, *json);
+            Ok(())
+        }
+        ProfileCommand::Show { profile, json } => store::show(loc, profile, *json),
+        ProfileCommand::Mode { profile, mode } => store::set_mode(loc, profile, mode),
+        ProfileCommand::Reset { profile } => {
+            loc.store()?.reset(profile)?;
+            eprintln!("chaperone: profile {profile} deleted");
+            Ok(())
+        }
+        ProfileCommand::Export(a) => run_export(a, loc),
     }
 }
 
-fn run_export(args: &ExportArgs) -> Result<()> {
-    let source = Source::File(&args.profile);
+fn run_export(args: &ExportArgs, loc: &Locations) -> Result<()> {
+    let source = match (&args.profile, &args.image) {
+        (Some(path), _) => Source::File(path),
+        (None, Some(key)) => Source::Store(loc, key),
+        (None, None) => bail!("name a profile in the store, or --profile FILE"),
+    };
     let counts = source.load()?;
     let base = match &args.merge {
         Some(path) => {

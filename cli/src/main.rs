@@ -10,6 +10,7 @@ use clap::Parser;
 mod diff;
 mod eval;
 mod export;
+mod store;
 
 /// chaperone: learn what a container's syscalls normally look like, and catch what deviates.
 #[derive(Debug, Parser)]
@@ -26,8 +27,10 @@ struct Cli {
 enum Command {
     /// Evaluate the detectors offline on recorded syscall traces.
     Eval(eval::EvalArgs),
-    /// Learned profiles: export them as seccomp profiles.
+    /// Learned profiles in the store: list, show, set the mode, reset, export.
     Profile(export::ProfileArgs),
+    /// Read the alert log; mark an alert benign.
+    Alerts(store::AlertsArgs),
     /// Build or extend a learned profile from recorded traces.
     Learn(export::LearnArgs),
     /// Compare two learned profiles (exit 3 when a change matches --fail-on).
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => export::run_profile(&args).map(|()| ExitCode::SUCCESS),
         Command::Learn(args) => export::run_learn(&args).map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args),
+        Command::Alerts(args) => store::run_alerts(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -100,6 +100,12 @@ pub fn alert_json(
     let priority = priority(d);
     let action = action_name(verdict);
     let time = rfc3339(now);
+    let alert_id = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&time, &plan.id, d.tid, d.nr).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
     let output = format!(
         "{clock}: {priority} {rule} (syscall={syscall} container={id} profile={key} pid={pid} \
          tid={tid} score={score:.2} threshold={threshold:.2} mode={mode} action={action})",
@@ -120,6 +126,7 @@ pub fn alert_json(
         "hostname": hostname(),
         "output": output,
         "output_fields": {
+            "chaperone.alert_id": alert_id,
             "container.id": plan.id,
             "container.image.repository": plan.key,
             "proc.pid": pid,
@@ -386,6 +393,7 @@ mod tests {
             json!(["read", "write", "connect"])
         );
         assert_eq!(fields["chaperone.suppressed"], 2);
+        assert_eq!(fields["chaperone.alert_id"].as_str().unwrap().len(), 16);
         let output = alert["output"].as_str().unwrap();
         assert!(output.starts_with("16:00:00.000000005: Error"), "{output}");
         assert!(output.contains("syscall=connect container=c1"), "{output}");

@@ -1,0 +1,330 @@
+//! `chaperone profile list|show|mode|reset` (the profile store) and `chaperone alerts` (the
+//! alert log, and feedback on it).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
+use chaperone_profiler::model::NgramCounts;
+use chaperone_profiler::store::{Learning, Store, Summary};
+use chaperone_profiler::syscalls::sym_of;
+use serde_json::{json, Value};
+
+/// Names the config file, as for the shim.
+const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
+
+/// Where the store and the alert log are: flags, else the config file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Locations {
+    /// chaperone's config file [default: $CHAPERONE_CONFIG, else /etc/chaperone/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The profile store (overrides the config's db_path).
+    #[arg(long, global = true, value_name = "FILE")]
+    db: Option<PathBuf>,
+}
+
+impl Locations {
+    /// The node's config: `--config`, else `$CHAPERONE_CONFIG`, else the default file if it
+    /// exists, else the defaults.
+    pub fn config(&self) -> Result<Config> {
+        let named = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+        let config = match named {
+            Some(path) => Config::load(&path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Config::load(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => Config::default(),
+        };
+        Ok(config)
+    }
+
+    fn db_path(&self) -> Result<PathBuf> {
+        match &self.db {
+            Some(p) => Ok(p.clone()),
+            None => Ok(self.config()?.db_path),
+        }
+    }
+
+    /// Opens the store; a missing one is an error (reading commands never create it).
+    pub fn store(&self) -> Result<Store> {
+        let path = self.db_path()?;
+        if !path.exists() {
+            bail!(
+                "no profile store at {} (nothing learned yet, or see --db/--config)",
+                path.display()
+            );
+        }
+        Ok(Store::open(&path)?)
+    }
+}
+
+/// Human-readable table of profiles.
+pub fn print_list(profiles: &[Summary], json_out: bool) {
+    if json_out {
+        for p in profiles {
+            println!("{}", summary_json(p, None));
+        }
+        return;
+    }
+    println!(
+        "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
+        "PROFILE", "MODE", "CONTAINERS", "EVENTS", "N-GRAMS", "NEW/1K"
+    );
+    for p in profiles {
+        println!(
+            "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
+            p.key,
+            p.mode.map_or("default", Mode::as_str),
+            p.containers,
+            p.events,
+            p.grams,
+            p.new_per_1000
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
+        );
+    }
+}
+
+/// A profile's summary as JSON (with its threshold when known).
+pub fn summary_json(p: &Summary, threshold: Option<(f64, Option<f32>)>) -> Value {
+    let mut v = json!({
+        "profile": p.key,
+        "mode": p.mode.map(Mode::as_str),
+        "containers": p.containers,
+        "events": p.events,
+        "ngrams": p.grams,
+        "held_out_threads": p.calibration,
+        "new_per_1000_events": p.new_per_1000,
+        "updated": p.updated,
+    });
+    if let Some((far, t)) = threshold {
+        v["target_far"] = json!(far);
+        v["threshold"] = json!(t);
+    }
+    v
+}
+
+/// `chaperone profile show KEY`.
+pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
+    let config = loc.config()?;
+    let store = loc.store()?;
+    let Some(p) = store.summary(key)? else {
+        bail!("no profile {key:?} in {}", store.path().display());
+    };
+    let far = config.model.target_far;
+    let threshold = store.threshold(key, far)?;
+    if json_out {
+        println!("{}", summary_json(&p, Some((far, threshold))));
+        return Ok(());
+    }
+    println!("profile:            {}", p.key);
+    println!(
+        "mode:               {}",
+        p.mode
+            .map_or_else(|| format!("default ({})", config.mode), |m| m.to_string())
+    );
+    println!("containers learned: {}", p.containers);
+    println!("events learned:     {}", p.events);
+    println!("distinct n-grams:   {}", p.grams);
+    println!(
+        "new n-grams/1,000:  {}",
+        p.new_per_1000.map_or_else(
+            || "- (fewer than 50,000 events)".to_owned(),
+            |r| format!("{r:.3}")
+        )
+    );
+    println!("held-out threads:   {}", p.calibration);
+    match threshold {
+        Some(t) => {
+            println!("threshold:          {t:.3} nats/event (target false-alarm rate {far})")
+        }
+        None => println!("threshold:          - (learn at least two containers)"),
+    }
+    Ok(())
+}
+
+/// `chaperone profile mode KEY MODE`: `default` clears the per-image mode.
+pub fn set_mode(loc: &Locations, key: &str, mode: &str) -> Result<()> {
+    let mode = match mode {
+        "default" => None,
+        m => Some(m.parse::<Mode>()?),
+    };
+    loc.store()?.set_mode(key, mode)?;
+    eprintln!(
+        "chaperone: profile {key}: mode {}",
+        mode.map_or("default", Mode::as_str)
+    );
+    Ok(())
+}
+
+/// Arguments of `chaperone alerts`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Alerts are JSON lines in Falco's output format in the config's alerts_path \
+(default /var/log/chaperone/alerts.jsonl).
+
+Exit status: 0 success; 1 error (unreadable log, unknown alert, unusable store); 2 bad usage.")]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    command: Option<AlertsCommand>,
+    /// The alert log (overrides the config's alerts_path).
+    #[arg(long, global = true, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Print the alerts as they are (one JSON object per line).
+    #[arg(long)]
+    json: bool,
+    /// Keep printing alerts as they are written.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the alerts of this container.
+    #[arg(long, value_name = "ID")]
+    container: Option<String>,
+    #[command(flatten)]
+    loc: Locations,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AlertsCommand {
+    /// Mark an alert benign: its syscall window joins the profile, so the same behaviour does
+    /// not alert again.
+    Allow {
+        /// The alert's id (`chaperone.alert_id`, first column of `chaperone alerts`).
+        id: String,
+    },
+}
+
+/// Runs `chaperone alerts ...`.
+pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
+    let path = match &args.file {
+        Some(p) => p.clone(),
+        None => args.loc.config()?.alerts_path,
+    };
+    if let Some(AlertsCommand::Allow { id }) = &args.command {
+        return allow(&args.loc, &path, id);
+    }
+    let mut file = match fs::File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.follow => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("chaperone: no alerts ({} does not exist)", path.display());
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if !args.json {
+        println!(
+            "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6}",
+            "ID", "TIME", "PRIORITY", "CONTAINER", "SYSCALL", "ACTION", "SCORE"
+        );
+    }
+    let mut offset = 0_u64;
+    loop {
+        if let Some(f) = file.as_mut() {
+            offset = print_from(f, offset, args)?;
+        } else {
+            file = fs::File::open(&path).ok();
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Prints the complete lines after `offset`; returns the offset after the last one.
+fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(file);
+    let mut pos = offset;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            // A line still being written is read whole next time.
+            return Ok(pos);
+        }
+        pos += n as u64;
+        let Ok(alert) = serde_json::from_str::<Value>(&line) else {
+            eprintln!(
+                "chaperone: skipping a malformed alert line at byte {}",
+                pos - n as u64
+            );
+            continue;
+        };
+        let fields = &alert["output_fields"];
+        if let Some(c) = &args.container {
+            if fields["container.id"].as_str() != Some(c) {
+                continue;
+            }
+        }
+        if args.json {
+            print!("{line}");
+            continue;
+        }
+        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6.2}",
+            text(&fields["chaperone.alert_id"]),
+            text(&alert["time"]),
+            text(&alert["priority"]),
+            text(&fields["container.id"]),
+            text(&fields["evt.type"]),
+            text(&fields["chaperone.action"]),
+            fields["chaperone.score"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+}
+
+/// Finds alert `id` and merges its syscall window into its profile.
+fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let alert = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|a| a["output_fields"]["chaperone.alert_id"].as_str() == Some(id))
+        .with_context(|| format!("no alert {id} in {}", path.display()))?;
+    let fields = &alert["output_fields"];
+    let key = fields["chaperone.profile"]
+        .as_str()
+        .context("the alert names no profile")?;
+    let window: Vec<u16> = fields["chaperone.window"]
+        .as_array()
+        .context("the alert has no syscall window")?
+        .iter()
+        .filter_map(|n| n.as_str().and_then(sym_of))
+        .collect();
+    if window.is_empty() {
+        bail!("alert {id} has no known syscalls in its window");
+    }
+    let store = loc.store()?;
+    let order = store
+        .load(key)?
+        .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?
+        .counts
+        .order();
+    let mut counts = NgramCounts::new(order)?;
+    counts.learn_sequence(&window);
+    let merged = store.merge(
+        key,
+        &Learning {
+            counts,
+            containers: 0,
+            maxima: Vec::new(),
+        },
+        None,
+    )?;
+    eprintln!(
+        "chaperone: alert {id}: {} syscalls of its window joined profile {key} ({} new n-grams)",
+        window.len(),
+        merged.new_grams
+    );
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `chaperone profile list|show|mode|reset|export IMAGE` and `chaperone alerts [allow]`, run as
+//! the real binary on a store and an alert log made in a temp dir.
+
+// Integration tests are their own crates: their tests have no test module.
+#![allow(clippy::tests_outside_test_module)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use chaperone_profiler::model::NgramCounts;
+use chaperone_profiler::store::{Learning, Store};
+use chaperone_profiler::syscalls::sym_of;
+use serde_json::{json, Value};
+
+fn chaperone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        // The machine's own config must not leak into the test.
+        .env("CHAPERONE_CONFIG", "/dev/null")
+        .output()
+        .expect("chaperone runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = chaperone(args);
+    assert!(
+        out.status.success(),
+        "chaperone {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn syms(names: &[&str]) -> Vec<u16> {
+    names.iter().map(|n| sym_of(n).unwrap()).collect()
+}
+
+fn learned_store(dir: &Path) -> String {
+    let db = dir.join("profiles.db");
+    let store = Store::open(&db).unwrap();
+    for maxima in [vec![], vec![0.8_f32]] {
+        let mut counts = NgramCounts::new(4).unwrap();
+        counts.learn_sequence(&syms(&["openat", "read", "close", "write", "exit_group"]));
+        store
+            .merge(
+                "web",
+                &Learning {
+                    counts,
+                    containers: 1,
+                    maxima,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    db.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn profile_commands_list_show_mode_export_and_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+
+    let list = ok(&["profile", "list", "--db", &db]);
+    assert!(list.starts_with("PROFILE"), "{list}");
+    assert!(list.lines().nth(1).unwrap().starts_with("web "), "{list}");
+
+    let show: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", &db])).unwrap();
+    assert_eq!(show["containers"], 2);
+    assert_eq!(show["events"], 10);
+    assert_eq!(show["mode"], Value::Null);
+    assert!((show["threshold"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+
+    ok(&["profile", "mode", "web", "enforce", "--db", &db]);
+    let show: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", &db])).unwrap();
+    assert_eq!(show["mode"], "enforce");
+    let bad = chaperone(&["profile", "mode", "web", "enforcing", "--db", &db]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of"));
+
+    let oci: Value = serde_json::from_str(&ok(&[
+        "profile", "export", "web", "--format", "oci", "--db", &db,
+    ]))
+    .unwrap();
+    let allowed = oci["syscalls"].to_string();
+    assert!(
+        allowed.contains("\"openat\"") && allowed.contains("\"exit_group\""),
+        "{allowed}"
+    );
+
+    ok(&["profile", "reset", "web", "--db", &db]);
+    let gone = chaperone(&["profile", "show", "web", "--db", &db]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no profile \"web\""));
+
+    let missing = tmp.path().join("none.db");
+    let out = chaperone(&["profile", "list", "--db", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile store"));
+    assert!(!missing.exists(), "reading never creates a store");
+}
+
+#[test]
+fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let log = tmp.path().join("alerts.jsonl");
+    let alert = |id: &str, container: &str| {
+        json!({
+            "time": "2026-11-24T10:00:00.000000000Z", "rule": "chaperone: syscall never seen while learning",
+            "priority": "Error", "output": "...",
+            "output_fields": {
+                "chaperone.alert_id": id, "container.id": container, "chaperone.profile": "web",
+                "evt.type": "connect", "chaperone.action": "kill", "chaperone.score": 1.5,
+                "chaperone.window": ["openat", "read", "socket", "connect"],
+            }
+        })
+        .to_string()
+    };
+    let text = format!(
+        "{}\nnot json\n{}\n",
+        alert("aaaa", "c1"),
+        alert("bbbb", "c2")
+    );
+    std::fs::write(&log, text).unwrap();
+    let log = log.to_str().unwrap();
+
+    let table = ok(&["alerts", "--file", log]);
+    assert_eq!(table.lines().count(), 3, "header and two alerts: {table}");
+    assert!(table.contains("aaaa") && table.contains("connect") && table.contains("kill"));
+    let only = ok(&["alerts", "--file", log, "--json", "--container", "c2"]);
+    let v: Value = serde_json::from_str(only.trim()).unwrap();
+    assert_eq!(v["output_fields"]["chaperone.alert_id"], "bbbb");
+
+    let before = Store::open(Path::new(&db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap();
+    let connect = sym_of("connect").unwrap();
+    assert!(!before.counts.alphabet().contains(&connect));
+    ok(&["alerts", "allow", "aaaa", "--file", log, "--db", &db]);
+    let after = Store::open(Path::new(&db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.counts.alphabet().contains(&connect),
+        "the window joined the profile"
+    );
+    assert_eq!(after.summary.containers, before.summary.containers);
+
+    let out = chaperone(&["alerts", "allow", "zzzz", "--file", log, "--db", &db]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no alert zzzz"));
+}
