@@ -124,7 +124,8 @@ pub struct Summary {
     pub grams: u64,
     /// Held-out maxima available for calibration.
     pub calibration: u64,
-    /// New n-grams per 1,000 events over the newest runs (at least the policy's window).
+    /// New n-grams per 1,000 events over the newest runs holding half the profile's events
+    /// (at most 50,000; `None` before anything was learned).
     pub new_per_1000: Option<f64>,
     /// Unix time of the last change.
     pub updated: u64,
@@ -425,7 +426,9 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.sql("count calibration data"))?;
-        let new_per_1000 = new_rate(&self.conn, key, 50_000)
+        // Over the newest runs holding half the events (at most 50,000): the recent rate.
+        let window = (to_u64(events) / 2).clamp(1, 50_000);
+        let new_per_1000 = new_rate(&self.conn, key, window)
             .map_err(self.sql("read learning runs"))?
             .map(|r| r * 1000.0);
         Ok(Some(Summary {

@@ -358,3 +358,44 @@ fn the_syscall_held_across_a_pause_is_denied_when_it_repeats_after_the_thaw() {
     );
     assert_eq!(stats.snapshot().deviations, 1);
 }
+
+#[test]
+fn the_runtime_prelude_before_execve_is_not_learned() {
+    let fake = Fake {
+        queue: [
+            ev(1, 5, "futex"),
+            ev(2, 6, "futex"),
+            ev(3, 5, "close"),
+            ev(4, 5, "execve"),
+            ev(5, 6, "futex"),
+            ev(6, 5, "brk"),
+            ev(7, 5, "exit_group"),
+        ]
+        .into(),
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let config = SupervisorConfig {
+        skip_until_exec: true,
+        ..SupervisorConfig::default()
+    };
+    let mode = Learn::new(NgramCounts::new(2).unwrap());
+    let mut sup = Supervisor::new(
+        fake,
+        mode,
+        Scripted::new(Verdict::Continue),
+        config,
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    assert!(sup
+        .notifier()
+        .answers
+        .iter()
+        .all(|(_, a)| *a == Answer::Continue));
+    let (learn, _) = sup.into_parts();
+    // execve, brk, exit_group of the thread that executed the container; nothing else.
+    assert_eq!(learn.counts().events(), 3);
+    assert_eq!(stats.snapshot().prelude, 4);
+}

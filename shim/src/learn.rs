@@ -259,7 +259,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                 n,
                 mode,
                 Fixed::new(Verdict::Continue),
-                SupervisorConfig::default(),
+                supervisor_config(),
                 stats,
             )?
             .run()
@@ -291,6 +291,15 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
     }
 }
 
+/// Supervisors in the shim ignore runc init's own syscalls (see
+/// [`SupervisorConfig::skip_until_exec`]).
+fn supervisor_config() -> SupervisorConfig {
+    SupervisorConfig {
+        skip_until_exec: true,
+        ..SupervisorConfig::default()
+    }
+}
+
 fn detect_run(
     accepted: Accepted,
     detect: chaperone_profiler::supervisor::Detect,
@@ -298,13 +307,7 @@ fn detect_run(
     stats: Arc<Stats>,
 ) -> std::result::Result<u64, SupervisorError> {
     let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
-    let mut sup = Supervisor::new(
-        notifier,
-        detect,
-        responder,
-        SupervisorConfig::default(),
-        stats,
-    )?;
+    let mut sup = Supervisor::new(notifier, detect, responder, supervisor_config(), stats)?;
     sup.run()?;
     Ok(sup.into_parts().1.deviations)
 }
@@ -326,7 +329,7 @@ fn learn_run(
         notifier,
         mode,
         Fixed::new(Verdict::Continue),
-        SupervisorConfig::default(),
+        supervisor_config(),
         stats,
     )?;
     sup.run()?;

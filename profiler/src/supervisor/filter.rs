@@ -1,10 +1,14 @@
 //! The learn-mode seccomp filter as an OCI `LinuxSeccomp`, merged with the container's own.
 //!
-//! Learn mode traces every syscall runc lets us trace. runc (and youki) refuse two things:
-//! `SCMP_ACT_NOTIFY` as the default action, and a `SCMP_ACT_NOTIFY` rule naming `write` (runc
-//! init writes to its sync pipe after the filter is installed, so a notified `write` could
-//! deadlock). Every other name of the x86_64 and aarch64 tables is notified; runc skips names
-//! its libseccomp cannot resolve on the running architecture.
+//! Learn mode traces every syscall that can be traced safely. runc (and youki) refuse two
+//! things: `SCMP_ACT_NOTIFY` as the default action, and a `SCMP_ACT_NOTIFY` rule naming `write`
+//! (runc init writes the notify fd's number to its sync pipe after the filter is installed, so a
+//! notified `write` would deadlock). The same deadlock waits behind every syscall runc init's Go
+//! runtime can make on its own in that window, before any supervisor has the fd: a preemption
+//! signal's `rt_sigreturn`, a scheduler `futex`, heap growth (`mmap`, `madvise`), `sched_yield`,
+//! sleeps, signalling itself. Seen under load: `runc create` hung with init blocked in
+//! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
+//! x86_64 and aarch64 tables is notified, and runc skips names its libseccomp cannot resolve.
 //!
 //! The container's own filter is never weakened: its default action and every rule whose action
 //! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
@@ -21,8 +25,29 @@ use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, Linux
 
 use crate::syscalls::{name_of, Arch};
 
-/// The one syscall runc refuses to notify.
-pub const NEVER_NOTIFIED: &str = "write";
+/// Syscalls never notified: `write` (runc refuses it) and what runc init's Go runtime may call
+/// by itself between installing the filter and handing over the fd (a notified one would wait
+/// for a supervisor that cannot exist yet). Sorted.
+pub const NEVER_NOTIFIED: &[&str] = &[
+    "clock_nanosleep",
+    "futex",
+    "getpid",
+    "gettid",
+    "madvise",
+    "mmap",
+    "munmap",
+    "nanosleep",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_yield",
+    "sigaltstack",
+    "tgkill",
+    "write",
+];
+
+fn never_notified(name: &str) -> bool {
+    NEVER_NOTIFIED.binary_search(&name).is_ok()
+}
 
 /// Errors building the learn filter.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +63,12 @@ pub enum FilterError {
     NotifyDefault,
 }
 
-/// Every name of the x86_64 and aarch64 tables except `write`, sorted.
+/// Every name of the x86_64 and aarch64 tables except [`NEVER_NOTIFIED`], sorted.
 pub fn notifiable_names() -> Vec<&'static str> {
     let names: BTreeSet<&'static str> = [Arch::X86_64, Arch::Aarch64]
         .into_iter()
         .flat_map(|a| a.syscalls().filter_map(|(_, sym)| name_of(sym)))
-        .filter(|&n| n != NEVER_NOTIFIED)
+        .filter(|&n| !never_notified(n))
         .collect();
     names.into_iter().collect()
 }
@@ -112,13 +137,13 @@ pub fn learn_filter(
             rules.push(r.clone());
             continue;
         }
-        let (write, others): (Vec<String>, Vec<String>) =
-            r.names().iter().cloned().partition(|n| n == NEVER_NOTIFIED);
+        let (kept, others): (Vec<String>, Vec<String>) =
+            r.names().iter().cloned().partition(|n| never_notified(n));
         if !others.is_empty() {
             rules.push(rule(r, others, LinuxSeccompAction::ScmpActNotify));
         }
-        if !write.is_empty() {
-            rules.push(rule(r, write, LinuxSeccompAction::ScmpActAllow));
+        if !kept.is_empty() {
+            rules.push(rule(r, kept, LinuxSeccompAction::ScmpActAllow));
         }
     }
     if allows(out.default_action()) {
@@ -140,12 +165,13 @@ pub fn learn_filter(
     Ok(out)
 }
 
-/// Whether runc accepts the notify parts of `filter` (no notify default, never `write`).
+/// Whether runc accepts the notify parts of `filter` and they cannot deadlock runc init (no
+/// notify default, nothing of [`NEVER_NOTIFIED`] notified).
 pub fn runc_accepts(filter: &LinuxSeccomp) -> bool {
     filter.default_action() != LinuxSeccompAction::ScmpActNotify
         && filter.syscalls().iter().flatten().all(|r| {
             r.action() != LinuxSeccompAction::ScmpActNotify
-                || !r.names().iter().any(|n| n == NEVER_NOTIFIED)
+                || !r.names().iter().any(|n| never_notified(n))
         })
 }
 
@@ -161,6 +187,11 @@ mod tests {
             .filter(|r| r.action() == action)
             .flat_map(|r| r.names().iter().cloned())
             .collect()
+    }
+
+    #[test]
+    fn the_never_notified_list_is_sorted() {
+        assert!(NEVER_NOTIFIED.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

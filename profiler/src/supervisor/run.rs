@@ -19,6 +19,11 @@ pub struct SupervisorConfig {
     pub max_threads: usize,
     /// The errno of a denied syscall when an action does not say (EPERM).
     pub deny_errno: i32,
+    /// Let everything before the first `execve` pass unrecorded. runc installs the filter in
+    /// `runc init`, a Go program, a little before it executes the container's process: those
+    /// syscalls (and their Go runtime threads, preempted by signals at random points) are the
+    /// runtime's, not the container's, and their order changes from run to run.
+    pub skip_until_exec: bool,
 }
 
 impl Default for SupervisorConfig {
@@ -26,6 +31,69 @@ impl Default for SupervisorConfig {
         Self {
             max_threads: 1024,
             deny_errno: libc::EPERM,
+            skip_until_exec: false,
+        }
+    }
+}
+
+/// Threads of the runtime prelude remembered, to ignore their last calls after the `execve`.
+const PRELUDE_TIDS: usize = 64;
+/// Events after the `execve` during which prelude threads are still ignored (they die with the
+/// `execve`; afterwards their tids may be reused by the container).
+const PRELUDE_TAIL: u64 = 1_000;
+
+/// The runtime prelude: what came before the container's first `execve`.
+#[derive(Debug, Clone, Copy)]
+struct Prelude {
+    /// Still before the `execve`.
+    active: bool,
+    /// The tids seen before it (except the one that called `execve`).
+    tids: [u32; PRELUDE_TIDS],
+    len: usize,
+    /// Events since the `execve`.
+    since: u64,
+}
+
+impl Prelude {
+    fn new(active: bool) -> Self {
+        Self {
+            active,
+            tids: [0; PRELUDE_TIDS],
+            len: 0,
+            since: 0,
+        }
+    }
+
+    /// Whether an event of `tid` (calling `sym`) belongs to the runtime, not the container.
+    #[inline]
+    fn skips(&mut self, tid: u32, sym: Option<Sym>, exec: [Option<Sym>; 2]) -> bool {
+        if self.active {
+            if sym.is_some() && exec.contains(&sym) {
+                self.active = false;
+                self.forget(tid);
+                return false;
+            }
+            if !self.tids[..self.len].contains(&tid) && self.len < PRELUDE_TIDS {
+                self.tids[self.len] = tid;
+                self.len += 1;
+            }
+            return true;
+        }
+        if self.len == 0 {
+            return false;
+        }
+        self.since += 1;
+        if self.since > PRELUDE_TAIL {
+            self.len = 0;
+            return false;
+        }
+        self.tids[..self.len].contains(&tid)
+    }
+
+    fn forget(&mut self, tid: u32) {
+        if let Some(i) = self.tids[..self.len].iter().position(|&t| t == tid) {
+            self.tids[i] = self.tids[self.len - 1];
+            self.len -= 1;
         }
     }
 }
@@ -59,6 +127,8 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     /// kernel's wait, so the syscall is notified again when the container is thawed; that
     /// repeat is denied without being scored again (else the same deviation would pause again).
     paused_on: Option<(u32, i32)>,
+    prelude: Prelude,
+    exec: [Option<Sym>; 2],
 }
 
 impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
@@ -93,6 +163,8 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
             paused_on: None,
+            prelude: Prelude::new(config.skip_until_exec),
+            exec: [sym_of("execve"), sym_of("execveat")],
         })
     }
 
@@ -123,6 +195,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             (Some(arch), Ok(nr)) => arch.sym(nr),
             _ => None,
         };
+        if self.prelude.skips(n.tid, sym, self.exec) {
+            bump(&self.stats.prelude);
+            return self.answer(n.id, Answer::Continue);
+        }
         if sym.is_none() {
             bump(&self.stats.unknown);
         }

@@ -37,6 +37,8 @@ stats!(
     gone,
     /// Events with no symbol (unknown ABI or number).
     unknown,
+    /// Events of the runtime before the container's first `execve` (not learned or scored).
+    prelude,
     /// Deviations reported to the responder.
     deviations,
     /// Deviations that were never-learned syscalls.
