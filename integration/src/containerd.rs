@@ -40,8 +40,12 @@ pub const RUN_DIR_ENV: &str = "CHAPERONE_RUN_DIR";
 pub const NAMESPACE: &str = "default";
 /// Applets linked in the image's `/bin`.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "uname", "true", "false", "ls", "id", "ps", "kill",
+    "sh", "echo", "cat", "sleep", "uname", "true", "false", "ls", "id", "ps", "kill", "mkdir",
+    "nc", "httpd", "wget",
 ];
+
+/// A file added to an image: path in the rootfs, contents, permission bits.
+pub type ImageFile<'a> = (&'a str, &'a str, u32);
 
 /// True when `containerd` and `ctr` are installed.
 pub fn have_containerd() -> bool {
@@ -230,10 +234,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Builds an OCI image of Debian's static busybox and imports it as [`BUSYBOX_IMAGE`].
     pub fn import_busybox(&self) -> Result<()> {
-        let tar = build_busybox_image(&self.dir.path().join("image"))?;
+        self.import_image(BUSYBOX_IMAGE, &[])
+    }
+
+    /// Builds an image named `name`: static busybox plus `files`, and imports it.
+    pub fn import_image(&self, name: &str, files: &[ImageFile<'_>]) -> Result<()> {
+        let dir = self
+            .dir
+            .path()
+            .join("image")
+            .join(name.replace(['/', ':'], "_"));
+        let tar = build_image(&dir, name, files)?;
         self.ctr_ok(&["images", "import", tar.to_str().context("path")?])?;
         let images = self.ctr_ok(&["images", "ls", "-q"])?;
-        if !images.lines().any(|l| l == BUSYBOX_IMAGE) {
+        if !images.lines().any(|l| l == name) {
             bail!("image not imported; images: {images}");
         }
         Ok(())
@@ -349,6 +363,12 @@ fn oci_arch() -> &'static str {
 /// Writes an OCI image layout with one layer (busybox and its applet links) under `dir` and
 /// returns the path of its tar archive.
 pub fn build_busybox_image(dir: &Path) -> Result<PathBuf> {
+    build_image(dir, BUSYBOX_IMAGE, &[])
+}
+
+/// Builds an OCI image archive named `name` in `dir`: static busybox, then `files`.
+pub fn build_image(dir: &Path, name: &str, files: &[ImageFile<'_>]) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let rootfs = dir.join("rootfs");
     for sub in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
         std::fs::create_dir_all(rootfs.join(sub))?;
@@ -359,6 +379,14 @@ pub fn build_busybox_image(dir: &Path) -> Result<PathBuf> {
     }
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\n")?;
+    for (path, contents, mode) in files {
+        let file = rootfs.join(path.trim_start_matches('/'));
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&file, contents)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))?;
+    }
     let layout = dir.join("layout");
     std::fs::create_dir_all(&layout)?;
     let layer = dir.join("layer.tar");
@@ -401,7 +429,7 @@ pub fn build_busybox_image(dir: &Path) -> Result<PathBuf> {
             "size": manifest_size,
             "platform": {"architecture": oci_arch(), "os": "linux"},
             "annotations": {
-                "io.containerd.image.name": BUSYBOX_IMAGE,
+                "io.containerd.image.name": name,
                 "org.opencontainers.image.ref.name": "itest",
             },
         }],

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod containerd;
+pub mod demo;
 pub mod runc;
 
 /// True when running under CI (`CI=true` or `CI=1`): a missing prerequisite is then a failure.

@@ -1,0 +1,105 @@
+//! `chaperone-demo`: the learn → enforce story on a private containerd (see `scripts/demo.sh`).
+
+// A command-line program prints.
+#![allow(clippy::disallowed_macros)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chaperone_integration::containerd::Containerd;
+use chaperone_integration::demo::{self, Options};
+
+const USAGE: &str = "\
+Usage: chaperone-demo --bin-dir DIR [--port N] [--benign-runs N] [--attack-runs N]
+                      [--max-learn-runs N]
+
+Starts a private containerd whose chaperone runtime is DIR/containerd-shim-chaperone-v2,
+builds a web-server image with a command-injection bug, learns it until its profile is
+promoted to enforce, then runs benign traffic and the attack, each in fresh containers.
+Needs root, containerd, ctr, runc and a static busybox at /bin/busybox.
+
+  --bin-dir DIR         where containerd-shim-chaperone-v2 is installed
+  --port N              the web server's port on 127.0.0.1 (default 18080)
+  --benign-runs N       benign reruns under enforce (default 1)
+  --attack-runs N       attack runs under enforce (default 1)
+  --max-learn-runs N    give up if learning has not converged after N runs (default 15)
+
+Exit codes: 0 the story held (benign runs silent, attacks stopped); 1 it did not, or a
+step failed; 2 bad arguments.";
+
+/// The settings, or `None` when only help was asked for.
+fn parse() -> Result<Option<(PathBuf, Options)>, String> {
+    let mut opts = Options::default();
+    let mut bin_dir = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{arg} {value}: {e}"))
+        };
+        match arg.as_str() {
+            "--bin-dir" => bin_dir = Some(PathBuf::from(&value)),
+            "--port" => opts.port = value.parse().map_err(|e| format!("--port {value}: {e}"))?,
+            "--benign-runs" => opts.benign_runs = number()?,
+            "--attack-runs" => opts.attack_runs = number()?,
+            "--max-learn-runs" => opts.max_learn_runs = number()?.max(1),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
+    if !demo::has_shim(&bin_dir) {
+        return Err(format!(
+            "no containerd-shim-chaperone-v2 in {}",
+            bin_dir.display()
+        ));
+    }
+    Ok(Some((bin_dir, opts)))
+}
+
+fn main() -> ExitCode {
+    let (bin_dir, opts) = match parse() {
+        Ok(Some(p)) => p,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chaperone-demo: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = Containerd::start(&bin_dir).and_then(|ctrd| {
+        println!(
+            "==> a private containerd is running in {}",
+            ctrd.dir().display()
+        );
+        demo::run(&ctrd, &opts)
+    });
+    match result {
+        Ok(outcome) => {
+            println!(
+                "\n==> {} learning runs ({} events); benign runs silent: {}/{}; attacks stopped: {}/{}",
+                outcome.learn_runs,
+                outcome.events,
+                outcome.benign_silent.0,
+                outcome.benign_silent.1,
+                outcome.attacks_stopped.0,
+                outcome.attacks_stopped.1
+            );
+            if outcome.held() {
+                println!("==> the story held: learned, benign traffic silent, the attack stopped");
+                ExitCode::SUCCESS
+            } else {
+                println!("==> the story did NOT hold");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("chaperone-demo: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

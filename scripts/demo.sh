@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The demo: installs what is needed, builds and installs chaperone, then shows a container
+# learned, its profile promoted to enforce, benign traffic passing and an attack stopped.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+    cat <<USAGE
+Usage: scripts/demo.sh [--prefix DIR] [DEMO OPTIONS...]
+
+As root on Debian 12: installs ${BUILD_PACKAGES[*]} and runc, containerd,
+busybox-static if missing; builds and installs chaperone into PREFIX/bin (scripts/install.sh);
+then runs the demo on a private containerd (its own socket and directories under /tmp, removed
+at the end; the machine's containerd, if any, is not touched):
+
+  1. builds a web-server image locally: busybox httpd with a CGI script that has a
+     command-injection bug;
+  2. runs it under chaperone (learn mode) with benign traffic, one fresh container per run,
+     until the profile converges and the promotion policy switches it to enforce;
+  3. runs benign traffic again under enforce: no alert;
+  4. sends the attack (a shell through the CGI reads a secret and calls out): the container
+     is killed at the first deviating syscall and the alert is printed with its explanation.
+
+  --prefix DIR   where to install the binaries (default /usr/local)
+  --help         show this help
+DEMO OPTIONS are passed to chaperone-demo: --port N (default 18080), --benign-runs N,
+--attack-runs N, --max-learn-runs N.
+
+Exit codes: 0 the story held; 1 it did not, or a step failed; 2 bad arguments.
+USAGE
+}
+
+prefix=/usr/local
+demo_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --prefix) [ $# -ge 2 ] || { usage >&2; exit 2; }; prefix="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) demo_args+=("$1"); shift ;;
+    esac
+done
+
+[ "$(id -u)" -eq 0 ] || die "the demo runs containers: run it as root"
+ensure_packages "${BUILD_PACKAGES[@]}" runc containerd busybox-static
+"$CHAPERONE_ROOT/scripts/install.sh" --prefix "$prefix"
+
+require_cargo
+cd "$CHAPERONE_ROOT"
+log "building the demo driver"
+cargo build --release --locked -p chaperone-integration --bin chaperone-demo
+log "running the demo"
+exec target/release/chaperone-demo --bin-dir "$prefix/bin" "${demo_args[@]}"
