@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use chaperone_profiler::model::NgramCounts;
+use chaperone_profiler::supervisor::filter::NEVER_NOTIFIED;
 use chaperone_profiler::syscalls::{name_of, sym_of, Arch, Sym};
 
 use crate::equivalents;
@@ -19,7 +20,8 @@ pub struct Allowlist {
 }
 
 impl Allowlist {
-    /// The learned syscalls of `counts` plus [`RUNC_INIT_SYSCALLS`].
+    /// The learned syscalls of `counts` plus [`RUNC_INIT_SYSCALLS`] and the untraced
+    /// [`NEVER_NOTIFIED`].
     pub fn from_counts(counts: &NgramCounts) -> Self {
         Self::from_syms(counts.alphabet())
     }
@@ -49,17 +51,21 @@ impl Allowlist {
     }
 
     /// Every name allowed on `arch`: learned and runtime names that `arch` has, and the
-    /// counterparts ([`equivalents`]) of those it lacks.
+    /// counterparts ([`equivalents`]) of those it lacks. The runtime names include the
+    /// syscalls chaperone never traces ([`NEVER_NOTIFIED`]): a learned profile cannot have seen
+    /// them, and the traced container made them freely.
     pub fn on_arch(&self, arch: Arch) -> BTreeSet<&'static str> {
-        let runtime = if self.runtime {
+        let runtime: &[&str] = if self.runtime {
             RUNC_INIT_SYSCALLS
         } else {
             &[]
         };
+        let untraced: &[&str] = if self.runtime { NEVER_NOTIFIED } else { &[] };
         self.learned
             .iter()
             .copied()
             .chain(runtime.iter().copied())
+            .chain(untraced.iter().copied())
             .flat_map(|n| equivalents::on_arch(arch, n))
             .collect()
     }
@@ -74,6 +80,20 @@ impl Allowlist {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_chaperone_never_traces_is_allowed() {
+        let a = super::Allowlist::from_syms([]);
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let names = a.on_arch(arch);
+            for n in NEVER_NOTIFIED {
+                assert!(names.contains(n), "{n} on {arch}");
+            }
+        }
+        assert!(!super::Allowlist::exactly([])
+            .on_arch(Arch::X86_64)
+            .contains("futex"));
+    }
+
     use super::*;
 
     #[test]
