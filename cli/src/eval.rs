@@ -7,6 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chaperone_profiler::detector::Kind;
 use chaperone_profiler::eval::{evaluate, EvalSet, Protocol, Report};
+use chaperone_profiler::supervisor::filter::NEVER_NOTIFIED;
+use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::syscalls::Arch;
 use chaperone_profiler::trace::{self, Format, Trace};
 
@@ -52,6 +54,10 @@ pub struct EvalArgs {
     /// Syscall numbering of the unm format: x86_64, i386 or aarch64 (adfa is always i386).
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
+    /// Drop the syscalls the live supervisor never traces (write, futex, mmap, rt_sigreturn...,
+    /// see docs/adr/0008) from every trace first: detection as the shim sees containers today.
+    #[arg(long)]
+    traced_only: bool,
     /// Print one JSON object per detector on its own line.
     #[arg(long)]
     json: bool,
@@ -182,7 +188,14 @@ fn load(args: &EvalArgs) -> Result<EvalSet> {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let progress = Progress::new();
     progress.say("reading traces");
-    let set = load(args)?;
+    let mut set = load(args)?;
+    if args.traced_only {
+        let untraced: Vec<_> = NEVER_NOTIFIED.iter().filter_map(|n| sym_of(n)).collect();
+        let dropped = set.retain(|s| !untraced.contains(&s));
+        progress.say(&format!(
+            "--traced-only: dropped {dropped} events of syscalls chaperone does not trace"
+        ));
+    }
     progress.say(&format!(
         "read {} training, {} normal and {} attack traces",
         set.training.len(),

@@ -102,3 +102,26 @@ fn a_malformed_trace_names_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad-direction.sc:"), "{err}");
 }
+
+#[test]
+fn traced_only_drops_what_the_supervisor_never_sees() {
+    let ok = fixtures().join("strace/ok");
+    let ok = ok.to_str().unwrap();
+    let args = |extra: &'static [&'static str]| {
+        let mut a = vec![
+            "eval", "--format", "strace", "--train", ok, "--normal", ok, "--attack", ok, "--json",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    for extra in [&[][..], &["--traced-only"][..]] {
+        let out = chaperone(&args(extra));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["detector"], "ngram", "{report}");
+    }
+}

@@ -32,6 +32,25 @@ pub struct EvalSet {
     pub attacks: Vec<(String, Trace)>,
 }
 
+impl EvalSet {
+    /// Keeps only the syscalls `keep` accepts in every trace (what a live supervisor that does
+    /// not trace the others would see); returns how many events were dropped.
+    pub fn retain(&mut self, keep: impl Fn(Sym) -> bool) -> u64 {
+        let mut dropped = 0_u64;
+        let traces = self
+            .training
+            .iter_mut()
+            .chain(self.normal.iter_mut())
+            .chain(self.attacks.iter_mut().map(|(_, t)| t));
+        for t in traces {
+            let before = t.events.len();
+            t.events.retain(|&s| keep(s));
+            dropped += (before - t.events.len()) as u64;
+        }
+        dropped
+    }
+}
+
 /// How the normal traces are split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -227,6 +246,24 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn retain_drops_from_every_role() {
+        let t = |e: &[Sym]| Trace {
+            source: String::new(),
+            events: e.to_vec(),
+        };
+        let mut set = EvalSet {
+            training: vec![t(&[1, 2, 3])],
+            normal: vec![t(&[2, 2])],
+            attacks: vec![("f".into(), t(&[2, 4]))],
+        };
+        assert_eq!(set.retain(|s| s != 2), 4);
+        assert_eq!(set.training[0].events, [1, 3]);
+        assert!(set.normal[0].events.is_empty());
+        assert_eq!(set.attacks[0].1.events, [4]);
+    }
+
     use super::*;
 
     fn trace(name: &str, events: &[Sym]) -> Trace {
