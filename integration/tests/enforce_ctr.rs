@@ -62,6 +62,23 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Fails unless the container exited with `code` (showing its output and containerd's log).
+fn expect_exit(ctrd: &Containerd, out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\nlog:\n{}",
+        text(out),
+        ctrd.log()
+    );
+}
+
+/// Fails unless the container printed `what`.
+fn expect_stdout(out: &std::process::Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(what), "{}", text(out));
+}
+
 fn summary(ctrd: &Containerd, key: &str) -> Summary {
     Store::open(&ctrd.db_path())
         .expect("the store opens")
@@ -75,13 +92,7 @@ fn learn(ctrd: &Containerd, key: &str) {
     for n in 1..=LEARN_RUNS {
         let id = format!("{key}-learn{n}");
         let out = run(ctrd, &id, &[("chaperone.io/profile", key)], &[], BENIGN);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}\nlog:\n{}",
-            text(&out),
-            ctrd.log()
-        );
+        expect_exit(ctrd, &out, 0);
         // Delete waits for the supervisors to store, so the count is there when ctr returns.
         let s = summary(ctrd, key);
         assert_eq!(s.containers, n as u64, "{s:?}");
@@ -123,18 +134,8 @@ fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
 
     let benign = format!("{key}-benign");
     let out = run(&ctrd, &benign, &pairs(&annotations), &[], BENIGN);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\nlog:\n{}",
-        text(&out),
-        ctrd.log()
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("done"),
-        "{}",
-        text(&out)
-    );
+    expect_exit(&ctrd, &out, 0);
+    expect_stdout(&out, "done");
     assert_eq!(
         alerts_of(&ctrd, &benign),
         Vec::<Value>::new(),
@@ -144,13 +145,7 @@ fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
     let attack = format!("{key}-attack");
     let script = format!("{BENIGN}; nc 127.0.0.1 9 </dev/null; echo survived");
     let out = run(&ctrd, &attack, &pairs(&annotations), &[], &script);
-    assert_eq!(
-        out.status.code(),
-        Some(137),
-        "killed by SIGKILL\n{}\nlog:\n{}",
-        text(&out),
-        ctrd.log()
-    );
+    expect_exit(&ctrd, &out, 137);
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("survived"),
         "{}",
@@ -197,13 +192,7 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
         &script,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\nlog:\n{}",
-        text(&out),
-        ctrd.log()
-    );
+    expect_exit(&ctrd, &out, 0);
     assert!(
         stdout.contains("denied") && stdout.contains("after"),
         "{}",
@@ -234,18 +223,8 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
         &["--mount", &mount],
         &script,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\nlog:\n{}",
-        text(&out),
-        ctrd.log()
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("made"),
-        "{}",
-        text(&out)
-    );
+    expect_exit(&ctrd, &out, 0);
+    expect_stdout(&out, "made");
     assert!(
         out_dir.join("made").exists(),
         "monitor mode never interferes"
@@ -278,13 +257,7 @@ fn concurrent_learning_loses_no_count() {
             .collect();
         for r in runs {
             let out = r.join().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}\nlog:\n{}",
-                text(&out),
-                ctrd.log()
-            );
+            expect_exit(&ctrd, &out, 0);
         }
     });
     // Each supervisor logs what it learned; the store must hold exactly their sum.
@@ -332,13 +305,7 @@ fn an_unusable_store_follows_the_fail_mode() {
 
     ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
     let out = run(&ctrd, &format!("{id}-open"), &[], &[], "echo hi");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\nlog:\n{}",
-        text(&out),
-        ctrd.log()
-    );
+    expect_exit(&ctrd, &out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("hi"));
     assert!(ctrd.log().contains("container runs untraced"));
     assert!(Path::new(&ctrd.db_path()).exists());
