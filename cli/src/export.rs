@@ -15,6 +15,7 @@ use chaperone_seccomp_gen::spo::export_spo;
 use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
 
 use crate::store::{self, Locations};
+use chaperone_profiler::store::Learning;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.";
@@ -264,6 +265,7 @@ enum LearnFormat {
 /// Arguments of `chaperone learn`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["output", "image"]))]
 pub struct LearnArgs {
     /// Trace files or directories (read recursively).
     #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
@@ -275,19 +277,35 @@ pub struct LearnArgs {
     /// architecture; kept for numbered formats).
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
-    /// Write the learned profile here.
+    /// Write the learned profile to this file.
     #[arg(short, long, value_name = "PROFILE")]
-    output: PathBuf,
-    /// Extend this profile instead of starting empty (it may be the same file as -o).
+    output: Option<PathBuf>,
+    /// Merge what the traces hold into this profile (image) of the store instead (one
+    /// learning run; the profile is created if needed).
+    #[arg(long, value_name = "NAME", conflicts_with = "merge_into")]
+    image: Option<String>,
+    /// Extend this profile file instead of starting empty (it may be the same file as -o).
     #[arg(long, value_name = "PROFILE")]
     merge_into: Option<PathBuf>,
+    #[command(flatten)]
+    loc: Locations,
 }
 
 /// Runs `chaperone learn`.
 pub fn run_learn(args: &LearnArgs) -> Result<()> {
-    let mut counts = match &args.merge_into {
-        Some(path) => read_profile(path)?,
-        None => NgramCounts::new(DEFAULT_ORDER)?,
+    let store = match &args.image {
+        Some(_) => Some(args.loc.open_or_create_store()?),
+        None => None,
+    };
+    let mut counts = match (&args.merge_into, &store, &args.image) {
+        (Some(path), _, _) => read_profile(path)?,
+        (None, Some(store), Some(image)) => {
+            let order = store
+                .load(image)?
+                .map_or(DEFAULT_ORDER, |p| p.counts.order());
+            NgramCounts::new(order)?
+        }
+        _ => NgramCounts::new(DEFAULT_ORDER)?,
     };
     let format = match args.format {
         LearnFormat::Strace => Format::Strace,
@@ -305,7 +323,21 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
     if counts.events() == 0 {
         bail!("no syscalls in the traces: nothing to learn");
     }
-    write_output(Some(&args.output), &codec::encode(&counts))?;
+    if let (Some(store), Some(image)) = (&store, &args.image) {
+        let learning = Learning {
+            counts,
+            containers: 1,
+            maxima: Vec::new(),
+        };
+        let merged = store.merge(image, &learning, None)?;
+        eprintln!(
+            "chaperone: learned {events} syscalls into profile {image} of {} ({} new n-grams)",
+            store.path().display(),
+            merged.new_grams
+        );
+        return Ok(());
+    }
+    write_output(args.output.as_deref(), &codec::encode(&counts))?;
     eprintln!(
         "chaperone: learned {events} syscalls; the profile has {} syscalls, {} events",
         counts.alphabet().len(),

@@ -52,6 +52,11 @@ impl Locations {
         }
     }
 
+    /// Opens the store, creating it if needed (for commands that write).
+    pub fn open_or_create_store(&self) -> Result<Store> {
+        Ok(Store::open(&self.db_path()?)?)
+    }
+
     /// Opens the store; a missing one is an error (reading commands never create it).
     pub fn store(&self) -> Result<Store> {
         let path = self.db_path()?;

@@ -157,3 +157,33 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no alert zzzz"));
 }
+
+#[test]
+fn learn_into_the_store_merges_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let db = db.to_str().unwrap();
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../seccomp-gen/tests/fixtures/webserver-v1.strace");
+    let trace = trace.to_str().unwrap();
+    let learn = [
+        "learn", "--format", "strace", "--from", trace, "--image", "web", "--db", db,
+    ];
+    ok(&learn);
+    let one: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", db])).unwrap();
+    ok(&learn);
+    let two: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", db])).unwrap();
+    assert_eq!(two["containers"], 2);
+    assert_eq!(
+        two["events"].as_u64().unwrap(),
+        2 * one["events"].as_u64().unwrap()
+    );
+    assert_eq!(
+        two["ngrams"], one["ngrams"],
+        "the same traces add no n-gram"
+    );
+    let neither = chaperone(&["learn", "--format", "strace", "--from", trace]);
+    assert_eq!(neither.status.code(), Some(2), "-o or --image is required");
+}
