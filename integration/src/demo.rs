@@ -131,8 +131,8 @@ pub fn get(port: u16, path: &str) -> Result<String> {
     Ok(body)
 }
 
-/// Runs the whole story on `ctrd` (whose shims are chaperone's).
-pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
+/// Configures chaperone for the demo and builds the web image.
+pub fn prepare(ctrd: &Containerd) -> Result<()> {
     ctrd.set_chaperone_config(CONFIG)?;
     step(&format!("building the web image {IMAGE} (busybox httpd + a CGI script with a command-injection bug)"));
     ctrd.import_image(
@@ -143,16 +143,28 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
             ("www/cgi-bin/greet", GREET_CGI, 0o755),
             ("secret/api-key", SECRET, 0o600),
         ],
-    )?;
-    let mut outcome = Outcome::default();
+    )
+}
 
+/// Sends the benign workload; every request must be answered.
+pub fn benign_traffic(port: u16) -> Result<()> {
+    for path in BENIGN {
+        let response = get(port, path).with_context(|| format!("benign request {path}"))?;
+        if !response.starts_with("HTTP/1.") {
+            bail!("benign request {path}: no HTTP response: {response:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Learns the web server, one container per run, until the policy promotes its profile;
+/// returns the runs and the events learned.
+pub fn learn(ctrd: &Containerd, opts: &Options) -> Result<(usize, u64)> {
     step("learning: each run starts the server under chaperone, sends benign traffic, stops it");
     for run in 1..=opts.max_learn_runs {
         let id = format!("web-learn-{run}");
-        let server = Server::start(ctrd, &id, opts.port)?;
-        for path in BENIGN {
-            get(opts.port, path).with_context(|| format!("benign request {path}"))?;
-        }
+        let server = Server::start(ctrd, &id, opts.port, &[])?;
+        benign_traffic(opts.port)?;
         server.stop()?;
         let s = summary(ctrd)?;
         println!(
@@ -163,29 +175,32 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
             s.mode.map_or("learn", |m| m.as_str()),
         );
-        outcome.learn_runs = run;
-        outcome.events = s.events;
         if s.mode == Some(chaperone_config::Mode::Enforce) {
-            break;
+            println!(
+                "    converged: the promotion policy switched profile {PROFILE} to enforce (action: kill)"
+            );
+            return Ok((run, s.events));
         }
     }
     let s = summary(ctrd)?;
-    if s.mode != Some(chaperone_config::Mode::Enforce) {
-        let kept = std::env::temp_dir().join(format!("chaperone-demo-{}.db", std::process::id()));
-        if std::fs::copy(ctrd.db_path(), &kept).is_ok() {
-            println!(
-                "    the profile store is kept for inspection: {}",
-                kept.display()
-            );
-        }
-        bail!(
-            "the profile did not converge in {} runs: {s:?}",
-            opts.max_learn_runs
+    let kept = std::env::temp_dir().join(format!("chaperone-demo-{}.db", std::process::id()));
+    if std::fs::copy(ctrd.db_path(), &kept).is_ok() {
+        println!(
+            "    the profile store is kept for inspection: {}",
+            kept.display()
         );
     }
-    println!(
-        "    converged: the promotion policy switched profile {PROFILE} to enforce (action: kill)"
-    );
+    bail!(
+        "the profile did not converge in {} runs: {s:?}",
+        opts.max_learn_runs
+    )
+}
+
+/// Runs the whole story on `ctrd` (whose shims are chaperone's).
+pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
+    prepare(ctrd)?;
+    let mut outcome = Outcome::default();
+    (outcome.learn_runs, outcome.events) = learn(ctrd, opts)?;
 
     step(&format!(
         "enforce: {} benign run(s), each a fresh container with the same traffic",
@@ -193,7 +208,7 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     ));
     for run in 1..=opts.benign_runs {
         let id = format!("web-benign-{run}");
-        let server = Server::start(ctrd, &id, opts.port)?;
+        let server = Server::start(ctrd, &id, opts.port, &[])?;
         let mut ok = true;
         for path in BENIGN {
             if get(opts.port, path).is_err() {
@@ -223,7 +238,7 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     );
     for run in 1..=opts.attack_runs {
         let id = format!("web-attack-{run}");
-        let server = Server::start(ctrd, &id, opts.port)?;
+        let server = Server::start(ctrd, &id, opts.port, &[])?;
         let started = Instant::now();
         let response = get(opts.port, ATTACK);
         let leaked = response.as_ref().is_ok_and(|r| r.contains(SECRET));
@@ -302,32 +317,22 @@ fn alerts_of(ctrd: &Containerd, id: &str) -> Result<Vec<Value>> {
 }
 
 /// A web server container; removed on drop.
-struct Server<'a> {
+#[derive(Debug)]
+pub struct Server<'a> {
     ctrd: &'a Containerd,
     id: String,
 }
 
 impl<'a> Server<'a> {
-    fn start(ctrd: &'a Containerd, id: &str, port: u16) -> Result<Self> {
+    /// Starts the server as container `id` listening on `port`, with `extra` `ctr run` flags.
+    pub fn start(ctrd: &'a Containerd, id: &str, port: u16, extra: &[&str]) -> Result<Self> {
         let listen = format!("127.0.0.1:{port}");
         let annotation = format!("chaperone.io/profile={PROFILE}");
-        ctrd.ctr_ok(&[
-            "run",
-            "-d",
-            "--net-host",
-            "--runtime",
-            CHAPERONE,
-            "--annotation",
-            &annotation,
-            IMAGE,
-            id,
-            "httpd",
-            "-f",
-            "-p",
-            &listen,
-            "-h",
-            "/www",
-        ])?;
+        let mut args = vec!["run", "-d", "--net-host", "--runtime", CHAPERONE];
+        args.extend(["--annotation", &annotation]);
+        args.extend_from_slice(extra);
+        args.extend([IMAGE, id, "httpd", "-f", "-p", &listen, "-h", "/www"]);
+        ctrd.ctr_ok(&args)?;
         let server = Self {
             ctrd,
             id: id.to_owned(),
@@ -341,7 +346,7 @@ impl<'a> Server<'a> {
 
     /// Stops the server (SIGKILL: httpd is pid 1 and has no SIGTERM handler) and deletes it;
     /// the shim stores what was learned before the delete returns.
-    fn stop(self) -> Result<()> {
+    pub fn stop(self) -> Result<()> {
         self.ctrd
             .ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &self.id])?;
         wait_for("the server to stop", Duration::from_secs(15), || {
