@@ -9,7 +9,8 @@ Usage: scripts/install.sh [--prefix DIR] [--deps-only] [--help]
 
 Installs the Debian packages chaperone builds against (${BUILD_PACKAGES[*]}),
 builds the workspace in release mode and installs the binaries
-(chaperone, containerd-shim-chaperone-v2) into PREFIX/bin.
+(chaperone, containerd-shim-chaperone-v2 and its alias containerd-shim-runc-v2-chaperone,
+runtime io.containerd.runc.v2-chaperone) into PREFIX/bin.
 
   --prefix DIR   where to install (default /usr/local)
   --deps-only    install the packages, build nothing
@@ -38,7 +39,7 @@ cd "$CHAPERONE_ROOT"
 log "building release binaries"
 cargo build --release --locked -p chaperone -p containerd-shim-chaperone-v2
 install -d "$prefix/bin"
-for bin in chaperone containerd-shim-chaperone-v2; do
+for bin in chaperone containerd-shim-chaperone-v2 containerd-shim-runc-v2-chaperone; do
     install -m 0755 "target/release/$bin" "$prefix/bin/$bin"
     log "installed $prefix/bin/$bin"
 done

@@ -42,3 +42,42 @@ pub async fn run(flags: containerd_shim::Flags) -> ExitCode {
         }
     }
 }
+
+/// The whole program of both binaries (`containerd-shim-chaperone-v2` and its alias
+/// `containerd-shim-runc-v2-chaperone`): parses the flags, answers `-v`, runs the shim.
+pub fn main() -> ExitCode {
+    use std::io::Write;
+    let args: Vec<_> = std::env::args_os().collect();
+    let flags = match containerd_shim::parse(args.get(1..).unwrap_or_default()) {
+        Ok(flags) => flags,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{}: {e}", RUNTIME_TYPE);
+            return ExitCode::FAILURE;
+        }
+    };
+    if flags.version {
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}:\n  Version: {}\n  Runtime: {}",
+            args.first()
+                .map(|a| a.to_string_lossy())
+                .unwrap_or_default(),
+            env!("CARGO_PKG_VERSION"),
+            RUNTIME_TYPE,
+        );
+        return ExitCode::SUCCESS;
+    }
+    // The supervisors run on their own threads; the runtime only serves ttrpc and runc calls.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(flags))
+}

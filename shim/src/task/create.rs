@@ -147,11 +147,20 @@ impl TaskService {
 
 /// runc's `Options` from the request (containerd sends them for runc-style runtimes, or when
 /// the runtime's config has options), defaults otherwise.
+/// The protobuf type of runc's `Options` in a create request.
+const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+
 fn options_of(req: &CreateTaskRequest) -> Result<Options> {
     let Some(any) = req.options.as_ref() else {
         return Ok(Options::default());
     };
     if any.value.is_empty() {
+        return Ok(Options::default());
+    }
+    // Runtimes named io.containerd.runc.* get runc's Options from containerd's client; CRI
+    // sends others its generic runtimeoptions, which this shim does not use.
+    if !any.type_url.is_empty() && !any.type_url.ends_with(RUNC_OPTIONS_TYPE) {
+        tracing::warn!(type_url = %any.type_url, "create options of another type are ignored");
         return Ok(Options::default());
     }
     Options::parse_from_bytes(&any.value).map_err(|source| ShimError::Protobuf {
