@@ -17,6 +17,8 @@ use crate::runc::{self, BUSYBOX};
 pub const CHAPERONE: &str = "io.containerd.chaperone.v2";
 /// The stock runc shim containerd ships (checks the tests themselves).
 pub const RUNC_V2: &str = "io.containerd.runc.v2";
+/// chaperone under its runc-style alias (binary `containerd-shim-runc-v2-chaperone`).
+pub const CHAPERONE_RUNC_ALIAS: &str = "io.containerd.runc.v2-chaperone";
 /// The shim binary's file name.
 pub const SHIM_BINARY: &str = "containerd-shim-chaperone-v2";
 /// The image [`Containerd::import_busybox`] imports.

@@ -12,12 +12,16 @@ use std::time::Duration;
 
 use chaperone_integration::containerd::{
     self, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
-    RUNC_V2,
+    CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
-    let short = if runtime == CHAPERONE { "chp" } else { "runc" };
+    let short = match runtime {
+        CHAPERONE => "chp",
+        CHAPERONE_RUNC_ALIAS => "chpalias",
+        _ => "runc",
+    };
     format!("{test}-{short}-{}", std::process::id())
 }
 
@@ -49,7 +53,7 @@ fn run_to_completion(runtime: &str) {
     assert!(stdout.contains("hello from Linux"), "stdout: {stdout}");
     assert!(stderr.contains("oops"), "stderr: {stderr}");
     assert_host_clean(&ctrd, &id, runtime);
-    if runtime == CHAPERONE {
+    if runtime != RUNC_V2 {
         // The supervisor learned the container: its summary reaches containerd's log.
         let learned = wait_for(
             "the learned summary in the log",
@@ -121,7 +125,7 @@ fn assert_host_clean(ctrd: &Containerd, id: &str, runtime: &str) {
         runc_state.display()
     );
     assert!(!mounted(id), "a mount of {id} is left");
-    if runtime == CHAPERONE {
+    if runtime != RUNC_V2 {
         let sockets = ctrd.run_dir().join("s");
         let left: Vec<_> = std::fs::read_dir(&sockets)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -133,6 +137,12 @@ fn assert_host_clean(ctrd: &Containerd, id: &str, runtime: &str) {
 #[test]
 fn chaperone_runs_a_container_to_completion_and_learns_it() {
     run_to_completion(CHAPERONE);
+}
+
+#[test]
+fn the_runc_named_alias_takes_runc_options_and_learns_too() {
+    // containerd's client sends runc's Options to runtimes named io.containerd.runc.*.
+    run_to_completion(CHAPERONE_RUNC_ALIAS);
 }
 
 #[test]
