@@ -232,16 +232,18 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         let id = accepted.state.metadata().clone().unwrap_or_default();
         let traced = plans.start(&id);
         let registry = Arc::clone(plans);
+        let container = id.clone();
         let spawned = std::thread::Builder::new()
             .name("chaperone-sup".into())
             .spawn(move || {
                 supervise(accepted, traced, stats);
-                registry.done(&id);
+                registry.done(&container);
             });
         if let Err(e) = spawned {
             // The fd went with the closure: the kernel now fails the container's traced
             // syscalls with ENOSYS. Say so loudly.
-            warn!(error = %e, "cannot start a supervisor thread; the container is not served");
+            plans.done(&id);
+            warn!(container = %id, error = %e, "cannot start a supervisor thread; the container is not served");
         }
     }
 }

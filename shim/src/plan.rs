@@ -104,34 +104,12 @@ impl Plan {
         plan.mode = annotated
             .or(summary.as_ref().and_then(|s| s.mode))
             .unwrap_or(config.mode);
-        plan.model = match plan.mode {
-            Mode::Off => Model::None,
-            Mode::Learn => match load_scorer(&store, &key)? {
-                Some(scorer) => Model::Reference(scorer),
-                None => Model::None,
-            },
-            Mode::Monitor | Mode::Enforce => {
-                let not_learned = |reason| ShimError::NotLearned {
-                    mode: plan.mode,
-                    key: key.clone(),
-                    reason,
-                };
-                let scorer =
-                    load_scorer(&store, &key)?.ok_or_else(|| not_learned("does not exist"))?;
-                let threshold = store
-                    .threshold(&key, config.model.target_far)
-                    .map_err(|source| ShimError::Store { source })?
-                    .ok_or_else(|| {
-                        not_learned("has no calibration data (learn at least two containers)")
-                    })?;
-                let detect =
-                    Detect::new(scorer, threshold.max(1e-3)).map_err(|e| ShimError::Model {
-                        key: key.clone(),
-                        source: Box::new(e),
-                    })?;
-                Model::Detect(detect)
-            }
-        };
+        match model_for(&store, &key, plan.mode, config.model.target_far) {
+            Ok(model) => plan.model = model,
+            // A stored model that cannot be read is the store failing: the fail mode decides.
+            Err(ShimError::Store { source }) => return plan.store_failed(source),
+            Err(e) => return Err(e),
+        }
         Ok(plan)
     }
 
@@ -149,6 +127,34 @@ impl Plan {
     /// Where alerts go.
     pub fn alerts_path(&self) -> &PathBuf {
         &self.config.alerts_path
+    }
+}
+
+/// The model a container of profile `key` runs with in `mode`.
+fn model_for(store: &Store, key: &str, mode: Mode, far: f64) -> Result<Model> {
+    match mode {
+        Mode::Off => Ok(Model::None),
+        Mode::Learn => Ok(load_scorer(store, key)?.map_or(Model::None, Model::Reference)),
+        Mode::Monitor | Mode::Enforce => {
+            let not_learned = |reason| ShimError::NotLearned {
+                mode,
+                key: key.to_owned(),
+                reason,
+            };
+            let scorer = load_scorer(store, key)?.ok_or_else(|| not_learned("does not exist"))?;
+            let threshold = store
+                .threshold(key, far)
+                .map_err(|source| ShimError::Store { source })?
+                .ok_or_else(|| {
+                    not_learned("has no calibration data (learn at least two containers)")
+                })?;
+            let detect =
+                Detect::new(scorer, threshold.max(1e-3)).map_err(|e| ShimError::Model {
+                    key: key.to_owned(),
+                    source: Box::new(e),
+                })?;
+            Ok(Model::Detect(detect))
+        }
     }
 }
 
