@@ -243,7 +243,9 @@ impl Store {
         for (to, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
                 .map_err(self.sql("migrate the schema"))?;
-            tx.pragma_update(None, "user_version", to + 1)
+            // The schema has a handful of versions: the index always fits.
+            let next = i64::try_from(to + 1).unwrap_or(i64::MAX);
+            tx.pragma_update(None, "user_version", next)
                 .map_err(self.sql("record the schema version"))?;
         }
         tx.commit().map_err(self.sql("commit the migration"))
