@@ -4,8 +4,11 @@
 // they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
+
+use common::chaperone;
 
 use serde_json::Value;
 
@@ -21,11 +24,9 @@ fn dataset() -> Option<PathBuf> {
 }
 
 fn eval(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .arg("eval")
-        .args(args)
-        .output()
-        .expect("chaperone runs");
+    let mut all = vec!["eval"];
+    all.extend_from_slice(args);
+    let out = chaperone(&all);
     assert!(
         out.status.success(),
         "chaperone eval {args:?} failed: {}",
@@ -115,25 +116,16 @@ fn p2_learning_from_more_normal_data_helps() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(["eval", "--format", "adfa", "/nonexistent/adfa"])
-        .output()
-        .unwrap();
+    let out = chaperone(&["eval", "--format", "adfa", "/nonexistent/adfa"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/adfa"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(["eval", "--format", "adfa", "x", "--detector", "lstm"])
-        .output()
-        .unwrap();
+    let out = chaperone(&["eval", "--format", "adfa", "x", "--detector", "lstm"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detector"));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(["eval", "--format", "strace", "--train", "x"])
-        .output()
-        .unwrap();
+    let out = chaperone(&["eval", "--format", "strace", "--train", "x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--normal"));
 }

@@ -3,20 +3,16 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
+
+use common::chaperone;
 
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../profiler/tests/fixtures/traces")
-}
-
-fn chaperone(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(args)
-        .output()
-        .expect("chaperone runs")
 }
 
 #[test]

@@ -4,8 +4,11 @@
 // Integration tests are their own crates: their tests have no test module.
 #![allow(clippy::tests_outside_test_module)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{chaperone, code, ok};
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 use serde_json::Value;
@@ -14,23 +17,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../seccomp-gen/tests/fixtures")
         .join(name)
-}
-
-fn chaperone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(args)
-        .output()
-        .expect("chaperone runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = chaperone(args);
-    assert!(
-        out.status.success(),
-        "chaperone {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn learn(dir: &Path, trace: &str, name: &str) -> String {
@@ -187,18 +173,8 @@ fn diff_reports_and_gates() {
         assert_eq!(out.status.code(), Some(3), "{policy}");
     }
     // v2 -> v1 only removes: nothing new, nothing risky.
-    assert_eq!(
-        chaperone(&["diff", &v2, &v1, "--fail-on", "risky"])
-            .status
-            .code(),
-        Some(0)
-    );
-    assert_eq!(
-        chaperone(&["diff", &v2, &v1, "--fail-on", "any"])
-            .status
-            .code(),
-        Some(3)
-    );
+    assert_eq!(code(&["diff", &v2, &v1, "--fail-on", "risky"]), Some(0));
+    assert_eq!(code(&["diff", &v2, &v1, "--fail-on", "any"]), Some(3));
 }
 
 #[test]
@@ -220,9 +196,7 @@ fn learn_extends_a_profile() {
     let v2 = learn(dir.path(), "webserver-v2.strace", "v2.profile");
     // v1 + v2 has everything v2 has.
     assert_eq!(
-        chaperone(&["diff", &v1, &v2, "--fail-on", "new-syscalls"])
-            .status
-            .code(),
+        code(&["diff", &v1, &v2, "--fail-on", "new-syscalls"]),
         Some(0)
     );
 }

@@ -4,32 +4,16 @@
 // Integration tests are their own crates: their tests have no test module.
 #![allow(clippy::tests_outside_test_module)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::{chaperone, ok};
 
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store};
 use chaperone_profiler::syscalls::sym_of;
 use serde_json::{json, Value};
-
-fn chaperone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaperone"))
-        .args(args)
-        // The machine's own config must not leak into the test.
-        .env("CHAPERONE_CONFIG", "/dev/null")
-        .output()
-        .expect("chaperone runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = chaperone(args);
-    assert!(
-        out.status.success(),
-        "chaperone {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn syms(names: &[&str]) -> Vec<u16> {
     names.iter().map(|n| sym_of(n).unwrap()).collect()
