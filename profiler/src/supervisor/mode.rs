@@ -348,11 +348,8 @@ impl Mode for Detect {
     type Thread = DetectThread;
 
     fn begin_thread(&mut self) -> DetectThread {
-        DetectThread {
-            state: self.scorer.start(),
-            window: Window::default(),
-            recent: Recent::default(),
-        }
+        // Detection counts nothing per thread: a new thread starts from the empty state.
+        self.empty_thread()
     }
 
     fn empty_thread(&self) -> DetectThread {
