@@ -133,10 +133,9 @@ impl Source<'_> {
             Source::File(path) => read_profile(path),
             Source::Store(loc, key) => {
                 let store = loc.store()?;
-                let profile = store
-                    .load(key)?
-                    .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?;
-                Ok(profile.counts)
+                store
+                    .model(key)?
+                    .with_context(|| format!("no profile {key:?} in {}", store.path().display()))
             }
         }
     }
@@ -300,9 +299,7 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
     let mut counts = match (&args.merge_into, &store, &args.image) {
         (Some(path), _, _) => read_profile(path)?,
         (None, Some(store), Some(image)) => {
-            let order = store
-                .load(image)?
-                .map_or(DEFAULT_ORDER, |p| p.counts.order());
+            let order = store.model(image)?.map_or(DEFAULT_ORDER, |c| c.order());
             NgramCounts::new(order)?
         }
         _ => NgramCounts::new(DEFAULT_ORDER)?,

@@ -311,9 +311,8 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
     }
     let store = loc.store()?;
     let order = store
-        .load(key)?
+        .model(key)?
         .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?
-        .counts
         .order();
     let mut counts = NgramCounts::new(order)?;
     counts.learn_sequence(&window);

@@ -450,18 +450,31 @@ impl Store {
         let Some(summary) = self.summary(key)? else {
             return Ok(None);
         };
-        let bytes: Vec<u8> = self
+        let counts = self.model(key)?.ok_or_else(|| StoreError::NoProfile {
+            path: self.path.clone(),
+            key: key.to_owned(),
+        })?;
+        Ok(Some(Profile { summary, counts }))
+    }
+
+    /// The model of profile `key` alone (no summary queries), if the profile exists.
+    pub fn model(&self, key: &str) -> Result<Option<NgramCounts>> {
+        let bytes: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT model FROM profiles WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
+            .optional()
             .map_err(self.sql("read the model"))?;
-        let counts = codec::decode(&bytes).map_err(|source| StoreError::Model {
-            path: self.path.clone(),
-            key: key.to_owned(),
-            source,
-        })?;
-        Ok(Some(Profile { summary, counts }))
+        bytes
+            .map(|b| {
+                codec::decode(&b).map_err(|source| StoreError::Model {
+                    path: self.path.clone(),
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
     }
 
     /// The detection threshold of profile `key` at false-alarm rate `far`: the quantile of its
@@ -651,6 +664,11 @@ mod tests {
         assert_eq!(p.summary.mode, None);
         assert_eq!(store.threshold("img", 0.0).unwrap(), Some(0.9));
         assert!(store.load("other").unwrap().is_none());
+        assert!(store.model("other").unwrap().is_none());
+        assert_eq!(
+            codec::encode(&store.model("img").unwrap().unwrap()),
+            codec::encode(&want)
+        );
         assert_eq!(store.list().unwrap().len(), 1);
     }
 

@@ -191,16 +191,16 @@ fn parse_annotation<T: FromStr<Err = ConfigError>>(
 }
 
 fn load_scorer(store: &Store, key: &str) -> Result<Option<Arc<NgramScorer>>> {
-    let Some(profile) = store
-        .load(key)
+    let Some(counts) = store
+        .model(key)
         .map_err(|source| ShimError::Store { source })?
     else {
         return Ok(None);
     };
-    if profile.counts.events() == 0 {
+    if counts.events() == 0 {
         return Ok(None);
     }
-    NgramScorer::new(&profile.counts, Smoothing::default())
+    NgramScorer::new(&counts, Smoothing::default())
         .map(|s| Some(Arc::new(s)))
         .map_err(|e| ShimError::Model {
             key: key.to_owned(),
