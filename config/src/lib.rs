@@ -19,6 +19,9 @@ pub const DEFAULT_TARGET_FAR: f64 = 0.05;
 pub const DEFAULT_ORDER: usize = 8;
 /// Longest n-gram order the model supports (eight 16-bit symbols pack into one 128-bit key).
 pub const MAX_ORDER: usize = 8;
+/// Default share of a profile's learned events whose syscalls the tiered filter allows in the
+/// kernel (the hot set).
+pub const DEFAULT_HOT_COVERAGE: f64 = 0.99;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,20 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// What the tiered filter of enforce mode does with a syscall the profile never saw
+    /// (monitor mode always notifies: it never interferes).
+    Unseen, "unseen action", {
+        /// Notify it: the supervisor scores it (a never-seen syscall deviates), alerts and
+        /// applies the container's action.
+        Notify => "notify",
+        /// Fail it with EPERM in the kernel: no alert, no supervisor round trip.
+        Errno => "errno",
+        /// Kill the calling process in the kernel (`SCMP_ACT_KILL_PROCESS`): no alert.
+        Kill => "kill",
+    }
+);
+
 /// The node-wide configuration (`/etc/chaperone/config.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +174,8 @@ pub struct Config {
     pub alerts_path: PathBuf,
     /// Sequence model settings.
     pub model: ModelConfig,
+    /// The tiered filter of monitor and enforce mode.
+    pub filter: FilterConfig,
     /// When set, learning profiles move to `promotion.to` once they converge.
     pub promotion: Option<PromotionPolicy>,
 }
@@ -217,8 +236,43 @@ impl Default for Config {
             db_path: PathBuf::from(DEFAULT_DB_PATH),
             alerts_path: PathBuf::from(DEFAULT_ALERTS_PATH),
             model: ModelConfig::default(),
+            filter: FilterConfig::default(),
             promotion: None,
         }
+    }
+}
+
+/// Settings of the tiered filter (`[filter]`): which learned syscalls the kernel allows without
+/// asking the supervisor, and what happens to those never learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// The most frequent learned syscalls covering this share of the learned events are allowed
+    /// in the kernel (0: trace everything learned; 1: trace nothing learned). In [0, 1].
+    pub hot_coverage: f64,
+    /// What enforce mode does with a never-learned syscall.
+    pub unseen: Unseen,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            hot_coverage: DEFAULT_HOT_COVERAGE,
+            unseen: Unseen::Notify,
+        }
+    }
+}
+
+impl FilterConfig {
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.hot_coverage) {
+            return Err(ConfigError::Invalid {
+                field: "filter.hot_coverage",
+                reason: format!("{} is not in [0, 1]", self.hot_coverage),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +324,7 @@ impl Config {
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
+        self.filter.validate()?;
         self.promotion
             .as_ref()
             .map_or(Ok(()), PromotionPolicy::validate)
@@ -335,6 +390,19 @@ mod tests {
         assert!(err.to_string().contains("model.order"), "{err}");
         let err = Config::parse("[model]\ntarget_far = 0.9").unwrap_err();
         assert!(err.to_string().contains("model.target_far"), "{err}");
+        let err = Config::parse("[filter]\nhot_coverage = 1.5").unwrap_err();
+        assert!(err.to_string().contains("filter.hot_coverage"), "{err}");
+        let err = Config::parse("[filter]\nunseen = \"deny\"").unwrap_err();
+        let chain = format!("{err} {:?}", std::error::Error::source(&err));
+        assert!(chain.contains("notify"), "{chain}");
+    }
+
+    #[test]
+    fn filter_section_parses() {
+        let c = Config::parse("[filter]\nhot_coverage = 0.5\nunseen = \"kill\"\n").unwrap();
+        assert_eq!(c.filter.hot_coverage, 0.5);
+        assert_eq!(c.filter.unseen, Unseen::Kill);
+        assert_eq!(Config::default().filter.unseen, Unseen::Notify);
     }
 
     #[test]
