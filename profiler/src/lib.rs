@@ -9,4 +9,5 @@ pub mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
 pub mod syscalls;
+pub mod tiers;
 pub mod trace;

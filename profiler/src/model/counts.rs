@@ -136,6 +136,14 @@ impl NgramCounts {
         Ok(())
     }
 
+    /// Each syscall seen with how often (the unigram counts), in no particular order.
+    pub fn unigrams(&self) -> impl Iterator<Item = (Sym, u64)> + '_ {
+        self.grams
+            .iter()
+            .filter(|&(&g, _)| key::len(g) == 1)
+            .filter_map(|(&g, &c)| Some((key::last(g)?, c)))
+    }
+
     /// The distinct syscalls seen (unigrams), sorted.
     pub fn alphabet(&self) -> Vec<Sym> {
         let mut syms: Vec<Sym> = self

@@ -1,0 +1,217 @@
+//! The tiers of monitor and enforce mode (DESIGN.md, "tiered filter"): the syscalls a profile
+//! saw most often are allowed in the kernel (the hot set), the rest of what it saw is traced and
+//! scored, and what it never saw gets an in-kernel action or is traced to alert.
+//!
+//! The supervisor of a tiered container sees only the traced syscalls, so its model must be
+//! trained on the learned threads projected onto that alphabet (the hot syscalls removed), not
+//! on the whole stream: [`train_projected`] does that from the threads the store keeps, and
+//! calibrates the projected model's threshold on runs it did not learn from.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::detector::stats;
+use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
+use crate::supervisor::Window;
+use crate::syscalls::Sym;
+
+/// How often each syscall was learned (the model's unigrams), most frequent first; ties by
+/// symbol.
+pub fn frequencies(counts: &NgramCounts) -> Vec<(Sym, u64)> {
+    let mut freq: Vec<(Sym, u64)> = counts.unigrams().collect();
+    freq.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    freq
+}
+
+/// The hot set: the most frequent learned syscalls, added in order of frequency until they
+/// cover `coverage` of the learned events (0 gives the empty set: everything seen is traced).
+/// A syscall tied in frequency with the last one taken is taken too, so the set does not
+/// depend on the order of equals.
+pub fn hot_set(counts: &NgramCounts, coverage: f64) -> BTreeSet<Sym> {
+    let freq = frequencies(counts);
+    let total: u64 = freq.iter().map(|&(_, c)| c).sum();
+    let mut hot = BTreeSet::new();
+    if total == 0 || coverage <= 0.0 {
+        return hot;
+    }
+    #[allow(clippy::cast_precision_loss)] // a share
+    let goal = coverage.min(1.0) * total as f64;
+    let mut covered = 0_u64;
+    let mut last = None;
+    for (sym, count) in freq {
+        #[allow(clippy::cast_precision_loss)]
+        let done = covered as f64 >= goal;
+        if done && last != Some(count) {
+            break;
+        }
+        hot.insert(sym);
+        covered += count;
+        last = Some(count);
+    }
+    hot
+}
+
+/// A thread with the hot syscalls removed: what a tiered supervisor sees of it.
+pub fn project(thread: &[Sym], hot: &BTreeSet<Sym>) -> Vec<Sym> {
+    thread
+        .iter()
+        .copied()
+        .filter(|s| !hot.contains(s))
+        .collect()
+}
+
+/// A model of the traced alphabet and its calibrated window threshold.
+#[derive(Debug, Clone)]
+pub struct Projected {
+    /// The scorer of the projected threads.
+    pub scorer: Arc<NgramScorer>,
+    /// The window threshold at the target false-alarm rate (at least one millinat).
+    pub threshold: f32,
+    /// Projected events learned.
+    pub events: u64,
+    /// Held-out threads the threshold was calibrated on.
+    pub calibration: usize,
+}
+
+/// Trains the model of the traced alphabet from learned `runs` (each a run's threads), with
+/// the `hot` syscalls removed, and calibrates its threshold to a per-thread false-alarm rate
+/// `far` on held-out data: runs at even positions are scored by a model of the odd ones and
+/// the other way round (with a single run, its threads are split the same way), and each
+/// thread's highest window score is one calibration point. The returned scorer learns from
+/// every run. `None` when no projected thread is left to learn from or to calibrate on.
+pub fn train_projected(
+    runs: &[Vec<Vec<Sym>>],
+    hot: &BTreeSet<Sym>,
+    order: usize,
+    far: f64,
+) -> Result<Option<Projected>, ModelError> {
+    let projected: Vec<Vec<Vec<Sym>>> = runs
+        .iter()
+        .map(|run| {
+            run.iter()
+                .map(|t| project(t, hot))
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|run| !run.is_empty())
+        .collect();
+    // Two folds: by run when there are several, else by thread within the one run.
+    let folds: [Vec<&[Sym]>; 2] = if projected.len() >= 2 {
+        let fold = |parity| {
+            projected
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == parity)
+                .flat_map(|(_, run)| run.iter().map(Vec::as_slice))
+                .collect()
+        };
+        [fold(0), fold(1)]
+    } else {
+        let threads: Vec<&[Sym]> = projected.iter().flatten().map(Vec::as_slice).collect();
+        let fold = |parity| {
+            threads
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == parity)
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        [fold(0), fold(1)]
+    };
+    if folds.iter().any(Vec::is_empty) {
+        return Ok(None);
+    }
+    let mut maxima = Vec::new();
+    for (train, held_out) in [(&folds[0], &folds[1]), (&folds[1], &folds[0])] {
+        let scorer = scorer_of(train, order)?;
+        maxima.extend(held_out.iter().map(|t| max_window(&scorer, t)));
+    }
+    let Some(threshold) = stats::calibrate(&maxima, far) else {
+        return Ok(None);
+    };
+    let all: Vec<&[Sym]> = folds.iter().flatten().copied().collect();
+    let scorer = scorer_of(&all, order)?;
+    #[allow(clippy::cast_possible_truncation)] // nats per event are small numbers
+    Ok(Some(Projected {
+        scorer: Arc::new(scorer),
+        threshold: (threshold as f32).max(1e-3),
+        events: all.iter().map(|t| t.len() as u64).sum(),
+        calibration: maxima.len(),
+    }))
+}
+
+fn scorer_of(threads: &[&[Sym]], order: usize) -> Result<NgramScorer, ModelError> {
+    let mut counts = NgramCounts::new(order)?;
+    for t in threads {
+        counts.learn_sequence(t);
+    }
+    NgramScorer::new(&counts, Smoothing::default())
+}
+
+/// A thread's highest window score under `scorer` (as the supervisor computes it).
+pub fn max_window(scorer: &NgramScorer, thread: &[Sym]) -> f64 {
+    let mut state = scorer.start();
+    let mut window = Window::default();
+    thread
+        .iter()
+        .map(|&s| f64::from(window.push(scorer.step(&mut state, s).surprisal)))
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(threads: &[&[Sym]]) -> NgramCounts {
+        let mut c = NgramCounts::new(3).unwrap();
+        for t in threads {
+            c.learn_sequence(t);
+        }
+        c
+    }
+
+    #[test]
+    fn the_hot_set_covers_the_share_asked_for_with_ties_kept_together() {
+        // 1: 6 times, 2: 2 times, 3: 2 times, 4: once (11 events).
+        let c = counts(&[&[1, 1, 1, 2, 3, 1], &[1, 1, 2, 3, 4]]);
+        assert_eq!(frequencies(&c)[0], (1, 6));
+        assert_eq!(hot_set(&c, 0.0), BTreeSet::new());
+        assert_eq!(hot_set(&c, 0.5), BTreeSet::from([1]));
+        // 6/11 < 0.6: one more is needed, and 3 ties with 2.
+        assert_eq!(hot_set(&c, 0.6), BTreeSet::from([1, 2, 3]));
+        assert_eq!(hot_set(&c, 1.0), BTreeSet::from([1, 2, 3, 4]));
+        assert_eq!(hot_set(&NgramCounts::new(3).unwrap(), 0.9), BTreeSet::new());
+    }
+
+    #[test]
+    fn projection_removes_the_hot_syscalls() {
+        assert_eq!(project(&[1, 5, 1, 6, 1], &BTreeSet::from([1])), vec![5, 6]);
+    }
+
+    #[test]
+    fn the_projected_model_learns_the_traced_sequence_and_calibrates_on_held_out_runs() {
+        // Normal threads: the traced syscalls 10 and 11 alternate between hot ones.
+        let thread: Vec<Sym> = (0..200).map(|i| [1, 10, 2, 11][i % 4]).collect();
+        let runs = vec![vec![thread.clone()], vec![thread.clone()], vec![thread]];
+        let hot = BTreeSet::from([1, 2]);
+        let p = train_projected(&runs, &hot, 3, 0.01).unwrap().unwrap();
+        assert_eq!(p.events, 300);
+        assert_eq!(p.calibration, 3);
+        let normal: Vec<Sym> = (0..100).map(|i| [10, 11][i % 2]).collect();
+        assert!(max_window(&p.scorer, &normal) <= f64::from(p.threshold));
+        let odd: Vec<Sym> = (0..100).map(|i| [10, 10, 11][i % 3]).collect();
+        assert!(max_window(&p.scorer, &odd) > f64::from(p.threshold));
+    }
+
+    #[test]
+    fn nothing_to_learn_or_calibrate_on_gives_none() {
+        let hot = BTreeSet::from([1]);
+        assert!(train_projected(&[], &hot, 3, 0.01).unwrap().is_none());
+        // Everything hot: no projected thread is left.
+        let runs = vec![vec![vec![1, 1, 1]], vec![vec![1]]];
+        assert!(train_projected(&runs, &hot, 3, 0.01).unwrap().is_none());
+        // One run with one thread: nothing held out.
+        let runs = vec![vec![vec![5, 6, 7]]];
+        assert!(train_projected(&runs, &hot, 3, 0.01).unwrap().is_none());
+    }
+}
