@@ -309,12 +309,17 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
         LearnFormat::Sysdig => Format::Sysdig,
     };
     let mut events = 0_u64;
+    let mut threads = Vec::new();
     for path in &args.from {
         let traces = trace::read_traces(format, path, args.arch)
             .with_context(|| format!("cannot learn from {}", path.display()))?;
-        for t in &traces {
+        for t in traces {
             counts.learn_sequence(&t.events);
             events += t.events.len() as u64;
+            // The store keeps the threads for the tiered filter's model.
+            if store.is_some() {
+                threads.push(t.events);
+            }
         }
     }
     if counts.events() == 0 {
@@ -325,6 +330,7 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
             counts,
             containers: 1,
             maxima: Vec::new(),
+            threads,
         };
         let merged = store.merge(image, &learning, None)?;
         eprintln!(

@@ -322,6 +322,8 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
             counts,
             containers: 0,
             maxima: Vec::new(),
+            // The window is what a tiered supervisor saw: its model learns it too.
+            threads: vec![window.clone()],
         },
         None,
     )?;

@@ -32,6 +32,7 @@ fn learned_store(dir: &Path) -> String {
                     counts,
                     containers: 1,
                     maxima,
+                    threads: Vec::new(),
                 },
                 None,
             )

@@ -17,13 +17,18 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::detector::stats;
 use crate::model::{codec, ModelError, NgramCounts};
+use crate::supervisor::Learned;
+use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// How long a writer waits for another shim's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Held-out maxima kept per profile (the newest; older ones came from a less converged model).
 pub const CALIBRATION_KEEP: usize = 4096;
+/// Recorded events kept per profile (the newest runs that fit; always the newest run), from
+/// which the tiered filter's projected model is trained. Two bytes each.
+pub const TRACE_KEEP_EVENTS: u64 = 2 << 20;
 
 /// Errors of the store. Each names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +112,21 @@ pub struct Learning {
     /// Per-thread maximum window scores against the profile as it was before this run
     /// (held-out data for calibration; empty when the profile was empty).
     pub maxima: Vec<f32>,
+    /// The run's threads as recorded, each its syscalls in order (may be empty: nothing is
+    /// then kept for the tiered model).
+    pub threads: Vec<Vec<Sym>>,
+}
+
+impl Learning {
+    /// What a learning supervisor learned, for `containers` containers.
+    pub fn new(learned: Learned, containers: u64) -> Self {
+        Self {
+            counts: learned.counts,
+            containers,
+            maxima: learned.maxima,
+            threads: learned.threads,
+        }
+    }
 }
 
 /// A profile's summary (no model bytes).
@@ -334,6 +354,25 @@ impl Store {
             params![key, to_i64(CALIBRATION_KEEP as u64)],
         )
         .map_err(sql("trim calibration data"))?;
+        let recorded: u64 = learning.threads.iter().map(|t| t.len() as u64).sum();
+        if recorded > 0 {
+            tx.execute(
+                "INSERT INTO traces (key, events, data) VALUES (?1, ?2, ?3)",
+                params![key, to_i64(recorded), encode_threads(&learning.threads)],
+            )
+            .map_err(sql("record the run's threads"))?;
+            // Keep the newest runs within TRACE_KEEP_EVENTS (the newest one always).
+            tx.execute(
+                "DELETE FROM traces WHERE key = ?1 AND seq < (
+                   SELECT seq FROM (
+                     SELECT seq, SUM(events) OVER (ORDER BY seq DESC) AS newer
+                     FROM traces WHERE key = ?1)
+                   WHERE newer <= ?2 OR seq = (SELECT MAX(seq) FROM traces WHERE key = ?1)
+                   ORDER BY seq LIMIT 1)",
+                params![key, to_i64(TRACE_KEEP_EVENTS)],
+            )
+            .map_err(sql("trim recorded threads"))?;
+        }
 
         let mut promoted = None;
         if let Some(policy) = policy {
@@ -493,6 +532,29 @@ impl Store {
         Ok(stats::calibrate(&maxima, far).map(|t| t as f32))
     }
 
+    /// The recorded runs of profile `key`, oldest first, each its threads' syscalls.
+    pub fn runs(&self, key: &str) -> Result<Vec<Vec<Vec<Sym>>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM traces WHERE key = ?1 ORDER BY seq")
+            .map_err(self.sql("read recorded threads"))?;
+        let blobs: Vec<Vec<u8>> = stmt
+            .query_map([key], |r| r.get(0))
+            .map_err(self.sql("read recorded threads"))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.sql("read recorded threads"))?;
+        blobs
+            .iter()
+            .map(|b| {
+                decode_threads(b).map_err(|source| StoreError::Model {
+                    path: self.path.clone(),
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
     /// Sets (or with `None` clears) the per-image mode of profile `key`.
     pub fn set_mode(&self, key: &str, mode: Option<Mode>) -> Result<()> {
         let changed = self
@@ -512,6 +574,8 @@ impl Store {
             .map_err(self.sql("reset calibration data"))?;
         tx.execute("DELETE FROM learning WHERE key = ?1", [key])
             .map_err(self.sql("reset learning runs"))?;
+        tx.execute("DELETE FROM traces WHERE key = ?1", [key])
+            .map_err(self.sql("reset recorded threads"))?;
         let changed = tx
             .execute("DELETE FROM profiles WHERE key = ?1", [key])
             .map_err(self.sql("reset the profile"))?;
@@ -563,7 +627,8 @@ fn new_rate(conn: &Connection, key: &str, window: u64) -> rusqlite::Result<Optio
 }
 
 /// The schema, one migration per version (index 0 takes version 0 to 1).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE profiles (
         key        TEXT PRIMARY KEY,
         mode       TEXT,
@@ -589,7 +654,74 @@ const MIGRATIONS: &[&str] = &["
         score REAL NOT NULL
     );
     CREATE INDEX calibration_key ON calibration(key, seq);
-"];
+",
+    "
+    CREATE TABLE traces (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        key    TEXT NOT NULL REFERENCES profiles(key),
+        events INTEGER NOT NULL,
+        data   BLOB NOT NULL
+    );
+    CREATE INDEX traces_key ON traces(key, seq);
+",
+];
+
+/// Format version of a recorded run's blob.
+const THREADS_VERSION: u8 = 1;
+
+/// A run's threads as one blob: a version byte, then per thread its length (u32 LE) and its
+/// syscalls (u16 LE each).
+fn encode_threads(threads: &[Vec<Sym>]) -> Vec<u8> {
+    let events: usize = threads.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(1 + 4 * threads.len() + 2 * events);
+    out.push(THREADS_VERSION);
+    for t in threads {
+        // A run records at most MAX_RECORDED_EVENTS (2^20) events.
+        out.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_le_bytes());
+        for s in t {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError> {
+    let corrupt = |offset: usize, reason: &'static str| ModelError::Corrupt { offset, reason };
+    match bytes.first() {
+        Some(&THREADS_VERSION) => {}
+        Some(&found) => {
+            return Err(ModelError::Version {
+                found: u16::from(found),
+                supported: u16::from(THREADS_VERSION),
+            })
+        }
+        None => return Err(corrupt(0, "empty recorded run")),
+    }
+    let mut threads = Vec::new();
+    let mut at = 1;
+    while at < bytes.len() {
+        let len = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| corrupt(at, "truncated thread length"))?;
+        at += 4;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|n| n.checked_mul(2))
+            .and_then(|n| n.checked_add(at))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| corrupt(at, "thread longer than the data"))?;
+        threads.push(
+            bytes[at..end]
+                .chunks_exact(2)
+                .map(|c| Sym::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        );
+        at = end;
+    }
+    Ok(threads)
+}
 
 fn classify(path: &Path, op: &'static str, source: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
@@ -636,6 +768,7 @@ mod tests {
             counts: counts(seq),
             containers: 1,
             maxima: maxima.to_vec(),
+            threads: vec![seq.to_vec()],
         }
     }
 
@@ -720,6 +853,82 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn recorded_runs_come_back_in_order_and_the_oldest_go_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("p.db")).unwrap();
+        let mut l = learning(&[1, 2], &[]);
+        l.threads = vec![vec![1, 2], vec![7]];
+        store.merge("img", &l, None).unwrap();
+        l.threads = Vec::new();
+        store.merge("img", &l, None).unwrap();
+        assert_eq!(store.runs("img").unwrap(), vec![vec![vec![1, 2], vec![7]]]);
+        assert!(store.runs("other").unwrap().is_empty());
+
+        // Runs of half the cap each: only the newest two fit.
+        let half = usize::try_from(TRACE_KEEP_EVENTS / 2).unwrap();
+        for sym in 10..13 {
+            l.threads = vec![vec![sym; half]];
+            store.merge("img", &l, None).unwrap();
+        }
+        let runs = store.runs("img").unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0][0][0], runs[1][0][0]), (11, 12));
+        // A run over the cap alone is still kept.
+        l.threads = vec![vec![13; half * 3]];
+        store.merge("img", &l, None).unwrap();
+        assert_eq!(store.runs("img").unwrap().len(), 1);
+        store.reset("img").unwrap();
+        assert!(store.runs("img").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_recorded_run_is_a_clear_error() {
+        let threads = vec![vec![1, 2, 3], vec![], vec![65_000]];
+        let blob = encode_threads(&threads);
+        assert_eq!(decode_threads(&blob).unwrap(), threads);
+        for bad in [&blob[..blob.len() - 1], &blob[..3], &[][..], &[9, 0][..]] {
+            assert!(decode_threads(bad).is_err(), "{bad:?}");
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.db");
+        let store = Store::open(&path).unwrap();
+        store.merge("img", &learning(&[1, 2], &[]), None).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE traces SET data = x'0107'", [])
+            .unwrap();
+        let err = store.runs("img").unwrap_err();
+        assert!(matches!(err, StoreError::Model { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_profiles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO profiles VALUES ('old', 'enforce', ?1, 3, 4, 5, 0, 0)",
+                [codec::encode(&counts(&[1, 2, 3, 4]))],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let s = store.summary("old").unwrap().unwrap();
+        assert_eq!((s.mode, s.containers), (Some(Mode::Enforce), 3));
+        assert!(store.runs("old").unwrap().is_empty());
+        store.merge("old", &learning(&[1, 2], &[]), None).unwrap();
+        assert_eq!(store.runs("old").unwrap().len(), 1);
+        let version: u32 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -326,7 +326,9 @@ fn learn_run(
             Learn::with_reference(NgramCounts::new(scorer.order())?, Arc::clone(scorer))
         }
         _ => Learn::new(NgramCounts::new(plan.config.model.order)?),
-    };
+    }
+    // The store keeps the threads: the tiered filter's model is trained from them.
+    .recording();
     let mut sup = Supervisor::new(
         notifier,
         mode,
@@ -335,12 +337,7 @@ fn learn_run(
         stats,
     )?;
     sup.run()?;
-    let (counts, maxima) = sup.into_parts().0.into_parts();
-    Ok(Learning {
-        counts,
-        containers: 1,
-        maxima,
-    })
+    Ok(Learning::new(sup.into_parts().0.into_parts(), 1))
 }
 
 /// Merges a container's learning into its profile (a failure is logged: the container has

@@ -273,6 +273,7 @@ mod tests {
                 counts,
                 containers: 1,
                 maxima,
+                threads: Vec::new(),
             };
             store.merge("img", &learning, None).unwrap();
         }

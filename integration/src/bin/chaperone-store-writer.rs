@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         counts,
         containers: 1,
         maxima: vec![0.5; 64],
+        threads: vec![seq],
     };
     let mut out = std::io::stdout();
     for n in 1_u64.. {

@@ -48,12 +48,69 @@ pub struct Learn {
     unknown: u64,
     reference: Option<Arc<NgramScorer>>,
     maxima: Vec<f32>,
+    recording: Recording,
+}
+
+/// What a learning run has learned, taken apart for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    /// The n-gram counts.
+    pub counts: NgramCounts,
+    /// The held-out maxima of the threads that ended (empty without a reference).
+    pub maxima: Vec<f32>,
+    /// The recorded threads, each its syscalls in order (empty unless recording).
+    pub threads: Vec<Vec<Sym>>,
+}
+
+/// Events one learning run records, at most (4 bytes each); the run still counts every event
+/// after that, it only stops recording.
+pub const MAX_RECORDED_EVENTS: usize = 1 << 20;
+/// The thread number of a thread that is not recorded.
+const UNRECORDED: u16 = u16::MAX;
+
+/// The events of a run in order, each packed as its thread's number (high 16 bits) and its
+/// syscall (low 16 bits). The buffer is reserved once up front: the kernel backs it with
+/// pages only as events fill it, and no event allocates.
+#[derive(Debug, Clone, Default)]
+struct Recording {
+    events: Vec<u32>,
+    threads: u16,
+    on: bool,
+}
+
+impl Recording {
+    fn new_thread(&mut self) -> u16 {
+        if !self.on || self.threads == UNRECORDED {
+            return UNRECORDED;
+        }
+        self.threads += 1;
+        self.threads - 1
+    }
+
+    #[inline]
+    fn push(&mut self, thread: u16, sym: Sym) {
+        if thread != UNRECORDED && self.events.len() < self.events.capacity() {
+            self.events.push((u32::from(thread) << 16) | u32::from(sym));
+        }
+    }
+
+    fn into_threads(self) -> Vec<Vec<Sym>> {
+        let mut threads = vec![Vec::new(); usize::from(self.threads)];
+        for e in self.events {
+            // Both halves were packed from u16 values.
+            let (t, sym) = ((e >> 16) as usize, (e & 0xFFFF) as Sym);
+            threads[t].push(sym);
+        }
+        threads.retain(|t| !t.is_empty());
+        threads
+    }
 }
 
 /// Per-thread state of learning: the counting context and, with a reference, its scoring.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearnThread {
     context: ThreadContext,
+    no: u16,
     state: u32,
     window: Window,
     max: f32,
@@ -70,6 +127,7 @@ impl Learn {
             unknown: 0,
             reference: None,
             maxima: Vec::new(),
+            recording: Recording::default(),
         }
     }
 
@@ -82,7 +140,20 @@ impl Learn {
             unknown: 0,
             reference: Some(reference),
             maxima: Vec::with_capacity(MAX_CALIBRATION_THREADS),
+            recording: Recording::default(),
         }
+    }
+
+    /// Also records each thread's syscalls (up to [`MAX_RECORDED_EVENTS`] events in all), so
+    /// the store can train the tiered filter's projected model from them.
+    #[must_use]
+    pub fn recording(mut self) -> Self {
+        self.recording = Recording {
+            events: Vec::with_capacity(MAX_RECORDED_EVENTS),
+            threads: 0,
+            on: true,
+        };
+        self
     }
 
     /// What has been learned.
@@ -90,9 +161,14 @@ impl Learn {
         &self.counts
     }
 
-    /// The learned counts and the held-out maxima of the threads that ended.
-    pub fn into_parts(self) -> (NgramCounts, Vec<f32>) {
-        (self.counts, self.maxima)
+    /// The learned counts, the held-out maxima of the threads that ended and the recorded
+    /// threads.
+    pub fn into_parts(self) -> Learned {
+        Learned {
+            counts: self.counts,
+            maxima: self.maxima,
+            threads: self.recording.into_threads(),
+        }
     }
 
     /// The learned counts, to merge into the image's profile.
@@ -105,9 +181,10 @@ impl Learn {
         self.unknown
     }
 
-    fn thread(&self, context: ThreadContext) -> LearnThread {
+    fn thread(&self, context: ThreadContext, no: u16) -> LearnThread {
         LearnThread {
             context,
+            no,
             state: self.reference.as_ref().map_or(0, |r| r.start()),
             window: Window::default(),
             max: 0.0,
@@ -120,11 +197,12 @@ impl Mode for Learn {
 
     fn begin_thread(&mut self) -> LearnThread {
         let context = self.counts.begin_thread();
-        self.thread(context)
+        let no = self.recording.new_thread();
+        self.thread(context, no)
     }
 
     fn empty_thread(&self) -> LearnThread {
-        self.thread(ThreadContext::new(self.counts.order()))
+        self.thread(ThreadContext::new(self.counts.order()), UNRECORDED)
     }
 
     #[inline]
@@ -132,6 +210,7 @@ impl Mode for Learn {
         match event.sym {
             Some(sym) => {
                 self.counts.observe(&mut thread.context, sym);
+                self.recording.push(thread.no, sym);
                 if let Some(reference) = &self.reference {
                     let surprisal = reference.step(&mut thread.state, sym).surprisal;
                     thread.max = thread.max.max(thread.window.push(surprisal));
@@ -463,6 +542,22 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_learner_keeps_each_threads_syscalls_in_order() {
+        let mut l = Learn::new(NgramCounts::new(2).unwrap()).recording();
+        let mut threads = [l.begin_thread(), l.begin_thread(), l.begin_thread()];
+        for (t, s) in [(0, 1), (1, 5), (0, 2), (1, 6), (0, 3)] {
+            assert!(l.on_event(&mut threads[t], &event(Some(s))).is_none());
+        }
+        let learned = l.into_parts();
+        assert_eq!(learned.threads, vec![vec![1, 2, 3], vec![5, 6]]);
+        assert_eq!(learned.counts.events(), 5);
+        let mut plain = Learn::new(NgramCounts::new(2).unwrap());
+        let mut t = plain.begin_thread();
+        let _ = plain.on_event(&mut t, &event(Some(1)));
+        assert!(plain.into_parts().threads.is_empty(), "not recording");
+    }
+
+    #[test]
     fn learning_against_a_reference_keeps_held_out_maxima() {
         let d = detect();
         let mut l = Learn::with_reference(NgramCounts::new(3).unwrap(), Arc::clone(&d.scorer));
@@ -480,7 +575,7 @@ mod tests {
         l.end_thread(&normal);
         l.end_thread(&odd);
         l.end_thread(&idle);
-        let (counts, maxima) = l.into_parts();
+        let Learned { counts, maxima, .. } = l.into_parts();
         assert_eq!(counts.events(), 120);
         assert_eq!(maxima.len(), 2, "a thread without events has no maximum");
         assert!(
@@ -490,6 +585,6 @@ mod tests {
         );
         assert!(maxima[1] > d.threshold(), "{maxima:?} vs {}", d.threshold());
         let plain = Learn::new(NgramCounts::new(3).unwrap());
-        assert!(plain.into_parts().1.is_empty());
+        assert!(plain.into_parts().maxima.is_empty());
     }
 }
