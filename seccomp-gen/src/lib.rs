@@ -10,11 +10,13 @@ pub mod oci;
 pub mod risk;
 pub mod runtime;
 pub mod spo;
+pub mod tiered;
 mod yaml;
 
 pub use allowlist::Allowlist;
 pub use chaperone_profiler::syscalls::Sym;
 pub use oci::{export_oci, DefaultAction, ExportOptions};
+pub use tiered::{runtime_filter, Tiers};
 
 /// Errors of the seccomp generator.
 #[derive(Debug, thiserror::Error)]

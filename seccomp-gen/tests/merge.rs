@@ -10,89 +10,9 @@ use std::collections::BTreeSet;
 use chaperone_seccomp_gen::merge::{evaluate, merge};
 use chaperone_seccomp_gen::oci::allows;
 use chaperone_seccomp_gen::DefaultAction;
-use oci_spec::runtime::{
-    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
-    LinuxSeccompOperator, LinuxSyscall,
-};
+use common::{base, NAMES};
+use oci_spec::runtime::Arch as OciArch;
 use proptest::prelude::*;
-
-const NAMES: &[&str] = &[
-    "read",
-    "write",
-    "openat",
-    "close",
-    "mmap",
-    "clone",
-    "execve",
-    "mount",
-    "socket",
-    "personality",
-];
-
-const ACTIONS: &[LinuxSeccompAction] = &[
-    LinuxSeccompAction::ScmpActAllow,
-    LinuxSeccompAction::ScmpActLog,
-    LinuxSeccompAction::ScmpActErrno,
-    LinuxSeccompAction::ScmpActKillProcess,
-    LinuxSeccompAction::ScmpActTrap,
-];
-
-fn names() -> impl Strategy<Value = Vec<String>> {
-    proptest::sample::subsequence(NAMES, 1..=3)
-        .prop_map(|v| v.into_iter().map(str::to_owned).collect())
-}
-
-fn rule() -> impl Strategy<Value = LinuxSyscall> {
-    (
-        names(),
-        proptest::sample::select(ACTIONS),
-        proptest::option::of(1_u32..40),
-        proptest::option::of((0_u64..4, any::<bool>())),
-    )
-        .prop_map(|(names, action, errno, arg)| {
-            let mut r = LinuxSyscall::default();
-            r.set_names(names);
-            r.set_action(action);
-            if action == LinuxSeccompAction::ScmpActErrno {
-                r.set_errno_ret(errno);
-            }
-            if let Some((value, masked)) = arg {
-                let a = LinuxSeccompArgBuilder::default().index(0_usize);
-                let a = if masked {
-                    a.value(value)
-                        .value_two(value & 1)
-                        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
-                } else {
-                    a.value(value).op(LinuxSeccompOperator::ScmpCmpEq)
-                };
-                r.set_args(Some(vec![a.build().unwrap()]));
-            }
-            r
-        })
-}
-
-fn base() -> impl Strategy<Value = LinuxSeccomp> {
-    (
-        proptest::sample::select(&ACTIONS[..4]),
-        proptest::collection::vec(rule(), 0..6),
-    )
-        // One action per call and condition list, as libseccomp (and so runc) requires of a
-        // profile; which of two such rules libseccomp keeps depends on their order.
-        .prop_filter("one action per name and conditions", |(_, rules)| {
-            rules.iter().enumerate().all(|(i, a)| {
-                rules[..i].iter().all(|b| {
-                    a.args() != b.args() || a.names().iter().all(|n| !b.names().contains(n))
-                })
-            })
-        })
-        .prop_map(|(default, rules)| {
-            let mut b = LinuxSeccomp::default();
-            b.set_default_action(default);
-            b.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
-            b.set_syscalls(Some(rules));
-            b
-        })
-}
 
 fn default_action() -> impl Strategy<Value = DefaultAction> {
     proptest::sample::select(

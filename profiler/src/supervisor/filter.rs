@@ -1,4 +1,6 @@
-//! The learn-mode seccomp filter as an OCI `LinuxSeccomp`, merged with the container's own.
+//! The seccomp filters chaperone installs, as OCI `LinuxSeccomp`, merged with the container's
+//! own: learn mode's, and the tiered filter of monitor and enforce mode ([`tiered_filter`],
+//! whose tiers `chaperone-seccomp-gen` chooses from the profile).
 //!
 //! Learn mode traces every syscall that can be traced safely. runc (and youki) refuse two
 //! things: `SCMP_ACT_NOTIFY` as the default action, and a `SCMP_ACT_NOTIFY` rule naming `write`
@@ -16,9 +18,16 @@
 //! still runs the syscall after the supervisor answers "continue"; `write` keeps its allow rule.
 //! Only when the default action allows (or logs) are the names no rule mentions added as one
 //! notify rule. So a syscall the container's profile denies is denied by the same rule, and one
-//! it allows is allowed after being seen.
+//! it allows is allowed after being seen. The tiered filter is built the same way, with each
+//! allowed name given its [`Tier`] instead of notify: allowed in the kernel, notified, or
+//! failed or killed in the kernel; the container's own denials stay as they are.
+//!
+//! One gap, in both: in a profile whose default action allows, a name that only rules with
+//! argument conditions mention keeps the default for the arguments those rules do not match,
+//! so those calls are neither traced nor given a tier (never weaker, but unseen). Docker's and
+//! Kubernetes' profiles deny by default and do not have this shape.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall};
@@ -45,7 +54,8 @@ pub const NEVER_NOTIFIED: &[&str] = &[
     "write",
 ];
 
-fn never_notified(name: &str) -> bool {
+/// Whether `name` is one of [`NEVER_NOTIFIED`].
+pub fn never_notified(name: &str) -> bool {
     NEVER_NOTIFIED.binary_search(&name).is_ok()
 }
 
@@ -63,12 +73,11 @@ pub enum FilterError {
     NotifyDefault,
 }
 
-/// Every name of the x86_64 and aarch64 tables except [`NEVER_NOTIFIED`], sorted.
-pub fn notifiable_names() -> Vec<&'static str> {
+/// Every name of the x86_64 and aarch64 tables, sorted.
+pub fn all_names() -> Vec<&'static str> {
     let names: BTreeSet<&'static str> = [Arch::X86_64, Arch::Aarch64]
         .into_iter()
         .flat_map(|a| a.syscalls().filter_map(|(_, sym)| name_of(sym)))
-        .filter(|&n| !never_notified(n))
         .collect();
     names.into_iter().collect()
 }
@@ -94,20 +103,66 @@ fn allows(action: LinuxSeccompAction) -> bool {
     )
 }
 
-fn rule(base: &LinuxSyscall, names: Vec<String>, action: LinuxSeccompAction) -> LinuxSyscall {
+/// What chaperone's filter does with a syscall the container's own profile allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// Allowed in the kernel, unseen by the supervisor.
+    Allow,
+    /// Notified: the supervisor sees it and answers (learn, score, act).
+    Notify,
+    /// Failed in the kernel with EPERM.
+    Errno,
+    /// The calling process is killed by the kernel (`SCMP_ACT_KILL_PROCESS`).
+    Kill,
+}
+
+impl Tier {
+    fn apply(self, rule: &mut LinuxSyscall) {
+        let (action, errno) = match self {
+            Self::Allow => (LinuxSeccompAction::ScmpActAllow, None),
+            Self::Notify => (LinuxSeccompAction::ScmpActNotify, None),
+            Self::Errno => (LinuxSeccompAction::ScmpActErrno, Some(EPERM)),
+            Self::Kill => (LinuxSeccompAction::ScmpActKillProcess, None),
+        };
+        rule.set_action(action);
+        rule.set_errno_ret(errno);
+    }
+}
+
+const EPERM: u32 = 1;
+
+fn rule(base: &LinuxSyscall, names: Vec<String>, tier: Tier) -> LinuxSyscall {
     let mut r = base.clone();
     r.set_names(names);
-    r.set_action(action);
+    tier.apply(&mut r);
     r
 }
 
 /// The learn-mode filter for a container whose own profile is `container` (`None`:
-/// unconfined), sending its notify fd to `listener` with `metadata`.
+/// unconfined), sending its notify fd to `listener` with `metadata`: every syscall it allows is
+/// notified, but [`NEVER_NOTIFIED`].
 pub fn learn_filter(
     container: Option<&LinuxSeccomp>,
     listener: &Path,
     metadata: Option<&str>,
 ) -> Result<LinuxSeccomp, FilterError> {
+    tiered_filter(container, listener, metadata, |_| Tier::Notify)
+}
+
+/// The filter for a container whose own profile is `container` (`None`: unconfined): each
+/// syscall name that profile allows gets `tier_of(name)`, what it does not allow keeps its
+/// action (never weaker), and the notify fd goes to `listener` with `metadata`. A name of
+/// [`NEVER_NOTIFIED`] given [`Tier::Notify`] is allowed instead (runc init would deadlock).
+pub fn tiered_filter(
+    container: Option<&LinuxSeccomp>,
+    listener: &Path,
+    metadata: Option<&str>,
+    tier_of: impl Fn(&str) -> Tier,
+) -> Result<LinuxSeccomp, FilterError> {
+    let tier_of = |name: &str| match tier_of(name) {
+        Tier::Notify if never_notified(name) => Tier::Allow,
+        tier => tier,
+    };
     let mut out = match container {
         Some(c) => {
             if let Some(path) = c.listener_path() {
@@ -137,27 +192,27 @@ pub fn learn_filter(
             rules.push(r.clone());
             continue;
         }
-        let (kept, others): (Vec<String>, Vec<String>) =
-            r.names().iter().cloned().partition(|n| never_notified(n));
-        if !others.is_empty() {
-            rules.push(rule(r, others, LinuxSeccompAction::ScmpActNotify));
+        let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
+        for n in r.names() {
+            by_tier.entry(tier_of(n)).or_default().push(n.clone());
         }
-        if !kept.is_empty() {
-            rules.push(rule(r, kept, LinuxSeccompAction::ScmpActAllow));
-        }
+        rules.extend(by_tier.into_iter().map(|(t, names)| rule(r, names, t)));
     }
     if allows(out.default_action()) {
-        let rest: Vec<String> = notifiable_names()
-            .into_iter()
-            .filter(|n| !mentioned.contains(n))
-            .map(str::to_owned)
-            .collect();
-        if !rest.is_empty() {
-            let mut r = LinuxSyscall::default();
-            r.set_names(rest);
-            r.set_action(LinuxSeccompAction::ScmpActNotify);
-            rules.push(r);
+        // Names no rule mentions follow the default action, which allows: those of another
+        // tier get a rule. Allowed ones need none.
+        let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
+        for n in all_names().into_iter().filter(|n| !mentioned.contains(n)) {
+            let tier = tier_of(n);
+            if tier != Tier::Allow {
+                by_tier.entry(tier).or_default().push(n.to_owned());
+            }
         }
+        rules.extend(
+            by_tier
+                .into_iter()
+                .map(|(t, names)| rule(&LinuxSyscall::default(), names, t)),
+        );
     }
     out.set_syscalls(Some(rules));
     out.set_listener_path(Some(listener.to_owned()));

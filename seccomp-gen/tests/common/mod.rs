@@ -1,9 +1,17 @@
-//! Helpers shared by the integration tests: compiling a profile with libseccomp as runc does.
+//! Helpers shared by the integration tests: compiling a profile with libseccomp as runc does,
+//! and random profiles for the property tests.
+
+// Each test crate uses a part of it.
+#![allow(dead_code)]
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use oci_spec::runtime::{
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall,
+};
+use proptest::prelude::*;
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     let errno = errno.map(|e| i32::try_from(e).unwrap()).or(Some(1));
@@ -25,7 +33,6 @@ fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
 /// Builds `profile` into a libseccomp filter the way runc's `libcontainer/seccomp` does (rules
 /// whose action is the default action are skipped, names libseccomp does not know are skipped)
 /// and exports its BPF program.
-#[allow(dead_code)] // not every test crate uses both
 pub fn compile(profile: &LinuxSeccomp) -> Vec<u8> {
     try_compile(profile).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -80,4 +87,88 @@ pub fn try_compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, String> {
         "BPF is whole instructions"
     );
     Ok(bpf)
+}
+
+/// The syscall names random profiles are made of.
+pub const NAMES: &[&str] = &[
+    "read",
+    "write",
+    "openat",
+    "close",
+    "mmap",
+    "clone",
+    "execve",
+    "mount",
+    "socket",
+    "personality",
+];
+
+/// The actions random rules take.
+pub const ACTIONS: &[LinuxSeccompAction] = &[
+    LinuxSeccompAction::ScmpActAllow,
+    LinuxSeccompAction::ScmpActLog,
+    LinuxSeccompAction::ScmpActErrno,
+    LinuxSeccompAction::ScmpActKillProcess,
+    LinuxSeccompAction::ScmpActTrap,
+];
+
+/// One to three of [`NAMES`].
+pub fn names() -> impl Strategy<Value = Vec<String>> {
+    proptest::sample::subsequence(NAMES, 1..=3)
+        .prop_map(|v| v.into_iter().map(str::to_owned).collect())
+}
+
+/// A random rule: names, action, errno, maybe one argument condition.
+pub fn rule() -> impl Strategy<Value = LinuxSyscall> {
+    (
+        names(),
+        proptest::sample::select(ACTIONS),
+        proptest::option::of(1_u32..40),
+        proptest::option::of((0_u64..4, any::<bool>())),
+    )
+        .prop_map(|(names, action, errno, arg)| {
+            let mut r = LinuxSyscall::default();
+            r.set_names(names);
+            r.set_action(action);
+            if action == LinuxSeccompAction::ScmpActErrno {
+                r.set_errno_ret(errno);
+            }
+            if let Some((value, masked)) = arg {
+                let a = LinuxSeccompArgBuilder::default().index(0_usize);
+                let a = if masked {
+                    a.value(value)
+                        .value_two(value & 1)
+                        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                } else {
+                    a.value(value).op(LinuxSeccompOperator::ScmpCmpEq)
+                };
+                r.set_args(Some(vec![a.build().unwrap()]));
+            }
+            r
+        })
+}
+
+/// A random container or base profile libseccomp could take (one action per name and
+/// conditions).
+pub fn base() -> impl Strategy<Value = LinuxSeccomp> {
+    (
+        proptest::sample::select(&ACTIONS[..4]),
+        proptest::collection::vec(rule(), 0..6),
+    )
+        // One action per call and condition list, as libseccomp (and so runc) requires of a
+        // profile; which of two such rules libseccomp keeps depends on their order.
+        .prop_filter("one action per name and conditions", |(_, rules)| {
+            rules.iter().enumerate().all(|(i, a)| {
+                rules[..i].iter().all(|b| {
+                    a.args() != b.args() || a.names().iter().all(|n| !b.names().contains(n))
+                })
+            })
+        })
+        .prop_map(|(default, rules)| {
+            let mut b = LinuxSeccomp::default();
+            b.set_default_action(default);
+            b.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
+            b.set_syscalls(Some(rules));
+            b
+        })
 }

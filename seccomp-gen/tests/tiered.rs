@@ -1,0 +1,121 @@
+//! The tiered runtime filter is never weaker than the container's own profile, gives every
+//! syscall that profile allows its tier, and compiles: properties over random profiles.
+
+// Integration tests are their own crates: their tests have no test module.
+#![allow(clippy::tests_outside_test_module)]
+
+mod common;
+
+use std::path::Path;
+
+use chaperone_config::Unseen;
+use chaperone_profiler::supervisor::filter::{runc_accepts, Tier};
+use chaperone_seccomp_gen::merge::evaluate;
+use chaperone_seccomp_gen::oci::allows;
+use chaperone_seccomp_gen::{runtime_filter, Tiers};
+use common::{base, NAMES};
+use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction};
+use proptest::prelude::*;
+
+fn unseen() -> impl Strategy<Value = Unseen> {
+    proptest::sample::select(&[Unseen::Notify, Unseen::Errno, Unseen::Kill][..])
+}
+
+fn tiers() -> impl Strategy<Value = Tiers> {
+    (
+        proptest::sample::subsequence(NAMES, 0..=NAMES.len()),
+        proptest::sample::subsequence(NAMES, 0..=NAMES.len()),
+    )
+        .prop_map(|(hot, seen)| {
+            Tiers::from_names(
+                hot.iter().copied(),
+                seen.into_iter().chain(hot.iter().copied()),
+            )
+        })
+}
+
+/// The action a filter gives a call and whether the call goes ahead (now or once the
+/// supervisor answers "continue").
+fn passes(action: LinuxSeccompAction) -> bool {
+    allows(action) || action == LinuxSeccompAction::ScmpActNotify
+}
+
+fn tier_action(tier: Tier) -> LinuxSeccompAction {
+    match tier {
+        Tier::Allow => LinuxSeccompAction::ScmpActAllow,
+        Tier::Notify => LinuxSeccompAction::ScmpActNotify,
+        Tier::Errno => LinuxSeccompAction::ScmpActErrno,
+        Tier::Kill => LinuxSeccompAction::ScmpActKillProcess,
+    }
+}
+
+fn unconfined() -> LinuxSeccomp {
+    let mut c = LinuxSeccomp::default();
+    c.set_default_action(LinuxSeccompAction::ScmpActAllow);
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn never_weaker_than_the_container_and_every_allowed_call_gets_its_tier(
+        container in proptest::option::of(base()),
+        tiers in tiers(),
+        unseen in unseen(),
+    ) {
+        let filter = runtime_filter(container.as_ref(), &tiers, unseen, Path::new("/s"), None)
+            .unwrap();
+        prop_assert!(runc_accepts(&filter));
+        let own = container.clone().unwrap_or_else(unconfined);
+        prop_assert_eq!(filter.default_action(), own.default_action());
+        for name in NAMES {
+            // Names a conditional rule mentions keep the container's default for the other
+            // arguments (documented in the filter module).
+            let conditional = own.syscalls().iter().flatten().any(|r| {
+                r.args().is_some() && r.names().iter().any(|n| n == name)
+            });
+            for arg0 in 0..5_u64 {
+                let args = [arg0, 0, 0, 0, 0, 0];
+                let (got, want) = (evaluate(&filter, name, &args), evaluate(&own, name, &args));
+                prop_assert!(
+                    !passes(got) || allows(want),
+                    "{name}({arg0}): filter {got:?}, container {want:?}"
+                );
+                if want == LinuxSeccompAction::ScmpActAllow && !conditional {
+                    prop_assert_eq!(
+                        got,
+                        tier_action(tiers.tier_of(name, unseen)),
+                        "{}({}) allowed by the container", name, arg0
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiered_filters_compile(
+        container in base(),
+        tiers in tiers(),
+        unseen in unseen(),
+    ) {
+        // A profile libseccomp refuses (two rules for one call with different actions) is not
+        // one runc would run.
+        prop_assume!(common::try_compile(&container).is_ok());
+        let mut filter = runtime_filter(Some(&container), &tiers, unseen, Path::new("/s"), None)
+            .unwrap();
+        filter.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
+        if let Err(e) = common::try_compile(&filter) {
+            prop_assert!(false, "{e}\ncontainer {container:?}\nfilter {filter:?}");
+        }
+    }
+}
+
+#[test]
+fn the_unconfined_filter_compiles_for_each_unseen_action() {
+    let tiers = Tiers::from_names(["read", "openat"], ["socket", "execve"]);
+    for unseen in [Unseen::Notify, Unseen::Errno, Unseen::Kill] {
+        let filter = runtime_filter(None, &tiers, unseen, Path::new("/s"), Some("c")).unwrap();
+        common::compile(&filter);
+    }
+}
