@@ -22,4 +22,10 @@ fn the_demo_story_holds() {
     let alert = outcome.alert.expect("the attack alerted");
     assert_eq!(alert["output_fields"]["chaperone.action"], "kill");
     assert_eq!(alert["output_fields"]["chaperone.profile"], demo::PROFILE);
+    // Enforce ran the tiered filter: hot syscalls in the kernel, a model of the rest.
+    let log = ctrd.log();
+    assert!(
+        log.contains("tiered filter"),
+        "no tiered filter in the log:\n{log}"
+    );
 }

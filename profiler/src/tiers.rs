@@ -13,7 +13,12 @@ use std::sync::Arc;
 use crate::detector::stats;
 use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
 use crate::supervisor::Window;
-use crate::syscalls::Sym;
+use crate::syscalls::{sym_of, Sym};
+
+/// Syscalls never put in the hot set: the supervisor needs to see the container's `execve` to
+/// tell runc's prelude from the container (see `supervisor::run`), and the first program a
+/// container runs is where a compromise shows.
+pub const ALWAYS_TRACED: &[&str] = &["execve", "execveat"];
 
 /// How often each syscall was learned (the model's unigrams), most frequent first; ties by
 /// symbol.
@@ -26,9 +31,11 @@ pub fn frequencies(counts: &NgramCounts) -> Vec<(Sym, u64)> {
 /// The hot set: the most frequent learned syscalls, added in order of frequency until they
 /// cover `coverage` of the learned events (0 gives the empty set: everything seen is traced).
 /// A syscall tied in frequency with the last one taken is taken too, so the set does not
-/// depend on the order of equals.
+/// depend on the order of equals. [`ALWAYS_TRACED`] syscalls are never hot.
 pub fn hot_set(counts: &NgramCounts, coverage: f64) -> BTreeSet<Sym> {
-    let freq = frequencies(counts);
+    let traced: Vec<Sym> = ALWAYS_TRACED.iter().filter_map(|n| sym_of(n)).collect();
+    let mut freq = frequencies(counts);
+    freq.retain(|(s, _)| !traced.contains(s));
     let total: u64 = freq.iter().map(|&(_, c)| c).sum();
     let mut hot = BTreeSet::new();
     if total == 0 || coverage <= 0.0 {
@@ -181,6 +188,13 @@ mod tests {
         assert_eq!(hot_set(&c, 0.6), BTreeSet::from([1, 2, 3]));
         assert_eq!(hot_set(&c, 1.0), BTreeSet::from([1, 2, 3, 4]));
         assert_eq!(hot_set(&NgramCounts::new(3).unwrap(), 0.9), BTreeSet::new());
+    }
+
+    #[test]
+    fn exec_is_never_hot() {
+        let execve = sym_of("execve").unwrap();
+        let c = counts(&[&[execve, execve, execve, 7]]);
+        assert_eq!(hot_set(&c, 1.0), BTreeSet::from([7]));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! weaker than that profile.
 //!
 //! Always allowed whatever their tier: [`NEVER_NOTIFIED`] (notifying them can deadlock runc
-//! init). Never given the unseen action: [`RUNC_INIT_SYSCALLS`], which runc itself calls after
+//! init). Always notified: `chaperone_profiler::tiers::ALWAYS_TRACED` (`execve`, which the
+//! supervisor watches for). Never given the unseen action: [`RUNC_INIT_SYSCALLS`], which runc itself calls after
 //! loading the filter (learning skips that prelude, so the profile may not have them); they are
 //! notified unless hot.
 
@@ -16,7 +17,7 @@ use chaperone_config::Unseen;
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::supervisor::filter::{never_notified, tiered_filter, FilterError, Tier};
 use chaperone_profiler::syscalls::{name_of, Sym};
-use chaperone_profiler::tiers::hot_set;
+use chaperone_profiler::tiers::{hot_set, ALWAYS_TRACED};
 use oci_spec::runtime::LinuxSeccomp;
 
 use crate::runtime::RUNC_INIT_SYSCALLS;
@@ -67,7 +68,11 @@ impl Tiers {
 
     /// The tier of `name` when the profile never saw a syscall is handled as `unseen`.
     pub fn tier_of(&self, name: &str, unseen: Unseen) -> Tier {
-        if never_notified(name) || self.hot.contains(name) {
+        if never_notified(name) {
+            Tier::Allow
+        } else if ALWAYS_TRACED.contains(&name) {
+            Tier::Notify
+        } else if self.hot.contains(name) {
             Tier::Allow
         } else if self.seen.contains(name) || RUNC_INIT_SYSCALLS.contains(&name) {
             Tier::Notify

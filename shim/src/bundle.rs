@@ -1,5 +1,7 @@
 //! Bundle rewriting on Create: unless the container's mode is off, a seccomp filter whose notify
-//! fd runc sends to this shim's listener (the container's own denials kept).
+//! fd runc sends to this shim's listener (the container's own denials kept): learn mode's,
+//! which notifies every syscall, or in monitor and enforce mode the tiered filter, which runs
+//! the profile's hot syscalls in the kernel and acts on unseen ones there when so configured.
 //!
 //! `config.json` is edited as JSON, not through `oci_spec::Spec`, so fields this version of
 //! oci-spec does not know survive the rewrite. The original is kept next to it as
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chaperone_config::Mode;
 use chaperone_profiler::supervisor::filter::learn_filter;
+use chaperone_seccomp_gen::runtime_filter;
 use oci_spec::runtime::LinuxSeccomp;
 use serde_json::Value;
 
@@ -36,9 +39,10 @@ pub fn annotation<'a>(config: &'a Value, key: &str) -> Option<&'a str> {
     config.get("annotations")?.get(key)?.as_str()
 }
 
-/// Sets `linux.seccomp` of `config` to the learn filter of container `id`: what the container's
-/// own profile denies stays denied, the rest notifies the listener at `socket`.
-pub fn add_learn_filter(config: &mut Value, id: &str, socket: &Path) -> Result<()> {
+/// Sets `linux.seccomp` of `config` to the filter `plan` asks for, for container `id`: what the
+/// container's own profile denies stays denied; the rest notifies the listener at `socket`, or
+/// with tiers gets its tier.
+pub fn add_filter(config: &mut Value, id: &str, plan: &Plan, socket: &Path) -> Result<()> {
     let path = PathBuf::from(CONFIG);
     let existing =
         match config.pointer("/linux/seccomp") {
@@ -50,11 +54,14 @@ pub fn add_learn_filter(config: &mut Value, id: &str, socket: &Path) -> Result<(
                 },
             )?),
         };
-    let filter =
-        learn_filter(existing.as_ref(), socket, Some(id)).map_err(|source| ShimError::Filter {
-            id: id.to_owned(),
-            source,
-        })?;
+    let filter = match &plan.tiers {
+        None => learn_filter(existing.as_ref(), socket, Some(id)),
+        Some(tiers) => runtime_filter(existing.as_ref(), tiers, plan.unseen(), socket, Some(id)),
+    }
+    .map_err(|source| ShimError::Filter {
+        id: id.to_owned(),
+        source,
+    })?;
     let filter =
         serde_json::to_value(&filter).map_err(|source| ShimError::Spec { path, source })?;
     let Some(root) = config.as_object_mut() else {
@@ -88,7 +95,7 @@ pub fn prepare(
     if plan.mode == Mode::Off {
         return Ok(plan);
     }
-    add_learn_filter(&mut config, id, &socket()?)?;
+    add_filter(&mut config, id, &plan, &socket()?)?;
     let path = bundle.join(CONFIG);
     let orig = bundle.join(CONFIG_ORIG);
     std::fs::copy(&path, &orig).map_err(|source| ShimError::Io {
@@ -117,6 +124,7 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chaperone_config::Unseen;
     use serde_json::json;
 
     fn bundle_with(config: &Value) -> tempfile::TempDir {
@@ -197,6 +205,62 @@ mod tests {
         assert_eq!(action_of("ptrace").unwrap(), "SCMP_ACT_ERRNO");
         assert_eq!(action_of("read").unwrap(), "SCMP_ACT_NOTIFY");
         assert_eq!(action_of("write").unwrap(), "SCMP_ACT_ALLOW");
+    }
+
+    #[test]
+    fn tiers_split_the_containers_allowed_syscalls() {
+        let original = json!({"linux": {"seccomp": {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["read", "openat", "execve", "ptrace", "mount", "write"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["reboot"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        }}});
+        let tiers = chaperone_seccomp_gen::Tiers::from_names(
+            ["read", "execve"],
+            ["read", "openat", "execve"],
+        );
+        for (mode, unseen, ptrace) in [
+            (Mode::Enforce, Unseen::Errno, "SCMP_ACT_ERRNO"),
+            (Mode::Enforce, Unseen::Kill, "SCMP_ACT_KILL_PROCESS"),
+            (Mode::Monitor, Unseen::Kill, "SCMP_ACT_NOTIFY"),
+        ] {
+            let dir = bundle_with(&original);
+            let resolve = |_: &Value| {
+                let mut config = chaperone_config::Config::default();
+                config.filter.unseen = unseen;
+                let mut plan = Plan::fixed("c", "k", mode, std::sync::Arc::new(config));
+                plan.tiers = Some(tiers.clone());
+                Ok(plan)
+            };
+            prepare(dir.path(), "c5", resolve, || Ok(PathBuf::from("/s.sock"))).unwrap();
+            let seccomp = &read_config(dir.path()).unwrap()["linux"]["seccomp"];
+            assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+            let action_of = |name: &str| {
+                seccomp["syscalls"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
+                    .map(|r| r["action"].as_str().unwrap().to_owned())
+            };
+            let expected = [
+                ("read", "SCMP_ACT_ALLOW"),
+                ("write", "SCMP_ACT_ALLOW"),
+                ("openat", "SCMP_ACT_NOTIFY"),
+                ("execve", "SCMP_ACT_NOTIFY"),
+                ("ptrace", ptrace),
+                ("mount", ptrace),
+                ("reboot", "SCMP_ACT_ERRNO"),
+            ];
+            for (name, action) in expected {
+                assert_eq!(
+                    action_of(name).as_deref(),
+                    Some(action),
+                    "{name} in {mode:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! What chaperone does with one container, resolved on Create: the profile it belongs to, its
 //! mode (annotation > per-image setting in the store > config default), the action on a
-//! deviation and the model it learns against or is scored by.
+//! deviation, the model it learns against or is scored by, and in monitor and enforce mode the
+//! tiers of its seccomp filter.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, DEFAULT_CONFIG_PATH};
-use chaperone_profiler::model::{NgramScorer, Smoothing};
+use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, Unseen, DEFAULT_CONFIG_PATH};
+use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::store::{Store, StoreError};
 use chaperone_profiler::supervisor::Detect;
+use chaperone_profiler::tiers::{hot_set, train_projected};
+use chaperone_seccomp_gen::Tiers;
 use serde_json::Value;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::bundle::annotation;
 use crate::error::{Result, ShimError};
@@ -62,6 +65,10 @@ pub struct Plan {
     pub action: Action,
     /// The model.
     pub model: Model,
+    /// Monitor and enforce: the tiers of the seccomp filter, the model being trained on the
+    /// syscalls they trace. `None`: every syscall is traced (learn mode, and profiles without
+    /// recorded runs to train a model of the traced syscalls on).
+    pub tiers: Option<Tiers>,
     /// The node's configuration when the container was created.
     pub config: Arc<Config>,
 }
@@ -75,7 +82,17 @@ impl Plan {
             mode,
             action: config.action,
             model: Model::None,
+            tiers: None,
             config,
+        }
+    }
+
+    /// What the tiered filter does with a syscall the profile never saw: monitor mode notifies
+    /// it (to alert); enforce mode applies `[filter] unseen`.
+    pub fn unseen(&self) -> Unseen {
+        match self.mode {
+            Mode::Enforce => self.config.filter.unseen,
+            _ => Unseen::Notify,
         }
     }
 
@@ -104,8 +121,8 @@ impl Plan {
         plan.mode = annotated
             .or(summary.as_ref().and_then(|s| s.mode))
             .unwrap_or(config.mode);
-        match model_for(&store, &key, plan.mode, config.model.target_far) {
-            Ok(model) => plan.model = model,
+        match model_for(&store, &key, plan.mode, &config) {
+            Ok((model, tiers)) => (plan.model, plan.tiers) = (model, tiers),
             // A stored model that cannot be read is the store failing: the fail mode decides.
             Err(ShimError::Store { source }) => return plan.store_failed(source),
             Err(e) => return Err(e),
@@ -130,30 +147,66 @@ impl Plan {
     }
 }
 
-/// The model a container of profile `key` runs with in `mode`.
-fn model_for(store: &Store, key: &str, mode: Mode, far: f64) -> Result<Model> {
+/// The model a container of profile `key` runs with in `mode`, and in monitor and enforce
+/// mode the tiers of its filter.
+fn model_for(
+    store: &Store,
+    key: &str,
+    mode: Mode,
+    config: &Config,
+) -> Result<(Model, Option<Tiers>)> {
+    let counts = store
+        .model(key)
+        .map_err(|source| ShimError::Store { source })?
+        .filter(|c| c.events() > 0);
     match mode {
-        Mode::Off => Ok(Model::None),
-        Mode::Learn => Ok(load_scorer(store, key)?.map_or(Model::None, Model::Reference)),
+        Mode::Off => Ok((Model::None, None)),
+        Mode::Learn => Ok((
+            counts
+                .map(|c| scorer_of(&c).map(Model::Reference))
+                .transpose()
+                .map_err(model_error(key))?
+                .unwrap_or(Model::None),
+            None,
+        )),
         Mode::Monitor | Mode::Enforce => {
             let not_learned = |reason| ShimError::NotLearned {
                 mode,
                 key: key.to_owned(),
                 reason,
             };
-            let scorer = load_scorer(store, key)?.ok_or_else(|| not_learned("does not exist"))?;
+            let counts = counts.ok_or_else(|| not_learned("does not exist"))?;
+            let far = config.model.target_far;
+            let hot = hot_set(&counts, config.filter.hot_coverage);
+            let runs = store
+                .runs(key)
+                .map_err(|source| ShimError::Store { source })?;
+            if let Some(p) =
+                train_projected(&runs, &hot, counts.order(), far).map_err(model_error(key))?
+            {
+                info!(
+                    profile = key,
+                    hot = hot.len(),
+                    traced_events = p.events,
+                    threshold = p.threshold,
+                    "tiered filter: the hot syscalls run in the kernel, the model scores the rest"
+                );
+                let detect = Detect::new(p.scorer, p.threshold).map_err(model_error(key))?;
+                return Ok((Model::Detect(detect), Some(Tiers::new(&counts, &hot))));
+            }
+            info!(
+                profile = key,
+                "no recorded runs to train the tiered filter's model on; every syscall is traced"
+            );
+            let scorer = scorer_of(&counts).map_err(model_error(key))?;
             let threshold = store
                 .threshold(key, far)
                 .map_err(|source| ShimError::Store { source })?
                 .ok_or_else(|| {
                     not_learned("has no calibration data (learn at least two containers)")
                 })?;
-            let detect =
-                Detect::new(scorer, threshold.max(1e-3)).map_err(|e| ShimError::Model {
-                    key: key.to_owned(),
-                    source: Box::new(e),
-                })?;
-            Ok(Model::Detect(detect))
+            let detect = Detect::new(scorer, threshold.max(1e-3)).map_err(model_error(key))?;
+            Ok((Model::Detect(detect), None))
         }
     }
 }
@@ -190,22 +243,20 @@ fn parse_annotation<T: FromStr<Err = ConfigError>>(
         .transpose()
 }
 
-fn load_scorer(store: &Store, key: &str) -> Result<Option<Arc<NgramScorer>>> {
-    let Some(counts) = store
-        .model(key)
-        .map_err(|source| ShimError::Store { source })?
-    else {
-        return Ok(None);
-    };
-    if counts.events() == 0 {
-        return Ok(None);
+/// The error of a model of profile `key` that cannot be used.
+fn model_error<E: std::error::Error + Send + Sync + 'static>(
+    key: &str,
+) -> impl FnOnce(E) -> ShimError + '_ {
+    move |e| ShimError::Model {
+        key: key.to_owned(),
+        source: Box::new(e),
     }
-    NgramScorer::new(&counts, Smoothing::default())
-        .map(|s| Some(Arc::new(s)))
-        .map_err(|e| ShimError::Model {
-            key: key.to_owned(),
-            source: Box::new(e),
-        })
+}
+
+fn scorer_of(
+    counts: &NgramCounts,
+) -> std::result::Result<Arc<NgramScorer>, chaperone_profiler::model::ModelError> {
+    NgramScorer::new(counts, Smoothing::default()).map(Arc::new)
 }
 
 #[cfg(test)]
@@ -286,8 +337,63 @@ mod tests {
             panic!("{:?}", plan.model)
         };
         assert!((detect.threshold() - 0.7).abs() < 1e-6);
+        assert!(
+            plan.tiers.is_none(),
+            "no recorded runs: everything is traced"
+        );
         let off = json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "off"}});
         assert_eq!(Plan::resolve(&off, "c1", cfg).unwrap().mode, Mode::Off);
+    }
+
+    #[test]
+    fn recorded_runs_give_the_tiers_and_a_model_of_what_they_trace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let store = Store::open(&cfg.db_path).unwrap();
+        let sym = |n| chaperone_profiler::syscalls::sym_of(n).unwrap();
+        // read is 99.5 % of what the container does; openat and close are the rest.
+        let thread: Vec<_> = (0..4000)
+            .map(|i| match i % 400 {
+                0 => sym("openat"),
+                1 => sym("close"),
+                _ => sym("read"),
+            })
+            .collect();
+        for _ in 0..3 {
+            let mut counts = NgramCounts::new(3).unwrap();
+            counts.learn_sequence(&thread);
+            let learning = Learning {
+                counts,
+                containers: 1,
+                maxima: vec![1.0],
+                threads: vec![thread.clone(), thread.clone()],
+            };
+            store.merge("img", &learning, None).unwrap();
+        }
+        let spec =
+            |mode: &str| json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: mode}});
+        let plan = Plan::resolve(&spec("enforce"), "c1", Arc::clone(&cfg)).unwrap();
+        let tiers = plan.tiers.as_ref().expect("tiers");
+        assert_eq!(tiers.hot().iter().copied().collect::<Vec<_>>(), ["read"]);
+        assert!(tiers.seen().contains("openat") && tiers.seen().contains("close"));
+        assert_eq!(plan.unseen(), cfg.filter.unseen);
+        let Model::Detect(detect) = &plan.model else {
+            panic!("{:?}", plan.model)
+        };
+        // The threshold is the projected model's, not the stored 1.0.
+        assert!(detect.threshold() < 1.0, "{}", detect.threshold());
+        let monitor = Plan::resolve(&spec("monitor"), "c1", Arc::clone(&cfg)).unwrap();
+        assert_eq!(monitor.unseen(), Unseen::Notify);
+        // No hot set asked for: everything seen is traced, still with the projected model.
+        let all = Arc::new(Config {
+            filter: chaperone_config::FilterConfig {
+                hot_coverage: 0.0,
+                ..Default::default()
+            },
+            ..(*cfg).clone()
+        });
+        let plan = Plan::resolve(&spec("enforce"), "c1", all).unwrap();
+        assert!(plan.tiers.unwrap().hot().is_empty());
     }
 
     #[test]
