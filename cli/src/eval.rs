@@ -1,15 +1,18 @@
 //! `chaperone eval`: detection quality on recorded traces.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use chaperone_config::DEFAULT_HOT_COVERAGE;
 use chaperone_profiler::detector::Kind;
 use chaperone_profiler::eval::{evaluate, EvalSet, Protocol, Report};
+use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::supervisor::filter::NEVER_NOTIFIED;
-use chaperone_profiler::syscalls::sym_of;
-use chaperone_profiler::syscalls::Arch;
+use chaperone_profiler::syscalls::{sym_of, Arch, Sym};
+use chaperone_profiler::tiers::hot_set;
 use chaperone_profiler::trace::{self, Format, Trace};
 
 /// Arguments of `chaperone eval`.
@@ -54,10 +57,16 @@ pub struct EvalArgs {
     /// Syscall numbering of the unm format: x86_64, i386 or aarch64 (adfa is always i386).
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
-    /// Drop the syscalls the live supervisor never traces (write, futex, mmap, rt_sigreturn...,
-    /// see docs/adr/0008) from every trace first: detection as the shim sees containers today.
+    /// Drop the syscalls the live supervisor never traces from every trace first: those never
+    /// notified (write, futex, mmap, rt_sigreturn..., see docs/adr/0008) and the hot set the
+    /// tiered filter runs in the kernel (see --hot-coverage). Detection as the shim sees
+    /// containers in monitor and enforce mode.
     #[arg(long)]
     traced_only: bool,
+    /// With --traced-only: the share of the training events the hot set covers, as
+    /// `[filter] hot_coverage` in the shim's config (0 keeps every syscall but the never-notified).
+    #[arg(long, default_value_t = DEFAULT_HOT_COVERAGE, value_parser = parse_coverage, value_name = "SHARE")]
+    hot_coverage: f64,
     /// Print one JSON object per detector on its own line.
     #[arg(long)]
     json: bool,
@@ -93,6 +102,15 @@ fn parse_far(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is not in (0, 1)"))
+    }
+}
+
+fn parse_coverage(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in [0, 1]"))
     }
 }
 
@@ -190,10 +208,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     progress.say("reading traces");
     let mut set = load(args)?;
     if args.traced_only {
-        let untraced: Vec<_> = NEVER_NOTIFIED.iter().filter_map(|n| sym_of(n)).collect();
+        let mut counts = NgramCounts::new(1)?;
+        for t in &set.training {
+            counts.learn_sequence(&t.events);
+        }
+        let hot = hot_set(&counts, args.hot_coverage);
+        let mut untraced: BTreeSet<Sym> = NEVER_NOTIFIED.iter().filter_map(|n| sym_of(n)).collect();
+        untraced.extend(&hot);
         let dropped = set.retain(|s| !untraced.contains(&s));
         progress.say(&format!(
-            "--traced-only: dropped {dropped} events of syscalls chaperone does not trace"
+            "--traced-only: dropped {dropped} events of {} syscalls chaperone does not trace ({} hot at coverage {})",
+            untraced.len(),
+            hot.len(),
+            args.hot_coverage
         ));
     }
     progress.say(&format!(

@@ -110,7 +110,7 @@ fn traced_only_drops_what_the_supervisor_never_sees() {
         a.extend_from_slice(extra);
         a
     };
-    for extra in [&[][..], &["--traced-only"][..]] {
+    let train_events = |extra: &'static [&'static str]| {
         let out = chaperone(&args(extra));
         assert!(
             out.status.success(),
@@ -119,5 +119,19 @@ fn traced_only_drops_what_the_supervisor_never_sees() {
         );
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["detector"], "ngram", "{report}");
-    }
+        report["train_events"].as_u64().unwrap()
+    };
+    let all = train_events(&[]);
+    let traced = train_events(&["--traced-only", "--hot-coverage", "0"]);
+    let tiered = train_events(&["--traced-only"]);
+    let most = train_events(&["--traced-only", "--hot-coverage", "1"]);
+    assert!(
+        all > traced,
+        "never-notified syscalls dropped: {all} > {traced}"
+    );
+    assert!(traced > tiered, "the hot set dropped: {traced} > {tiered}");
+    assert!(tiered >= most, "{tiered} >= {most}");
+    let out = chaperone(&args(&["--traced-only", "--hot-coverage", "1.5"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in [0, 1]"));
 }
