@@ -280,8 +280,9 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                 pid,
                 Some(Arc::clone(detect.scorer())),
             );
-            detect_run(accepted, detect.clone(), responder, stats).map(|deviations| {
-                info!(container = %id, pid, deviations, "supervisor done");
+            detect_run(accepted, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
+                let s = stats.snapshot();
+                info!(container = %id, pid, deviations, notifications = s.events, prelude = s.prelude, "supervisor done");
             })
         }
         _ => {
