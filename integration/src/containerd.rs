@@ -101,6 +101,12 @@ impl Containerd {
     /// read chaperone's config from [`Containerd::chaperone_config`]: profile store and alert
     /// log in the temp dir.
     pub fn start(shim_dir: &Path) -> Result<Self> {
+        Self::start_logging(shim_dir, "debug")
+    }
+
+    /// As [`Containerd::start`], with containerd's log `level`. At `debug` containerd also
+    /// passes `-debug` to the shims; benchmarks use `info` so shim logging is not measured.
+    pub fn start_logging(shim_dir: &Path, level: &str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("chp-ctrd").tempdir()?;
         let base = dir.path();
         std::fs::write(base.join(CHAPERONE_CONFIG_FILE), chaperone_config(base, ""))?;
@@ -115,7 +121,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = "{socket}.ttrpc"
 [debug]
-  level = "debug"
+  level = "{level}"
 "#,
             root = base.join("root").display(),
             state = base.join("state").display(),

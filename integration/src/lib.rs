@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub mod containerd;
 pub mod demo;
 pub mod runc;
+pub mod throughput;
 
 /// True when running under CI (`CI=true` or `CI=1`): a missing prerequisite is then a failure.
 pub fn in_ci() -> bool {

@@ -1,0 +1,159 @@
+//! `chaperone-bench-throughput`: a syscall-heavy loop and an http server under load, in
+//! containers under runc-v2, chaperone learn and chaperone enforce (see `scripts/bench.sh`).
+
+// A command-line program prints.
+#![allow(clippy::disallowed_macros)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chaperone_integration::containerd::Containerd;
+use chaperone_integration::demo;
+use chaperone_integration::throughput::{self, Options, Setup};
+
+/// The throughput enforce mode must keep, against runc-v2.
+const TARGET: f64 = 0.95;
+
+const USAGE: &str = "\
+Usage: chaperone-bench-throughput --bin-dir DIR [--rounds N] [--learn-runs N]
+                                  [--iterations N] [--requests N] [--clients N]
+                                  [--port N] [--json]
+
+Starts a private containerd (info log level) whose chaperone runtime is
+DIR/containerd-shim-chaperone-v2, builds a busybox image and measures two workloads, a
+fresh container per measurement:
+  loop   a shell loop of builtins (file write, read, test, chdir, kill -0; about 20
+         syscalls an iteration, no exec), timed inside the container
+  http   busybox httpd (a process per connection) serving a 4 KiB page to N clients in
+         this process, HTTP/1.0, timed from the first request to the last answer
+         (after 100 untimed requests)
+under three setups, interleaved round by round with the order rotating:
+  runc-v2  io.containerd.runc.v2 (containerd's Go shim): the baseline
+  learn    chaperone, mode learn (every syscall notified)
+  enforce  chaperone, mode enforce, action alert (the tiered filter)
+after untimed learning runs of each workload. Figures are medians over the rounds; ratios
+are throughput against runc-v2 (1.0 as fast; target for enforce >= 0.95 on both).
+
+  --bin-dir DIR      where containerd-shim-chaperone-v2 is installed (required)
+  --rounds N         timed rounds (default 5)
+  --learn-runs N     untimed learning runs of each workload first (default 3)
+  --iterations N     loop iterations per measurement (default 10000)
+  --requests N       http requests per measurement (default 10000)
+  --clients N        concurrent http clients (default 4)
+  --port N           the http server's port on 127.0.0.1 (default 18282)
+  --json             print one JSON object instead of the table:
+                     {\"enforce_vs_runc\",\"enforce_vs_runc_loop\",\"enforce_vs_runc_http\",
+                      \"learn_vs_runc\",\"learn_vs_runc_loop\",\"learn_vs_runc_http\",
+                      \"enforce_alerts\",\"rounds\",\"loop_iterations\",\"http_requests\",
+                      \"runc_v2_loop_s\",\"runc_v2_http_rps\",\"learn_loop_s\",...}
+                     (*_vs_runc is the lower of the loop and http ratios)
+  --help             this text
+
+Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox at
+/bin/busybox. Progress goes to stderr.
+
+Exit codes: 0 the benchmark ran (whether or not the target was met); 1 it failed;
+2 bad arguments.";
+
+struct Args {
+    bin_dir: PathBuf,
+    opts: Options,
+    json: bool,
+}
+
+/// The settings, or `None` when only help was asked for.
+fn parse() -> Result<Option<Args>, String> {
+    let mut opts = Options::default();
+    let (mut bin_dir, mut json) = (None, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "--json" => {
+                json = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{arg} {value}: {e}"))
+        };
+        let positive = || {
+            number().and_then(|n| {
+                if n == 0 {
+                    Err(format!("{arg} must be positive"))
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        match arg.as_str() {
+            "--bin-dir" => bin_dir = Some(PathBuf::from(&value)),
+            "--rounds" => opts.rounds = positive()?,
+            "--learn-runs" => opts.learn_runs = positive()?,
+            "--iterations" => {
+                opts.iterations = u32::try_from(positive()?).map_err(|e| format!("{arg}: {e}"))?;
+            }
+            "--requests" => opts.requests = positive()?,
+            "--clients" => opts.clients = positive()?,
+            "--port" => opts.port = value.parse().map_err(|e| format!("--port {value}: {e}"))?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if opts.requests < opts.clients {
+        return Err("--requests must be at least --clients".to_owned());
+    }
+    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
+    if !demo::has_shim(&bin_dir) {
+        return Err(format!(
+            "no containerd-shim-chaperone-v2 in {}",
+            bin_dir.display()
+        ));
+    }
+    Ok(Some(Args {
+        bin_dir,
+        opts,
+        json,
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chaperone-bench-throughput: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = Containerd::start_logging(&args.bin_dir, "info").and_then(|ctrd| {
+        throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))
+    });
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.table());
+                let enforce = report.ratio(Setup::Enforce);
+                println!(
+                    "enforce throughput {enforce:.3}x runc-v2 (target >= {TARGET}: {}); learn {:.3}x; {} alert(s) under enforce",
+                    if enforce >= TARGET { "met" } else { "NOT met" },
+                    report.ratio(Setup::Learn),
+                    report.enforce_alerts
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chaperone-bench-throughput: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
