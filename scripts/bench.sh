@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Measures verdict latency: how long chaperone's supervisor takes to carry out a verdict.
+# Measures verdict latency and container throughput under chaperone.
 set -euo pipefail
+# shellcheck source=lib/common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/bench.sh [--json]
+Usage: scripts/bench.sh [--json] [--verdict-only] [--rounds N]
 
-Runs profiler/benches/verdict.rs (release build). The supervisor runs in detect mode
-with a model learned on getppid only, so getpid deviates on every call; it reports
-p50 and p99 in milliseconds of:
+Runs two benchmarks (release builds) and prints their figures:
+
+verdict (profiler/benches/verdict.rs; no root needed): the supervisor runs in detect
+mode with a model learned on getppid only, so getpid deviates on every call; p50 and
+p99 in milliseconds of:
   deny      a denied getpid (EPERM), timed in the traced child from syscall entry to
             return; 5,010 calls over fresh children.
   continue  the learned getppid (no deviation, answered "continue") by the same
@@ -19,31 +22,104 @@ p50 and p99 in milliseconds of:
             notification to this process reaping the child; 500 fresh children. The
             table also shows the same through a responder's kill_container (kill_pid).
 
-  --json   print one JSON object instead of the table:
-           {"deny_p50_ms","deny_p99_ms","continue_p50_ms","continue_p99_ms",
-            "deny_vs_continue","kill_p50_ms","kill_p99_ms"}
-  --help   this text.
+throughput (chaperone-bench-throughput; root, containerd and runc): a syscall-heavy
+shell loop and busybox httpd under a load generator, each in fresh containers under
+io.containerd.runc.v2, chaperone learn and chaperone enforce (action alert, the tiered
+filter), interleaved round by round on one private containerd; medians over the rounds,
+ratios are throughput against runc-v2 (see chaperone-bench-throughput --help).
 
-Targets: deny p99 <= 1 ms, kill p99 <= 50 ms (the table says whether they are met;
-they do not change the exit status).
+  --json          print one JSON object with every figure of both:
+                  {"deny_p50_ms","deny_p99_ms","continue_p50_ms","continue_p99_ms",
+                   "deny_vs_continue","kill_p50_ms","kill_p99_ms",
+                   "enforce_vs_runc","enforce_vs_runc_loop","enforce_vs_runc_http",
+                   "learn_vs_runc","learn_vs_runc_loop","learn_vs_runc_http",
+                   "enforce_alerts",...}
+  --verdict-only  skip the throughput benchmark (no root needed)
+  --rounds N      throughput rounds (default 5)
+  --help          this text.
 
-No root needed (the child sets no_new_privs). Takes a few seconds after the build.
+Targets: deny p99 <= 1 ms, kill p99 <= 50 ms, enforce throughput >= 0.95x runc-v2 on
+both workloads (the tables say whether they are met; they do not change the exit status).
 
-Exit status: 0 the benchmark ran, 1 it failed (build, run or a sanity check),
-2 bad arguments.
+The throughput benchmark needs root; as root, missing Debian packages runc, containerd
+and busybox-static are installed. It takes about five minutes after the build.
+
+Exit status: 0 the benchmarks ran, 1 one failed (prerequisites, build, run or a sanity
+check), 2 bad arguments.
 USAGE
 }
 
-json=()
-for arg in "$@"; do
-    case "$arg" in
+bad_args() {
+    usage >&2
+    printf 'error: %s\n' "$*" >&2
+    exit 2
+}
+
+json=false
+throughput=true
+rounds=5
+while [ $# -gt 0 ]; do
+    case "$1" in
         --help | -h) usage; exit 0 ;;
-        --json) json=(--json) ;;
-        *) usage >&2; printf 'error: unknown argument: %s\n' "$arg" >&2; exit 2 ;;
+        --json) json=true ;;
+        --verdict-only) throughput=false ;;
+        --rounds)
+            [ $# -ge 2 ] || bad_args "--rounds needs a value"
+            rounds="$2"
+            shift
+            ;;
+        --rounds=*) rounds="${1#--rounds=}" ;;
+        *) bad_args "unknown argument: $1" ;;
     esac
+    shift
 done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || bad_args "--rounds must be a positive integer, got '$rounds'"
 
 require_cargo
 cd "$CHAPERONE_ROOT"
+if $throughput; then
+    [ "$(id -u)" -eq 0 ] || die "the throughput benchmark needs root (containerd and runc); --verdict-only runs the rest"
+    ensure_packages runc containerd busybox-static python3
+fi
+
+tmp="$(mktemp -d /tmp/chp-benchjson.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+
 log "building and running the verdict benchmark"
-cargo bench -q -p chaperone-profiler --bench verdict -- "${json[@]}" || die "the verdict benchmark failed"
+if $json; then
+    cargo bench -q -p chaperone-profiler --bench verdict -- --json >"$tmp/verdict.json" \
+        || die "the verdict benchmark failed"
+else
+    cargo bench -q -p chaperone-profiler --bench verdict || die "the verdict benchmark failed"
+fi
+
+if $throughput; then
+    log "building the shim and chaperone-bench-throughput (release)"
+    cargo build --release --locked -p containerd-shim-chaperone-v2 -p chaperone-integration \
+        --bin containerd-shim-chaperone-v2 --bin chaperone-bench-throughput >&2 \
+        || die "building the throughput benchmark failed"
+    bin_dir="$(cd "${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release" && pwd)"
+    log "running the throughput benchmark ($rounds rounds)"
+    if $json; then
+        "$bin_dir/chaperone-bench-throughput" --bin-dir "$bin_dir" --rounds "$rounds" --json \
+            >"$tmp/throughput.json" || die "the throughput benchmark failed"
+    else
+        "$bin_dir/chaperone-bench-throughput" --bin-dir "$bin_dir" --rounds "$rounds" \
+            || die "the throughput benchmark failed"
+    fi
+fi
+
+if $json; then
+    # One object with the figures of both.
+    python3 - "$tmp"/*.json <<'PY' || die "a benchmark printed something that is not one JSON object"
+import json, sys
+merged = {}
+for path in sys.argv[1:]:
+    with open(path) as f:
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    if len(lines) != 1:
+        sys.exit(f"{path}: expected one JSON line, got {len(lines)}")
+    merged.update(json.loads(lines[0]))
+print(json.dumps(merged))
+PY
+fi
