@@ -158,6 +158,65 @@ named_enum!(
     }
 );
 
+/// A plain `http://` URL split for a request: host, port (default 80) and path (default `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Host name or address (an IPv6 address without its brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `http://HOST[:PORT][/PATH]`; anything else (https, user info, no host) is an
+    /// error saying why.
+    pub fn parse(url: &str) -> std::result::Result<Self, String> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(if url.starts_with("https://") {
+                format!("{url:?}: https is not supported; post to a local forwarder such as Falcosidekick over http")
+            } else {
+                format!("{url:?} is not an http:// URL")
+            });
+        };
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+        if authority.contains('@') {
+            return Err(format!("{url:?}: user info in the URL is not supported"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("{url:?} has no valid host"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| format!("{url:?}: {p:?} is not a port"))?,
+        };
+        if path.contains(char::is_whitespace) {
+            return Err(format!("{url:?}: whitespace in the path"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+}
+
 /// The node-wide configuration (`/etc/chaperone/config.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -172,6 +231,9 @@ pub struct Config {
     pub db_path: PathBuf,
     /// Alert log: one JSON object per line, in Falco's output format.
     pub alerts_path: PathBuf,
+    /// When set, each alert is also POSTed there as JSON (`http://HOST[:PORT][/PATH]`, such as
+    /// Falcosidekick's `http://falcosidekick:2801/`).
+    pub alerts_webhook: Option<String>,
     /// Sequence model settings.
     pub model: ModelConfig,
     /// The tiered filter of monitor and enforce mode.
@@ -235,6 +297,7 @@ impl Default for Config {
             fail_mode: FailMode::Closed,
             db_path: PathBuf::from(DEFAULT_DB_PATH),
             alerts_path: PathBuf::from(DEFAULT_ALERTS_PATH),
+            alerts_webhook: None,
             model: ModelConfig::default(),
             filter: FilterConfig::default(),
             promotion: None,
@@ -325,6 +388,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.filter.validate()?;
+        if let Some(url) = &self.alerts_webhook {
+            HttpUrl::parse(url).map_err(|reason| ConfigError::Invalid {
+                field: "alerts_webhook",
+                reason,
+            })?;
+        }
         self.promotion
             .as_ref()
             .map_or(Ok(()), PromotionPolicy::validate)
@@ -395,6 +464,41 @@ mod tests {
         let err = Config::parse("[filter]\nunseen = \"deny\"").unwrap_err();
         let chain = format!("{err} {:?}", std::error::Error::source(&err));
         assert!(chain.contains("notify"), "{chain}");
+    }
+
+    #[test]
+    fn webhook_urls() {
+        let u = HttpUrl::parse("http://falcosidekick:2801/").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("falcosidekick", 2801, "/")
+        );
+        let u = HttpUrl::parse("http://10.0.0.1").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("10.0.0.1", 80, "/")
+        );
+        let u = HttpUrl::parse("http://[::1]:9/a/b?c=d").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 9, "/a/b?c=d")
+        );
+        for bad in [
+            "https://x/",
+            "ftp://x",
+            "http://",
+            "http://:80/",
+            "http://x:0/",
+            "http://x:y/",
+            "http://u@x/",
+            "http://[::1/",
+        ] {
+            assert!(HttpUrl::parse(bad).is_err(), "{bad}");
+        }
+        let c = Config::parse("alerts_webhook = \"http://127.0.0.1:2801/\"").unwrap();
+        assert_eq!(c.alerts_webhook.as_deref(), Some("http://127.0.0.1:2801/"));
+        let err = Config::parse("alerts_webhook = \"https://x/\"").unwrap_err();
+        assert!(err.to_string().contains("alerts_webhook"), "{err}");
     }
 
     #[test]
