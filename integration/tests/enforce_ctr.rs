@@ -7,8 +7,11 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
 
 use chaperone_integration::containerd::{
     setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
@@ -21,6 +24,45 @@ const BENIGN: &str = "i=0; while [ $i -lt 5 ]; do echo $i > /tmp/f; cat /tmp/f >
                       i=$((i+1)); done; ls / > /dev/null; echo done";
 /// Containers learned before enforcing.
 const LEARN_RUNS: usize = 3;
+
+/// A webhook receiver on 127.0.0.1: answers every POST with 200 and passes its JSON body on.
+fn webhook_receiver() -> (u16, Receiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = reader
+                .into_inner()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            if let Ok(alert) = serde_json::from_slice(&body) {
+                if tx.send(alert).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (port, rx)
+}
 
 /// Runs `sh -c script` to completion under chaperone with `annotations`; returns the output.
 fn run(
@@ -183,6 +225,12 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
     );
     let script = format!("{BENIGN}; mkdir /out/made && echo made || echo denied; echo after");
 
+    // Alerts also go to a webhook.
+    let (port, posted) = webhook_receiver();
+    ctrd.set_chaperone_config(&format!(
+        "alerts_webhook = \"http://127.0.0.1:{port}/falco\"\n"
+    ))
+    .unwrap();
     let denied = format!("{key}-deny");
     let out = run(
         &ctrd,
@@ -212,6 +260,23 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
     assert!(alerts
         .iter()
         .all(|a| a["output_fields"]["chaperone.action"] == "deny"));
+    // The webhook got the same alert objects as the log, without being waited for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut received = Vec::new();
+    while received.len() < alerts.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match posted.recv_timeout(left) {
+            Ok(a) if a["output_fields"]["container.id"] == denied.as_str() => received.push(a),
+            Ok(_) => {}
+            Err(_) => panic!(
+                "the webhook got {} of {} alerts\nlog:\n{}",
+                received.len(),
+                alerts.len(),
+                ctrd.log()
+            ),
+        }
+    }
+    assert_eq!(received, alerts);
 
     let monitored = format!("{key}-monitor");
     let mut annotations = enforce(&key, "kill");

@@ -5,6 +5,7 @@
 //! Falcosidekick and what sits behind it take chaperone's alerts unchanged. Its priority ranks
 //! it: the sensitivity of the syscalls involved (seccomp-gen's risk table) and whether the call
 //! was never seen at all. Its explanation lists the least likely transitions of the window.
+//! With `alerts_webhook` set, each alert written is also POSTed there (`webhook`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -274,6 +275,9 @@ impl Responder for ShimResponder {
             );
             if let Err(e) = self.log.append(&alert) {
                 warn!(path = %self.log.path.display(), error = %e, "cannot write an alert");
+            }
+            if let Some(url) = &self.plan.config.alerts_webhook {
+                crate::webhook::post(url, &alert);
             }
             warn!(container = %self.plan.id, alert = %alert["output"].as_str().unwrap_or_default(), "deviation");
         }

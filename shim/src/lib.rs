@@ -12,6 +12,7 @@ pub mod plan;
 pub mod runc;
 pub mod service;
 pub mod task;
+pub mod webhook;
 
 use std::io::Write;
 use std::process::ExitCode;
