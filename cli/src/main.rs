@@ -10,6 +10,7 @@ use clap::Parser;
 mod diff;
 mod eval;
 mod export;
+mod resume;
 mod store;
 
 /// chaperone: learn what a container's syscalls normally look like, and catch what deviates.
@@ -35,6 +36,8 @@ enum Command {
     Learn(export::LearnArgs),
     /// Compare two learned profiles (exit 3 when a change matches --fail-on).
     Diff(diff::DiffArgs),
+    /// Thaw a container the pause action froze.
+    Resume(resume::ResumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Learn(args) => export::run_learn(&args).map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args),
         Command::Alerts(args) => store::run_alerts(&args).map(|()| ExitCode::SUCCESS),
+        Command::Resume(args) => resume::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
