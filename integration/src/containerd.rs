@@ -70,6 +70,13 @@ pub fn shim_dir() -> Option<PathBuf> {
         .then(|| profile_dir.to_owned())
 }
 
+/// The `chaperone` command-line binary built with the running test (next to the shim).
+pub fn cli_binary() -> Option<PathBuf> {
+    shim_dir()
+        .map(|d| d.join("chaperone"))
+        .filter(|p| p.is_file())
+}
+
 /// Polls `check` until it returns `Some`, or fails after `timeout` naming `what`.
 pub fn wait_for<T>(
     what: &str,
@@ -202,6 +209,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// The temp dir holding everything.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// containerd's state directory (`state` in its config).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     /// The shim run directory containerd's shims were given.

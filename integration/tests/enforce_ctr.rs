@@ -14,7 +14,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use chaperone_integration::containerd::{
-    setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+    cli_binary, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
 };
 use chaperone_profiler::store::{Store, Summary};
 use serde_json::Value;
@@ -413,7 +413,28 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["output_fields"]["chaperone.action"], "pause");
 
-    ctrd.ctr_ok(&["tasks", "resume", &id]).unwrap();
+    // Thawed by chaperone's own command, which asks the shim as containerd would.
+    let cli = cli_binary().expect("the chaperone binary next to the shim");
+    let out = std::process::Command::new(cli)
+        .arg("resume")
+        .arg("--state")
+        .arg(ctrd.state_dir())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\nlog:\n{}", text(&out), ctrd.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("resumed {id}")
+    );
+    // A second resume is refused: the task is no longer paused.
+    let again = std::process::Command::new(cli_binary().unwrap())
+        .args(["resume", "--state"])
+        .arg(ctrd.state_dir())
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     wait_for("the task to finish", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
     })
