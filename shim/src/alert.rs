@@ -129,7 +129,7 @@ pub fn alert_json(
         "output_fields": {
             "chaperone.alert_id": alert_id,
             "container.id": plan.id,
-            "container.image.repository": plan.key,
+            "container.image.repository": plan.image.as_deref().unwrap_or(&plan.key),
             "proc.pid": pid,
             "thread.tid": d.tid,
             "evt.type": syscall,

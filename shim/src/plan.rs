@@ -27,6 +27,8 @@ pub const ACTION_ANNOTATION: &str = "chaperone.io/action";
 pub const PROFILE_ANNOTATION: &str = "chaperone.io/profile";
 /// The image reference CRI puts on every container.
 pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
+/// The image id some CRI implementations add (`sha256:<hex>`).
+pub const CRI_IMAGE_ID_ANNOTATION: &str = "io.kubernetes.cri.image-id";
 /// Names the config file (default [`DEFAULT_CONFIG_PATH`]; a missing default file means the
 /// defaults, a missing named file is an error).
 pub const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
@@ -59,6 +61,8 @@ pub struct Plan {
     pub id: String,
     /// The profile key: image digest or name.
     pub key: String,
+    /// The image name CRI gives (`io.kubernetes.cri.image-name`), for alerts.
+    pub image: Option<String>,
     /// The resolved mode.
     pub mode: Mode,
     /// The action on a deviation in enforce mode (monitor only alerts).
@@ -79,6 +83,7 @@ impl Plan {
         Self {
             id: id.to_owned(),
             key: key.to_owned(),
+            image: None,
             mode,
             action: config.action,
             model: Model::None,
@@ -105,6 +110,9 @@ impl Plan {
         let key = profile_key(spec);
         let mut plan = Self {
             action,
+            image: annotation(spec, CRI_IMAGE_ANNOTATION)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned),
             ..Self::fixed(id, &key, Mode::Off, Arc::clone(&config))
         };
         if annotated == Some(Mode::Off) {
@@ -211,12 +219,21 @@ fn model_for(
     }
 }
 
-/// The profile a container belongs to: the `chaperone.io/profile` annotation, else the image
-/// CRI names, else the container's executable (`exec:<args[0]>`), so that containers of one
-/// command share a profile even when nothing names their image.
+/// The profile a container belongs to: the `chaperone.io/profile` annotation, else the image's
+/// digest (`sha256:<hex>`) when CRI gives one (an image name pinned `@sha256:`, else the image
+/// id), else the image name CRI gives, else the container's executable (`exec:<args[0]>`), so
+/// that containers of one command share a profile even when nothing names their image.
 pub fn profile_key(spec: &Value) -> String {
     if let Some(key) = annotation(spec, PROFILE_ANNOTATION).filter(|k| !k.trim().is_empty()) {
         return key.trim().to_owned();
+    }
+    let pinned = annotation(spec, CRI_IMAGE_ANNOTATION)
+        .and_then(|name| name.rsplit_once('@'))
+        .and_then(|(_, digest)| sha256_digest(digest));
+    if let Some(digest) =
+        pinned.or_else(|| annotation(spec, CRI_IMAGE_ID_ANNOTATION).and_then(sha256_digest))
+    {
+        return digest;
     }
     if let Some(image) = annotation(spec, CRI_IMAGE_ANNOTATION).filter(|k| !k.is_empty()) {
         return image.to_owned();
@@ -226,6 +243,13 @@ pub fn profile_key(spec: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("unknown");
     format!("exec:{exe}")
+}
+
+/// `value` when it is a sha256 digest (`sha256:` and 64 hex digits), lowercased.
+fn sha256_digest(value: &str) -> Option<String> {
+    let hex = value.trim().strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
 fn parse_annotation<T: FromStr<Err = ConfigError>>(
@@ -285,6 +309,17 @@ mod tests {
             "exec:/bin/sh"
         );
         assert_eq!(profile_key(&json!({})), "exec:unknown");
+        let hex = "ab".repeat(32);
+        let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("docker.io/library/nginx@sha256:{hex}"),
+                                            CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", "cd".repeat(32))}});
+        assert_eq!(profile_key(&pinned), format!("sha256:{hex}"));
+        let tagged = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1",
+                                            CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", hex.to_uppercase())}});
+        assert_eq!(profile_key(&tagged), format!("sha256:{hex}"));
+        let bad_id = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1", CRI_IMAGE_ID_ANNOTATION: "sha256:xyz"}});
+        assert_eq!(profile_key(&bad_id), "nginx:1");
+        let named = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ID_ANNOTATION: format!("sha256:{hex}")}});
+        assert_eq!(profile_key(&named), "web");
     }
 
     #[test]
