@@ -447,3 +447,29 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     );
     assert!(!out_dir.join("made").exists());
 }
+
+#[test]
+fn profiles_are_keyed_by_the_image_digest_cri_gives() {
+    let Some(ctrd) = setup() else { return };
+    let digest = format!("sha256:{:064x}", u128::from(std::process::id()));
+    let name = "registry.example/app:1";
+    let id = format!("digest-{}", std::process::id());
+    let out = run(
+        &ctrd,
+        &id,
+        &[
+            ("io.kubernetes.cri.image-name", name),
+            ("io.kubernetes.cri.image-id", &digest),
+        ],
+        &[],
+        BENIGN,
+    );
+    expect_exit(&ctrd, &out, 0);
+    let s = summary(&ctrd, &digest);
+    assert_eq!(s.containers, 1, "{s:?}");
+    let store = Store::open(&ctrd.db_path()).unwrap();
+    assert!(
+        store.summary(name).unwrap().is_none(),
+        "the image name is not the key when a digest is given"
+    );
+}
