@@ -42,6 +42,8 @@ pub struct Process {
     pub pid: i32,
     /// Its stdio.
     pub stdio: Stdio,
+    /// An exec process's OCI process spec, from Exec until Start.
+    pub spec: Option<Box<oci_spec::runtime::Process>>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -53,6 +55,7 @@ impl Process {
             id: id.to_owned(),
             pid: 0,
             stdio,
+            spec: None,
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }

@@ -194,6 +194,23 @@ async fn mount_all(req: &CreateTaskRequest, bundle: &Path) -> Result<Option<Path
     Ok(Some(rootfs))
 }
 
+/// The stdio runc gives a process: containerd's FIFOs, or /dev/null when none is connected.
+pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<Arc<dyn Io>> {
+    if stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty() {
+        return Ok(Arc::new(NullIo::new().map_err(|source| ShimError::Io {
+            op: "open /dev/null for",
+            path: bundle.to_owned(),
+            source,
+        })?));
+    }
+    let fifo = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(Arc::new(FIFO {
+        stdin: fifo(&stdio.stdin),
+        stdout: fifo(&stdio.stdout),
+        stderr: fifo(&stdio.stderr),
+    }))
+}
+
 /// `runc create` with the FIFOs as the init's stdio; returns the init pid.
 async fn create_init(
     runc: &runc::Runc,
@@ -202,21 +219,7 @@ async fn create_init(
     stdio: &Stdio,
     options: &Options,
 ) -> Result<i32> {
-    let io: Arc<dyn Io> =
-        if stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty() {
-            Arc::new(NullIo::new().map_err(|source| ShimError::Io {
-                op: "open /dev/null for",
-                path: bundle.to_owned(),
-                source,
-            })?)
-        } else {
-            let fifo = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-            Arc::new(FIFO {
-                stdin: fifo(&stdio.stdin),
-                stdout: fifo(&stdio.stdout),
-                stderr: fifo(&stdio.stderr),
-            })
-        };
+    let io = io_of(stdio, bundle)?;
     let pid_file = bundle.join(INIT_PID_FILE);
     let mut opts = CreateOpts::new()
         .pid_file(&pid_file)

@@ -21,9 +21,35 @@ const KILLED: u32 = 128 + 9;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl TaskService {
+    /// Forgets an exec process that has not started or has exited; returns its exit.
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        let mut containers = self.containers.lock().await;
+        let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let status = container.process(exec_id)?.status();
+        if !matches!(status, Status::CREATED | Status::STOPPED) {
+            return Err(ShimError::FailedPrecondition {
+                op: "delete",
+                id: exec_id.to_owned(),
+                state: status_name(status),
+            });
+        }
+        let Some(process) = container.execs.remove(exec_id) else {
+            return Err(not_found(exec_id));
+        };
+        let (exit_status, exited_at) = process
+            .exit()
+            .map_or((0, Timestamp::now()), |e| (e.status, e.at));
+        Ok(DeleteResponse {
+            pid: process.pid_u32(),
+            exit_status,
+            exited_at: Some(exited_at).into(),
+            ..Default::default()
+        })
+    }
+
     pub(super) async fn delete_task(&self, req: DeleteRequest) -> Result<DeleteResponse> {
         if !req.exec_id.is_empty() {
-            return Err(ShimError::Unimplemented { what: "exec" });
+            return self.delete_exec(&req.id, &req.exec_id).await;
         }
         let mut containers = self.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;

@@ -1,6 +1,9 @@
-//! Kill: a signal to the init process (or, with `all`, to every process of the container).
+//! Kill: a signal to the init process (or, with `all`, to every process of the container), or
+//! to an exec process.
 
 use containerd_shim::api::{Empty, KillRequest, Status};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use runc::options::KillOpts;
 
 use super::{not_found, TaskService};
@@ -9,11 +12,33 @@ use crate::runc::{failure, is_gone};
 
 impl TaskService {
     pub(super) async fn kill_task(&self, req: KillRequest) -> Result<Empty> {
-        if !req.exec_id.is_empty() {
-            return Err(ShimError::Unimplemented { what: "exec" });
-        }
         let containers = self.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+        if !req.exec_id.is_empty() {
+            // An exec process is signalled directly, as runc-v2 does.
+            let process = container.process(&req.exec_id)?;
+            if process.status() != Status::RUNNING && process.status() != Status::PAUSED {
+                return Err(ShimError::ProcessFinished {
+                    id: req.exec_id.clone(),
+                });
+            }
+            let signal = i32::try_from(req.signal)
+                .ok()
+                .and_then(|s| Signal::try_from(s).ok())
+                .ok_or(ShimError::InvalidRequest {
+                    reason: "not a signal number",
+                })?;
+            return match kill(Pid::from_raw(process.pid), signal) {
+                Ok(()) => Ok(Empty::new()),
+                Err(nix::errno::Errno::ESRCH) => Err(ShimError::ProcessFinished {
+                    id: req.exec_id.clone(),
+                }),
+                Err(e) => Err(ShimError::Sys {
+                    op: "signal the exec process",
+                    source: e,
+                }),
+            };
+        }
         if container.init.status() == Status::STOPPED && !req.all {
             return Err(ShimError::ProcessFinished { id: req.id.clone() });
         }

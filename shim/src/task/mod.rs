@@ -6,6 +6,7 @@
 mod connect;
 mod create;
 mod delete;
+mod exec;
 mod exits;
 mod kill;
 mod pause;
@@ -166,8 +167,8 @@ impl Task for TaskService {
         to_ttrpc(self.shutdown_shim(req).await)
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        unimplemented("exec")
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc(self.exec_process(req).await)
     }
 
     async fn resize_pty(

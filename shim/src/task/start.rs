@@ -1,4 +1,4 @@
-//! Start: `runc start` of the init process.
+//! Start: `runc start` of the init process (exec processes: `exec.rs`).
 
 use containerd_shim::api::{StartRequest, StartResponse, Status};
 use containerd_shim::protos::events::task::TaskStart;
@@ -12,7 +12,11 @@ use crate::runc::failure;
 impl TaskService {
     pub(super) async fn start_task(&self, req: StartRequest) -> Result<StartResponse> {
         if !req.exec_id.is_empty() {
-            return Err(ShimError::Unimplemented { what: "exec" });
+            let pid = self.start_exec(&req.id, &req.exec_id).await?;
+            return Ok(StartResponse {
+                pid,
+                ..Default::default()
+            });
         }
         // The lock is held across `runc start` so that the exit reaper, which takes it too,
         // publishes a fast container's TaskExit after its TaskStart.
