@@ -286,7 +286,16 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
             })
         }
         _ => {
-            learn_run(accepted, &plan, stats).map(|learning| store_learning(&plan, pid, &learning))
+            // An exec process's run is learned too, but it is not another container.
+            let containers = u64::from(
+                accepted
+                    .state
+                    .state()
+                    .pid()
+                    .is_none_or(|init| init == *accepted.state.pid()),
+            );
+            learn_run(accepted, &plan, stats, containers)
+                .map(|learning| store_learning(&plan, pid, &learning))
         }
     };
     if let Err(e) = result {
@@ -319,6 +328,7 @@ fn learn_run(
     accepted: Accepted,
     plan: &Plan,
     stats: Arc<Stats>,
+    containers: u64,
 ) -> std::result::Result<Learning, SupervisorError> {
     let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
     let mode = match &plan.model {
@@ -338,7 +348,7 @@ fn learn_run(
         stats,
     )?;
     sup.run()?;
-    Ok(Learning::new(sup.into_parts().0.into_parts(), 1))
+    Ok(Learning::new(sup.into_parts().0.into_parts(), containers))
 }
 
 /// Merges a container's learning into its profile (a failure is logged: the container has
