@@ -1,5 +1,6 @@
 //! chaperone's shim under a real (private) containerd, driven with `ctr`: a container runs to
-//! completion with its output and exit code, a detached one is killed, and deleting leaves
+//! completion with its output and exit code, a detached one runs exec processes and is killed,
+//! and deleting leaves
 //! nothing behind on the host. Every test also runs against containerd's stock
 //! `io.containerd.runc.v2` to check the test itself. Needs root, containerd, runc and a static
 //! busybox (scripts/test.sh installs them).
@@ -14,6 +15,7 @@ use chaperone_integration::containerd::{
     self, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
     CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
+use chaperone_profiler::store::Store;
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
@@ -97,6 +99,73 @@ fn detached_run_and_kill(runtime: &str) {
     .unwrap();
     let pids = ctrd.ctr_ok(&["tasks", "ps", &id]).unwrap();
     assert!(pids.lines().count() >= 2, "no process listed: {pids}");
+    let listed = |ctrd: &Containerd| {
+        ctrd.ctr_ok(&["tasks", "ps", &id])
+            .map(|p| p.lines().count())
+            .unwrap_or(0)
+    };
+    let before = listed(&ctrd);
+
+    // An exec process runs to completion with its output and exit code.
+    let out = ctrd
+        .ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "sh",
+            "-c",
+            "echo from exec in $(uname -s); echo err >&2; exit 5",
+        ])
+        .unwrap();
+    let text = format!(
+        "stdout: {}\nstderr: {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        ctrd.log()
+    );
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("from exec in Linux"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{text}"
+    );
+    // A detached one is listed, killed by its exec id, and reaped.
+    ctrd.ctr_ok(&[
+        "tasks",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e2",
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    wait_for(
+        "the exec process to be listed",
+        Duration::from_secs(10),
+        || (listed(&ctrd) == before + 1).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    ctrd.ctr_ok(&["tasks", "kill", "--exec-id", "e2", "-s", "SIGKILL", &id])
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    wait_for(
+        "the exec process to be gone",
+        Duration::from_secs(10),
+        || (listed(&ctrd) == before).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    assert_eq!(
+        ctrd.task_status(&id).as_deref(),
+        Some("RUNNING"),
+        "init lives on"
+    );
+
     ctrd.ctr_ok(&["tasks", "kill", "--all", "-s", "SIGKILL", &id])
         .unwrap();
     wait_for("the task to stop", Duration::from_secs(10), || {
@@ -106,6 +175,17 @@ fn detached_run_and_kill(runtime: &str) {
     ctrd.ctr_ok(&["tasks", "delete", &id]).unwrap();
     ctrd.ctr_ok(&["containers", "delete", &id]).unwrap();
     assert_host_clean(&ctrd, &id, runtime);
+    if runtime != RUNC_V2 {
+        // Delete waited for the supervisors: init's and the two exec processes' runs are in
+        // the profile, counted as one container.
+        let s = Store::open(&ctrd.db_path())
+            .unwrap()
+            .summary("exec:sleep")
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing learned\nlog:\n{}", ctrd.log()));
+        assert_eq!(s.containers, 1, "{s:?}");
+        assert!(s.events > 0, "{s:?}");
+    }
 }
 
 /// After delete: no runc state, no mount, no shim process, no listener socket.
@@ -151,12 +231,12 @@ fn runc_v2_runs_a_container_to_completion() {
 }
 
 #[test]
-fn chaperone_kills_a_detached_container_and_cleans_up() {
+fn chaperone_execs_in_and_kills_a_detached_container_and_cleans_up() {
     detached_run_and_kill(CHAPERONE);
 }
 
 #[test]
-fn runc_v2_kills_a_detached_container_and_cleans_up() {
+fn runc_v2_execs_in_and_kills_a_detached_container_and_cleans_up() {
     detached_run_and_kill(RUNC_V2);
 }
 
