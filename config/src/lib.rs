@@ -315,6 +315,10 @@ pub struct FilterConfig {
     pub hot_coverage: f64,
     /// What enforce mode does with a never-learned syscall.
     pub unseen: Unseen,
+    /// Syscall names never allowed in the kernel however often they were learned (`execve` and
+    /// `execveat` never are). Process creation (`clone`, `clone3`, `fork`, `vfork`) here makes
+    /// a spawned process wait for the supervisor, at one notification per process.
+    pub always_traced: Vec<String>,
 }
 
 impl Default for FilterConfig {
@@ -322,6 +326,7 @@ impl Default for FilterConfig {
         Self {
             hot_coverage: DEFAULT_HOT_COVERAGE,
             unseen: Unseen::Notify,
+            always_traced: Vec::new(),
         }
     }
 }
@@ -503,7 +508,11 @@ mod tests {
 
     #[test]
     fn filter_section_parses() {
-        let c = Config::parse("[filter]\nhot_coverage = 0.5\nunseen = \"kill\"\n").unwrap();
+        let c = Config::parse(
+            "[filter]\nhot_coverage = 0.5\nunseen = \"kill\"\nalways_traced = [\"clone\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.filter.always_traced, ["clone"]);
         assert_eq!(c.filter.hot_coverage, 0.5);
         assert_eq!(c.filter.unseen, Unseen::Kill);
         assert_eq!(Config::default().filter.unseen, Unseen::Notify);
