@@ -212,7 +212,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         for t in &set.training {
             counts.learn_sequence(&t.events);
         }
-        let hot = hot_set(&counts, args.hot_coverage);
+        let hot = hot_set(&counts, args.hot_coverage, &BTreeSet::new());
         let mut untraced: BTreeSet<Sym> = NEVER_NOTIFIED.iter().filter_map(|n| sym_of(n)).collect();
         untraced.extend(&hot);
         let dropped = set.retain(|s| !untraced.contains(&s));

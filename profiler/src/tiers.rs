@@ -15,9 +15,10 @@ use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
 use crate::supervisor::Window;
 use crate::syscalls::{sym_of, Sym};
 
-/// Syscalls never put in the hot set: the supervisor needs to see the container's `execve` to
-/// tell runc's prelude from the container (see `supervisor::run`), and the first program a
-/// container runs is where a compromise shows.
+/// Syscalls never put in the hot set: program execution. The supervisor needs the container's
+/// `execve` to tell runc's prelude from the container (see `supervisor::run`), and running a
+/// program it never ran is how a compromise shows. Users add others with `[filter]
+/// always_traced` (process creation, for one: see docs/adr/0009).
 pub const ALWAYS_TRACED: &[&str] = &["execve", "execveat"];
 
 /// How often each syscall was learned (the model's unigrams), most frequent first; ties by
@@ -31,11 +32,12 @@ pub fn frequencies(counts: &NgramCounts) -> Vec<(Sym, u64)> {
 /// The hot set: the most frequent learned syscalls, added in order of frequency until they
 /// cover `coverage` of the learned events (0 gives the empty set: everything seen is traced).
 /// A syscall tied in frequency with the last one taken is taken too, so the set does not
-/// depend on the order of equals. [`ALWAYS_TRACED`] syscalls are never hot.
-pub fn hot_set(counts: &NgramCounts, coverage: f64) -> BTreeSet<Sym> {
-    let traced: Vec<Sym> = ALWAYS_TRACED.iter().filter_map(|n| sym_of(n)).collect();
+/// depend on the order of equals. [`ALWAYS_TRACED`] syscalls and those in `traced` are never
+/// hot (and their events do not count towards the coverage).
+pub fn hot_set(counts: &NgramCounts, coverage: f64, traced: &BTreeSet<Sym>) -> BTreeSet<Sym> {
+    let always: Vec<Sym> = ALWAYS_TRACED.iter().filter_map(|n| sym_of(n)).collect();
     let mut freq = frequencies(counts);
-    freq.retain(|(s, _)| !traced.contains(s));
+    freq.retain(|(s, _)| !always.contains(s) && !traced.contains(s));
     let total: u64 = freq.iter().map(|&(_, c)| c).sum();
     let mut hot = BTreeSet::new();
     if total == 0 || coverage <= 0.0 {
@@ -181,20 +183,37 @@ mod tests {
     fn the_hot_set_covers_the_share_asked_for_with_ties_kept_together() {
         // 1: 6 times, 2: 2 times, 3: 2 times, 4: once (11 events).
         let c = counts(&[&[1, 1, 1, 2, 3, 1], &[1, 1, 2, 3, 4]]);
+        let none = BTreeSet::new();
         assert_eq!(frequencies(&c)[0], (1, 6));
-        assert_eq!(hot_set(&c, 0.0), BTreeSet::new());
-        assert_eq!(hot_set(&c, 0.5), BTreeSet::from([1]));
+        assert_eq!(hot_set(&c, 0.0, &none), BTreeSet::new());
+        assert_eq!(hot_set(&c, 0.5, &none), BTreeSet::from([1]));
         // 6/11 < 0.6: one more is needed, and 3 ties with 2.
-        assert_eq!(hot_set(&c, 0.6), BTreeSet::from([1, 2, 3]));
-        assert_eq!(hot_set(&c, 1.0), BTreeSet::from([1, 2, 3, 4]));
-        assert_eq!(hot_set(&NgramCounts::new(3).unwrap(), 0.9), BTreeSet::new());
+        assert_eq!(hot_set(&c, 0.6, &none), BTreeSet::from([1, 2, 3]));
+        assert_eq!(hot_set(&c, 1.0, &none), BTreeSet::from([1, 2, 3, 4]));
+        assert_eq!(
+            hot_set(&c, 1.0, &BTreeSet::from([2])),
+            BTreeSet::from([1, 3, 4])
+        );
+        assert_eq!(
+            hot_set(&NgramCounts::new(3).unwrap(), 0.9, &none),
+            BTreeSet::new()
+        );
     }
 
     #[test]
-    fn exec_is_never_hot() {
+    fn exec_and_what_the_user_names_are_never_hot() {
         let execve = sym_of("execve").unwrap();
-        let c = counts(&[&[execve, execve, execve, 7]]);
-        assert_eq!(hot_set(&c, 1.0), BTreeSet::from([7]));
+        let clone = sym_of("clone").unwrap();
+        let c = counts(&[&[clone, execve, clone, execve, clone, 7]]);
+        assert_eq!(
+            hot_set(&c, 1.0, &BTreeSet::new()),
+            BTreeSet::from([clone, 7])
+        );
+        assert_eq!(
+            hot_set(&c, 1.0, &BTreeSet::from([clone])),
+            BTreeSet::from([7])
+        );
+        assert!(ALWAYS_TRACED.iter().all(|n| sym_of(n).is_some()));
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Tiers {
 
     /// The tiers of a learned profile with the hot set covering `coverage` of its events.
     pub fn with_coverage(counts: &NgramCounts, coverage: f64) -> Self {
-        Self::new(counts, &hot_set(counts, coverage))
+        Self::new(counts, &hot_set(counts, coverage, &BTreeSet::new()))
     }
 
     /// Tiers from names: `hot` allowed in the kernel, `seen` notified.

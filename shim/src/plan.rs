@@ -3,6 +3,7 @@
 //! deviation, the model it learns against or is scored by, and in monitor and enforce mode the
 //! tiers of its seccomp filter.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, Unseen, DEFA
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::store::{Store, StoreError};
 use chaperone_profiler::supervisor::Detect;
+use chaperone_profiler::syscalls::{sym_of, Sym};
 use chaperone_profiler::tiers::{hot_set, train_projected};
 use chaperone_seccomp_gen::Tiers;
 use serde_json::Value;
@@ -185,7 +187,8 @@ fn model_for(
             };
             let counts = counts.ok_or_else(|| not_learned("does not exist"))?;
             let far = config.model.target_far;
-            let hot = hot_set(&counts, config.filter.hot_coverage);
+            let traced = always_traced(&config.filter.always_traced)?;
+            let hot = hot_set(&counts, config.filter.hot_coverage, &traced);
             let runs = store
                 .runs(key)
                 .map_err(|source| ShimError::Store { source })?;
@@ -265,6 +268,21 @@ fn parse_annotation<T: FromStr<Err = ConfigError>>(
             })
         })
         .transpose()
+}
+
+/// The symbols of `[filter] always_traced`; a name no syscall table has is a config error.
+fn always_traced(names: &[String]) -> Result<BTreeSet<Sym>> {
+    names
+        .iter()
+        .map(|n| {
+            sym_of(n).ok_or_else(|| ShimError::Config {
+                source: ConfigError::Invalid {
+                    field: "filter.always_traced",
+                    reason: format!("{n:?} is not a syscall name"),
+                },
+            })
+        })
+        .collect()
 }
 
 /// The error of a model of profile `key` that cannot be used.
@@ -429,6 +447,24 @@ mod tests {
         });
         let plan = Plan::resolve(&spec("enforce"), "c1", all).unwrap();
         assert!(plan.tiers.unwrap().hot().is_empty());
+        // What the user names in always_traced is never hot; a name that is no syscall is a
+        // config error.
+        let traced = |names: &[&str]| {
+            Arc::new(Config {
+                filter: chaperone_config::FilterConfig {
+                    always_traced: names.iter().map(|&n| n.to_owned()).collect(),
+                    ..Default::default()
+                },
+                ..(*cfg).clone()
+            })
+        };
+        let plan = Plan::resolve(&spec("enforce"), "c1", traced(&["read"])).unwrap();
+        assert!(!plan.tiers.unwrap().hot().contains("read"));
+        let err = Plan::resolve(&spec("enforce"), "c1", traced(&["reed"])).unwrap_err();
+        assert!(
+            err.chain().contains("\"reed\" is not a syscall name"),
+            "{err:?}"
+        );
     }
 
     #[test]
