@@ -50,6 +50,13 @@ min_events = 5000
 max_new_per_10k = 20.0
 window_events = 5000
 to = "enforce"
+
+[filter]
+# The web server forks per request, so process creation is hot and would run in the kernel:
+# the shell the attack spawns would then fork `cat` unseen, and the kill (at the shell's next
+# traced syscall) would race with `cat` reading the secret. Traced, the fork waits for the
+# supervisor. Costs one notification per request (docs/adr/0009).
+always_traced = ["clone", "clone3", "fork", "vfork"]
 "#;
 
 /// The benign workload: what users of the shop do.
