@@ -17,14 +17,13 @@
 //! configuration is the median over the rounds; the ratios are throughput against runc-v2's
 //! (1.0: as fast, 0.5: half as fast).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::containerd::{wait_for, Cleanup, Containerd, CHAPERONE, RUNC_V2};
+use crate::demo;
 
 /// The benchmark's image: static busybox, the loop script and the web root.
 pub const IMAGE: &str = "chaperone.bench/throughput:1";
@@ -112,19 +111,16 @@ impl Setup {
     /// The `ctr run` flags selecting it for containers of `profile`.
     fn flags(self, profile: &str) -> Vec<String> {
         let chaperone = |mode: &str| {
-            let mut f = vec![
+            vec![
                 "--runtime".to_owned(),
                 CHAPERONE.to_owned(),
                 "--annotation".to_owned(),
                 format!("chaperone.io/profile={profile}"),
                 "--annotation".to_owned(),
                 format!("chaperone.io/mode={mode}"),
-            ];
-            f.extend([
                 "--annotation".to_owned(),
                 "chaperone.io/action=alert".to_owned(),
-            ]);
-            f
+            ]
         };
         match self {
             Self::RuncV2 => vec!["--runtime".to_owned(), RUNC_V2.to_owned()],
@@ -358,18 +354,14 @@ fn http_once(ctrd: &Containerd, setup: Setup, id: &str, opts: &Options) -> Resul
 
 /// One `GET /index.html`; an error unless the whole page came back with status 200.
 fn get(port: u16) -> Result<()> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)?;
-    if !body.starts_with(b"HTTP/1.0 200") && !body.starts_with(b"HTTP/1.1 200") {
+    let body = demo::get(port, "/index.html")?;
+    if !body.starts_with("HTTP/1.0 200") && !body.starts_with("HTTP/1.1 200") {
         bail!(
             "not a 200 answer: {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(80)])
+            body.chars().take(80).collect::<String>()
         );
     }
-    if !body.ends_with(b"</html>\n") {
+    if !body.ends_with("</html>\n") {
         bail!("a truncated page ({} bytes)", body.len());
     }
     Ok(())
