@@ -165,14 +165,17 @@ fn model_for(
     mode: Mode,
     config: &Config,
 ) -> Result<(Model, Option<Tiers>)> {
-    let counts = store
-        .model(key)
-        .map_err(|source| ShimError::Store { source })?
-        .filter(|c| c.events() > 0);
+    // Read only in the modes that use it (the model is the profile's largest column).
+    let counts = || -> Result<Option<NgramCounts>> {
+        Ok(store
+            .model(key)
+            .map_err(|source| ShimError::Store { source })?
+            .filter(|c| c.events() > 0))
+    };
     match mode {
         Mode::Off => Ok((Model::None, None)),
         Mode::Learn => Ok((
-            counts
+            counts()?
                 .map(|c| scorer_of(&c).map(Model::Reference))
                 .transpose()
                 .map_err(model_error(key))?
@@ -185,7 +188,7 @@ fn model_for(
                 key: key.to_owned(),
                 reason,
             };
-            let counts = counts.ok_or_else(|| not_learned("does not exist"))?;
+            let counts = counts()?.ok_or_else(|| not_learned("does not exist"))?;
             let far = config.model.target_far;
             let traced = always_traced(&config.filter.always_traced)?;
             let hot = hot_set(&counts, config.filter.hot_coverage, &traced);
