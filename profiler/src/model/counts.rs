@@ -146,12 +146,7 @@ impl NgramCounts {
 
     /// The distinct syscalls seen (unigrams), sorted.
     pub fn alphabet(&self) -> Vec<Sym> {
-        let mut syms: Vec<Sym> = self
-            .grams
-            .keys()
-            .filter(|&&g| key::len(g) == 1)
-            .filter_map(|&g| key::last(g))
-            .collect();
+        let mut syms: Vec<Sym> = self.unigrams().map(|(s, _)| s).collect();
         syms.sort_unstable();
         syms
     }

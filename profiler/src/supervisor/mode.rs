@@ -70,17 +70,16 @@ const UNRECORDED: u16 = u16::MAX;
 
 /// The events of a run in order, each packed as its thread's number (high 16 bits) and its
 /// syscall (low 16 bits). The buffer is reserved once up front: the kernel backs it with
-/// pages only as events fill it, and no event allocates.
+/// pages only as events fill it, and no event allocates. Without a buffer nothing is recorded.
 #[derive(Debug, Clone, Default)]
 struct Recording {
     events: Vec<u32>,
     threads: u16,
-    on: bool,
 }
 
 impl Recording {
     fn new_thread(&mut self) -> u16 {
-        if !self.on || self.threads == UNRECORDED {
+        if self.events.capacity() == 0 || self.threads == UNRECORDED {
             return UNRECORDED;
         }
         self.threads += 1;
@@ -151,7 +150,6 @@ impl Learn {
         self.recording = Recording {
             events: Vec::with_capacity(MAX_RECORDED_EVENTS),
             threads: 0,
-            on: true,
         };
         self
     }
