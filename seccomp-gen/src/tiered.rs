@@ -4,11 +4,11 @@
 //! alert). Merged with the container's own profile like learn mode's filter, so it is never
 //! weaker than that profile.
 //!
-//! Always allowed whatever their tier: [`NEVER_NOTIFIED`] (notifying them can deadlock runc
+//! Always allowed whatever their tier: `NEVER_NOTIFIED` (notifying them can deadlock runc
 //! init). Always notified: `chaperone_profiler::tiers::ALWAYS_TRACED` (`execve`, which the
-//! supervisor watches for). Never given the unseen action: [`RUNC_INIT_SYSCALLS`], which runc itself calls after
-//! loading the filter (learning skips that prelude, so the profile may not have them); they are
-//! notified unless hot.
+//! supervisor watches for). Never given the unseen action: [`RUNC_INIT_SYSCALLS`], which runc
+//! itself calls after loading the filter (learning skips that prelude, so the profile may not
+//! have them); they are notified unless hot.
 
 use std::collections::BTreeSet;
 use std::path::Path;
