@@ -331,6 +331,7 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
             containers: 1,
             maxima: Vec::new(),
             threads,
+            workload: None,
         };
         let merged = store.merge(image, &learning, None)?;
         eprintln!(

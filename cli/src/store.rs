@@ -124,8 +124,22 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     };
     let far = config.model.target_far;
     let threshold = store.threshold(key, far)?;
+    let workloads = store.workloads(key)?;
     if json_out {
-        println!("{}", summary_json(&p, Some((far, threshold))));
+        let mut v = summary_json(&p, Some((far, threshold)));
+        v["workloads"] = workloads
+            .iter()
+            .map(|s| {
+                json!({
+                    "namespace": s.workload.namespace,
+                    "pod": s.workload.pod,
+                    "container": s.workload.container,
+                    "runs": s.runs,
+                    "last": s.last,
+                })
+            })
+            .collect();
+        println!("{v}");
         return Ok(());
     }
     println!("profile:            {}", p.key);
@@ -150,6 +164,13 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
             println!("threshold:          {t:.3} nats/event (target false-alarm rate {far})")
         }
         None => println!("threshold:          - (learn at least two containers)"),
+    }
+    if !workloads.is_empty() {
+        println!("learned from (Kubernetes namespace/pod/container, runs; newest first):");
+        for s in &workloads {
+            let w = &s.workload;
+            println!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs);
+        }
     }
     Ok(())
 }
@@ -324,6 +345,7 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
             maxima: Vec::new(),
             // The window is what a tiered supervisor saw: its model learns it too.
             threads: vec![window.clone()],
+            workload: None,
         },
         None,
     )?;

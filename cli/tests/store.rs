@@ -11,7 +11,7 @@ use std::path::Path;
 use common::{chaperone, ok};
 
 use chaperone_profiler::model::NgramCounts;
-use chaperone_profiler::store::{Learning, Store};
+use chaperone_profiler::store::{Learning, Store, Workload};
 use chaperone_profiler::syscalls::sym_of;
 use serde_json::{json, Value};
 
@@ -22,7 +22,7 @@ fn syms(names: &[&str]) -> Vec<u16> {
 fn learned_store(dir: &Path) -> String {
     let db = dir.join("profiles.db");
     let store = Store::open(&db).unwrap();
-    for maxima in [vec![], vec![0.8_f32]] {
+    for (maxima, pod) in [(vec![], None), (vec![0.8_f32], Some("web-1"))] {
         let mut counts = NgramCounts::new(4).unwrap();
         counts.learn_sequence(&syms(&["openat", "read", "close", "write", "exit_group"]));
         store
@@ -33,6 +33,11 @@ fn learned_store(dir: &Path) -> String {
                     containers: 1,
                     maxima,
                     threads: Vec::new(),
+                    workload: pod.map(|pod| Workload {
+                        namespace: "shop".into(),
+                        pod: pod.into(),
+                        container: "nginx".into(),
+                    }),
                 },
                 None,
             )
@@ -56,6 +61,10 @@ fn profile_commands_list_show_mode_export_and_reset() {
     assert_eq!(show["events"], 10);
     assert_eq!(show["mode"], Value::Null);
     assert!((show["threshold"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+    assert_eq!(show["workloads"][0]["pod"], "web-1");
+    assert_eq!(show["workloads"][0]["runs"], 1);
+    let text = ok(&["profile", "show", "web", "--db", &db]);
+    assert!(text.contains("  shop/web-1/nginx  1"), "{text}");
 
     ok(&["profile", "mode", "web", "enforce", "--db", &db]);
     let show: Value =

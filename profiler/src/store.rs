@@ -21,7 +21,7 @@ use crate::supervisor::Learned;
 use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// How long a writer waits for another shim's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Held-out maxima kept per profile (the newest; older ones came from a less converged model).
@@ -29,6 +29,8 @@ pub const CALIBRATION_KEEP: usize = 4096;
 /// Recorded events kept per profile (the newest runs that fit; always the newest run), from
 /// which the tiered filter's projected model is trained. Two bytes each.
 pub const TRACE_KEEP_EVENTS: u64 = 2 << 20;
+/// Kubernetes workloads remembered per profile (the most recently seen).
+pub const WORKLOADS_KEEP: u64 = 100;
 
 /// Errors of the store. Each names the database file.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,30 @@ pub struct Learning {
     /// The run's threads as recorded, each its syscalls in order (may be empty: nothing is
     /// then kept for the tiered model).
     pub threads: Vec<Vec<Sym>>,
+    /// The Kubernetes workload the container belonged to, when CRI named it.
+    pub workload: Option<Workload>,
+}
+
+/// Where a container ran in Kubernetes: its pod's namespace and name, and its own name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Workload {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name in the pod.
+    pub container: String,
+}
+
+/// A workload that learned into a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The workload.
+    pub workload: Workload,
+    /// Learning runs it merged.
+    pub runs: u64,
+    /// Unix time of its last merge.
+    pub last: u64,
 }
 
 impl Learning {
@@ -125,6 +151,7 @@ impl Learning {
             containers,
             maxima: learned.maxima,
             threads: learned.threads,
+            workload: None,
         }
     }
 }
@@ -338,6 +365,7 @@ impl Store {
             ],
         )
         .map_err(sql("record the learning run"))?;
+        let run = tx.last_insert_rowid();
         {
             let mut insert = tx
                 .prepare_cached("INSERT INTO calibration (key, score) VALUES (?1, ?2)")
@@ -372,6 +400,23 @@ impl Store {
                 params![key, to_i64(TRACE_KEEP_EVENTS)],
             )
             .map_err(sql("trim recorded threads"))?;
+        }
+        if let Some(w) = &learning.workload {
+            tx.execute(
+                "INSERT INTO workloads (key, namespace, pod, container, runs, last, run)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+                 ON CONFLICT(key, namespace, pod, container)
+                 DO UPDATE SET runs = runs + 1, last = ?5, run = ?6",
+                params![key, w.namespace, w.pod, w.container, to_i64(now), run],
+            )
+            .map_err(sql("record the workload"))?;
+            // Pods come and go under generated names: keep the newest WORKLOADS_KEEP.
+            tx.execute(
+                "DELETE FROM workloads WHERE key = ?1 AND rowid NOT IN
+                   (SELECT rowid FROM workloads WHERE key = ?1 ORDER BY run DESC LIMIT ?2)",
+                params![key, to_i64(WORKLOADS_KEEP)],
+            )
+            .map_err(sql("trim workloads"))?;
         }
 
         let mut promoted = None;
@@ -555,6 +600,32 @@ impl Store {
             .collect()
     }
 
+    /// The Kubernetes workloads that learned into profile `key`, most recent first.
+    pub fn workloads(&self, key: &str) -> Result<Vec<Seen>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT namespace, pod, container, runs, last FROM workloads WHERE key = ?1
+                 ORDER BY run DESC",
+            )
+            .map_err(self.sql("read workloads"))?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok(Seen {
+                    workload: Workload {
+                        namespace: r.get(0)?,
+                        pod: r.get(1)?,
+                        container: r.get(2)?,
+                    },
+                    runs: to_u64(r.get(3)?),
+                    last: to_u64(r.get(4)?),
+                })
+            })
+            .map_err(self.sql("read workloads"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(self.sql("read workloads"))
+    }
+
     /// Sets (or with `None` clears) the per-image mode of profile `key`.
     pub fn set_mode(&self, key: &str, mode: Option<Mode>) -> Result<()> {
         let changed = self
@@ -576,6 +647,8 @@ impl Store {
             .map_err(self.sql("reset learning runs"))?;
         tx.execute("DELETE FROM traces WHERE key = ?1", [key])
             .map_err(self.sql("reset recorded threads"))?;
+        tx.execute("DELETE FROM workloads WHERE key = ?1", [key])
+            .map_err(self.sql("reset workloads"))?;
         let changed = tx
             .execute("DELETE FROM profiles WHERE key = ?1", [key])
             .map_err(self.sql("reset the profile"))?;
@@ -663,6 +736,18 @@ const MIGRATIONS: &[&str] = &[
         data   BLOB NOT NULL
     );
     CREATE INDEX traces_key ON traces(key, seq);
+",
+    "
+    CREATE TABLE workloads (
+        key       TEXT NOT NULL REFERENCES profiles(key),
+        namespace TEXT NOT NULL,
+        pod       TEXT NOT NULL,
+        container TEXT NOT NULL,
+        runs      INTEGER NOT NULL,
+        last      INTEGER NOT NULL,
+        run       INTEGER NOT NULL, -- the learning run (seq) of its last merge: orders them
+        PRIMARY KEY (key, namespace, pod, container)
+    );
 ",
 ];
 
@@ -769,6 +854,7 @@ mod tests {
             containers: 1,
             maxima: maxima.to_vec(),
             threads: vec![seq.to_vec()],
+            workload: None,
         }
     }
 
@@ -929,6 +1015,59 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn workloads_are_recorded_newest_first_and_reset_with_the_profile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("p.db")).unwrap();
+        let workload = |pod: &str| Workload {
+            namespace: "shop".into(),
+            pod: pod.into(),
+            container: "web".into(),
+        };
+        for pod in ["a", "b", "a"] {
+            let run = Learning {
+                workload: Some(workload(pod)),
+                ..learning(&[1, 2, 3], &[])
+            };
+            store.merge("img", &run, None).unwrap();
+        }
+        store
+            .merge("img", &learning(&[1, 2, 3], &[]), None)
+            .unwrap();
+        let seen = store.workloads("img").unwrap();
+        let pods: Vec<(&str, u64)> = seen
+            .iter()
+            .map(|s| (s.workload.pod.as_str(), s.runs))
+            .collect();
+        assert_eq!(pods, [("a", 2), ("b", 1)]);
+        assert_eq!(seen[0].workload, workload("a"));
+        assert!(store.workloads("other").unwrap().is_empty());
+        store.reset("img").unwrap();
+        assert!(store.workloads("img").unwrap().is_empty());
+    }
+
+    #[test]
+    fn workloads_keep_the_newest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("p.db")).unwrap();
+        let total = WORKLOADS_KEEP + 5;
+        for i in 0..total {
+            let run = Learning {
+                workload: Some(Workload {
+                    namespace: "ns".into(),
+                    pod: format!("pod-{i}"),
+                    container: "c".into(),
+                }),
+                ..learning(&[1, 2], &[])
+            };
+            store.merge("img", &run, None).unwrap();
+        }
+        let seen = store.workloads("img").unwrap();
+        assert_eq!(seen.len() as u64, WORKLOADS_KEEP);
+        assert_eq!(seen[0].workload.pod, format!("pod-{}", total - 1));
+        assert!(seen.iter().all(|s| s.workload.pod != "pod-0"));
     }
 
     #[test]

@@ -107,9 +107,16 @@ pub fn alert_json(
         (&time, &plan.id, d.tid, d.nr).hash(&mut h);
         format!("{:016x}", h.finish())
     };
+    let pod = plan.workload.as_ref().map_or_else(String::new, |w| {
+        format!(
+            " k8s.ns={} k8s.pod={} container.name={}",
+            w.namespace, w.pod, w.container
+        )
+    });
     let output = format!(
-        "{clock}: {priority} {rule} (syscall={syscall} container={id} profile={key} pid={pid} \
-         tid={tid} score={score:.2} threshold={threshold:.2} mode={mode} action={action})",
+        "{clock}: {priority} {rule} (syscall={syscall} container={id}{pod} profile={key} \
+         pid={pid} tid={tid} score={score:.2} threshold={threshold:.2} mode={mode} \
+         action={action})",
         clock = &time[11..time.len().min(29)],
         id = plan.id,
         key = plan.key,
@@ -118,7 +125,7 @@ pub fn alert_json(
         threshold = d.threshold,
         mode = plan.mode,
     );
-    json!({
+    let mut alert = json!({
         "time": time,
         "rule": rule,
         "priority": priority,
@@ -144,7 +151,14 @@ pub fn alert_json(
             "chaperone.explanation": explanation,
             "chaperone.suppressed": suppressed,
         }
-    })
+    });
+    // Falco's Kubernetes fields, when CRI named the pod.
+    if let (Some(w), Some(fields)) = (&plan.workload, alert["output_fields"].as_object_mut()) {
+        fields.insert("k8s.ns.name".into(), w.namespace.clone().into());
+        fields.insert("k8s.pod.name".into(), w.pod.clone().into());
+        fields.insert("container.name".into(), w.container.clone().into());
+    }
+    alert
 }
 
 fn action_name(verdict: Verdict) -> &'static str {
@@ -319,6 +333,7 @@ impl Responder for ShimResponder {
 mod tests {
     use super::*;
     use chaperone_config::Config;
+    use chaperone_profiler::store::Workload;
     use chaperone_profiler::supervisor::Recent;
     use chaperone_profiler::syscalls::sym_of;
 
@@ -409,6 +424,33 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let back: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(back, alert);
+        assert!(
+            fields.get("k8s.pod.name").is_none(),
+            "no pod, no pod fields"
+        );
+    }
+
+    #[test]
+    fn alerts_name_the_pod_when_cri_does() {
+        let plan = Plan {
+            workload: Some(Workload {
+                namespace: "shop".into(),
+                pod: "web-7d4b9".into(),
+                container: "nginx".into(),
+            }),
+            ..Plan::fixed("c1", "web", Mode::Monitor, Arc::new(Config::default()))
+        };
+        let d = deviation("execve", false);
+        let alert = alert_json(&plan, 7, &d, Verdict::Continue, None, 0, UNIX_EPOCH);
+        let fields = &alert["output_fields"];
+        assert_eq!(fields["k8s.ns.name"], "shop");
+        assert_eq!(fields["k8s.pod.name"], "web-7d4b9");
+        assert_eq!(fields["container.name"], "nginx");
+        let output = alert["output"].as_str().unwrap();
+        assert!(
+            output.contains("container=c1 k8s.ns=shop k8s.pod=web-7d4b9 container.name=nginx"),
+            "{output}"
+        );
     }
 
     #[test]

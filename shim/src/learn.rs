@@ -348,7 +348,10 @@ fn learn_run(
         stats,
     )?;
     sup.run()?;
-    Ok(Learning::new(sup.into_parts().0.into_parts(), containers))
+    Ok(Learning {
+        workload: plan.workload.clone(),
+        ..Learning::new(sup.into_parts().0.into_parts(), containers)
+    })
 }
 
 /// Merges a container's learning into its profile (a failure is logged: the container has

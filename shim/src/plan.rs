@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, Unseen, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
-use chaperone_profiler::store::{Store, StoreError};
+use chaperone_profiler::store::{Store, StoreError, Workload};
 use chaperone_profiler::supervisor::Detect;
 use chaperone_profiler::syscalls::{sym_of, Sym};
 use chaperone_profiler::tiers::{hot_set, train_projected};
@@ -31,14 +31,27 @@ pub const PROFILE_ANNOTATION: &str = "chaperone.io/profile";
 pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
 /// The image id some CRI implementations add (`sha256:<hex>`).
 pub const CRI_IMAGE_ID_ANNOTATION: &str = "io.kubernetes.cri.image-id";
-/// Names the config file (default [`DEFAULT_CONFIG_PATH`]; a missing default file means the
-/// defaults, a missing named file is an error).
+/// CRI's kind of container: `sandbox` (the pod's pause container) or `container`.
+pub const CRI_CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+/// The pod's namespace, as CRI gives it.
+pub const CRI_POD_NAMESPACE_ANNOTATION: &str = "io.kubernetes.cri.sandbox-namespace";
+/// The pod's name, as CRI gives it.
+pub const CRI_POD_NAME_ANNOTATION: &str = "io.kubernetes.cri.sandbox-name";
+/// The container's name in its pod, as CRI gives it.
+pub const CRI_CONTAINER_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
+/// Names the config file when the runtime's options do not (default [`DEFAULT_CONFIG_PATH`]).
 pub const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
 
-/// The node's configuration, read on every Create so edits apply to the next container.
-pub fn load_config() -> Result<Config> {
-    match std::env::var_os(CONFIG_ENV) {
-        Some(path) => Config::load(Path::new(&path)),
+/// The node's configuration, read on every Create so edits apply to the next container: the
+/// file `named` by the runtime's options (CRI's `ConfigPath`), else the one [`CONFIG_ENV`]
+/// names, else [`DEFAULT_CONFIG_PATH`]. A missing default file means the defaults; a missing
+/// named file is an error.
+pub fn load_config(named: Option<&Path>) -> Result<Config> {
+    let named = named
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
+    match named {
+        Some(path) => Config::load(&path),
         None if !Path::new(DEFAULT_CONFIG_PATH).exists() => Ok(Config::default()),
         None => Config::load(Path::new(DEFAULT_CONFIG_PATH)),
     }
@@ -65,6 +78,8 @@ pub struct Plan {
     pub key: String,
     /// The image name CRI gives (`io.kubernetes.cri.image-name`), for alerts.
     pub image: Option<String>,
+    /// The pod and container CRI names, for alerts and the profile's list of workloads.
+    pub workload: Option<Workload>,
     /// The resolved mode.
     pub mode: Mode,
     /// The action on a deviation in enforce mode (monitor only alerts).
@@ -86,6 +101,7 @@ impl Plan {
             id: id.to_owned(),
             key: key.to_owned(),
             image: None,
+            workload: None,
             mode,
             action: config.action,
             model: Model::None,
@@ -104,9 +120,15 @@ impl Plan {
     }
 
     /// Resolves the plan of container `id` from its OCI config's annotations, the store and
-    /// the node's config. A bad annotation is an error. An unusable store is an error when the
-    /// fail mode is `closed`; with `open` the container runs untraced, with a warning.
+    /// the node's config. A pod's sandbox (pause) container is never traced, whatever its
+    /// annotations (CRI passes the pod's to it too). A bad annotation is an error. An
+    /// unusable store is an error when the fail mode is `closed`; with `open` the container
+    /// runs untraced, with a warning.
     pub fn resolve(spec: &Value, id: &str, config: Arc<Config>) -> Result<Self> {
+        if annotation(spec, CRI_CONTAINER_TYPE_ANNOTATION) == Some("sandbox") {
+            info!(container = %id, "the pod's sandbox container is not traced");
+            return Ok(Self::fixed(id, "sandbox", Mode::Off, config));
+        }
         let annotated = parse_annotation::<Mode>(spec, MODE_ANNOTATION)?;
         let action = parse_annotation::<Action>(spec, ACTION_ANNOTATION)?.unwrap_or(config.action);
         let key = profile_key(spec);
@@ -115,6 +137,7 @@ impl Plan {
             image: annotation(spec, CRI_IMAGE_ANNOTATION)
                 .filter(|i| !i.is_empty())
                 .map(str::to_owned),
+            workload: workload_of(spec),
             ..Self::fixed(id, &key, Mode::Off, Arc::clone(&config))
         };
         if annotated == Some(Mode::Off) {
@@ -251,6 +274,20 @@ pub fn profile_key(spec: &Value) -> String {
     format!("exec:{exe}")
 }
 
+/// The pod namespace and name and the container name CRI gives, when it gives all three.
+pub fn workload_of(spec: &Value) -> Option<Workload> {
+    let named = |key| {
+        annotation(spec, key)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    Some(Workload {
+        namespace: named(CRI_POD_NAMESPACE_ANNOTATION)?,
+        pod: named(CRI_POD_NAME_ANNOTATION)?,
+        container: named(CRI_CONTAINER_NAME_ANNOTATION)?,
+    })
+}
+
 /// `value` when it is a sha256 digest (`sha256:` and 64 hex digits), lowercased.
 fn sha256_digest(value: &str) -> Option<String> {
     let hex = value.trim().strip_prefix("sha256:")?;
@@ -319,6 +356,44 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_sandbox_is_never_traced_whatever_its_annotations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = json!({"annotations": {
+            CRI_CONTAINER_TYPE_ANNOTATION: "sandbox",
+            MODE_ANNOTATION: "enforce",
+            ACTION_ANNOTATION: "kill",
+        }});
+        let plan = Plan::resolve(&spec, "pause1", config(tmp.path())).unwrap();
+        assert_eq!(plan.mode, Mode::Off);
+        // Not even the store is opened for it.
+        assert!(!tmp.path().join("profiles.db").exists());
+    }
+
+    #[test]
+    fn the_workload_needs_all_three_cri_names() {
+        let named = json!({"annotations": {
+            CRI_CONTAINER_TYPE_ANNOTATION: "container",
+            CRI_POD_NAMESPACE_ANNOTATION: "shop",
+            CRI_POD_NAME_ANNOTATION: "web-1",
+            CRI_CONTAINER_NAME_ANNOTATION: "nginx",
+        }});
+        assert_eq!(
+            workload_of(&named),
+            Some(Workload {
+                namespace: "shop".into(),
+                pod: "web-1".into(),
+                container: "nginx".into()
+            })
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = Plan::resolve(&named, "c1", config(tmp.path())).unwrap();
+        assert_eq!(plan.workload.unwrap().pod, "web-1");
+        let partial = json!({"annotations": {CRI_POD_NAME_ANNOTATION: "web-1",
+                                             CRI_CONTAINER_NAME_ANNOTATION: "nginx"}});
+        assert_eq!(workload_of(&partial), None);
+    }
+
+    #[test]
     fn the_key_prefers_the_annotation_then_the_image_then_the_command() {
         let both = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: "nginx:1"},
                           "process": {"args": ["/bin/sh"]}});
@@ -381,6 +456,7 @@ mod tests {
                 containers: 1,
                 maxima,
                 threads: Vec::new(),
+                workload: None,
             };
             store.merge("img", &learning, None).unwrap();
         }
@@ -423,6 +499,7 @@ mod tests {
                 containers: 1,
                 maxima: vec![1.0],
                 threads: vec![thread.clone(), thread.clone()],
+                workload: None,
             };
             store.merge("img", &learning, None).unwrap();
         }

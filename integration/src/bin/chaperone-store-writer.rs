@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         containers: 1,
         maxima: vec![0.5; 64],
         threads: vec![seq],
+        workload: None,
     };
     let mut out = std::io::stdout();
     for n in 1_u64.. {

@@ -40,7 +40,10 @@ impl TaskService {
             });
         }
         let bundle = PathBuf::from(&req.bundle);
-        let options = options_of(&req)?;
+        let CreateOptions {
+            runc: options,
+            config_path,
+        } = options_of(&req)?;
         write_options(&bundle, &options)
             .await
             .map_err(|source| ShimError::Shim {
@@ -58,8 +61,9 @@ impl TaskService {
         let learner = Arc::clone(&self.learner);
         let id = req.id.clone();
         let dir = bundle.clone();
+        let began = std::time::Instant::now();
         let plan = tokio::task::spawn_blocking(move || {
-            let config = Arc::new(load_config()?);
+            let config = Arc::new(load_config(config_path.as_deref())?);
             bundle::prepare(
                 &dir,
                 &id,
@@ -77,6 +81,7 @@ impl TaskService {
         }
         let shared_pid_ns = shares_pid_namespace(&bundle::read_config(&bundle)?);
 
+        let planned = began.elapsed();
         let mounted_rootfs = match mount_all(&req, &bundle).await {
             Ok(m) => m,
             Err(e) => {
@@ -92,6 +97,7 @@ impl TaskService {
             terminal: req.terminal,
         };
         let mut init = Process::new(&req.id, stdio.clone());
+        let runc_began = std::time::Instant::now();
         let created = create_init(&runc, &bundle, &req.id, &stdio, &options).await;
         let pid = match created {
             Ok(pid) => pid,
@@ -104,7 +110,17 @@ impl TaskService {
             }
         };
         init.pid = pid;
-        info!(container = %req.id, pid, %mode, profile = %plan.key, action = %plan.action, "container created");
+        info!(
+            container = %req.id,
+            pid,
+            %mode,
+            profile = %plan.key,
+            action = %plan.action,
+            plan_ms = planned.as_secs_f64() * 1e3,
+            runc_create_ms = runc_began.elapsed().as_secs_f64() * 1e3,
+            total_ms = began.elapsed().as_secs_f64() * 1e3,
+            "container created"
+        );
 
         let event = TaskCreate {
             container_id: req.id.clone(),
@@ -145,28 +161,70 @@ impl TaskService {
     }
 }
 
-/// runc's `Options` from the request (containerd sends them for runc-style runtimes, or when
-/// the runtime's config has options), defaults otherwise.
 /// The protobuf type of runc's `Options` in a create request.
 const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+/// The protobuf type of the generic options CRI sends runtimes that are not runc-style.
+const CRI_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+/// `config_path`'s field number in CRI's `runtimeoptions.v1.Options`.
+const CRI_CONFIG_PATH_FIELD: u32 = 2;
 
-fn options_of(req: &CreateTaskRequest) -> Result<Options> {
-    let Some(any) = req.options.as_ref() else {
-        return Ok(Options::default());
+/// What a create request's options ask of the shim.
+#[derive(Debug, Default)]
+struct CreateOptions {
+    /// runc's `Options` (containerd sends them for runtimes named `io.containerd.runc.*`);
+    /// defaults otherwise.
+    runc: Options,
+    /// chaperone's config file, from the `ConfigPath` CRI passes for a runtime handler whose
+    /// `options` name one.
+    config_path: Option<PathBuf>,
+}
+
+fn options_of(req: &CreateTaskRequest) -> Result<CreateOptions> {
+    let Some(any) = req.options.as_ref().filter(|a| !a.value.is_empty()) else {
+        return Ok(CreateOptions::default());
     };
-    if any.value.is_empty() {
-        return Ok(Options::default());
+    if any.type_url.ends_with(CRI_OPTIONS_TYPE) {
+        return Ok(CreateOptions {
+            runc: Options::default(),
+            config_path: cri_config_path(&any.value)?,
+        });
     }
-    // Runtimes named io.containerd.runc.* get runc's Options from containerd's client; CRI
-    // sends others its generic runtimeoptions, which this shim does not use.
     if !any.type_url.is_empty() && !any.type_url.ends_with(RUNC_OPTIONS_TYPE) {
         tracing::warn!(type_url = %any.type_url, "create options of another type are ignored");
-        return Ok(Options::default());
+        return Ok(CreateOptions::default());
     }
-    Options::parse_from_bytes(&any.value).map_err(|source| ShimError::Protobuf {
+    let runc = Options::parse_from_bytes(&any.value).map_err(|source| ShimError::Protobuf {
         what: "the runc options of the create request",
         source,
+    })?;
+    Ok(CreateOptions {
+        runc,
+        config_path: None,
     })
+}
+
+/// The `config_path` of CRI's `runtimeoptions.v1.Options` (its other fields are skipped, so
+/// newer containerd versions' additions do no harm). Empty means none.
+fn cri_config_path(bytes: &[u8]) -> Result<Option<PathBuf>> {
+    use containerd_shim::protos::protobuf::rt::WireType;
+    use containerd_shim::protos::protobuf::CodedInputStream;
+    let malformed = |source| ShimError::Protobuf {
+        what: "the CRI runtime options of the create request",
+        source,
+    };
+    let mut input = CodedInputStream::from_bytes(bytes);
+    let mut path = None;
+    while let Some(tag) = input.read_raw_tag_or_eof().map_err(malformed)? {
+        let wire = WireType::new(tag & 7).ok_or_else(|| ShimError::InvalidRequest {
+            reason: "the CRI runtime options have a field of an unknown wire type",
+        })?;
+        if tag >> 3 == CRI_CONFIG_PATH_FIELD && wire == WireType::LengthDelimited {
+            path = Some(input.read_string().map_err(malformed)?);
+        } else {
+            input.skip_field(wire).map_err(malformed)?;
+        }
+    }
+    Ok(path.filter(|p| !p.is_empty()).map(PathBuf::from))
 }
 
 /// Mounts the request's rootfs mounts on `bundle/rootfs`; `None` when there are none (the
@@ -276,5 +334,69 @@ mod tests {
         assert!(shares_pid_namespace(
             &json!({"linux": {"namespaces": [{"type": "mount"}]}})
         ));
+    }
+
+    /// A create request whose options are `value` of type `type_url`.
+    fn request(type_url: &str, value: Vec<u8>) -> CreateTaskRequest {
+        use containerd_shim::protos::protobuf::well_known_types::any::Any;
+        CreateTaskRequest {
+            options: Some(Any {
+                type_url: type_url.to_owned(),
+                value,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    /// CRI's `runtimeoptions.v1.Options` as containerd 1.7 encodes it, plus a field from
+    /// the future.
+    fn cri_options(config_path: &str) -> Vec<u8> {
+        use containerd_shim::protos::protobuf::CodedOutputStream;
+        let mut bytes = Vec::new();
+        let mut out = CodedOutputStream::vec(&mut bytes);
+        out.write_string(1, "io.containerd.chaperone.v1.Options")
+            .unwrap();
+        out.write_string(2, config_path).unwrap();
+        out.write_bytes(3, b"ConfigPath = \"x\"").unwrap();
+        out.write_uint64(9, 42).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        bytes
+    }
+
+    #[test]
+    fn cri_runtime_options_name_the_config_file() {
+        let req = request(
+            "type.googleapis.com/runtimeoptions.v1.Options",
+            cri_options("/etc/chaperone/strict.toml"),
+        );
+        let options = options_of(&req).unwrap();
+        assert_eq!(
+            options.config_path.as_deref(),
+            Some(Path::new("/etc/chaperone/strict.toml"))
+        );
+        assert_eq!(options.runc, Options::default());
+        let empty = request("runtimeoptions.v1.Options", cri_options(""));
+        assert_eq!(options_of(&empty).unwrap().config_path, None);
+    }
+
+    #[test]
+    fn runc_options_are_read_and_garbage_is_an_error() {
+        let runc = Options {
+            root: "/run/other".into(),
+            ..Default::default()
+        };
+        let req = request("containerd.runc.v1.Options", runc.write_to_bytes().unwrap());
+        let options = options_of(&req).unwrap();
+        assert_eq!(
+            (options.runc.root.as_str(), options.config_path),
+            ("/run/other", None)
+        );
+        let garbage = request("runtimeoptions.v1.Options", vec![0x12, 0xff, 0x01]);
+        options_of(&garbage).unwrap_err();
+        let other = request("example.v1.Options", vec![1, 2, 3]);
+        assert_eq!(options_of(&other).unwrap().runc, Options::default());
     }
 }
