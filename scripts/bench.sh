@@ -8,7 +8,7 @@ usage() {
     cat <<USAGE
 Usage: scripts/bench.sh [--json] [--verdict-only] [--rounds N]
 
-Runs two benchmarks (release builds) and prints their figures:
+Runs three benchmarks (release builds) and prints their figures:
 
 verdict (profiler/benches/verdict.rs; no root needed): the supervisor runs in detect
 mode with a model learned on getppid only, so getpid deviates on every call; p50 and
@@ -28,21 +28,32 @@ io.containerd.runc.v2, chaperone learn and chaperone enforce (action alert, the 
 filter), interleaved round by round on one private containerd; medians over the rounds,
 ratios are throughput against runc-v2 (see chaperone-bench-throughput --help).
 
+pod start (chaperone-bench-cri; root, containerd and runc): pods of two containers
+started through containerd's CRI plugin as the kubelet does (RunPodSandbox,
+CreateContainer, StartContainer), under the runc handler and the chaperone one,
+alternating; medians, ratio chaperone / runc (see chaperone-bench-cri --help). Two
+configurations: enforce with containerd's RuntimeDefault seccomp profile (the Pod
+Security Standards' restricted level) and learn with no profile (the worst case).
+
   --json          print one JSON object with every figure of both:
                   {"deny_p50_ms","deny_p99_ms","continue_p50_ms","continue_p99_ms",
                    "deny_vs_continue","kill_p50_ms","kill_p99_ms",
                    "enforce_vs_runc","enforce_vs_runc_loop","enforce_vs_runc_http",
                    "learn_vs_runc","learn_vs_runc_loop","learn_vs_runc_http",
-                   "enforce_alerts",...}
-  --verdict-only  skip the throughput benchmark (no root needed)
-  --rounds N      throughput rounds (default 5)
+                   "enforce_alerts",...,
+                   "pod_start_enforce_runtime_default":{"pod_start_vs_runc",...},
+                   "pod_start_learn_unconfined":{"pod_start_vs_runc",...}}
+  --verdict-only  skip the throughput and pod start benchmarks (no root needed)
+  --rounds N      throughput rounds (default 5; the pod start benchmark times 4N pods
+                  per handler and configuration)
   --help          this text.
 
 Targets: deny p99 <= 1 ms, kill p99 <= 50 ms, enforce throughput >= 0.95x runc-v2 on
-both workloads (the tables say whether they are met; they do not change the exit status).
+both workloads, pod start <= 1.10x the runc handler's (the tables say whether they are
+met; they do not change the exit status).
 
 The throughput benchmark needs root; as root, missing Debian packages runc, containerd
-and busybox-static are installed. It takes about five minutes after the build.
+and busybox-static are installed. It takes about eight minutes after the build.
 
 Exit status: 0 the benchmarks ran, 1 one failed (prerequisites, build, run or a sanity
 check), 2 bad arguments.
@@ -96,7 +107,8 @@ fi
 if $throughput; then
     log "building the shim and chaperone-bench-throughput (release)"
     cargo build --release --locked -p containerd-shim-chaperone-v2 -p chaperone-integration \
-        --bin containerd-shim-chaperone-v2 --bin chaperone-bench-throughput >&2 \
+        --bin containerd-shim-chaperone-v2 --bin chaperone-bench-throughput \
+        --bin chaperone-bench-cri >&2 \
         || die "building the throughput benchmark failed"
     bin_dir="$(cd "${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release" && pwd)"
     log "running the throughput benchmark ($rounds rounds)"
@@ -107,19 +119,37 @@ if $throughput; then
         "$bin_dir/chaperone-bench-throughput" --bin-dir "$bin_dir" --rounds "$rounds" \
             || die "the throughput benchmark failed"
     fi
+    for config in "enforce runtime-default" "learn unconfined"; do
+        read -r mode seccomp <<<"$config"
+        log "running the pod start benchmark (mode $mode, seccomp $seccomp)"
+        args=(--bin-dir "$bin_dir" --rounds "$((rounds * 4))" --mode "$mode" --seccomp "$seccomp")
+        if $json; then
+            "$bin_dir/chaperone-bench-cri" "${args[@]}" --json \
+                >"$tmp/pod_start_${mode}_${seccomp//-/_}.json" \
+                || die "the pod start benchmark failed"
+        else
+            "$bin_dir/chaperone-bench-cri" "${args[@]}" || die "the pod start benchmark failed"
+        fi
+    done
 fi
 
 if $json; then
     # One object with the figures of both.
     python3 - "$tmp"/*.json <<'PY' || die "a benchmark printed something that is not one JSON object"
 import json, sys
+import os
 merged = {}
 for path in sys.argv[1:]:
     with open(path) as f:
         lines = [l for l in f.read().splitlines() if l.strip()]
     if len(lines) != 1:
         sys.exit(f"{path}: expected one JSON line, got {len(lines)}")
-    merged.update(json.loads(lines[0]))
+    name = os.path.basename(path)[: -len(".json")]
+    if name.startswith("pod_start_"):
+        # One object per configuration: their keys are the same.
+        merged[name] = json.loads(lines[0])
+    else:
+        merged.update(json.loads(lines[0]))
 print(json.dumps(merged))
 PY
 fi

@@ -40,6 +40,8 @@ fn chaperone_config(base: &Path, extra: &str) -> String {
 pub const RUN_DIR_ENV: &str = "CHAPERONE_RUN_DIR";
 /// The namespace tests use.
 pub const NAMESPACE: &str = "default";
+/// The namespace containerd's CRI plugin keeps Kubernetes' images and containers in.
+pub const CRI_NAMESPACE: &str = "k8s.io";
 /// Applets linked in the image's `/bin`.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "uname", "true", "false", "ls", "id", "ps", "kill", "mkdir",
@@ -114,22 +116,36 @@ impl Containerd {
     /// As [`Containerd::start`], with containerd's log `level`. At `debug` containerd also
     /// passes `-debug` to the shims; benchmarks use `info` so shim logging is not measured.
     pub fn start_logging(shim_dir: &Path, level: &str) -> Result<Self> {
+        Self::start_with(shim_dir, level, None)
+    }
+
+    /// As [`Containerd::start_logging`]; with `cri`, the CRI plugin runs with that config
+    /// (TOML appended to containerd's, given the temp dir) and the shims get no
+    /// [`CONFIG_ENV`]: the runtime's options must name chaperone's config.
+    pub fn start_with(
+        shim_dir: &Path,
+        level: &str,
+        cri: Option<&dyn Fn(&Path) -> String>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("chp-ctrd").tempdir()?;
         let base = dir.path();
         std::fs::write(base.join(CHAPERONE_CONFIG_FILE), chaperone_config(base, ""))?;
         let socket = base.join("c.sock");
+        let plugins = match cri {
+            Some(cri) => cri(base),
+            None => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_owned(),
+        };
         let config = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "{socket}"
 [ttrpc]
   address = "{socket}.ttrpc"
 [debug]
   level = "{level}"
-"#,
+{plugins}"#,
             root = base.join("root").display(),
             state = base.join("state").display(),
             socket = socket.display(),
@@ -142,12 +158,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
         );
         let log = File::create(base.join("containerd.log"))?;
-        let child = Command::new("containerd")
+        let mut command = Command::new("containerd");
+        command
             .arg("--config")
             .arg(base.join("config.toml"))
             .env("PATH", path)
-            .env(RUN_DIR_ENV, base.join("run"))
-            .env(CONFIG_ENV, base.join(CHAPERONE_CONFIG_FILE))
+            .env(RUN_DIR_ENV, base.join("run"));
+        if cri.is_none() {
+            command.env(CONFIG_ENV, base.join(CHAPERONE_CONFIG_FILE));
+        } else {
+            command.env_remove(CONFIG_ENV);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -226,12 +248,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// containerd's gRPC socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Runs `ctr -a SOCKET -n default ARGS`.
     pub fn ctr(&self, args: &[&str]) -> Result<Output> {
+        self.ctr_in(NAMESPACE, args)
+    }
+
+    /// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
+    pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> Result<Output> {
         Command::new("ctr")
             .arg("-a")
             .arg(&self.socket)
-            .args(["-n", NAMESPACE])
+            .args(["-n", namespace])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -240,7 +272,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Runs ctr and fails unless it succeeds; returns its stdout.
     pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.ctr(args)?;
+        self.ctr_ok_in(NAMESPACE, args)
+    }
+
+    /// Runs ctr in `namespace` and fails unless it succeeds; returns its stdout.
+    pub fn ctr_ok_in(&self, namespace: &str, args: &[&str]) -> Result<String> {
+        let out = self.ctr_in(namespace, args)?;
         if !out.status.success() {
             bail!(
                 "ctr {args:?} failed ({}): {}{}",
@@ -259,14 +296,30 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Builds an image named `name`: static busybox plus `files`, and imports it.
     pub fn import_image(&self, name: &str, files: &[ImageFile<'_>]) -> Result<()> {
+        self.import_image_in(NAMESPACE, name, files, DEFAULT_CMD)
+    }
+
+    /// Builds an image named `name` (static busybox plus `files`, running `cmd` by default)
+    /// and imports it into `namespace`.
+    pub fn import_image_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        files: &[ImageFile<'_>],
+        cmd: &[&str],
+    ) -> Result<()> {
         let dir = self
             .dir
             .path()
             .join("image")
+            .join(namespace)
             .join(name.replace(['/', ':'], "_"));
-        let tar = build_image(&dir, name, files)?;
-        self.ctr_ok(&["images", "import", tar.to_str().context("path")?])?;
-        let images = self.ctr_ok(&["images", "ls", "-q"])?;
+        let tar = build_image_running(&dir, name, files, cmd)?;
+        self.ctr_ok_in(
+            namespace,
+            &["images", "import", tar.to_str().context("path")?],
+        )?;
+        let images = self.ctr_ok_in(namespace, &["images", "ls", "-q"])?;
         if !images.lines().any(|l| l == name) {
             bail!("image not imported; images: {images}");
         }
@@ -275,7 +328,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// The status of task `id` in `ctr tasks ls` (`RUNNING`, `STOPPED`, ...), if listed.
     pub fn task_status(&self, id: &str) -> Option<String> {
-        let out = self.ctr_ok(&["tasks", "ls"]).ok()?;
+        self.task_status_in(NAMESPACE, id)
+    }
+
+    /// The status of task `id` of `namespace`, if listed.
+    pub fn task_status_in(&self, namespace: &str, id: &str) -> Option<String> {
+        let out = self.ctr_ok_in(namespace, &["tasks", "ls"]).ok()?;
         out.lines().find_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| (*s).to_owned()))?
@@ -284,20 +342,28 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Best-effort removal of a container and its task.
     pub fn remove(&self, id: &str) {
-        let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+        self.remove_in(NAMESPACE, id);
+    }
+
+    /// Best-effort removal of a container of `namespace` and its task.
+    pub fn remove_in(&self, namespace: &str, id: &str) {
+        let _ = self.ctr_in(namespace, &["tasks", "kill", "-s", "SIGKILL", id]);
         let _ = wait_for("the task to stop", Duration::from_secs(5), || {
-            (self.task_status(id).as_deref() != Some("RUNNING")).then_some(())
+            (self.task_status_in(namespace, id).as_deref() != Some("RUNNING")).then_some(())
         });
-        let _ = self.ctr(&["tasks", "delete", "-f", id]);
-        let _ = self.ctr(&["containers", "delete", id]);
+        let _ = self.ctr_in(namespace, &["tasks", "delete", "-f", id]);
+        let _ = self.ctr_in(namespace, &["containers", "delete", id]);
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if let Ok(out) = self.ctr(&["containers", "ls", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                self.remove(id);
+        // CRI's containers live in its own namespace.
+        for namespace in [NAMESPACE, CRI_NAMESPACE] {
+            if let Ok(out) = self.ctr_in(namespace, &["containers", "ls", "-q"]) {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    self.remove_in(namespace, id);
+                }
             }
         }
         let pid = self.child.id().to_string();
@@ -386,8 +452,21 @@ pub fn build_busybox_image(dir: &Path) -> Result<PathBuf> {
     build_image(dir, BUSYBOX_IMAGE, &[])
 }
 
+/// The command of the images tests build (`Cmd` in their config).
+const DEFAULT_CMD: &[&str] = &["/bin/sh"];
+
 /// Builds an OCI image archive named `name` in `dir`: static busybox, then `files`.
 pub fn build_image(dir: &Path, name: &str, files: &[ImageFile<'_>]) -> Result<PathBuf> {
+    build_image_running(dir, name, files, DEFAULT_CMD)
+}
+
+/// As [`build_image`], the image running `cmd` by default.
+pub fn build_image_running(
+    dir: &Path,
+    name: &str,
+    files: &[ImageFile<'_>],
+    cmd: &[&str],
+) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let rootfs = dir.join("rootfs");
     for sub in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
@@ -416,7 +495,7 @@ pub fn build_image(dir: &Path, name: &str, files: &[ImageFile<'_>]) -> Result<Pa
     let config = json!({
         "architecture": oci_arch(),
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "config": {"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
     let config_file = dir.join("config.json");
@@ -480,9 +559,9 @@ fn tar(dir: &Path, archive: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A started containerd with the busybox image, or `None` (skipped, loudly; a failure in CI)
-/// without prerequisites.
-pub fn setup() -> Option<Containerd> {
+/// The directory of the shim binary when everything a containerd test needs is there, or
+/// `None` (skipped, loudly; a failure in CI).
+pub fn prerequisites() -> Option<PathBuf> {
     let ok = require(runc::is_root(), "root (containerd needs it)")
         && require(runc::have_runc(), "runc (apt-get install runc)")
         && require(
@@ -497,13 +576,17 @@ pub fn setup() -> Option<Containerd> {
         return None;
     }
     let shim_dir = shim_dir();
-    if !require(
+    require(
         shim_dir.is_some(),
         "the shim binary next to the test (cargo test --workspace builds it)",
-    ) {
-        return None;
-    }
-    let ctrd = Containerd::start(&shim_dir.unwrap()).expect("containerd starts");
+    )
+    .then_some(shim_dir)?
+}
+
+/// A started containerd with the busybox image, or `None` (skipped, loudly; a failure in CI)
+/// without prerequisites.
+pub fn setup() -> Option<Containerd> {
+    let ctrd = Containerd::start(&prerequisites()?).expect("containerd starts");
     ctrd.import_busybox().expect("busybox image imports");
     Some(ctrd)
 }

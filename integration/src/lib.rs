@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod containerd;
+pub mod cri;
 pub mod demo;
 pub mod runc;
 pub mod throughput;

@@ -8,7 +8,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build needs (see DESIGN.md "Build facts").
-BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev)
+BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev protobuf-compiler)
 # Extra packages the test script needs: python3 for check-crate-graph.sh, runc and a static
 # busybox for the integration tests that run real containers, containerd (and ctr) for the
 # shim tests.

@@ -1,0 +1,187 @@
+//! `chaperone-bench-cri`: pod start latency through containerd's CRI plugin under the
+//! `chaperone` runtime handler against the `runc` one (see `scripts/bench.sh`).
+
+// A command-line program prints.
+#![allow(clippy::disallowed_macros)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chaperone_integration::containerd::BUSYBOX_IMAGE;
+use chaperone_integration::cri::{bench_pod_start, CriContainerd};
+
+/// The most chaperone's pod start may take against runc's.
+const TARGET: f64 = 1.10;
+
+const USAGE: &str = "\
+Usage: chaperone-bench-cri --bin-dir DIR [--rounds N] [--warm-up N] [--mode MODE]
+                           [--seccomp runtime-default|unconfined] [--log FILE] [--json]
+
+Starts a private containerd (info log level) with its CRI plugin, the runc runtime handler
+and chaperone's (deploy/containerd-runtime.toml; the node's mode: learn unless --mode), builds a
+pause and a busybox image, and times pod starts as the kubelet drives them: RunPodSandbox
+(host network), then CreateContainer and StartContainer of two containers, from the first
+request to the last reply. Each pod is removed (untimed) before the next; the handlers
+alternate round by round. The figure of a handler is its median; the ratio is chaperone's
+over runc's (target <= 1.10).
+
+  --bin-dir DIR   where containerd-shim-chaperone-v2 is installed (required)
+  --rounds N      timed pods per handler (default 20)
+  --warm-up N     untimed pods per handler first (default 2)
+  --mode MODE     chaperone's node-wide mode: learn (default; every syscall of the
+                  containers is traced), enforce (action alert; the tiered filter, after
+                  untimed learning pods: the warm-up ones, at least 4) or off (the shim
+                  without tracing)
+  --seccomp P     the containers' own seccomp profile: unconfined (default, the kubelet's
+                  default) or runtime-default (containerd's default profile, as the Pod
+                  Security Standards' restricted level requires); runc pays for compiling
+                  it too, chaperone intersects it with its own filter
+  --log FILE      copy containerd's log (with the shims' lines, which give each
+                  container's plan_ms, runc_create_ms and total_ms) to FILE at the end
+  --json          print one JSON object instead of the table:
+                  {\"pod_start_runc_ms\",\"pod_start_chaperone_ms\",\"pod_start_vs_runc\",
+                   \"pod_start_rounds\",\"pod_start_mode\",\"pod_start_seccomp\",\"pod_start_steps_ms\":{\"runc\":{\"sandbox\",
+                   \"create\",\"start\"},\"chaperone\":{...}}}
+  --help          this text
+
+Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox at
+/bin/busybox. Progress goes to stderr.
+
+Exit codes: 0 the benchmark ran (whether or not the target was met); 1 it failed;
+2 bad arguments.";
+
+struct Args {
+    bin_dir: PathBuf,
+    rounds: usize,
+    warm_up: usize,
+    mode: String,
+    log: Option<PathBuf>,
+    runtime_default: bool,
+    json: bool,
+}
+
+/// The settings, or `None` when only help was asked for.
+fn parse() -> Result<Option<Args>, String> {
+    let (mut bin_dir, mut rounds, mut warm_up, mut json) = (None, 20, 2, false);
+    let mut mode = "learn".to_owned();
+    let mut log = None;
+    let mut runtime_default = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let count = |name: &str, v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{name} needs a number, got {v:?}"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "--json" => json = true,
+            "--bin-dir" => bin_dir = Some(PathBuf::from(value("--bin-dir")?)),
+            "--rounds" => rounds = count("--rounds", value("--rounds")?)?,
+            "--warm-up" => warm_up = count("--warm-up", value("--warm-up")?)?,
+            "--seccomp" => match value("--seccomp")?.as_str() {
+                "runtime-default" => runtime_default = true,
+                "unconfined" => runtime_default = false,
+                p => {
+                    return Err(format!(
+                        "--seccomp must be runtime-default or unconfined, got {p:?}"
+                    ))
+                }
+            },
+            "--log" => log = Some(PathBuf::from(value("--log")?)),
+            "--mode" => match value("--mode")?.as_str() {
+                m @ ("learn" | "enforce" | "off") => mode = m.to_owned(),
+                m => return Err(format!("--mode must be learn, enforce or off, got {m:?}")),
+            },
+            other => return Err(format!("unknown argument: {other}")),
+        }
+    }
+    if rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
+    Ok(Some(Args {
+        bin_dir,
+        rounds,
+        warm_up,
+        mode,
+        log,
+        runtime_default,
+        json,
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    eprintln!("starting containerd with the CRI plugin and building the images");
+    let mut cri = CriContainerd::start(&args.bin_dir, "info", &[BUSYBOX_IMAGE])?;
+    cri.runtime_default_seccomp = args.runtime_default;
+    let mut warm_up = args.warm_up;
+    if args.mode == "enforce" {
+        // Enforce needs a learned profile with calibration data and recorded runs.
+        let learning = warm_up.max(4);
+        eprintln!("learning the image's profile from {learning} pods");
+        cri.containerd.set_chaperone_config("mode = \"learn\"\n")?;
+        bench_pod_start(&cri, BUSYBOX_IMAGE, learning, 0, |_| {})?;
+        cri.containerd
+            .set_chaperone_config("mode = \"enforce\"\naction = \"alert\"\n")?;
+        warm_up = 1;
+    } else {
+        cri.containerd
+            .set_chaperone_config(&format!("mode = \"{}\"\n", args.mode))?;
+    }
+    let report = bench_pod_start(&cri, BUSYBOX_IMAGE, args.rounds, warm_up, |line| {
+        eprintln!("{line}")
+    })?;
+    if let Some(path) = &args.log {
+        std::fs::write(path, cri.containerd.log())?;
+    }
+    let seccomp = if args.runtime_default {
+        "runtime-default"
+    } else {
+        "unconfined"
+    };
+    if args.json {
+        let mut json = report.to_json();
+        json["pod_start_mode"] = args.mode.clone().into();
+        json["pod_start_seccomp"] = seccomp.into();
+        println!("{json}");
+        return Ok(());
+    }
+    let ratio = report.ratio();
+    println!(
+        "pod start through CRI (two containers, seccomp {seccomp}; chaperone's mode {}), \
+         medians of {} pods, ms:",
+        args.mode, args.rounds
+    );
+    println!("  handler       total  RunPodSandbox  CreateContainer  StartContainer");
+    for (name, starts) in [("runc", &report.runc), ("chaperone", &report.chaperone)] {
+        let [total, sandbox, create, start] = starts.medians_ms();
+        println!("  {name:<10} {total:8.1}  {sandbox:13.1}  {create:15.1}  {start:14.1}");
+    }
+    println!(
+        "  chaperone / runc = {ratio:.3} (target <= {TARGET:.2}: {})",
+        if ratio <= TARGET { "met" } else { "NOT met" }
+    );
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The Kubernetes path: containerd's CRI plugin with the `chaperone` runtime handler from
+//! `deploy/containerd-runtime.toml`, driven as the kubelet drives it (RunPodSandbox,
+//! CreateContainer, StartContainer, ExecSync, ContainerStatus, StopContainer,
+//! RemovePodSandbox). Root, real containerd and runc.
+
+// Integration tests are their own crate: no test module, and they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use chaperone_integration::containerd::{
+    mounted, mounts_under, prerequisites, processes_with, wait_for, BUSYBOX_IMAGE, SHIM_BINARY,
+};
+use chaperone_integration::cri::{expect_refused, CriContainerd, PodGuard, HANDLER};
+use chaperone_profiler::store::{Store, Workload};
+use k8s_cri::v1::ContainerState;
+
+const POD_NAMESPACE: &str = "shop";
+const POD_NAME: &str = "web-7d4b9";
+
+fn start() -> Option<CriContainerd> {
+    let shim_dir = prerequisites()?;
+    Some(CriContainerd::start(&shim_dir, "debug", &[BUSYBOX_IMAGE]).expect("CRI containerd starts"))
+}
+
+#[test]
+fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
+    let Some(cri) = start() else { return };
+    let ctrd = &cri.containerd;
+    // The node's default mode is off: only the pod's annotation, passed through by the
+    // fragment's pod_annotations, turns learning on. The store is the one named by the config
+    // file the fragment's ConfigPath points to (the shims get no CHAPERONE_CONFIG).
+    ctrd.set_chaperone_config("mode = \"off\"\n").unwrap();
+    let config = cri.pod_config(
+        POD_NAMESPACE,
+        POD_NAME,
+        &[("chaperone.io/mode", "learn"), ("unrelated.io/note", "x")],
+    );
+    let job: &[&str] = &[
+        "/bin/sh",
+        "-c",
+        "echo done > /tmp/out; cat /tmp/out; ls / > /dev/null",
+    ];
+    let web: &[&str] = &[
+        "/bin/sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 1 & wait; done",
+    ];
+    let (pod, steps) = cri
+        .start_pod(
+            HANDLER,
+            &config,
+            BUSYBOX_IMAGE,
+            &[("job", job), ("web", web)],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", ctrd.log()));
+    let _guard = PodGuard(&cri, pod.id.clone());
+    eprintln!("pod started in {:?}", steps.total());
+    let (job_id, web_id) = (&pod.containers[0], &pod.containers[1]);
+
+    let code = cri
+        .wait_state(
+            job_id,
+            ContainerState::ContainerExited,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(code, 0, "the job's exit code");
+    assert_eq!(
+        cri.container_state(web_id).unwrap().0,
+        ContainerState::ContainerRunning
+    );
+    let (code, out) = cri
+        .exec_sync(web_id, &["/bin/sh", "-c", "echo hello; exit 3"])
+        .unwrap();
+    assert_eq!(
+        (code, out.as_str()),
+        (3, "hello\n"),
+        "ExecSync's exit code and output"
+    );
+
+    // One shim serves the whole pod (grouped by the CRI sandbox id), as runc-v2 does.
+    let socket = ctrd.socket().display().to_string();
+    let shims = processes_with(&[SHIM_BINARY, "-address", &socket]);
+    assert_eq!(shims.len(), 1, "shims of the pod: {shims:?}");
+    assert_eq!(
+        processes_with(&[SHIM_BINARY, "-id", &pod.id]),
+        shims,
+        "the pod's shim is named by its sandbox"
+    );
+
+    cri.stop_container(web_id, 2).unwrap();
+    let code = cri
+        .wait_state(
+            web_id,
+            ContainerState::ContainerExited,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(
+        code, 0,
+        "StopContainer's SIGTERM reaches the container's trap"
+    );
+    cri.remove_pod(&pod.id).unwrap();
+
+    // Nothing left: no shim, no mount, no runc state, no shim socket.
+    wait_for("the pod's shim to exit", Duration::from_secs(15), || {
+        processes_with(&[SHIM_BINARY, "-address", &socket])
+            .is_empty()
+            .then_some(())
+    })
+    .unwrap();
+    for id in [&pod.id, job_id, web_id] {
+        assert!(!mounted(id), "a mount of {id} is left");
+        let runc_state = Path::new("/run/containerd/runc/k8s.io").join(id);
+        assert!(
+            !runc_state.exists(),
+            "runc state left: {}",
+            runc_state.display()
+        );
+    }
+    let sockets: Vec<_> = std::fs::read_dir(ctrd.run_dir().join("s"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    assert!(sockets.is_empty(), "shim state left: {sockets:?}");
+    let rootfs: Vec<_> = mounts_under(ctrd.dir())
+        .into_iter()
+        .filter(|m| m.ends_with("rootfs"))
+        .collect();
+    assert!(rootfs.is_empty(), "rootfs mounts left: {rootfs:?}");
+
+    // Learned: both containers, into the image's profile, named by their pod; the sandbox
+    // (pause) container got the pod's annotation too but is never traced.
+    let store = Store::open(&ctrd.db_path()).unwrap();
+    let profiles = store.list().unwrap();
+    let keys: Vec<&str> = profiles.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, [BUSYBOX_IMAGE], "profiles\nlog:\n{}", ctrd.log());
+    assert_eq!(profiles[0].containers, 2, "{:?}", profiles[0]);
+    assert!(profiles[0].events > 0);
+    let mut containers: Vec<Workload> = store
+        .workloads(BUSYBOX_IMAGE)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.workload)
+        .collect();
+    containers.sort_by(|a, b| a.container.cmp(&b.container));
+    let expected = |container: &str| Workload {
+        namespace: POD_NAMESPACE.into(),
+        pod: POD_NAME.into(),
+        container: container.into(),
+    };
+    assert_eq!(containers, [expected("job"), expected("web")]);
+}
+
+#[test]
+fn an_unknown_runtime_handler_is_refused_as_the_kubelet_sees_it() {
+    let Some(cri) = start() else { return };
+    let config = cri.pod_config(POD_NAMESPACE, "nohandler", &[]);
+    let refused = expect_refused(cri.run_pod(&config, "no-such-handler"), "no runtime for")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(refused.contains("no-such-handler"), "{refused}");
+    // Nothing was started for it.
+    let socket = cri.containerd.socket().display().to_string();
+    assert!(processes_with(&["containerd-shim", "-address", &socket]).is_empty());
+}
