@@ -66,6 +66,19 @@ impl Process {
         self.status
     }
 
+    /// Fails with `FailedPrecondition` (request `op` on process `id`) unless its status is one
+    /// of `allowed`.
+    pub fn require(&self, allowed: &[Status], op: &'static str, id: &str) -> Result<()> {
+        if allowed.contains(&self.status) {
+            return Ok(());
+        }
+        Err(ShimError::FailedPrecondition {
+            op,
+            id: id.to_owned(),
+            state: status_name(self.status),
+        })
+    }
+
     /// Marks it running, unless it already exited (a fast process can exit before `runc start`
     /// returns, and its exit must win).
     pub fn set_running(&mut self) {

@@ -11,8 +11,7 @@ use runc::options::DeleteOpts;
 use tracing::{info, warn};
 
 use super::{not_found, TaskService};
-use crate::container::status_name;
-use crate::error::{Result, ShimError};
+use crate::error::Result;
 use crate::runc::{failure, is_gone};
 
 /// The exit status reported for a container deleted before it exited (SIGKILL).
@@ -25,14 +24,11 @@ impl TaskService {
     async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
         let mut containers = self.containers.lock().await;
         let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
-        let status = container.process(exec_id)?.status();
-        if !matches!(status, Status::CREATED | Status::STOPPED) {
-            return Err(ShimError::FailedPrecondition {
-                op: "delete",
-                id: exec_id.to_owned(),
-                state: status_name(status),
-            });
-        }
+        container.process(exec_id)?.require(
+            &[Status::CREATED, Status::STOPPED],
+            "delete",
+            exec_id,
+        )?;
         let Some(process) = container.execs.remove(exec_id) else {
             return Err(not_found(exec_id));
         };
@@ -53,14 +49,9 @@ impl TaskService {
         }
         let mut containers = self.containers.lock().await;
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let status = container.init.status();
-        if !matches!(status, Status::CREATED | Status::STOPPED) {
-            return Err(ShimError::FailedPrecondition {
-                op: "delete",
-                id: req.id.clone(),
-                state: status_name(status),
-            });
-        }
+        container
+            .init
+            .require(&[Status::CREATED, Status::STOPPED], "delete", &req.id)?;
         let opts = DeleteOpts::new().force(true);
         if let Err(e) = container.runc.delete(&req.id, Some(&opts)).await {
             if !is_gone(&e) {

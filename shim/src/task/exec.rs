@@ -41,14 +41,9 @@ impl TaskService {
         let container = containers
             .get_mut(&req.id)
             .ok_or_else(|| not_found(&req.id))?;
-        let status = container.init.status();
-        if status != Status::RUNNING {
-            return Err(ShimError::FailedPrecondition {
-                op: "exec in",
-                id: req.id.clone(),
-                state: status_name(status),
-            });
-        }
+        container
+            .init
+            .require(&[Status::RUNNING], "exec in", &req.id)?;
         if container.execs.contains_key(&req.exec_id) {
             return Err(ShimError::AlreadyExists {
                 what: "exec process",

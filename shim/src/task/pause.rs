@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, Mutex};
 use tracing::{info, warn};
 
 use super::{not_found, publish, Event, TaskService};
-use crate::container::{status_name, Container};
-use crate::error::{Result, ShimError};
+use crate::container::Container;
+use crate::error::Result;
 use crate::learn::PauseRequest;
 use crate::runc::failure;
 
@@ -27,13 +27,9 @@ impl TaskService {
         let container = containers
             .get_mut(&req.id)
             .ok_or_else(|| not_found(&req.id))?;
-        if container.init.status() != Status::PAUSED {
-            return Err(ShimError::FailedPrecondition {
-                op: "resume",
-                id: req.id.clone(),
-                state: status_name(container.init.status()),
-            });
-        }
+        container
+            .init
+            .require(&[Status::PAUSED], "resume", &req.id)?;
         container
             .runc
             .resume(&req.id)
@@ -59,13 +55,7 @@ async fn pause(
 ) -> Result<()> {
     let mut containers = containers.lock().await;
     let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
-    if container.init.status() != Status::RUNNING {
-        return Err(ShimError::FailedPrecondition {
-            op: "pause",
-            id: id.to_owned(),
-            state: status_name(container.init.status()),
-        });
-    }
+    container.init.require(&[Status::RUNNING], "pause", id)?;
     container
         .runc
         .pause(id)

@@ -5,8 +5,7 @@ use containerd_shim::protos::events::task::TaskStart;
 use tracing::info;
 
 use super::{not_found, TaskService};
-use crate::container::status_name;
-use crate::error::{Result, ShimError};
+use crate::error::Result;
 use crate::runc::failure;
 
 impl TaskService {
@@ -24,14 +23,9 @@ impl TaskService {
         let container = containers
             .get_mut(&req.id)
             .ok_or_else(|| not_found(&req.id))?;
-        let status = container.init.status();
-        if status != Status::CREATED {
-            return Err(ShimError::FailedPrecondition {
-                op: "start",
-                id: req.id.clone(),
-                state: status_name(status),
-            });
-        }
+        container
+            .init
+            .require(&[Status::CREATED], "start", &req.id)?;
         container
             .runc
             .start(&req.id)
