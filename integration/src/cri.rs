@@ -137,6 +137,18 @@ impl CriContainerd {
         RuntimeServiceClient::new(self.channel.clone())
     }
 
+    /// Runs CRI call `what` to its reply; a refusal names the call, its gRPC code and message.
+    fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        self.runtime
+            .block_on(call)
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("{what}: {}: {}", s.code(), s.message()))
+    }
+
     fn image_known(&self, image: &str) -> Result<bool> {
         let mut client = ImageServiceClient::new(self.channel.clone());
         let status = self
@@ -187,17 +199,14 @@ impl CriContainerd {
 
     /// RunPodSandbox with `handler`; the pod's id.
     pub fn run_pod(&self, config: &PodSandboxConfig, handler: &str) -> Result<String> {
-        let mut rt = self.rt();
-        let reply = self
-            .runtime
-            .block_on(rt.run_pod_sandbox(RunPodSandboxRequest {
+        let reply = self.call(
+            &format!("RunPodSandbox ({handler})"),
+            self.rt().run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
                 runtime_handler: handler.to_owned(),
-            }))
-            .map_err(|s| {
-                anyhow::anyhow!("RunPodSandbox ({handler}): {}: {}", s.code(), s.message())
-            })?;
-        Ok(reply.into_inner().pod_sandbox_id)
+            }),
+        )?;
+        Ok(reply.pod_sandbox_id)
     }
 
     /// CreateContainer `name` of `image` running `command` in pod `pod`; its id.
@@ -209,7 +218,6 @@ impl CriContainerd {
         image: &str,
         command: &[&str],
     ) -> Result<String> {
-        let mut rt = self.rt();
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.to_owned(),
@@ -233,42 +241,38 @@ impl CriContainerd {
             }),
             ..Default::default()
         };
-        let reply = self
-            .runtime
-            .block_on(rt.create_container(CreateContainerRequest {
+        let reply = self.call(
+            &format!("CreateContainer {name}"),
+            self.rt().create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.to_owned(),
                 config: Some(config),
                 sandbox_config: Some(pod_config.clone()),
-            }))
-            .map_err(|s| {
-                anyhow::anyhow!("CreateContainer {name}: {}: {}", s.code(), s.message())
-            })?;
-        Ok(reply.into_inner().container_id)
+            }),
+        )?;
+        Ok(reply.container_id)
     }
 
     /// StartContainer.
     pub fn start_container(&self, id: &str) -> Result<()> {
-        let mut rt = self.rt();
-        self.runtime
-            .block_on(rt.start_container(StartContainerRequest {
+        self.call(
+            "StartContainer",
+            self.rt().start_container(StartContainerRequest {
                 container_id: id.to_owned(),
-            }))
-            .map_err(|s| anyhow::anyhow!("StartContainer: {}: {}", s.code(), s.message()))?;
+            }),
+        )?;
         Ok(())
     }
 
     /// ExecSync: (exit code, stdout).
     pub fn exec_sync(&self, id: &str, cmd: &[&str]) -> Result<(i32, String)> {
-        let mut rt = self.rt();
-        let reply = self
-            .runtime
-            .block_on(rt.exec_sync(ExecSyncRequest {
+        let reply = self.call(
+            "ExecSync",
+            self.rt().exec_sync(ExecSyncRequest {
                 container_id: id.to_owned(),
                 cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
                 timeout: 30,
-            }))
-            .map_err(|s| anyhow::anyhow!("ExecSync: {}: {}", s.code(), s.message()))?
-            .into_inner();
+            }),
+        )?;
         Ok((
             reply.exit_code,
             String::from_utf8_lossy(&reply.stdout).into_owned(),
@@ -277,15 +281,14 @@ impl CriContainerd {
 
     /// ContainerStatus: (state, exit code).
     pub fn container_state(&self, id: &str) -> Result<(ContainerState, i32)> {
-        let mut rt = self.rt();
         let status = self
-            .runtime
-            .block_on(rt.container_status(ContainerStatusRequest {
-                container_id: id.to_owned(),
-                verbose: false,
-            }))
-            .map_err(|s| anyhow::anyhow!("ContainerStatus: {}: {}", s.code(), s.message()))?
-            .into_inner()
+            .call(
+                "ContainerStatus",
+                self.rt().container_status(ContainerStatusRequest {
+                    container_id: id.to_owned(),
+                    verbose: false,
+                }),
+            )?
             .status
             .context("ContainerStatus without a status")?;
         let state = ContainerState::try_from(status.state).context("unknown container state")?;
@@ -304,29 +307,30 @@ impl CriContainerd {
 
     /// StopContainer (SIGTERM, then SIGKILL after `grace` seconds).
     pub fn stop_container(&self, id: &str, grace: i64) -> Result<()> {
-        let mut rt = self.rt();
-        self.runtime
-            .block_on(rt.stop_container(StopContainerRequest {
+        self.call(
+            "StopContainer",
+            self.rt().stop_container(StopContainerRequest {
                 container_id: id.to_owned(),
                 timeout: grace,
-            }))
-            .map_err(|s| anyhow::anyhow!("StopContainer: {}: {}", s.code(), s.message()))?;
+            }),
+        )?;
         Ok(())
     }
 
     /// StopPodSandbox then RemovePodSandbox (which removes its containers too).
     pub fn remove_pod(&self, pod: &str) -> Result<()> {
-        let mut rt = self.rt();
-        self.runtime
-            .block_on(rt.stop_pod_sandbox(StopPodSandboxRequest {
+        self.call(
+            "StopPodSandbox",
+            self.rt().stop_pod_sandbox(StopPodSandboxRequest {
                 pod_sandbox_id: pod.to_owned(),
-            }))
-            .map_err(|s| anyhow::anyhow!("StopPodSandbox: {}: {}", s.code(), s.message()))?;
-        self.runtime
-            .block_on(rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            }),
+        )?;
+        self.call(
+            "RemovePodSandbox",
+            self.rt().remove_pod_sandbox(RemovePodSandboxRequest {
                 pod_sandbox_id: pod.to_owned(),
-            }))
-            .map_err(|s| anyhow::anyhow!("RemovePodSandbox: {}: {}", s.code(), s.message()))?;
+            }),
+        )?;
         Ok(())
     }
 
@@ -431,9 +435,7 @@ pub fn expect_refused<T: std::fmt::Debug>(result: Result<T>, needle: &str) -> Re
 /// Pod start latencies of one handler.
 #[derive(Debug, Clone, Default)]
 pub struct PodStarts {
-    /// The whole start in seconds, one per round.
-    pub seconds: Vec<f64>,
-    /// Its steps, one per round.
+    /// The steps of each start, one per round.
     pub steps: Vec<Steps>,
 }
 
@@ -451,7 +453,7 @@ impl PodStarts {
             ) * 1e3
         };
         [
-            median(&self.seconds) * 1e3,
+            of(Steps::total),
             of(|s| s.sandbox),
             of(|s| s.create),
             of(|s| s.start),
@@ -471,8 +473,7 @@ pub struct PodStartReport {
 impl PodStartReport {
     /// chaperone's median start latency over runc's (1.0: as fast; 1.10: 10 % slower).
     pub fn ratio(&self) -> f64 {
-        use crate::throughput::median;
-        median(&self.chaperone.seconds) / median(&self.runc.seconds)
+        self.chaperone.medians_ms()[0] / self.runc.medians_ms()[0]
     }
 
     /// One JSON object with the medians and the ratio.
@@ -483,7 +484,7 @@ impl PodStartReport {
             "pod_start_runc_ms": runc,
             "pod_start_chaperone_ms": chp,
             "pod_start_vs_runc": self.ratio(),
-            "pod_start_rounds": self.runc.seconds.len(),
+            "pod_start_rounds": self.runc.steps.len(),
             "pod_start_steps_ms": {
                 "runc": {"sandbox": runc_sandbox, "create": runc_create, "start": runc_start},
                 "chaperone": {"sandbox": chp_sandbox, "create": chp_create, "start": chp_start},
@@ -536,7 +537,6 @@ pub fn bench_pod_start(
         for handler in order {
             let config = cri.pod_config("bench", &format!("pod-{handler}-{round}"), &[]);
             let (pod, steps) = cri.start_pod(handler, &config, image, BENCH_CONTAINERS)?;
-            let elapsed = steps.total();
             let removed = cri.remove_pod(&pod.id);
             removed.with_context(|| format!("removing the {handler} pod"))?;
             if round < warm_up {
@@ -545,14 +545,13 @@ pub fn bench_pod_start(
             progress(&format!(
                 "round {}/{rounds}: {handler} pod started in {:.1} ms",
                 round - warm_up + 1,
-                elapsed.as_secs_f64() * 1e3
+                steps.total().as_secs_f64() * 1e3
             ));
             let starts = if handler == HANDLER {
                 &mut report.chaperone
             } else {
                 &mut report.runc
             };
-            starts.seconds.push(elapsed.as_secs_f64());
             starts.steps.push(steps);
         }
     }

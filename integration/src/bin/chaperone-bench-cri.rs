@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use chaperone_integration::containerd::BUSYBOX_IMAGE;
 use chaperone_integration::cri::{bench_pod_start, CriContainerd};
+use chaperone_integration::demo;
 
 /// The most chaperone's pod start may take against runc's.
 const TARGET: f64 = 1.10;
@@ -30,8 +31,8 @@ over runc's (target <= 1.10).
   --warm-up N     untimed pods per handler first (default 2)
   --mode MODE     chaperone's node-wide mode: learn (default; every syscall of the
                   containers is traced), enforce (action alert; the tiered filter, after
-                  untimed learning pods: the warm-up ones, at least 4) or off (the shim
-                  without tracing)
+                  untimed learning pods, as many as --warm-up but at least 4, and one
+                  untimed enforce pod) or off (the shim without tracing)
   --seccomp P     the containers' own seccomp profile: unconfined (default, the kubelet's
                   default) or runtime-default (containerd's default profile, as the Pod
                   Security Standards' restricted level requires); runc pays for compiling
@@ -40,8 +41,9 @@ over runc's (target <= 1.10).
                   container's plan_ms, runc_create_ms and total_ms) to FILE at the end
   --json          print one JSON object instead of the table:
                   {\"pod_start_runc_ms\",\"pod_start_chaperone_ms\",\"pod_start_vs_runc\",
-                   \"pod_start_rounds\",\"pod_start_mode\",\"pod_start_seccomp\",\"pod_start_steps_ms\":{\"runc\":{\"sandbox\",
-                   \"create\",\"start\"},\"chaperone\":{...}}}
+                   \"pod_start_rounds\",\"pod_start_mode\",\"pod_start_seccomp\",
+                   \"pod_start_steps_ms\":{\"runc\":{\"sandbox\",\"create\",\"start\"},
+                                         \"chaperone\":{...}}}
   --help          this text
 
 Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox at
@@ -103,6 +105,12 @@ fn parse() -> Result<Option<Args>, String> {
         return Err("--rounds must be at least 1".into());
     }
     let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
+    if !demo::has_shim(&bin_dir) {
+        return Err(format!(
+            "no containerd-shim-chaperone-v2 in {}",
+            bin_dir.display()
+        ));
+    }
     Ok(Some(Args {
         bin_dir,
         rounds,
