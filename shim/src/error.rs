@@ -193,7 +193,7 @@ impl ShimError {
         text
     }
 
-    fn code(&self) -> ttrpc::Code {
+    pub(crate) fn code(&self) -> ttrpc::Code {
         match self {
             Self::NotFound { .. } | Self::ProcessNotFound { .. } | Self::ProcessFinished { .. } => {
                 ttrpc::Code::NOT_FOUND

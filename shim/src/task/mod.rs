@@ -113,8 +113,22 @@ fn not_found(id: &str) -> ShimError {
     ShimError::NotFound { id: id.to_owned() }
 }
 
-fn to_ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
-    r.map_err(Into::into)
+/// The one place a request's error becomes containerd's: it is logged first (containerd does
+/// not log what a shim answers, so a failed Create would otherwise leave no trace in its log).
+/// Answers containerd asks for routinely (a process not found, not running) are debug lines.
+fn to_ttrpc<T>(verb: &'static str, r: Result<T>) -> ttrpc::Result<T> {
+    r.map_err(|e| {
+        let code = e.code();
+        if matches!(
+            code,
+            ttrpc::Code::NOT_FOUND | ttrpc::Code::FAILED_PRECONDITION | ttrpc::Code::UNIMPLEMENTED
+        ) {
+            tracing::debug!(request = verb, code = ?code, error = %e.chain(), "request refused");
+        } else {
+            tracing::warn!(request = verb, code = ?code, error = %e.chain(), "request failed");
+        }
+        e.into()
+    })
 }
 
 #[async_trait]
@@ -124,23 +138,23 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        to_ttrpc(self.create_task(req).await)
+        to_ttrpc("create", self.create_task(req).await)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        to_ttrpc(self.start_task(req).await)
+        to_ttrpc("start", self.start_task(req).await)
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
-        to_ttrpc(self.task_state(req).await)
+        to_ttrpc("state", self.task_state(req).await)
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        to_ttrpc(self.wait_task(req).await)
+        to_ttrpc("wait", self.wait_task(req).await)
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
-        to_ttrpc(self.kill_task(req).await)
+        to_ttrpc("kill", self.kill_task(req).await)
     }
 
     async fn delete(
@@ -148,11 +162,11 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
-        to_ttrpc(self.delete_task(req).await)
+        to_ttrpc("delete", self.delete_task(req).await)
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
-        to_ttrpc(self.task_pids(req).await)
+        to_ttrpc("pids", self.task_pids(req).await)
     }
 
     async fn connect(
@@ -160,15 +174,15 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
-        to_ttrpc(self.connect_task(req).await)
+        to_ttrpc("connect", self.connect_task(req).await)
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
-        to_ttrpc(self.shutdown_shim(req).await)
+        to_ttrpc("shutdown", self.shutdown_shim(req).await)
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        to_ttrpc(self.exec_process(req).await)
+        to_ttrpc("exec", self.exec_process(req).await)
     }
 
     async fn resize_pty(
@@ -188,11 +202,11 @@ impl Task for TaskService {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
-        to_ttrpc(self.pause_task(req).await)
+        to_ttrpc("pause", self.pause_task(req).await)
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
-        to_ttrpc(self.resume_task(req).await)
+        to_ttrpc("resume", self.resume_task(req).await)
     }
 
     async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
