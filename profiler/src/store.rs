@@ -481,6 +481,13 @@ impl Store {
             .collect()
     }
 
+    /// New n-grams per event of profile `key` over its newest learning runs holding at least
+    /// `window` events: the figure the promotion policy compares (with `window_events`), `None`
+    /// until the profile has learned that many.
+    pub fn new_rate(&self, key: &str, window: u64) -> Result<Option<f64>> {
+        new_rate(&self.conn, key, window).map_err(self.sql("read learning runs"))
+    }
+
     /// The summary of profile `key`, if it exists.
     pub fn summary(&self, key: &str) -> Result<Option<Summary>> {
         let row: Option<(Option<String>, i64, i64, i64, i64)> = self
@@ -1095,6 +1102,12 @@ mod tests {
             .merge("img", &learning(&seq, &[]), Some(&policy))
             .unwrap();
         assert_eq!(m.promoted, Some(Mode::Enforce));
+        // The rate it compared: the newest run (20 events, the window) taught nothing new; all
+        // three runs hold 60 events, so a wider window has no rate yet; the first run's new
+        // n-grams count over the widest one there is.
+        assert_eq!(store.new_rate("img", 20).unwrap(), Some(0.0));
+        assert_eq!(store.new_rate("img", 61).unwrap(), None);
+        assert!(store.new_rate("img", 60).unwrap().is_some_and(|r| r > 0.0));
         assert_eq!(
             store.summary("img").unwrap().unwrap().mode,
             Some(Mode::Enforce)
