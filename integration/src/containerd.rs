@@ -3,8 +3,10 @@
 //! Everything is killed, unmounted and removed on drop, also when the test fails.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +28,8 @@ pub const BUSYBOX_IMAGE: &str = "docker.io/library/chaperone-busybox:itest";
 /// Names chaperone's config file for the shims (see the shim's `plan::CONFIG_ENV`).
 pub const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
 const CHAPERONE_CONFIG_FILE: &str = "chaperone.toml";
+/// Lines of containerd's log a failure message shows.
+const EXPLAIN_LINES: usize = 120;
 
 /// chaperone's config with its files under `base`, then `extra`.
 fn chaperone_config(base: &Path, extra: &str) -> String {
@@ -38,8 +42,11 @@ fn chaperone_config(base: &Path, extra: &str) -> String {
 
 /// Overrides the shim's run directory (see the shim's `learn::RUN_DIR_ENV`).
 pub const RUN_DIR_ENV: &str = "CHAPERONE_RUN_DIR";
-/// The namespace tests use.
-pub const NAMESPACE: &str = "default";
+/// Prefix of the namespace each private containerd's ctr calls use (see
+/// [`Containerd::namespace`]).
+pub const NAMESPACE_PREFIX: &str = "chp";
+/// Where the shims' runc keeps its state, one directory per namespace.
+pub const RUNC_ROOT: &str = "/run/containerd/runc";
 /// The namespace containerd's CRI plugin keeps Kubernetes' images and containers in.
 pub const CRI_NAMESPACE: &str = "k8s.io";
 /// Applets linked in the image's `/bin`.
@@ -103,6 +110,7 @@ pub struct Containerd {
     dir: tempfile::TempDir,
     child: Child,
     socket: PathBuf,
+    namespace: String,
 }
 
 impl Containerd {
@@ -169,13 +177,31 @@ state = "{state}"
         } else {
             command.env_remove(CONFIG_ENV);
         }
+        // Its own process group: a terminal's Ctrl-C reaches the program, whose teardown
+        // (see [`Teardown::on_signals`]) still needs containerd to remove the containers.
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting containerd")?;
-        let mut me = Self { dir, child, socket };
+        // runc's state (`/run/containerd/runc/NAMESPACE`) and ctr's cgroups
+        // (`/NAMESPACE/ID`) are host-wide: a namespace of this instance's own keeps its
+        // containers apart from another containerd's of the same ids (a demo and a test run
+        // side by side, or the leftovers of a run that was killed).
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let namespace = format!(
+            "{NAMESPACE_PREFIX}-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut me = Self {
+            dir,
+            child,
+            socket,
+            namespace,
+        };
         let ready = wait_for("containerd's socket", Duration::from_secs(30), || {
             if let Ok(Some(status)) = me.child.try_wait() {
                 return Some(Err(anyhow::anyhow!("containerd exited: {status}")));
@@ -187,7 +213,7 @@ state = "{state}"
         });
         match ready {
             Ok(Ok(())) => Ok(me),
-            Ok(Err(e)) | Err(e) => Err(e.context(format!("containerd log:\n{}", me.log()))),
+            Ok(Err(e)) | Err(e) => Err(anyhow::anyhow!(me.explain(format!("{e:#}")))),
         }
     }
 
@@ -248,31 +274,57 @@ state = "{state}"
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// A test failure's message: the newest lines of containerd's log (the whole log is copied
+    /// to a file that outlives the test, named here), then `what`. The failure comes last, where
+    /// a reader of the output, and CI's excerpt of it, land.
+    pub fn explain(&self, what: impl std::fmt::Display) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(EXPLAIN_LINES)..];
+        let kept = std::env::temp_dir().join(format!(
+            "chaperone-itest-{}-{}.log",
+            std::process::id(),
+            self.dir
+                .path()
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ));
+        let whole = match std::fs::write(&kept, &log) {
+            Ok(()) => format!("the whole log: {}", kept.display()),
+            Err(e) => format!("the whole log could not be kept: {e}"),
+        };
+        format!(
+            "containerd log, last {} of {} lines ({whole}):\n{}\n--- end of containerd log ---\n{what}",
+            tail.len(),
+            lines.len(),
+            tail.join("\n")
+        )
+    }
+
     /// containerd's gRPC socket.
     pub fn socket(&self) -> &Path {
         &self.socket
     }
 
-    /// Runs `ctr -a SOCKET -n default ARGS`.
+    /// The containerd namespace of [`Containerd::ctr`] and the helpers without `_in`: this
+    /// instance's own, `chp-PID-N`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Runs `ctr -a SOCKET -n NAMESPACE ARGS` in [`Containerd::namespace`].
     pub fn ctr(&self, args: &[&str]) -> Result<Output> {
-        self.ctr_in(NAMESPACE, args)
+        self.ctr_in(&self.namespace, args)
     }
 
     /// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
     pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> Result<Output> {
-        Command::new("ctr")
-            .arg("-a")
-            .arg(&self.socket)
-            .args(["-n", namespace])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running ctr")
+        ctr_at(&self.socket, namespace, args)
     }
 
     /// Runs ctr and fails unless it succeeds; returns its stdout.
     pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
-        self.ctr_ok_in(NAMESPACE, args)
+        self.ctr_ok_in(&self.namespace, args)
     }
 
     /// Runs ctr in `namespace` and fails unless it succeeds; returns its stdout.
@@ -296,7 +348,7 @@ state = "{state}"
 
     /// Builds an image named `name`: static busybox plus `files`, and imports it.
     pub fn import_image(&self, name: &str, files: &[ImageFile<'_>]) -> Result<()> {
-        self.import_image_in(NAMESPACE, name, files, DEFAULT_CMD)
+        self.import_image_in(&self.namespace, name, files, DEFAULT_CMD)
     }
 
     /// Builds an image named `name` (static busybox plus `files`, running `cmd` by default)
@@ -328,7 +380,7 @@ state = "{state}"
 
     /// The status of task `id` in `ctr tasks ls` (`RUNNING`, `STOPPED`, ...), if listed.
     pub fn task_status(&self, id: &str) -> Option<String> {
-        self.task_status_in(NAMESPACE, id)
+        self.task_status_in(&self.namespace, id)
     }
 
     /// The status of task `id` of `namespace`, if listed.
@@ -342,43 +394,130 @@ state = "{state}"
 
     /// Best-effort removal of a container and its task.
     pub fn remove(&self, id: &str) {
-        self.remove_in(NAMESPACE, id);
+        self.remove_in(&self.namespace, id);
     }
 
     /// Best-effort removal of a container of `namespace` and its task.
     pub fn remove_in(&self, namespace: &str, id: &str) {
-        let _ = self.ctr_in(namespace, &["tasks", "kill", "-s", "SIGKILL", id]);
-        let _ = wait_for("the task to stop", Duration::from_secs(5), || {
-            (self.task_status_in(namespace, id).as_deref() != Some("RUNNING")).then_some(())
-        });
-        let _ = self.ctr_in(namespace, &["tasks", "delete", "-f", id]);
-        let _ = self.ctr_in(namespace, &["containers", "delete", id]);
+        remove_container(&self.socket, namespace, id);
+    }
+
+    /// What tearing this containerd down takes, for a thread that does not own it (a signal
+    /// watcher's: see [`Teardown::on_signals`]).
+    pub fn teardown(&self) -> Teardown {
+        Teardown {
+            socket: self.socket.clone(),
+            namespace: self.namespace.clone(),
+            pid: self.child.id(),
+            dir: self.dir.path().to_owned(),
+        }
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        self.teardown().run();
+    }
+}
+
+/// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
+fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
+    Command::new("ctr")
+        .arg("-a")
+        .arg(socket)
+        .args(["-n", namespace])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ctr")
+}
+
+/// Best-effort removal of container `id` of `namespace` and its task.
+fn remove_container(socket: &Path, namespace: &str, id: &str) {
+    let _ = ctr_at(socket, namespace, &["tasks", "kill", "-s", "SIGKILL", id]);
+    let _ = wait_for("the task to stop", Duration::from_secs(5), || {
+        let tasks = ctr_at(socket, namespace, &["tasks", "ls"]).ok()?;
+        let running = String::from_utf8_lossy(&tasks.stdout).lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.first() == Some(&id) && cols.get(2) == Some(&"RUNNING")
+        });
+        (!running).then_some(())
+    });
+    let _ = ctr_at(socket, namespace, &["tasks", "delete", "-f", id]);
+    let _ = ctr_at(socket, namespace, &["containers", "delete", id]);
+}
+
+/// Tears a private containerd down: its containers (and CRI's) removed, containerd stopped,
+/// what is mounted under its directory unmounted. What [`Containerd`]'s drop does, and what a
+/// program that is interrupted must do before it exits: the containers' shims outlive
+/// containerd, so they would keep running (and their ports bound).
+#[derive(Debug, Clone)]
+pub struct Teardown {
+    socket: PathBuf,
+    namespace: String,
+    pid: u32,
+    dir: PathBuf,
+}
+
+impl Teardown {
+    /// Tears down (best effort: each step is tried whatever the previous one did).
+    pub fn run(&self) {
         // CRI's containers live in its own namespace.
-        for namespace in [NAMESPACE, CRI_NAMESPACE] {
-            if let Ok(out) = self.ctr_in(namespace, &["containers", "ls", "-q"]) {
+        for namespace in [self.namespace.as_str(), CRI_NAMESPACE] {
+            if let Ok(out) = ctr_at(&self.socket, namespace, &["containers", "ls", "-q"]) {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    self.remove_in(namespace, id);
+                    remove_container(&self.socket, namespace, id);
                 }
             }
         }
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let stopped = wait_for("containerd to exit", Duration::from_secs(10), || {
-            self.child.try_wait().ok().flatten()
-        });
-        if stopped.is_err() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+            return;
+        };
+        // SAFETY: kill(2) and waitpid(2) on containerd, this process's child (not yet reaped:
+        // nothing else waits for it), with no pointer but waitpid's null status.
+        let exited = || unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 };
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if wait_for("containerd to exit", Duration::from_secs(10), || {
+            exited().then_some(())
+        })
+        .is_err()
+        {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
         }
         // Whatever is still mounted under the temp dir (snapshots, rootfs) goes before it does.
-        for target in mounts_under(self.dir.path()).into_iter().rev() {
+        for target in mounts_under(&self.dir).into_iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(&target).status();
         }
+        // runc's root of the namespace, once empty (remove_dir refuses otherwise).
+        let _ = std::fs::remove_dir(Path::new(RUNC_ROOT).join(&self.namespace));
+    }
+
+    /// Watches for SIGINT, SIGTERM and SIGHUP from now on: on the first, says so on stderr,
+    /// tears down, removes the directory and exits with 128 + the signal's number (as a shell
+    /// reports a program a signal ended).
+    pub fn on_signals(self, program: &'static str) -> Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .context("watching for signals")?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    eprintln!(
+                        "{program}: interrupted (signal {signal}): removing the containers and stopping containerd"
+                    );
+                    self.run();
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                    std::process::exit(128 + signal);
+                }
+            })
+            .context("starting the signal watcher")?;
+        Ok(())
     }
 }
 

@@ -54,7 +54,7 @@ fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
             BUSYBOX_IMAGE,
             &[("job", job), ("web", web)],
         )
-        .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     let _guard = PodGuard(&cri, pod.id.clone());
     eprintln!("pod started in {:?}", steps.total());
     let (job_id, web_id) = (&pod.containers[0], &pod.containers[1]);
@@ -135,7 +135,7 @@ fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
     let store = Store::open(&ctrd.db_path()).unwrap();
     let profiles = store.list().unwrap();
     let keys: Vec<&str> = profiles.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, [BUSYBOX_IMAGE], "profiles\nlog:\n{}", ctrd.log());
+    assert_eq!(keys, [BUSYBOX_IMAGE], "{}", ctrd.explain("profiles"));
     assert_eq!(profiles[0].containers, 2, "{:?}", profiles[0]);
     assert!(profiles[0].events > 0);
     let mut containers: Vec<Workload> = store

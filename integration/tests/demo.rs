@@ -17,8 +17,9 @@ fn the_demo_story_holds() {
         benign_runs: 2,
         attack_runs: 2,
     };
-    let outcome = demo::run(&ctrd, &opts).unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", ctrd.log()));
-    assert!(outcome.held(), "{outcome:?}\nlog:\n{}", ctrd.log());
+    let outcome =
+        demo::run(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    assert!(outcome.held(), "{}", ctrd.explain(format!("{outcome:?}")));
     let alert = outcome.alert.expect("the attack alerted");
     assert_eq!(alert["output_fields"]["chaperone.action"], "kill");
     assert_eq!(alert["output_fields"]["chaperone.profile"], demo::PROFILE);
@@ -28,4 +29,103 @@ fn the_demo_story_holds() {
         log.contains("tiered filter"),
         "no tiered filter in the log:\n{log}"
     );
+}
+
+/// Ctrl-C (or a supervisor's SIGTERM) mid-demo: the demo removes its containers and stops its
+/// containerd before it exits 130, so nothing is left serving, mounted or running.
+#[test]
+fn an_interrupted_demo_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use chaperone_integration::containerd::{
+        mounts_under, prerequisites, processes_with, wait_for, RUNC_ROOT,
+    };
+
+    let Some(bin_dir) = prerequisites() else {
+        return;
+    };
+    const PORT: u16 = 18_183;
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_chaperone-demo"))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .args(["--port", &PORT.to_string(), "--max-learn-runs", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chaperone-demo starts");
+    // Killed (not interrupted) if an assertion fails before the interrupt.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = demo.stdout.take().expect("piped");
+    let stderr = demo.stderr.take().expect("piped");
+    let pid = demo.id();
+    let mut demo = Reap(demo);
+
+    // Interrupted once a learning run is done: containers have come and gone, the next is
+    // being started or running.
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut dir = None;
+    let mut printed = Vec::new();
+    loop {
+        let line = seen
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("no learning run printed ({e}): {printed:#?}"));
+        if let Some(d) = line.strip_prefix("==> a private containerd is running in ") {
+            dir = Some(std::path::PathBuf::from(d));
+        }
+        let learned = line.starts_with("    run  1:");
+        printed.push(line);
+        if learned {
+            break;
+        }
+    }
+    let dir = dir.unwrap_or_else(|| panic!("no containerd directory printed: {printed:#?}"));
+    let namespace = format!("chp-{pid}-0");
+    let containerd = || processes_with(&["containerd", "--config", &dir.to_string_lossy()]);
+    assert!(
+        !containerd().is_empty(),
+        "no containerd of {}",
+        dir.display()
+    );
+    // SAFETY: kill(2) on the child spawned above, not yet waited for.
+    let sent = unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), libc::SIGINT) };
+    assert_eq!(sent, 0, "SIGINT to the demo");
+    let status = wait_for("the demo to exit", Duration::from_secs(60), || {
+        demo.0.try_wait().ok().flatten()
+    })
+    .expect("the demo exits once interrupted");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut err);
+    assert_eq!(status.code(), Some(130), "{status}: {err}");
+    assert!(err.contains("interrupted (signal 2)"), "{err}");
+
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert!(
+        mounts_under(&dir).is_empty(),
+        "mounts left under {}",
+        dir.display()
+    );
+    let shims = processes_with(&["containerd-shim-chaperone-v2", "-namespace", &namespace]);
+    assert!(shims.is_empty(), "shims left: {shims:?}");
+    assert!(containerd().is_empty(), "containerd left");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err(),
+        "the web server still listens on {PORT}"
+    );
+    let runc_state = std::path::Path::new(RUNC_ROOT).join(&namespace);
+    assert!(!runc_state.exists(), "{} is left", runc_state.display());
 }

@@ -106,13 +106,7 @@ fn text(out: &std::process::Output) -> String {
 
 /// Fails unless the container exited with `code` (showing its output and containerd's log).
 fn expect_exit(ctrd: &Containerd, out: &std::process::Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{}\nlog:\n{}",
-        text(out),
-        ctrd.log()
-    );
+    assert_eq!(out.status.code(), Some(code), "{}", ctrd.explain(text(out)));
 }
 
 /// Fails unless the container printed `what`.
@@ -126,7 +120,7 @@ fn summary(ctrd: &Containerd, key: &str) -> Summary {
         .expect("the store opens")
         .summary(key)
         .expect("the store reads")
-        .unwrap_or_else(|| panic!("no profile {key}\nlog:\n{}", ctrd.log()))
+        .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("no profile {key}"))))
 }
 
 /// Learns `LEARN_RUNS` benign containers into profile `key`; checks the store after each.
@@ -196,8 +190,8 @@ fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
     let alerts = alerts_of(&ctrd, &attack);
     assert!(
         !alerts.is_empty(),
-        "an alert for the attack\nlog:\n{}",
-        ctrd.log()
+        "{}",
+        ctrd.explain("an alert for the attack")
     );
     let first = &alerts[0];
     eprintln!("{}", first["output"]);
@@ -254,8 +248,8 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
         .collect();
     assert!(
         types.iter().any(|t| t.starts_with("mkdir")),
-        "the mkdir is what was flagged: {types:?}\nlog:\n{}",
-        ctrd.log()
+        "{}",
+        ctrd.explain(format!("the mkdir is what was flagged: {types:?}"))
     );
     assert!(alerts
         .iter()
@@ -269,10 +263,12 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
             Ok(a) if a["output_fields"]["container.id"] == denied.as_str() => received.push(a),
             Ok(_) => {}
             Err(_) => panic!(
-                "the webhook got {} of {} alerts\nlog:\n{}",
-                received.len(),
-                alerts.len(),
-                ctrd.log()
+                "{}",
+                ctrd.explain(format!(
+                    "the webhook got {} of {} alerts",
+                    received.len(),
+                    alerts.len()
+                ))
             ),
         }
     }
@@ -297,8 +293,8 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
     let alerts = alerts_of(&ctrd, &monitored);
     assert!(
         !alerts.is_empty(),
-        "monitor mode alerts\nlog:\n{}",
-        ctrd.log()
+        "{}",
+        ctrd.explain("monitor mode alerts")
     );
     assert!(alerts
         .iter()
@@ -372,7 +368,11 @@ fn an_unusable_store_follows_the_fail_mode() {
     let out = run(&ctrd, &format!("{id}-open"), &[], &[], "echo hi");
     expect_exit(&ctrd, &out, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("hi"));
-    assert!(ctrd.log().contains("container runs untraced"));
+    assert!(
+        ctrd.log().contains("container runs untraced"),
+        "{}",
+        ctrd.explain("no \"container runs untraced\" in the log")
+    );
     assert!(Path::new(&ctrd.db_path()).exists());
 }
 
@@ -402,12 +402,12 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     }
     args.extend([BUSYBOX_IMAGE, id.as_str(), "sh", "-c", script.as_str()]);
     ctrd.ctr_ok(&args)
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 
     wait_for("the task to be paused", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("PAUSED")).then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert!(!out_dir.join("made").exists() && !out_dir.join("result").exists());
     let alerts = alerts_of(&ctrd, &id);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -419,10 +419,11 @@ fn pause_freezes_the_container_until_it_is_resumed() {
         .arg("resume")
         .arg("--state")
         .arg(ctrd.state_dir())
+        .args(["--namespace", ctrd.namespace()])
         .arg(&id)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\nlog:\n{}", text(&out), ctrd.log());
+    assert!(out.status.success(), "{}", ctrd.explain(text(&out)));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("resumed {id}")
@@ -431,6 +432,7 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     let again = std::process::Command::new(cli_binary().unwrap())
         .args(["resume", "--state"])
         .arg(ctrd.state_dir())
+        .args(["--namespace", ctrd.namespace()])
         .arg(&id)
         .output()
         .unwrap();
@@ -438,7 +440,7 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     wait_for("the task to finish", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let result = std::fs::read_to_string(out_dir.join("result")).unwrap_or_default();
     assert_eq!(
         result.trim(),

@@ -50,8 +50,9 @@ fn containerd_default(ctrd: &Containerd) -> Value {
     ])
     .unwrap();
     let config = ctrd
-        .dir()
-        .join("state/io.containerd.runtime.v2.task/default")
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(ctrd.namespace())
         .join(&id)
         .join("config.json");
     let spec: Value = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
@@ -67,7 +68,7 @@ fn the_exported_profile_runs_the_workload_and_denies_the_rest() {
         ..Options::default()
     };
     demo::prepare(&ctrd).unwrap();
-    demo::learn(&ctrd, &opts).unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", ctrd.log()));
+    demo::learn(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
 
     let counts = Store::open(&ctrd.db_path())
         .unwrap()
@@ -115,8 +116,9 @@ fn the_exported_profile_runs_the_workload_and_denies_the_rest() {
         profile,
     ];
     let server = Server::start(&ctrd, "web-exported", opts.port, &flags)
-        .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", ctrd.log()));
-    demo::benign_traffic(opts.port).unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    demo::benign_traffic(opts.port)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert_eq!(ctrd.task_status("web-exported").as_deref(), Some("RUNNING"));
     server.stop().unwrap();
 

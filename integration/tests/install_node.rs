@@ -584,7 +584,7 @@ fn containerd_loads_its_cri_plugin_with_the_patched_config() {
     wait_for("containerd's socket", Duration::from_secs(30), || {
         ctr(&["version"])
     })
-    .unwrap_or_else(|e| panic!("{e:#}\ncontainerd log:\n{}", log()));
+    .unwrap_or_else(|e| panic!("containerd log:\n{}\n{e:#}", log()));
 
     let plugins = ctr(&["plugins", "ls"]).expect("ctr plugins ls");
     let plugins = String::from_utf8_lossy(&plugins.stdout);
@@ -596,7 +596,7 @@ fn containerd_loads_its_cri_plugin_with_the_patched_config() {
     assert_eq!(
         cri.last(),
         Some(&"ok"),
-        "{plugins}\ncontainerd log:\n{}",
+        "containerd log:\n{}\n{plugins}",
         log()
     );
 }

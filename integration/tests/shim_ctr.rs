@@ -49,8 +49,8 @@ fn run_to_completion(runtime: &str) {
     assert_eq!(
         out.status.code(),
         Some(3),
-        "exit code\nstdout: {stdout}\nstderr: {stderr}\nlog:\n{}",
-        ctrd.log()
+        "{}",
+        ctrd.explain(format!("exit code\nstdout: {stdout}\nstderr: {stderr}"))
     );
     assert!(stdout.contains("hello from Linux"), "stdout: {stdout}");
     assert!(stderr.contains("oops"), "stderr: {stderr}");
@@ -67,7 +67,7 @@ fn run_to_completion(runtime: &str) {
                     .map(str::to_owned)
             },
         )
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
         eprintln!("{learned}");
         let events: u64 = learned
             .split_whitespace()
@@ -92,7 +92,7 @@ fn detached_run_and_kill(runtime: &str) {
         "sleep",
         "1000",
     ])
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     wait_for("the task to run", Duration::from_secs(10), || {
         (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
     })
@@ -119,12 +119,11 @@ fn detached_run_and_kill(runtime: &str) {
             "echo from exec in $(uname -s); echo err >&2; exit 5",
         ])
         .unwrap();
-    let text = format!(
-        "stdout: {}\nstderr: {}\nlog:\n{}",
+    let text = ctrd.explain(format!(
+        "stdout: {}\nstderr: {}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        ctrd.log()
-    );
+    ));
     assert_eq!(out.status.code(), Some(5), "{text}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("from exec in Linux"),
@@ -145,21 +144,21 @@ fn detached_run_and_kill(runtime: &str) {
         "sleep",
         "1000",
     ])
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     wait_for(
         "the exec process to be listed",
         Duration::from_secs(10),
         || (listed(&ctrd) == before + 1).then_some(()),
     )
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     ctrd.ctr_ok(&["tasks", "kill", "--exec-id", "e2", "-s", "SIGKILL", &id])
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     wait_for(
         "the exec process to be gone",
         Duration::from_secs(10),
         || (listed(&ctrd) == before).then_some(()),
     )
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert_eq!(
         ctrd.task_status(&id).as_deref(),
         Some("RUNNING"),
@@ -171,7 +170,7 @@ fn detached_run_and_kill(runtime: &str) {
     wait_for("the task to stop", Duration::from_secs(10), || {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     ctrd.ctr_ok(&["tasks", "delete", &id]).unwrap();
     ctrd.ctr_ok(&["containers", "delete", &id]).unwrap();
     assert_host_clean(&ctrd, &id, runtime);
@@ -182,7 +181,7 @@ fn detached_run_and_kill(runtime: &str) {
             .unwrap()
             .summary("exec:sleep")
             .unwrap()
-            .unwrap_or_else(|| panic!("nothing learned\nlog:\n{}", ctrd.log()));
+            .unwrap_or_else(|| panic!("{}", ctrd.explain("nothing learned")));
         assert_eq!(s.containers, 1, "{s:?}");
         assert!(s.events > 0, "{s:?}");
     }
@@ -190,8 +189,8 @@ fn detached_run_and_kill(runtime: &str) {
 
 /// After delete: no runc state, no mount, no shim process, no listener socket.
 fn assert_host_clean(ctrd: &Containerd, id: &str, runtime: &str) {
-    let runc_state = Path::new("/run/containerd/runc")
-        .join(containerd::NAMESPACE)
+    let runc_state = Path::new(containerd::RUNC_ROOT)
+        .join(ctrd.namespace())
         .join(id);
     wait_for("the shim to exit", Duration::from_secs(10), || {
         processes_with(&["containerd-shim", "-id", id])
@@ -258,7 +257,7 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
             "echo",
             "untraced",
         ])
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert!(out.contains("untraced"), "{out}");
     assert_host_clean(&ctrd, &off, CHAPERONE);
     let log = ctrd.log();
@@ -291,5 +290,14 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
     assert!(
         stderr.contains("chaperone.io/mode=\"lurn\"") && stderr.contains("expected one of"),
         "unclear error: {stderr}"
+    );
+    // containerd logs nothing of a shim's refusal: the shim's own line is the node's trace.
+    let logged = ctrd.log().lines().any(|l| {
+        l.contains("request failed") && l.contains("request=\"create\"") && l.contains("lurn")
+    });
+    assert!(
+        logged,
+        "{}",
+        ctrd.explain("the failed Create is not in the log")
     );
 }

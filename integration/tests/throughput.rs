@@ -20,7 +20,7 @@ fn the_benchmark_measures_every_setup() {
         port: 18_283,
     };
     let report = throughput::run(&ctrd, &opts, |line| eprintln!("{line}"))
-        .unwrap_or_else(|e| panic!("{e:#}\nlog:\n{}", ctrd.log()));
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     for (setup, s) in Setup::ALL.iter().zip(&report.samples) {
         assert_eq!(s.loop_seconds.len(), 1, "{setup:?}");
         assert!(s.http_rps[0] > 0.0, "{setup:?}: {s:?}");

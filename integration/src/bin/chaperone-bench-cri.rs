@@ -143,6 +143,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("starting containerd with the CRI plugin and building the images");
     let mut cri = CriContainerd::start(&args.bin_dir, "info", &[BUSYBOX_IMAGE])?;
+    cri.containerd
+        .teardown()
+        .on_signals("chaperone-bench-cri")?;
     cri.runtime_default_seccomp = args.runtime_default;
     let mut warm_up = args.warm_up;
     if args.mode == "enforce" {

@@ -133,6 +133,7 @@ fn main() -> ExitCode {
         }
     };
     let result = Containerd::start_logging(&args.bin_dir, "info").and_then(|ctrd| {
+        ctrd.teardown().on_signals("chaperone-bench-throughput")?;
         throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))
     });
     match result {

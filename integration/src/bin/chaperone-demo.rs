@@ -22,7 +22,7 @@ Needs root, containerd, ctr, runc and a static busybox at /bin/busybox.
   --port N              the web server's port on 127.0.0.1 (default 18080)
   --benign-runs N       benign reruns under enforce (default 1)
   --attack-runs N       attack runs under enforce (default 1)
-  --max-learn-runs N    give up if learning has not converged after N runs (default 15)
+  --max-learn-runs N    give up if learning has not converged after N runs (default 60)
 
 Exit codes: 0 the story held (benign runs silent, attacks stopped); 1 it did not, or a
 step failed; 2 bad arguments.";
@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         }
     };
     let result = Containerd::start(&bin_dir).and_then(|ctrd| {
+        ctrd.teardown().on_signals("chaperone-demo")?;
         println!(
             "==> a private containerd is running in {}",
             ctrd.dir().display()
