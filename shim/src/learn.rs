@@ -21,7 +21,7 @@ use chaperone_profiler::supervisor::{
     Fixed, KernelNotifier, Learn, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
     Wait,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::alert::ShimResponder;
 use crate::error::{Result, ShimError};
@@ -357,6 +357,13 @@ fn learn_run(
 /// Merges a container's learning into its profile (a failure is logged: the container has
 /// already run, and losing one run's counts is better than failing anything now).
 fn store_learning(plan: &Plan, pid: u32, learning: &Learning) {
+    debug!(
+        container = %plan.id,
+        pid,
+        profile = %plan.key,
+        events = learning.counts.events(),
+        "storing what the container learned"
+    );
     let merged = Store::open(&plan.config.db_path)
         .and_then(|store| store.merge(&plan.key, learning, plan.config.promotion.as_ref()));
     match merged {
