@@ -97,10 +97,11 @@ fn a_shim_killed_while_it_stores_loses_at_most_its_own_run() {
         );
         p
     };
-    let run_to_completion = |id: &str| {
+    // `ctr run FLAG` of a container learning into the profile, running `script`.
+    let run = |flag: &str, id: &str, script: &str| {
         ctrd.ctr_ok(&[
             "run",
-            "--rm",
+            flag,
             "--runtime",
             CHAPERONE,
             "--annotation",
@@ -109,27 +110,15 @@ fn a_shim_killed_while_it_stores_loses_at_most_its_own_run() {
             id,
             "sh",
             "-c",
-            "ls / >/dev/null; echo learned",
+            script,
         ])
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     };
+    let run_to_completion = |id: &str| run("--rm", id, "ls / >/dev/null; echo learned");
     // Starts `id` detached, kills its process and returns once its shim says it is storing the
     // run, with the shim's pid.
     let start_storing = |id: &str, before: &dyn Fn()| -> u32 {
-        ctrd.ctr_ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            CHAPERONE,
-            "--annotation",
-            &annotation,
-            BUSYBOX_IMAGE,
-            id,
-            "sh",
-            "-c",
-            "ls / >/dev/null; exec sleep 1000",
-        ])
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        run("-d", id, "ls / >/dev/null; exec sleep 1000");
         let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", id]);
         assert_eq!(
             shims.len(),
