@@ -10,7 +10,7 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use runc::options::DeleteOpts;
 use tracing::{info, warn};
 
-use super::{not_found, TaskService};
+use super::{init_ready, not_found, TaskService};
 use crate::error::Result;
 use crate::runc::{failure, is_gone};
 
@@ -48,10 +48,12 @@ impl TaskService {
             return self.delete_exec(&req.id, &req.exec_id).await;
         }
         let mut containers = self.containers.lock().await;
-        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        container
-            .init
-            .require(&[Status::CREATED, Status::STOPPED], "delete", &req.id)?;
+        let container = init_ready(
+            &mut containers,
+            &req.id,
+            &[Status::CREATED, Status::STOPPED],
+            "delete",
+        )?;
         let opts = DeleteOpts::new().force(true);
         if let Err(e) = container.runc.delete(&req.id, Some(&opts)).await {
             if !is_gone(&e) {

@@ -12,7 +12,7 @@ use runc::options::ExecOpts;
 use tracing::info;
 
 use super::create::io_of;
-use super::{not_found, TaskService};
+use super::{init_ready, not_found, TaskService};
 use crate::container::{status_name, Process, Stdio};
 use crate::error::{Result, ShimError};
 use crate::runc::failure;
@@ -38,12 +38,7 @@ impl TaskService {
                 source,
             })?;
         let mut containers = self.containers.lock().await;
-        let container = containers
-            .get_mut(&req.id)
-            .ok_or_else(|| not_found(&req.id))?;
-        container
-            .init
-            .require(&[Status::RUNNING], "exec in", &req.id)?;
+        let container = init_ready(&mut containers, &req.id, &[Status::RUNNING], "exec in")?;
         if container.execs.contains_key(&req.exec_id) {
             return Err(ShimError::AlreadyExists {
                 what: "exec process",

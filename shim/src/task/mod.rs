@@ -24,7 +24,7 @@ use containerd_shim::api::{
     CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
     CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
     PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status,
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -111,6 +111,19 @@ fn unimplemented<T>(what: &'static str) -> ttrpc::Result<T> {
 
 fn not_found(id: &str) -> ShimError {
     ShimError::NotFound { id: id.to_owned() }
+}
+
+/// Container `id`, once its init process is in one of the `allowed` states for `op`: not
+/// found, then the precondition, are the errors containerd gets.
+fn init_ready<'a>(
+    containers: &'a mut HashMap<String, Container>,
+    id: &str,
+    allowed: &[Status],
+    op: &'static str,
+) -> Result<&'a mut Container> {
+    let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
+    container.init.require(allowed, op, id)?;
+    Ok(container)
 }
 
 /// The one place a request's error becomes containerd's: it is logged first (containerd does

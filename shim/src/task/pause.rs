@@ -9,7 +9,7 @@ use containerd_shim::protos::events::task::{TaskPaused, TaskResumed};
 use tokio::sync::{mpsc, Mutex};
 use tracing::{info, warn};
 
-use super::{not_found, publish, Event, TaskService};
+use super::{init_ready, publish, Event, TaskService};
 use crate::container::Container;
 use crate::error::Result;
 use crate::learn::PauseRequest;
@@ -24,12 +24,7 @@ impl TaskService {
 
     pub(super) async fn resume_task(&self, req: ResumeRequest) -> Result<Empty> {
         let mut containers = self.containers.lock().await;
-        let container = containers
-            .get_mut(&req.id)
-            .ok_or_else(|| not_found(&req.id))?;
-        container
-            .init
-            .require(&[Status::PAUSED], "resume", &req.id)?;
+        let container = init_ready(&mut containers, &req.id, &[Status::PAUSED], "resume")?;
         container
             .runc
             .resume(&req.id)
@@ -54,8 +49,7 @@ async fn pause(
     id: &str,
 ) -> Result<()> {
     let mut containers = containers.lock().await;
-    let container = containers.get_mut(id).ok_or_else(|| not_found(id))?;
-    container.init.require(&[Status::RUNNING], "pause", id)?;
+    let container = init_ready(&mut containers, id, &[Status::RUNNING], "pause")?;
     container
         .runc
         .pause(id)

@@ -4,7 +4,7 @@ use containerd_shim::api::{StartRequest, StartResponse, Status};
 use containerd_shim::protos::events::task::TaskStart;
 use tracing::info;
 
-use super::{not_found, TaskService};
+use super::{init_ready, TaskService};
 use crate::error::Result;
 use crate::runc::failure;
 
@@ -20,12 +20,7 @@ impl TaskService {
         // The lock is held across `runc start` so that the exit reaper, which takes it too,
         // publishes a fast container's TaskExit after its TaskStart.
         let mut containers = self.containers.lock().await;
-        let container = containers
-            .get_mut(&req.id)
-            .ok_or_else(|| not_found(&req.id))?;
-        container
-            .init
-            .require(&[Status::CREATED], "start", &req.id)?;
+        let container = init_ready(&mut containers, &req.id, &[Status::CREATED], "start")?;
         container
             .runc
             .start(&req.id)
