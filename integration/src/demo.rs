@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -386,9 +385,4 @@ impl Drop for Server<'_> {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// Whether `dir` holds the shim binary.
-pub fn has_shim(dir: &Path) -> bool {
-    dir.join(crate::containerd::SHIM_BINARY).is_file()
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod cli;
 pub mod containerd;
 pub mod cri;
 pub mod demo;

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chaperone_integration::cli;
 use chaperone_integration::containerd::BUSYBOX_IMAGE;
 use chaperone_integration::cri::{bench_pod_start, CriContainerd};
-use chaperone_integration::demo;
 
 /// The most chaperone's pod start may take against runc's.
 const TARGET: f64 = 1.10;
@@ -104,15 +104,8 @@ fn parse() -> Result<Option<Args>, String> {
     if rounds == 0 {
         return Err("--rounds must be at least 1".into());
     }
-    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
-    if !demo::has_shim(&bin_dir) {
-        return Err(format!(
-            "no containerd-shim-chaperone-v2 in {}",
-            bin_dir.display()
-        ));
-    }
     Ok(Some(Args {
-        bin_dir,
+        bin_dir: cli::bin_dir(bin_dir)?,
         rounds,
         warm_up,
         mode,
@@ -123,21 +116,9 @@ fn parse() -> Result<Option<Args>, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(Some(args)) => args,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    cli::main("chaperone-bench-cri", USAGE, parse, |args| {
+        run(&args).map(|()| ExitCode::SUCCESS)
+    })
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chaperone_integration::cli;
 use chaperone_integration::containerd::Containerd;
-use chaperone_integration::demo;
 use chaperone_integration::throughput::{self, Options, Setup};
 
 /// The throughput enforce mode must keep, against runc-v2.
@@ -109,52 +109,30 @@ fn parse() -> Result<Option<Args>, String> {
     if opts.requests < opts.clients {
         return Err("--requests must be at least --clients".to_owned());
     }
-    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
-    if !demo::has_shim(&bin_dir) {
-        return Err(format!(
-            "no containerd-shim-chaperone-v2 in {}",
-            bin_dir.display()
-        ));
-    }
     Ok(Some(Args {
-        bin_dir,
+        bin_dir: cli::bin_dir(bin_dir)?,
         opts,
         json,
     }))
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(Some(a)) => a,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chaperone-bench-throughput: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = Containerd::start_logging(&args.bin_dir, "info").and_then(|ctrd| {
+    cli::main("chaperone-bench-throughput", USAGE, parse, |args| {
+        let ctrd = Containerd::start_logging(&args.bin_dir, "info")?;
         ctrd.teardown().on_signals("chaperone-bench-throughput")?;
-        throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))
-    });
-    match result {
-        Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.table());
-                let enforce = report.ratio(Setup::Enforce);
-                println!(
-                    "enforce throughput {enforce:.3}x runc-v2 (target >= {TARGET}: {}); learn {:.3}x; {} alert(s) under enforce",
-                    if enforce >= TARGET { "met" } else { "NOT met" },
-                    report.ratio(Setup::Learn),
-                    report.enforce_alerts
-                );
-            }
-            ExitCode::SUCCESS
+        let report = throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))?;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.table());
+            let enforce = report.ratio(Setup::Enforce);
+            println!(
+                "enforce throughput {enforce:.3}x runc-v2 (target >= {TARGET}: {}); learn {:.3}x; {} alert(s) under enforce",
+                if enforce >= TARGET { "met" } else { "NOT met" },
+                report.ratio(Setup::Learn),
+                report.enforce_alerts
+            );
         }
-        Err(e) => {
-            eprintln!("chaperone-bench-throughput: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        Ok(ExitCode::SUCCESS)
+    })
 }

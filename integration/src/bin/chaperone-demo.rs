@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chaperone_integration::cli;
 use chaperone_integration::containerd::Containerd;
 use chaperone_integration::demo::{self, Options};
 
@@ -52,55 +53,33 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let bin_dir = bin_dir.ok_or("--bin-dir is required")?;
-    if !demo::has_shim(&bin_dir) {
-        return Err(format!(
-            "no containerd-shim-chaperone-v2 in {}",
-            bin_dir.display()
-        ));
-    }
-    Ok(Some((bin_dir, opts)))
+    Ok(Some((cli::bin_dir(bin_dir)?, opts)))
 }
 
 fn main() -> ExitCode {
-    let (bin_dir, opts) = match parse() {
-        Ok(Some(p)) => p,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chaperone-demo: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = Containerd::start(&bin_dir).and_then(|ctrd| {
+    cli::main("chaperone-demo", USAGE, parse, |(bin_dir, opts)| {
+        let ctrd = Containerd::start(&bin_dir)?;
         ctrd.teardown().on_signals("chaperone-demo")?;
         println!(
             "==> a private containerd is running in {}",
             ctrd.dir().display()
         );
-        demo::run(&ctrd, &opts)
-    });
-    match result {
-        Ok(outcome) => {
-            println!(
-                "\n==> {} learning runs ({} events); benign runs silent: {}/{}; attacks stopped: {}/{}",
-                outcome.learn_runs,
-                outcome.events,
-                outcome.benign_silent.0,
-                outcome.benign_silent.1,
-                outcome.attacks_stopped.0,
-                outcome.attacks_stopped.1
-            );
-            if outcome.held() {
-                println!("==> the story held: learned, benign traffic silent, the attack stopped");
-                ExitCode::SUCCESS
-            } else {
-                println!("==> the story did NOT hold");
-                ExitCode::FAILURE
-            }
+        let outcome = demo::run(&ctrd, &opts)?;
+        println!(
+            "\n==> {} learning runs ({} events); benign runs silent: {}/{}; attacks stopped: {}/{}",
+            outcome.learn_runs,
+            outcome.events,
+            outcome.benign_silent.0,
+            outcome.benign_silent.1,
+            outcome.attacks_stopped.0,
+            outcome.attacks_stopped.1
+        );
+        if outcome.held() {
+            println!("==> the story held: learned, benign traffic silent, the attack stopped");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!("==> the story did NOT hold");
+            Ok(ExitCode::FAILURE)
         }
-        Err(e) => {
-            eprintln!("chaperone-demo: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
