@@ -385,11 +385,7 @@ state = "{state}"
 
     /// The status of task `id` of `namespace`, if listed.
     pub fn task_status_in(&self, namespace: &str, id: &str) -> Option<String> {
-        let out = self.ctr_ok_in(namespace, &["tasks", "ls"]).ok()?;
-        out.lines().find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| (*s).to_owned()))?
-        })
+        task_status_at(&self.socket, namespace, id)
     }
 
     /// Best-effort removal of a container and its task.
@@ -432,16 +428,23 @@ fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
         .context("running ctr")
 }
 
+/// The status of task `id` of `namespace` in `ctr tasks ls`, if listed.
+fn task_status_at(socket: &Path, namespace: &str, id: &str) -> Option<String> {
+    let out = ctr_at(socket, namespace, &["tasks", "ls"]).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| (*s).to_owned()))?
+    })
+}
+
 /// Best-effort removal of container `id` of `namespace` and its task.
 fn remove_container(socket: &Path, namespace: &str, id: &str) {
     let _ = ctr_at(socket, namespace, &["tasks", "kill", "-s", "SIGKILL", id]);
     let _ = wait_for("the task to stop", Duration::from_secs(5), || {
-        let tasks = ctr_at(socket, namespace, &["tasks", "ls"]).ok()?;
-        let running = String::from_utf8_lossy(&tasks.stdout).lines().any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.first() == Some(&id) && cols.get(2) == Some(&"RUNNING")
-        });
-        (!running).then_some(())
+        (task_status_at(socket, namespace, id).as_deref() != Some("RUNNING")).then_some(())
     });
     let _ = ctr_at(socket, namespace, &["tasks", "delete", "-f", id]);
     let _ = ctr_at(socket, namespace, &["containers", "delete", id]);
