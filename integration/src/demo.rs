@@ -93,7 +93,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             port: 18_080,
-            // Learning converged in 12 to 30 runs over 36 trials (the web server's syscall
+            // Learning converged in 12 to 30 runs over 32 trials (the web server's syscall
             // order varies run to run); each run takes a fraction of a second.
             max_learn_runs: 60,
             benign_runs: 1,
