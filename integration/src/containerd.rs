@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -412,9 +412,19 @@ state = "{state}"
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // The signal watcher tears down and exits the process with the signal's status;
+            // this thread (whose work failed as containerd went) must not exit it first.
+            loop {
+                std::thread::park();
+            }
+        }
         self.teardown().run();
     }
 }
+
+/// Set by [`Teardown::on_signals`]'s watcher once a signal came.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
 fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
@@ -492,12 +502,55 @@ impl Teardown {
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
+        self.sweep();
         // Whatever is still mounted under the temp dir (snapshots, rootfs) goes before it does.
         for target in mounts_under(&self.dir).into_iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(&target).status();
         }
         // runc's root of the namespace, once empty (remove_dir refuses otherwise).
         let _ = std::fs::remove_dir(Path::new(RUNC_ROOT).join(&self.namespace));
+    }
+
+    /// What the removal through containerd can miss: a container created after the listing (a
+    /// program interrupted while it starts one), or a shim still on its way out. Shims outlive
+    /// containerd, so with containerd stopped, runc's state of this instance's namespace is
+    /// removed directly and the shims it started are killed; returns once they are gone.
+    fn sweep(&self) {
+        let root = Path::new(RUNC_ROOT).join(&self.namespace);
+        let runc = || {
+            let mut c = Command::new("runc");
+            c.arg("--root").arg(&root);
+            c
+        };
+        if let Ok(out) = runc().args(["list", "-q"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = runc().args(["delete", "--force", id]).output();
+            }
+        }
+        for shim in self.shims() {
+            // SAFETY: kill(2) on a shim this containerd started (matched by its `-address`).
+            unsafe { libc::kill(shim, libc::SIGKILL) };
+        }
+        let _ = wait_for("the shims to exit", Duration::from_secs(10), || {
+            self.shims().is_empty().then_some(())
+        });
+    }
+
+    /// The running shims this containerd started: `-address` is its socket.
+    fn shims(&self) -> Vec<libc::pid_t> {
+        let socket = self.socket.as_os_str().as_encoded_bytes();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                args.windows(2)
+                    .any(|w| w[0] == b"-address" && w[1] == socket)
+            })
+            .collect()
     }
 
     /// Watches for SIGINT, SIGTERM and SIGHUP from now on: on the first, says so on stderr,
@@ -511,6 +564,7 @@ impl Teardown {
             .name("signals".into())
             .spawn(move || {
                 if let Some(signal) = signals.forever().next() {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
                     eprintln!(
                         "{program}: interrupted (signal {signal}): removing the containers and stopping containerd"
                     );
