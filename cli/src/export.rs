@@ -24,8 +24,9 @@ Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Profiles live in the SQLite store named by the config's db_path (default \
-/var/lib/chaperone/profiles.db), one per image (the chaperone.io/profile annotation, else CRI's \
-image name, else exec:<command>).
+/var/lib/chaperone/profiles.db), one per image (the chaperone.io/profile annotation, else the \
+image digest, sha256:<hex>, as CRI or containerd's image store gives it, else the image name, \
+else exec:<command>).
 
 Exit status: 0 success; 1 error (no store, no such profile, unreadable file); 2 bad usage.")]
 pub struct ProfileArgs {

@@ -378,6 +378,27 @@ state = "{state}"
         Ok(())
     }
 
+    /// The digest of image `name` in `namespace` (`ctr images ls`' DIGEST column): the key of
+    /// the profile of containers made from it (see shim/src/image.rs).
+    pub fn image_digest_in(&self, namespace: &str, name: &str) -> Result<String> {
+        let table = self.ctr_ok_in(namespace, &["images", "ls"])?;
+        // REF TYPE DIGEST SIZE PLATFORMS LABELS
+        table
+            .lines()
+            .filter_map(|l| {
+                let mut columns = l.split_whitespace();
+                (columns.next() == Some(name)).then(|| columns.nth(1))?
+            })
+            .find(|d| d.starts_with("sha256:"))
+            .map(str::to_owned)
+            .with_context(|| format!("no digest of {name} in:\n{table}"))
+    }
+
+    /// The digest of image `name` in [`Containerd::namespace`].
+    pub fn image_digest(&self, name: &str) -> Result<String> {
+        self.image_digest_in(&self.namespace, name)
+    }
+
     /// The status of task `id` in `ctr tasks ls` (`RUNNING`, `STOPPED`, ...), if listed.
     pub fn task_status(&self, id: &str) -> Option<String> {
         self.task_status_in(&self.namespace, id)

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    mounted, mounts_under, prerequisites, processes_with, wait_for, BUSYBOX_IMAGE, SHIM_BINARY,
+    mounted, mounts_under, prerequisites, processes_with, wait_for, BUSYBOX_IMAGE, CRI_NAMESPACE,
+    SHIM_BINARY,
 };
 use chaperone_integration::cri::{expect_refused, CriContainerd, PodGuard, HANDLER};
 use chaperone_profiler::store::{Store, Workload};
@@ -131,15 +132,17 @@ fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
     assert!(rootfs.is_empty(), "rootfs mounts left: {rootfs:?}");
 
     // Learned: both containers, into the image's profile, named by their pod; the sandbox
-    // (pause) container got the pod's annotation too but is never traced.
+    // (pause) container got the pod's annotation too but is never traced. CRI names the
+    // image by tag only: the key is the digest the shim got from containerd's image store.
+    let digest = ctrd.image_digest_in(CRI_NAMESPACE, BUSYBOX_IMAGE).unwrap();
     let store = Store::open(&ctrd.db_path()).unwrap();
     let profiles = store.list().unwrap();
     let keys: Vec<&str> = profiles.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, [BUSYBOX_IMAGE], "{}", ctrd.explain("profiles"));
+    assert_eq!(keys, [digest.as_str()], "{}", ctrd.explain("profiles"));
     assert_eq!(profiles[0].containers, 2, "{:?}", profiles[0]);
     assert!(profiles[0].events > 0);
     let mut containers: Vec<Workload> = store
-        .workloads(BUSYBOX_IMAGE)
+        .workloads(&digest)
         .unwrap()
         .into_iter()
         .map(|s| s.workload)

@@ -181,10 +181,12 @@ fn detached_run_and_kill(runtime: &str) {
     assert_host_clean(&ctrd, &id, runtime);
     if runtime != RUNC_V2 {
         // Delete waited for the supervisors: init's and the two exec processes' runs are in
-        // the profile, counted as one container.
+        // the profile, counted as one container. Its key is the image's digest, which the
+        // shim asked containerd for (ctr gives no annotation naming the image).
+        let digest = ctrd.image_digest(BUSYBOX_IMAGE).unwrap();
         let s = Store::open(&ctrd.db_path())
             .unwrap()
-            .summary("exec:sleep")
+            .summary(&digest)
             .unwrap()
             .unwrap_or_else(|| panic!("{}", ctrd.explain("nothing learned")));
         assert_eq!(s.containers, 1, "{s:?}");
@@ -242,6 +244,42 @@ fn chaperone_execs_in_and_kills_a_detached_container_and_cleans_up() {
 #[test]
 fn runc_v2_execs_in_and_kills_a_detached_container_and_cleans_up() {
     detached_run_and_kill(RUNC_V2);
+}
+
+#[test]
+fn a_container_whose_image_was_removed_learns_under_the_image_name() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("untagged", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let name = format!("docker.io/library/chaperone-gone:{}", std::process::id());
+    ctrd.ctr_ok(&["images", "tag", BUSYBOX_IMAGE, &name])
+        .unwrap();
+    ctrd.ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        CHAPERONE,
+        &name,
+        &id,
+        "true",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    // The record still names the image, but the image store no longer has it: no digest.
+    ctrd.ctr_ok(&["images", "rm", &name]).unwrap();
+    // Attached, ctr waits for the exit and deletes the task.
+    ctrd.ctr_ok(&["tasks", "start", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let summary = wait_for("the run stored", Duration::from_secs(10), || {
+        Store::open(&ctrd.db_path()).ok()?.summary(&name).ok()?
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(summary.containers, 1, "{summary:?}");
+    // A missing image is not a failed lookup: nothing to warn about.
+    assert!(
+        !ctrd.log().contains("cannot look up the container's image"),
+        "{}",
+        ctrd.explain("a warning for a removed image")
+    );
 }
 
 #[test]

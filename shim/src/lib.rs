@@ -6,6 +6,7 @@ mod bootstrap;
 pub mod bundle;
 pub mod container;
 pub mod error;
+pub mod image;
 pub mod learn;
 pub mod logging;
 pub mod plan;

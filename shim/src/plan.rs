@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::bundle::annotation;
 use crate::error::{Result, ShimError};
+use crate::image::ContainerImage;
 
 /// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
 pub const MODE_ANNOTATION: &str = "chaperone.io/mode";
@@ -76,7 +77,8 @@ pub struct Plan {
     pub id: String,
     /// The profile key: image digest or name.
     pub key: String,
-    /// The image name CRI gives (`io.kubernetes.cri.image-name`), for alerts.
+    /// The image name CRI gives (`io.kubernetes.cri.image-name`), else containerd's, for
+    /// alerts.
     pub image: Option<String>,
     /// The pod and container CRI names, for alerts and the profile's list of workloads.
     pub workload: Option<Workload>,
@@ -124,19 +126,22 @@ impl Plan {
     /// annotations (CRI passes the pod's to it too). A bad annotation is an error. An
     /// unusable store is an error when the fail mode is `closed`; with `open` the container
     /// runs untraced, with a warning.
-    pub fn resolve(spec: &Value, id: &str, config: Arc<Config>) -> Result<Self> {
+    pub fn resolve(
+        spec: &Value,
+        id: &str,
+        config: Arc<Config>,
+        image: Option<&ContainerImage>,
+    ) -> Result<Self> {
         if annotation(spec, CRI_CONTAINER_TYPE_ANNOTATION) == Some("sandbox") {
             info!(container = %id, "the pod's sandbox container is not traced");
             return Ok(Self::fixed(id, "sandbox", Mode::Off, config));
         }
         let annotated = parse_annotation::<Mode>(spec, MODE_ANNOTATION)?;
         let action = parse_annotation::<Action>(spec, ACTION_ANNOTATION)?.unwrap_or(config.action);
-        let key = profile_key(spec);
+        let key = profile_key(spec, image);
         let mut plan = Self {
             action,
-            image: annotation(spec, CRI_IMAGE_ANNOTATION)
-                .filter(|i| !i.is_empty())
-                .map(str::to_owned),
+            image: image_name(spec, image),
             workload: workload_of(spec),
             ..Self::fixed(id, &key, Mode::Off, Arc::clone(&config))
         };
@@ -250,28 +255,65 @@ fn model_for(
 
 /// The profile a container belongs to: the `chaperone.io/profile` annotation, else the image's
 /// digest (`sha256:<hex>`) when CRI gives one (an image name pinned `@sha256:`, else the image
-/// id), else the image name CRI gives, else the container's executable (`exec:<args[0]>`), so
-/// that containers of one command share a profile even when nothing names their image.
-pub fn profile_key(spec: &Value) -> String {
-    if let Some(key) = annotation(spec, PROFILE_ANNOTATION).filter(|k| !k.trim().is_empty()) {
-        return key.trim().to_owned();
+/// id), else the digest containerd's image store gives for the container's image (`image`,
+/// see [`crate::image`]), else the image name CRI gives, else the image name of containerd's
+/// container record, else the container's executable (`exec:<args[0]>`), so that containers
+/// of one command share a profile even when nothing names their image.
+pub fn profile_key(spec: &Value, image: Option<&ContainerImage>) -> String {
+    if let Some(key) = annotated_key(spec) {
+        return key;
     }
-    let pinned = annotation(spec, CRI_IMAGE_ANNOTATION)
-        .and_then(|name| name.rsplit_once('@'))
-        .and_then(|(_, digest)| sha256_digest(digest));
-    if let Some(digest) =
-        pinned.or_else(|| annotation(spec, CRI_IMAGE_ID_ANNOTATION).and_then(sha256_digest))
-    {
+    if let Some(digest) = cri_digest(spec).or_else(|| {
+        image
+            .and_then(|i| i.digest.as_deref())
+            .and_then(sha256_digest)
+    }) {
         return digest;
     }
-    if let Some(image) = annotation(spec, CRI_IMAGE_ANNOTATION).filter(|k| !k.is_empty()) {
-        return image.to_owned();
+    if let Some(name) = image_name(spec, image) {
+        return name;
     }
     let exe = spec
         .pointer("/process/args/0")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
     format!("exec:{exe}")
+}
+
+/// Whether the profile of a container with this OCI config depends on what containerd's
+/// stores say of its image: not for a pod's sandbox, a container annotated with its profile,
+/// or mode `off`, or one whose image CRI names by digest.
+pub fn needs_image(spec: &Value) -> bool {
+    annotation(spec, CRI_CONTAINER_TYPE_ANNOTATION) != Some("sandbox")
+        && annotated_key(spec).is_none()
+        && cri_digest(spec).is_none()
+        && !matches!(
+            parse_annotation::<Mode>(spec, MODE_ANNOTATION),
+            Ok(Some(Mode::Off))
+        )
+}
+
+fn annotated_key(spec: &Value) -> Option<String> {
+    annotation(spec, PROFILE_ANNOTATION)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+}
+
+/// The digest CRI gives: of an image name pinned `@sha256:`, else the image id.
+fn cri_digest(spec: &Value) -> Option<String> {
+    annotation(spec, CRI_IMAGE_ANNOTATION)
+        .and_then(|name| name.rsplit_once('@'))
+        .and_then(|(_, digest)| sha256_digest(digest))
+        .or_else(|| annotation(spec, CRI_IMAGE_ID_ANNOTATION).and_then(sha256_digest))
+}
+
+/// The image name CRI gives, else the one of containerd's container record.
+fn image_name(spec: &Value, image: Option<&ContainerImage>) -> Option<String> {
+    annotation(spec, CRI_IMAGE_ANNOTATION)
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .or_else(|| image.map(|i| i.name.clone()).filter(|n| !n.is_empty()))
 }
 
 /// The pod namespace and name and the container name CRI gives, when it gives all three.
@@ -363,7 +405,7 @@ mod tests {
             MODE_ANNOTATION: "enforce",
             ACTION_ANNOTATION: "kill",
         }});
-        let plan = Plan::resolve(&spec, "pause1", config(tmp.path())).unwrap();
+        let plan = Plan::resolve(&spec, "pause1", config(tmp.path()), None).unwrap();
         assert_eq!(plan.mode, Mode::Off);
         // Not even the store is opened for it.
         assert!(!tmp.path().join("profiles.db").exists());
@@ -386,7 +428,7 @@ mod tests {
             })
         );
         let tmp = tempfile::tempdir().unwrap();
-        let plan = Plan::resolve(&named, "c1", config(tmp.path())).unwrap();
+        let plan = Plan::resolve(&named, "c1", config(tmp.path()), None).unwrap();
         assert_eq!(plan.workload.unwrap().pod, "web-1");
         let partial = json!({"annotations": {CRI_POD_NAME_ANNOTATION: "web-1",
                                              CRI_CONTAINER_NAME_ANNOTATION: "nginx"}});
@@ -397,25 +439,83 @@ mod tests {
     fn the_key_prefers_the_annotation_then_the_image_then_the_command() {
         let both = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: "nginx:1"},
                           "process": {"args": ["/bin/sh"]}});
-        assert_eq!(profile_key(&both), "web");
+        assert_eq!(profile_key(&both, None), "web");
         let cri = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}});
-        assert_eq!(profile_key(&cri), "nginx:1");
+        assert_eq!(profile_key(&cri, None), "nginx:1");
         assert_eq!(
-            profile_key(&json!({"process": {"args": ["/bin/sh", "-c"]}})),
+            profile_key(&json!({"process": {"args": ["/bin/sh", "-c"]}}), None),
             "exec:/bin/sh"
         );
-        assert_eq!(profile_key(&json!({})), "exec:unknown");
+        assert_eq!(profile_key(&json!({}), None), "exec:unknown");
         let hex = "ab".repeat(32);
         let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("docker.io/library/nginx@sha256:{hex}"),
                                             CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", "cd".repeat(32))}});
-        assert_eq!(profile_key(&pinned), format!("sha256:{hex}"));
+        assert_eq!(profile_key(&pinned, None), format!("sha256:{hex}"));
         let tagged = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1",
                                             CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", hex.to_uppercase())}});
-        assert_eq!(profile_key(&tagged), format!("sha256:{hex}"));
+        assert_eq!(profile_key(&tagged, None), format!("sha256:{hex}"));
         let bad_id = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1", CRI_IMAGE_ID_ANNOTATION: "sha256:xyz"}});
-        assert_eq!(profile_key(&bad_id), "nginx:1");
+        assert_eq!(profile_key(&bad_id, None), "nginx:1");
         let named = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ID_ANNOTATION: format!("sha256:{hex}")}});
-        assert_eq!(profile_key(&named), "web");
+        assert_eq!(profile_key(&named, None), "web");
+    }
+
+    #[test]
+    fn containerd_s_image_digest_comes_after_cri_s_and_before_any_name() {
+        let hex = "ab".repeat(32);
+        let known = ContainerImage {
+            name: "docker.io/library/busybox:1".into(),
+            digest: Some(format!("sha256:{hex}")),
+        };
+        let removed = ContainerImage {
+            digest: None,
+            ..known.clone()
+        };
+        let run = json!({"process": {"args": ["/bin/sh"]}});
+        assert_eq!(profile_key(&run, Some(&known)), format!("sha256:{hex}"));
+        assert_eq!(
+            profile_key(&run, Some(&removed)),
+            "docker.io/library/busybox:1"
+        );
+        let cri = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}});
+        assert_eq!(profile_key(&cri, Some(&known)), format!("sha256:{hex}"));
+        // CRI's name wins over the record's when neither has a digest.
+        assert_eq!(profile_key(&cri, Some(&removed)), "nginx:1");
+        let cri_digest = format!("sha256:{}", "cd".repeat(32));
+        let pinned = json!({"annotations": {CRI_IMAGE_ID_ANNOTATION: cri_digest.clone()}});
+        assert_eq!(profile_key(&pinned, Some(&known)), cri_digest);
+        let named = json!({"annotations": {PROFILE_ANNOTATION: "web"}});
+        assert_eq!(profile_key(&named, Some(&known)), "web");
+        // A malformed digest from the store is not a key.
+        let odd = ContainerImage {
+            digest: Some("sha512:00".into()),
+            ..known.clone()
+        };
+        assert_eq!(profile_key(&run, Some(&odd)), "docker.io/library/busybox:1");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = Plan::resolve(&run, "c1", config(tmp.path()), Some(&known)).unwrap();
+        assert_eq!(plan.key, format!("sha256:{hex}"));
+        assert_eq!(plan.image.as_deref(), Some("docker.io/library/busybox:1"));
+    }
+
+    #[test]
+    fn only_containers_whose_key_depends_on_it_need_the_image_looked_up() {
+        assert!(needs_image(&json!({"process": {"args": ["/bin/sh"]}})));
+        assert!(needs_image(
+            &json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}})
+        ));
+        assert!(needs_image(
+            &json!({"annotations": {MODE_ANNOTATION: "enforce"}})
+        ));
+        for spec in [
+            json!({"annotations": {CRI_CONTAINER_TYPE_ANNOTATION: "sandbox"}}),
+            json!({"annotations": {PROFILE_ANNOTATION: "web"}}),
+            json!({"annotations": {MODE_ANNOTATION: "off"}}),
+            json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("nginx@sha256:{}", "ab".repeat(32))}}),
+        ] {
+            assert!(!needs_image(&spec), "{spec}");
+        }
     }
 
     #[test]
@@ -423,17 +523,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path());
         let plain = json!({"annotations": {PROFILE_ANNOTATION: "img"}});
-        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg), None).unwrap();
         assert_eq!((plan.mode, plan.action), (Mode::Learn, Action::Alert));
         assert!(matches!(plan.model, Model::None));
 
         let bad = json!({"annotations": {MODE_ANNOTATION: "lurn"}});
-        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg))
+        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg), None)
             .unwrap_err()
             .chain();
         assert!(err.contains("chaperone.io/mode=\"lurn\""), "{err}");
         let bad = json!({"annotations": {ACTION_ANNOTATION: "explode"}});
-        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg))
+        let err = Plan::resolve(&bad, "c1", Arc::clone(&cfg), None)
             .unwrap_err()
             .chain();
         assert!(
@@ -443,7 +543,7 @@ mod tests {
 
         let enforce =
             json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "enforce"}});
-        let err = Plan::resolve(&enforce, "c1", Arc::clone(&cfg)).unwrap_err();
+        let err = Plan::resolve(&enforce, "c1", Arc::clone(&cfg), None).unwrap_err();
         assert!(matches!(err, ShimError::NotLearned { .. }), "{err:?}");
 
         // Two learned containers give a model and calibration data; the store's mode applies.
@@ -460,10 +560,10 @@ mod tests {
             };
             store.merge("img", &learning, None).unwrap();
         }
-        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg), None).unwrap();
         assert!(matches!(plan.model, Model::Reference(_)));
         store.set_mode("img", Some(Mode::Enforce)).unwrap();
-        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg)).unwrap();
+        let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg), None).unwrap();
         assert_eq!(plan.mode, Mode::Enforce);
         let Model::Detect(detect) = &plan.model else {
             panic!("{:?}", plan.model)
@@ -474,7 +574,10 @@ mod tests {
             "no recorded runs: everything is traced"
         );
         let off = json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "off"}});
-        assert_eq!(Plan::resolve(&off, "c1", cfg).unwrap().mode, Mode::Off);
+        assert_eq!(
+            Plan::resolve(&off, "c1", cfg, None).unwrap().mode,
+            Mode::Off
+        );
     }
 
     #[test]
@@ -505,7 +608,7 @@ mod tests {
         }
         let spec =
             |mode: &str| json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: mode}});
-        let plan = Plan::resolve(&spec("enforce"), "c1", Arc::clone(&cfg)).unwrap();
+        let plan = Plan::resolve(&spec("enforce"), "c1", Arc::clone(&cfg), None).unwrap();
         let tiers = plan.tiers.as_ref().expect("tiers");
         assert_eq!(tiers.hot().iter().copied().collect::<Vec<_>>(), ["read"]);
         assert!(tiers.seen().contains("openat") && tiers.seen().contains("close"));
@@ -515,7 +618,7 @@ mod tests {
         };
         // The threshold is the projected model's, not the stored 1.0.
         assert!(detect.threshold() < 1.0, "{}", detect.threshold());
-        let monitor = Plan::resolve(&spec("monitor"), "c1", Arc::clone(&cfg)).unwrap();
+        let monitor = Plan::resolve(&spec("monitor"), "c1", Arc::clone(&cfg), None).unwrap();
         assert_eq!(monitor.unseen(), Unseen::Notify);
         // No hot set asked for: everything seen is traced, still with the projected model.
         let all = Arc::new(Config {
@@ -525,7 +628,7 @@ mod tests {
             },
             ..(*cfg).clone()
         });
-        let plan = Plan::resolve(&spec("enforce"), "c1", all).unwrap();
+        let plan = Plan::resolve(&spec("enforce"), "c1", all, None).unwrap();
         assert!(plan.tiers.unwrap().hot().is_empty());
         // What the user names in always_traced is never hot; a name that is no syscall is a
         // config error.
@@ -538,9 +641,9 @@ mod tests {
                 ..(*cfg).clone()
             })
         };
-        let plan = Plan::resolve(&spec("enforce"), "c1", traced(&["read"])).unwrap();
+        let plan = Plan::resolve(&spec("enforce"), "c1", traced(&["read"]), None).unwrap();
         assert!(!plan.tiers.unwrap().hot().contains("read"));
-        let err = Plan::resolve(&spec("enforce"), "c1", traced(&["reed"])).unwrap_err();
+        let err = Plan::resolve(&spec("enforce"), "c1", traced(&["reed"]), None).unwrap_err();
         assert!(
             err.chain().contains("\"reed\" is not a syscall name"),
             "{err:?}"
@@ -557,7 +660,9 @@ mod tests {
             db_path: db.clone(),
             ..Config::default()
         });
-        let err = Plan::resolve(&spec, "c1", closed).unwrap_err().chain();
+        let err = Plan::resolve(&spec, "c1", closed, None)
+            .unwrap_err()
+            .chain();
         assert!(
             err.contains("corrupt") && err.contains("profiles.db"),
             "{err}"
@@ -567,6 +672,9 @@ mod tests {
             fail_mode: FailMode::Open,
             ..Config::default()
         });
-        assert_eq!(Plan::resolve(&spec, "c1", open).unwrap().mode, Mode::Off);
+        assert_eq!(
+            Plan::resolve(&spec, "c1", open, None).unwrap().mode,
+            Mode::Off
+        );
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::bundle;
+use crate::image::Images;
 use crate::learn::{self, Learner};
 use crate::runc::{RuncConfig, INIT_PID_FILE};
 use crate::task::{reap_exits, Event, TaskService};
@@ -32,6 +33,8 @@ const EVENT_QUEUE: usize = 128;
 pub struct Service {
     id: String,
     namespace: String,
+    /// containerd's gRPC address (`-address`), for its image store.
+    address: String,
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
 }
@@ -41,6 +44,7 @@ impl std::fmt::Debug for Service {
         f.debug_struct("Service")
             .field("id", &self.id)
             .field("namespace", &self.namespace)
+            .field("address", &self.address)
             .field("learner", &self.learner)
             .finish_non_exhaustive()
     }
@@ -75,6 +79,7 @@ impl Shim for Service {
         Self {
             id: args.id.clone(),
             namespace: args.namespace.clone(),
+            address: args.address.clone(),
             exit: Arc::new(ExitSignal::default()),
             learner: Arc::new(Learner::new(learn::state_dir(address.trim()))),
         }
@@ -132,6 +137,7 @@ impl Shim for Service {
             tx.clone(),
             Arc::clone(&self.exit),
             Arc::clone(&self.learner),
+            Images::new(&self.address, &self.namespace),
         );
         if let Err(e) = reap_exits(task.containers(), tx).await {
             warn!(error = %e.chain(), "exits will not be reported");

@@ -11,16 +11,32 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::util::{mount_rootfs, write_options, write_runtime};
 use runc::io::{Io, NullIo, FIFO};
 use runc::options::CreateOpts;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::TaskService;
 use crate::bundle;
 use crate::container::{Container, Process, Stdio};
 use crate::error::{Result, ShimError};
-use crate::plan::{load_config, Plan};
+use crate::image::ContainerImage;
+use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
 
 impl TaskService {
+    /// What containerd's stores say of container `id`'s image, when its profile depends on it
+    /// ([`needs_image`]). A failed lookup is logged and the key falls back to a name.
+    async fn image_of(&self, id: &str, bundle: &Path) -> Result<Option<ContainerImage>> {
+        if !needs_image(&bundle::read_config(bundle)?) {
+            return Ok(None);
+        }
+        match self.images.of_container(id).await {
+            Ok(image) => Ok(image),
+            Err(e) => {
+                warn!(container = %id, error = %e, "cannot look up the container's image in containerd; its profile is keyed by name");
+                Ok(None)
+            }
+        }
+    }
+
     pub(super) async fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if req.terminal {
             return Err(ShimError::Unimplemented {
@@ -62,12 +78,13 @@ impl TaskService {
         let id = req.id.clone();
         let dir = bundle.clone();
         let began = std::time::Instant::now();
+        let image = self.image_of(&req.id, &bundle).await?;
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
             bundle::prepare(
                 &dir,
                 &id,
-                |spec| Plan::resolve(spec, &id, config),
+                |spec| Plan::resolve(spec, &id, config, image.as_ref()),
                 || learner.socket(),
             )
         })

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::container::Container;
 use crate::error::{Result, ShimError};
+use crate::image::Images;
 use crate::learn::Learner;
 
 pub use exits::reap_exits;
@@ -48,6 +49,7 @@ pub struct TaskService {
     events: mpsc::Sender<Event>,
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
+    images: Images,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for TaskService {
         f.debug_struct("TaskService")
             .field("namespace", &self.namespace)
             .field("learner", &self.learner)
+            .field("images", &self.images)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +69,7 @@ impl TaskService {
         events: mpsc::Sender<Event>,
         exit: Arc<ExitSignal>,
         learner: Arc<Learner>,
+        images: Images,
     ) -> Self {
         let containers: Arc<Mutex<HashMap<String, Container>>> = Arc::default();
         let (pauses, requests) = tokio::sync::mpsc::unbounded_channel();
@@ -81,6 +85,7 @@ impl TaskService {
             events,
             exit,
             learner,
+            images,
         }
     }
 
