@@ -96,9 +96,17 @@ impl Images {
             .map_err(|_| ImageError::Timeout)?
     }
 
-    async fn lookup(&self, id: &str) -> Result<Option<ContainerImage>, ImageError> {
-        let channel = self
-            .channel
+    /// Connects now, so that the first lookup does not wait for it (a pod's shim starts with
+    /// its sandbox, which needs none). A failure here is retried by the next lookup.
+    pub async fn connect(&self) -> Result<(), ImageError> {
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.channel())
+            .await
+            .map_err(|_| ImageError::Timeout)?
+            .map(drop)
+    }
+
+    async fn channel(&self) -> Result<Channel, ImageError> {
+        self.channel
             .get_or_try_init(|| async {
                 containerd_client::connect(&self.socket)
                     .await
@@ -107,8 +115,12 @@ impl Images {
                         source,
                     })
             })
-            .await?
-            .clone();
+            .await
+            .cloned()
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<ContainerImage>, ImageError> {
+        let channel = self.channel().await?;
         let container = ContainersClient::new(channel.clone())
             .get(self.request(GetContainerRequest { id: id.to_owned() })?)
             .await

@@ -79,6 +79,7 @@ impl TaskService {
         let dir = bundle.clone();
         let began = std::time::Instant::now();
         let image = self.image_of(&req.id, &bundle).await?;
+        let looked_up = began.elapsed();
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
             bundle::prepare(
@@ -133,6 +134,7 @@ impl TaskService {
             %mode,
             profile = %plan.key,
             action = %plan.action,
+            image_ms = looked_up.as_secs_f64() * 1e3,
             plan_ms = planned.as_secs_f64() * 1e3,
             runc_create_ms = runc_began.elapsed().as_secs_f64() * 1e3,
             total_ms = began.elapsed().as_secs_f64() * 1e3,

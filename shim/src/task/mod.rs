@@ -31,6 +31,7 @@ use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::ttrpc;
 use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use tokio::sync::{mpsc, Mutex};
+use tracing::debug;
 
 use crate::container::Container;
 use crate::error::{Result, ShimError};
@@ -49,7 +50,7 @@ pub struct TaskService {
     events: mpsc::Sender<Event>,
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
-    images: Images,
+    images: Arc<Images>,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -71,6 +72,13 @@ impl TaskService {
         learner: Arc<Learner>,
         images: Images,
     ) -> Self {
+        let images = Arc::new(images);
+        let warm = Arc::clone(&images);
+        tokio::spawn(async move {
+            if let Err(e) = warm.connect().await {
+                debug!(error = %e, "not connected to containerd's image store yet");
+            }
+        });
         let containers: Arc<Mutex<HashMap<String, Container>>> = Arc::default();
         let (pauses, requests) = tokio::sync::mpsc::unbounded_channel();
         learner.set_pauser(pauses);
