@@ -7,7 +7,9 @@
 //! - [`pidfd`]: `pidfd_open(2)` and `pidfd_send_signal(2)`.
 //! - [`scm`]: receiving file descriptors over a Unix socket (`SCM_RIGHTS`) as `OwnedFd`s.
 //! - [`child`]: a forked child that installs a notify filter and runs a fixed syscall script.
+//! - [`abi`]: whether the kernel runs x32 syscalls (probed in a forked child).
 
+pub(crate) mod abi;
 pub(crate) mod child;
 pub(crate) mod notify;
 pub(crate) mod pidfd;
