@@ -4,8 +4,8 @@
 //!
 //! Asked on Create, over containerd's gRPC socket (the shim's `-address`), only when the OCI
 //! config names neither a profile nor a digest: a `ctr run` container, or a CRI container
-//! whose image CRI names by tag only. One connection per shim, made on first use; each lookup
-//! is bounded by [`LOOKUP_TIMEOUT`]. A failed lookup is not the container's failure: the
+//! whose image CRI names by tag only. One connection per shim, made when its task service
+//! starts (else by the first lookup); each lookup is bounded by [`LOOKUP_TIMEOUT`]. A failed lookup is not the container's failure: the
 //! profile key then falls back to the name CRI gives, or the container's command.
 
 use std::path::{Path, PathBuf};
