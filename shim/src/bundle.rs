@@ -81,16 +81,17 @@ pub fn add_filter(config: &mut Value, id: &str, plan: &Plan, socket: &Path) -> R
     Ok(())
 }
 
-/// Prepares the bundle of container `id`: `resolve` chooses the plan from its config; unless
+/// Prepares the bundle of container `id`, whose `config.json` the caller read (`config`, see
+/// [`read_config`]): `resolve` chooses the plan from it; unless
 /// the mode is off, the original config is kept as `config.json.orig` and `config.json` gets the
 /// filter whose listener is `socket()` (called only then: it binds the shim's listener).
 pub fn prepare(
     bundle: &Path,
+    mut config: Value,
     id: &str,
     resolve: impl FnOnce(&Value) -> Result<Plan>,
     socket: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<Plan> {
-    let mut config = read_config(bundle)?;
     let plan = resolve(&config)?;
     if plan.mode == Mode::Off {
         return Ok(plan);
@@ -153,7 +154,14 @@ mod tests {
         });
         let dir = bundle_with(&original);
         let socket = PathBuf::from("/run/chaperone/s/x/chaperone.sock");
-        let plan = prepare(dir.path(), "c1", plan(Mode::Learn), || Ok(socket.clone())).unwrap();
+        let plan = prepare(
+            dir.path(),
+            read_config(dir.path()).unwrap(),
+            "c1",
+            plan(Mode::Learn),
+            || Ok(socket.clone()),
+        )
+        .unwrap();
         assert_eq!(plan.mode, Mode::Learn);
         let kept: Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(CONFIG_ORIG)).unwrap()).unwrap();
@@ -188,9 +196,13 @@ mod tests {
             }}
         });
         let dir = bundle_with(&original);
-        prepare(dir.path(), "c2", plan(Mode::Enforce), || {
-            Ok(PathBuf::from("/s.sock"))
-        })
+        prepare(
+            dir.path(),
+            read_config(dir.path()).unwrap(),
+            "c2",
+            plan(Mode::Enforce),
+            || Ok(PathBuf::from("/s.sock")),
+        )
         .unwrap();
         let new = read_config(dir.path()).unwrap();
         let seccomp = &new["linux"]["seccomp"];
@@ -233,7 +245,14 @@ mod tests {
                 plan.tiers = Some(tiers.clone());
                 Ok(plan)
             };
-            prepare(dir.path(), "c5", resolve, || Ok(PathBuf::from("/s.sock"))).unwrap();
+            prepare(
+                dir.path(),
+                read_config(dir.path()).unwrap(),
+                "c5",
+                resolve,
+                || Ok(PathBuf::from("/s.sock")),
+            )
+            .unwrap();
             let seccomp = &read_config(dir.path()).unwrap()["linux"]["seccomp"];
             assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
             let action_of = |name: &str| {
@@ -267,9 +286,13 @@ mod tests {
     fn mode_off_leaves_the_bundle_alone_and_binds_nothing() {
         let original = json!({"annotations": {"chaperone.io/mode": "off"}});
         let dir = bundle_with(&original);
-        let plan = prepare(dir.path(), "c3", plan(Mode::Off), || {
-            panic!("no listener in mode off")
-        })
+        let plan = prepare(
+            dir.path(),
+            read_config(dir.path()).unwrap(),
+            "c3",
+            plan(Mode::Off),
+            || panic!("no listener in mode off"),
+        )
         .unwrap();
         assert_eq!(plan.mode, Mode::Off);
         assert!(!dir.path().join(CONFIG_ORIG).exists());
@@ -283,9 +306,13 @@ mod tests {
             "listenerPath": "/elsewhere.sock"
         }}});
         let dir = bundle_with(&original);
-        let err = prepare(dir.path(), "c4", plan(Mode::Learn), || {
-            Ok(PathBuf::from("/s.sock"))
-        })
+        let err = prepare(
+            dir.path(),
+            read_config(dir.path()).unwrap(),
+            "c4",
+            plan(Mode::Learn),
+            || Ok(PathBuf::from("/s.sock")),
+        )
         .unwrap_err();
         assert!(matches!(err, ShimError::Filter { .. }), "{err:?}");
         assert!(!dir.path().join(CONFIG_ORIG).exists());

@@ -24,15 +24,15 @@ use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
     /// ([`needs_image`]). A failed lookup is logged and the key falls back to a name.
-    async fn image_of(&self, id: &str, bundle: &Path) -> Result<Option<ContainerImage>> {
-        if !needs_image(&bundle::read_config(bundle)?) {
-            return Ok(None);
+    async fn image_of(&self, id: &str, spec: &serde_json::Value) -> Option<ContainerImage> {
+        if !needs_image(spec) {
+            return None;
         }
         match self.images.of_container(id).await {
-            Ok(image) => Ok(image),
+            Ok(image) => image,
             Err(e) => {
                 warn!(container = %id, error = %e, "cannot look up the container's image in containerd; its profile is keyed by name");
-                Ok(None)
+                None
             }
         }
     }
@@ -78,12 +78,16 @@ impl TaskService {
         let id = req.id.clone();
         let dir = bundle.clone();
         let began = std::time::Instant::now();
-        let image = self.image_of(&req.id, &bundle).await?;
+        // Read once: the lookup, the plan and the pid namespace check all use the original.
+        let spec = bundle::read_config(&bundle)?;
+        let shared_pid_ns = shares_pid_namespace(&spec);
+        let image = self.image_of(&req.id, &spec).await;
         let looked_up = began.elapsed();
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
             bundle::prepare(
                 &dir,
+                spec,
                 &id,
                 |spec| Plan::resolve(spec, &id, config, image.as_ref()),
                 || learner.socket(),
@@ -97,7 +101,6 @@ impl TaskService {
         if mode != Mode::Off {
             self.learner.register(plan.clone());
         }
-        let shared_pid_ns = shares_pid_namespace(&bundle::read_config(&bundle)?);
 
         let planned = began.elapsed();
         let mounted_rootfs = match mount_all(&req, &bundle).await {
