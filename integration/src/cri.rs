@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::security_profile::ProfileType;
@@ -20,7 +19,7 @@ use k8s_cri::v1::{
     RunPodSandboxRequest, SecurityProfile, StartContainerRequest, StopContainerRequest,
     StopPodSandboxRequest,
 };
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use crate::containerd::{Containerd, CRI_NAMESPACE};
 
@@ -100,20 +99,9 @@ impl CriContainerd {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let socket = containerd.socket().to_owned();
+        // CRI is served on containerd's gRPC socket: connect as the shim's image lookup does.
         let channel = runtime
-            .block_on(
-                Endpoint::try_from("http://[::]:50051")?.connect_with_connector(tower::service_fn(
-                    move |_: Uri| {
-                        let socket = socket.clone();
-                        async move {
-                            tokio::net::UnixStream::connect(socket)
-                                .await
-                                .map(TokioIo::new)
-                        }
-                    },
-                )),
-            )
+            .block_on(containerd_client::connect(containerd.socket()))
             .context("connecting the CRI client")?;
         let logs = tempfile::Builder::new().prefix("chp-cri-logs").tempdir()?;
         let me = Self {
