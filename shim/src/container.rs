@@ -3,12 +3,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use cgroups_rs::fs::Cgroup;
 use chaperone_config::Mode;
 use containerd_shim::api::Status;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use runc::Runc;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
+use crate::console::Console;
 use crate::error::{Result, ShimError};
 
 /// How a process ended.
@@ -44,6 +47,10 @@ pub struct Process {
     pub stdio: Stdio,
     /// An exec process's OCI process spec, from Exec until Start.
     pub spec: Option<Box<oci_spec::runtime::Process>>,
+    /// Its terminal, if it has one.
+    pub console: Option<Console>,
+    /// Fires when its terminal's output has drained; its exit waits for that.
+    pub drained: Option<oneshot::Receiver<()>>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -56,6 +63,8 @@ impl Process {
             pid: 0,
             stdio,
             spec: None,
+            console: None,
+            drained: None,
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }
@@ -156,6 +165,10 @@ pub struct Container {
     pub init: Process,
     /// Its exec processes by exec id.
     pub execs: HashMap<String, Process>,
+    /// Its cgroup, found when it was created (`None` if it could not be).
+    pub cgroup: Option<Cgroup>,
+    /// The task publishing its OOM events, aborted on Delete.
+    pub oom_watch: Option<JoinHandle<()>>,
 }
 
 impl Container {

@@ -25,6 +25,12 @@ pub enum ShimError {
         /// The exec id.
         exec_id: String,
     },
+    /// The container's cgroup could not be found when it was created, so it has no metrics.
+    #[error("container {id} has no cgroup the shim could find")]
+    NoCgroup {
+        /// The container id.
+        id: String,
+    },
     /// The id is already taken.
     #[error("{what} {id} already exists")]
     AlreadyExists {
@@ -108,6 +114,14 @@ pub enum ShimError {
         id: String,
         /// Why.
         source: FilterError,
+    },
+    /// A request's JSON field (an exec process spec, update resources) is malformed.
+    #[error("invalid {what} in the request")]
+    RequestJson {
+        /// The field.
+        what: &'static str,
+        /// The JSON error.
+        source: serde_json::Error,
     },
     /// The bundle's `config.json` is not what the OCI runtime spec describes.
     #[error("invalid bundle config {path:?}")]
@@ -195,9 +209,10 @@ impl ShimError {
 
     pub(crate) fn code(&self) -> ttrpc::Code {
         match self {
-            Self::NotFound { .. } | Self::ProcessNotFound { .. } | Self::ProcessFinished { .. } => {
-                ttrpc::Code::NOT_FOUND
-            }
+            Self::NotFound { .. }
+            | Self::ProcessNotFound { .. }
+            | Self::ProcessFinished { .. }
+            | Self::NoCgroup { .. } => ttrpc::Code::NOT_FOUND,
             Self::AlreadyExists { .. } => ttrpc::Code::ALREADY_EXISTS,
             Self::FailedPrecondition { .. } => ttrpc::Code::FAILED_PRECONDITION,
             Self::InvalidRequest { .. }
@@ -205,7 +220,8 @@ impl ShimError {
             | Self::Config { .. }
             | Self::NotLearned { .. }
             | Self::Filter { .. }
-            | Self::Spec { .. } => ttrpc::Code::INVALID_ARGUMENT,
+            | Self::Spec { .. }
+            | Self::RequestJson { .. } => ttrpc::Code::INVALID_ARGUMENT,
             Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
             Self::Listener { .. }
             | Self::Store { .. }

@@ -1,17 +1,22 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod alert;
 mod bootstrap;
 pub mod bundle;
+pub mod cgroup;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod image;
 pub mod learn;
 pub mod logging;
+pub mod oom;
 pub mod plan;
 pub mod runc;
 pub mod service;
+#[allow(unsafe_code)]
+mod sys;
 pub mod task;
 pub mod webhook;
 

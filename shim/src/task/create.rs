@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cgroups_rs::fs::Cgroup;
 use chaperone_config::Mode;
 use containerd_shim::api::{CreateTaskRequest, CreateTaskResponse, Options};
 use containerd_shim::mount::umount_recursive;
@@ -10,14 +11,18 @@ use containerd_shim::protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::util::{mount_rootfs, write_options, write_runtime};
 use runc::io::{Io, NullIo, FIFO};
-use runc::options::CreateOpts;
+use runc::options::{CreateOpts, DeleteOpts};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::TaskService;
 use crate::bundle;
+use crate::cgroup;
+use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, Process, Stdio};
 use crate::error::{Result, ShimError};
 use crate::image::ContainerImage;
+use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
 
@@ -37,12 +42,34 @@ impl TaskService {
         }
     }
 
-    pub(super) async fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
-        if req.terminal {
-            return Err(ShimError::Unimplemented {
-                what: "a terminal (tty) for the container",
-            });
+    /// Container `id`'s cgroup, found from its init `pid`, and the task that publishes its OOM
+    /// events. Either may be missing: that is logged, and only Stats and TaskOOM lack them.
+    async fn watch_cgroup(&self, id: &str, pid: i32) -> (Option<Cgroup>, Option<JoinHandle<()>>) {
+        let found = tokio::task::spawn_blocking(move || {
+            let cgroup = cgroup::of_process(pid)?;
+            let oom = oom::open(&cgroup);
+            Ok::<_, ShimError>((cgroup, oom))
+        })
+        .await;
+        let (cgroup, oom) = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                warn!(container = %id, error = %e.chain(), "cannot find the container's cgroup; it has no Stats or OOM events");
+                return (None, None);
+            }
+            Err(_) => return (None, None),
+        };
+        let watch = oom.and_then(|source| oom::watch(source, id.to_owned(), self.events.clone()));
+        match watch {
+            Ok(task) => (Some(cgroup), Some(task)),
+            Err(e) => {
+                warn!(container = %id, error = %e.chain(), "cannot watch the container's memory cgroup; it has no OOM events");
+                (Some(cgroup), None)
+            }
         }
+    }
+
+    pub(super) async fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
             return Err(ShimError::Unimplemented {
                 what: "restoring from a checkpoint",
@@ -119,7 +146,7 @@ impl TaskService {
         };
         let mut init = Process::new(&req.id, stdio.clone());
         let runc_began = std::time::Instant::now();
-        let created = create_init(&runc, &bundle, &req.id, &stdio, &options).await;
+        let created = create_init(&runc, &bundle, &req.id, &mut init, &options).await;
         let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
@@ -131,6 +158,7 @@ impl TaskService {
             }
         };
         init.pid = pid;
+        let (cgroup, oom_watch) = self.watch_cgroup(&req.id, pid).await;
         info!(
             container = %req.id,
             pid,
@@ -175,6 +203,8 @@ impl TaskService {
                 mounted_rootfs,
                 init,
                 execs: Default::default(),
+                cgroup,
+                oom_watch,
             },
         );
         drop(containers);
@@ -274,9 +304,12 @@ async fn mount_all(req: &CreateTaskRequest, bundle: &Path) -> Result<Option<Path
     Ok(Some(rootfs))
 }
 
-/// The stdio runc gives a process: containerd's FIFOs, or /dev/null when none is connected.
+/// The stdio runc gives a process: containerd's FIFOs, or /dev/null when none is connected or
+/// the process has a terminal (the shim copies between it and the FIFOs).
 pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<Arc<dyn Io>> {
-    if stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty() {
+    if stdio.terminal
+        || (stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty())
+    {
         return Ok(Arc::new(NullIo::new().map_err(|source| ShimError::Io {
             op: "open /dev/null for",
             path: bundle.to_owned(),
@@ -291,20 +324,41 @@ pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<Arc<dyn Io>> {
     }))
 }
 
-/// `runc create` with the FIFOs as the init's stdio; returns the init pid.
+/// For a process with a terminal: the socket runc is to send it on.
+pub(super) fn console_socket(stdio: &Stdio) -> Result<Option<ConsoleSocket>> {
+    stdio.terminal.then(ConsoleSocket::new).transpose()
+}
+
+/// Connects the terminal runc sent on `socket` (if the process has one) to its FIFOs.
+pub(super) async fn attach(socket: Option<ConsoleSocket>, process: &mut Process) -> Result<()> {
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    let master = socket.receive().await?;
+    let (console, drained) = Console::start(master, &process.stdio)?;
+    process.console = Some(console);
+    process.drained = Some(drained);
+    Ok(())
+}
+
+/// `runc create` with the FIFOs as the init's stdio, or with a terminal connected to them;
+/// returns the init pid. A container whose terminal cannot be connected is deleted again.
 async fn create_init(
     runc: &runc::Runc,
     bundle: &Path,
     id: &str,
-    stdio: &Stdio,
+    init: &mut Process,
     options: &Options,
 ) -> Result<i32> {
+    let stdio = &init.stdio;
+    let console = console_socket(stdio)?;
     let io = io_of(stdio, bundle)?;
     let pid_file = bundle.join(INIT_PID_FILE);
     let mut opts = CreateOpts::new()
         .pid_file(&pid_file)
         .no_pivot(options.no_pivot_root)
         .no_new_keyring(options.no_new_keyring);
+    opts.console_socket = console.as_ref().map(ConsoleSocket::path);
     opts.io = Some(io);
     runc.create(id, bundle, Some(&opts))
         .await
@@ -316,9 +370,14 @@ async fn create_init(
             path: pid_file.clone(),
             source,
         })?;
-    text.trim().parse().map_err(|_| ShimError::InvalidRequest {
+    let pid = text.trim().parse().map_err(|_| ShimError::InvalidRequest {
         reason: "runc wrote an invalid init pid",
-    })
+    })?;
+    if let Err(e) = attach(console, init).await {
+        let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
+        return Err(e);
+    }
+    Ok(pid)
 }
 
 /// Whether the container joins an existing pid namespace or the host's (it then has no pid

@@ -69,6 +69,9 @@ impl TaskService {
             return Err(not_found(&req.id));
         };
         drop(containers);
+        if let Some(watch) = &container.oom_watch {
+            watch.abort();
+        }
         // Learning is stored when the container's supervisors end: let them finish first, so
         // that what a container learned is in the store once its Delete returns.
         let learner = Arc::clone(&self.learner);

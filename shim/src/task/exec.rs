@@ -11,19 +11,15 @@ use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use runc::options::ExecOpts;
 use tracing::info;
 
-use super::create::io_of;
+use super::create::{attach, console_socket, io_of};
 use super::{init_ready, not_found, TaskService};
+use crate::console::ConsoleSocket;
 use crate::container::{status_name, Process, Stdio};
 use crate::error::{Result, ShimError};
 use crate::runc::failure;
 
 impl TaskService {
     pub(super) async fn exec_process(&self, req: ExecProcessRequest) -> Result<Empty> {
-        if req.terminal {
-            return Err(ShimError::Unimplemented {
-                what: "a terminal (tty) for an exec process",
-            });
-        }
         valid_exec_id(&req.exec_id)?;
         let spec = req
             .spec
@@ -33,8 +29,8 @@ impl TaskService {
                 reason: "exec without a process spec",
             })?;
         let spec: oci_spec::runtime::Process =
-            serde_json::from_slice(&spec.value).map_err(|source| ShimError::Spec {
-                path: "exec process spec".into(),
+            serde_json::from_slice(&spec.value).map_err(|source| ShimError::RequestJson {
+                what: "OCI process spec",
                 source,
             })?;
         let mut containers = self.containers.lock().await;
@@ -51,7 +47,7 @@ impl TaskService {
                 stdin: req.stdin.clone(),
                 stdout: req.stdout.clone(),
                 stderr: req.stderr.clone(),
-                terminal: false,
+                terminal: req.terminal,
             },
         );
         process.spec = Some(Box::new(spec));
@@ -90,10 +86,11 @@ impl TaskService {
             });
         };
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
+        let console = console_socket(&process.stdio)?;
         let opts = ExecOpts {
             io: Some(io_of(&process.stdio, &bundle)?),
             pid_file: Some(pid_file.clone()),
-            console_socket: None,
+            console_socket: console.as_ref().map(ConsoleSocket::path),
             detach: true,
         };
         let started = container.runc.exec(id, &spec, Some(&opts)).await;
@@ -104,6 +101,20 @@ impl TaskService {
         if let Err(e) = started {
             process.set_exited(EXEC_FAILED);
             return Err(failure(&bundle, "exec", id, &e));
+        }
+        if let Err(e) = attach(console, process).await {
+            // Without its terminal the process is cut off: end it (the reaper records it).
+            if let Ok(text) = tokio::fs::read_to_string(&pid_file).await {
+                if let Ok(pid @ 1..) = text.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            let _ = tokio::fs::remove_file(&pid_file).await;
+            process.set_exited(EXEC_FAILED);
+            return Err(e);
         }
         let text = tokio::fs::read_to_string(&pid_file).await;
         let _ = tokio::fs::remove_file(&pid_file).await;

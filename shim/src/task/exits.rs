@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Mutex};
 use tracing::{info, warn};
 
 use super::{publish, Event};
+use crate::console::DRAIN_TIMEOUT;
 use crate::container::Container;
 use crate::error::{Result, ShimError};
 
@@ -31,39 +32,70 @@ pub async fn reap_exits(
                 continue;
             };
             let status = u32::try_from(exit.exit_code).unwrap_or_default();
-            let mut containers = containers.lock().await;
-            for container in containers.values_mut() {
-                let is_init = container.init.pid == pid;
-                let Some(process) = container.live_process_mut(pid) else {
-                    continue;
-                };
-                let Some(recorded) = process.set_exited(status) else {
-                    break;
-                };
-                let id = process.id.clone();
-                info!(container = %container.id, process = %id, pid, status, "process exited");
-                if is_init && container.shared_pid_ns {
-                    // Nothing else takes down what init leaves behind.
-                    let opts = KillOpts::new().all(true);
-                    if let Err(e) = container.runc.kill(&container.id, 9, Some(&opts)).await {
-                        warn!(container = %container.id, error = %e, "cannot kill what init left");
-                    }
+            let drained = containers
+                .lock()
+                .await
+                .values_mut()
+                .find_map(|c| c.live_process_mut(pid).and_then(|p| p.drained.take()));
+            let Some(drained) = drained else {
+                record(&containers, &events, pid, status).await;
+                continue;
+            };
+            // A terminal's output is drained before the exit is told, so that the client has
+            // it all when it learns the process exited.
+            let containers = Arc::clone(&containers);
+            let events = events.clone();
+            tokio::spawn(async move {
+                if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+                    warn!(
+                        pid,
+                        "the terminal's output did not drain; the exit is reported anyway"
+                    );
                 }
-                publish(
-                    &events,
-                    TaskExit {
-                        container_id: container.id.clone(),
-                        id,
-                        pid: u32::try_from(pid).unwrap_or_default(),
-                        exit_status: recorded.status,
-                        exited_at: Some(recorded.at).into(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-                break;
-            }
+                record(&containers, &events, pid, status).await;
+            });
         }
     });
     Ok(())
+}
+
+/// Records the exit of the live process `pid`, wakes its waiters and publishes TaskExit.
+async fn record(
+    containers: &Mutex<HashMap<String, Container>>,
+    events: &mpsc::Sender<Event>,
+    pid: i32,
+    status: u32,
+) {
+    let mut containers = containers.lock().await;
+    for container in containers.values_mut() {
+        let is_init = container.init.pid == pid;
+        let Some(process) = container.live_process_mut(pid) else {
+            continue;
+        };
+        let Some(recorded) = process.set_exited(status) else {
+            return;
+        };
+        let id = process.id.clone();
+        info!(container = %container.id, process = %id, pid, status, "process exited");
+        if is_init && container.shared_pid_ns {
+            // Nothing else takes down what init leaves behind.
+            let opts = KillOpts::new().all(true);
+            if let Err(e) = container.runc.kill(&container.id, 9, Some(&opts)).await {
+                warn!(container = %container.id, error = %e, "cannot kill what init left");
+            }
+        }
+        publish(
+            events,
+            TaskExit {
+                container_id: container.id.clone(),
+                id,
+                pid: u32::try_from(pid).unwrap_or_default(),
+                exit_status: recorded.status,
+                exited_at: Some(recorded.at).into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        return;
+    }
 }

@@ -11,9 +11,12 @@ mod exits;
 mod kill;
 mod pause;
 mod pids;
+mod resize;
 mod shutdown;
 mod start;
 mod state;
+mod stats;
+mod update;
 mod wait;
 
 use std::collections::HashMap;
@@ -211,12 +214,8 @@ impl Task for TaskService {
         to_ttrpc("exec", self.exec_process(req).await)
     }
 
-    async fn resize_pty(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: ResizePtyRequest,
-    ) -> ttrpc::Result<Empty> {
-        unimplemented("resizing a terminal")
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc("resize_pty", self.resize_pty(req).await)
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
@@ -235,12 +234,12 @@ impl Task for TaskService {
         to_ttrpc("resume", self.resume_task(req).await)
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        unimplemented("update")
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        to_ttrpc("update", self.update_task(req).await)
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        unimplemented("stats")
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        to_ttrpc("stats", self.task_stats(req).await)
     }
 
     async fn checkpoint(

@@ -1,0 +1,318 @@
+//! Terminals (`ctr run -t`, `kubectl exec -it`, a pod's `tty: true`): runc makes the pty and
+//! sends its master over a console socket the shim listens on; the shim then copies
+//! containerd's stdin FIFO into the master and the master into the stdout FIFO, and resizes it
+//! on ResizePty. A terminal has no separate stderr.
+//!
+//! The socket lives in a fresh 0700 directory under the temporary directory, as runc-v2's
+//! does: a bundle path is too long for a socket address when the id is 64 characters.
+//!
+//! When the process exits, its exit is held until the output is drained (the master reads
+//! EIO once nothing holds the pty any more), at most [`DRAIN_TIMEOUT`], so that `ctr run -t`
+//! prints everything before it returns. Dropping the [`Console`] stops the copies.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use crate::container::Stdio;
+use crate::error::{Result, ShimError};
+use crate::sys;
+
+/// How long runc may take to connect and send the master once it has returned.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an exit waits for the terminal's output to drain.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A socket runc sends a new pty's master to (`runc create|exec --console-socket`).
+#[derive(Debug)]
+pub struct ConsoleSocket {
+    listener: UnixListener,
+    dir: PathBuf,
+}
+
+impl ConsoleSocket {
+    /// Listens in a new private directory under the temporary directory.
+    pub fn new() -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "chaperone-pty-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let io = |op, path: &Path| {
+            let path = path.to_owned();
+            move |source| ShimError::Io { op, path, source }
+        };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io("create", &dir))?;
+        }
+        let path = dir.join("pty.sock");
+        let listener = UnixListener::bind(&path).map_err(io("listen on", &path));
+        match listener {
+            Ok(listener) => Ok(Self { listener, dir }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The socket's path, for runc's `--console-socket`.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("pty.sock")
+    }
+
+    /// The master runc sent (call once runc has returned; it has sent it by then).
+    pub async fn receive(self) -> Result<OwnedFd> {
+        let failed = |source| ShimError::Io {
+            op: "receive the terminal from runc on",
+            path: self.path(),
+            source,
+        };
+        let (stream, _) = tokio::time::timeout(RECEIVE_TIMEOUT, self.listener.accept())
+            .await
+            .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(failed)?;
+        let stream = stream.into_std().map_err(failed)?;
+        stream.set_nonblocking(false).map_err(failed)?;
+        let master = tokio::task::spawn_blocking(move || sys::receive_fd(stream.as_fd()))
+            .await
+            .map_err(|_| failed(std::io::ErrorKind::Interrupted.into()))?
+            .map_err(failed)?;
+        master.ok_or_else(|| failed(std::io::ErrorKind::InvalidData.into()))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process's terminal: the pty master and the copies between it and containerd's FIFOs.
+#[derive(Debug)]
+pub struct Console {
+    master: Arc<AsyncFd<OwnedFd>>,
+    copies: Vec<JoinHandle<()>>,
+}
+
+impl Console {
+    /// Starts copying between `master` and `stdio`'s FIFOs. The receiver fires when the
+    /// output has been drained (the pty was closed on the container's side).
+    pub fn start(master: OwnedFd, stdio: &Stdio) -> Result<(Self, oneshot::Receiver<()>)> {
+        let failed = |op, path: &str| {
+            let path = PathBuf::from(path);
+            move |source| ShimError::Io { op, path, source }
+        };
+        let flags = fcntl(&master, FcntlArg::F_GETFL)
+            .map_err(|e| failed("read the flags of", "the terminal")(e.into()))?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&master, FcntlArg::F_SETFL(flags))
+            .map_err(|e| failed("make non-blocking", "the terminal")(e.into()))?;
+        let master = Arc::new(sys::async_fd(master).map_err(failed("poll", "the terminal"))?);
+        // Opened read-write: the open does not wait for containerd's side of the FIFO,
+        // and an early EOF before containerd has opened its end does not end the copy.
+        let stdin = (!stdio.stdin.is_empty())
+            .then(|| {
+                pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_receiver(&stdio.stdin)
+                    .map_err(failed("open", &stdio.stdin))
+            })
+            .transpose()?;
+        let stdout = (!stdio.stdout.is_empty())
+            .then(|| {
+                pipe::OpenOptions::new()
+                    .read_write(true)
+                    .open_sender(&stdio.stdout)
+                    .map_err(failed("open", &stdio.stdout))
+            })
+            .transpose()?;
+        let (drained, done) = oneshot::channel();
+        let mut copies = vec![tokio::spawn(copy_out(Arc::clone(&master), stdout, drained))];
+        if let Some(stdin) = stdin {
+            copies.push(tokio::spawn(copy_in(stdin, Arc::clone(&master))));
+        }
+        Ok((Self { master, copies }, done))
+    }
+
+    /// Sets the terminal's size, as containerd's ResizePty asks.
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        sys::set_window_size(self.master.get_ref().as_fd(), clamp(height), clamp(width)).map_err(
+            |source| ShimError::Io {
+                op: "resize",
+                path: PathBuf::from("the terminal"),
+                source,
+            },
+        )
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        for copy in &self.copies {
+            copy.abort();
+        }
+    }
+}
+
+/// Copies the terminal's output to stdout (or discards it, so that the container never blocks
+/// on a full pty) until the pty is closed on the container's side; then says so on `drained`.
+async fn copy_out(
+    master: Arc<AsyncFd<OwnedFd>>,
+    mut stdout: Option<pipe::Sender>,
+    drained: oneshot::Sender<()>,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let Ok(mut ready) = master.readable().await else {
+            break;
+        };
+        let n = match ready
+            .try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(Into::into))
+        {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            // EIO: the last holder of the pty's other side is gone.
+            Ok(Err(e)) => {
+                debug!(error = %e, "terminal closed");
+                break;
+            }
+            Err(_would_block) => continue,
+        };
+        if let Some(out) = stdout.as_mut() {
+            if out.write_all(&buf[..n]).await.is_err() {
+                // Nobody reads any more: keep draining the pty.
+                stdout = None;
+            }
+        }
+    }
+    // Closing stdout is containerd's EOF.
+    drop(stdout);
+    let _ = drained.send(());
+}
+
+/// Copies stdin into the terminal until the FIFO fails.
+async fn copy_in(mut stdin: pipe::Receiver, master: Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let Ok(mut ready) = master.writable().await else {
+                return;
+            };
+            match ready.try_io(|fd| nix::unistd::write(fd.get_ref(), rest).map_err(Into::into)) {
+                Ok(Ok(written)) => rest = &rest[written..],
+                Ok(Err(_)) => return,
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn fifo(dir: &Path, name: &str) -> String {
+        let path = dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_terminal_copies_both_ways_resizes_and_drains_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = Stdio {
+            stdin: fifo(dir.path(), "in"),
+            stdout: fifo(dir.path(), "out"),
+            stderr: String::new(),
+            terminal: true,
+        };
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (console, drained) = Console::start(pty.master, &stdio).unwrap();
+        console.resize(100, 40).unwrap();
+
+        // The container's side writes; containerd's stdout FIFO gets it.
+        let mut slave = std::fs::File::from(pty.slave);
+        let mut out = std::fs::File::open(&stdio.stdout).unwrap();
+        slave.write_all(b"hello").unwrap();
+        let mut got = [0u8; 5];
+        tokio::task::spawn_blocking(move || {
+            out.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"hello");
+        })
+        .await
+        .unwrap();
+
+        // containerd's stdin reaches the container's side.
+        let mut input = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&stdio.stdin)
+            .unwrap();
+        input.write_all(b"typed\n").unwrap();
+        let mut line = [0u8; 6];
+        let mut reader = slave.try_clone().unwrap();
+        tokio::task::spawn_blocking(move || {
+            reader.read_exact(&mut line).unwrap();
+            assert_eq!(&line, b"typed\n");
+        })
+        .await
+        .unwrap();
+
+        // Closing the container's side drains and ends the output copy.
+        drop(slave);
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_console_socket_receives_the_master_and_cleans_up() {
+        let socket = ConsoleSocket::new().unwrap();
+        let path = socket.path();
+        assert!(path.exists());
+        let sender = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        {
+            use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+            use std::os::fd::AsRawFd;
+            let fds = [file.as_raw_fd()];
+            sendmsg::<UnixAddr>(
+                sender.as_raw_fd(),
+                &[std::io::IoSlice::new(b"/dev/ptmx")],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
+        }
+        socket.receive().await.unwrap();
+        assert!(
+            !path.parent().unwrap().exists(),
+            "the socket directory is left"
+        );
+    }
+}
