@@ -341,6 +341,22 @@ state = "{state}"
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Starts container `id` from [`BUSYBOX_IMAGE`] under `runtime`, detached, running
+    /// `sleep 1000`.
+    pub fn run_sleeping(&self, runtime: &str, id: &str) -> Result<()> {
+        self.ctr_ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            runtime,
+            BUSYBOX_IMAGE,
+            id,
+            "sleep",
+            "1000",
+        ])
+        .map(drop)
+    }
+
     /// Builds an OCI image of Debian's static busybox and imports it as [`BUSYBOX_IMAGE`].
     pub fn import_busybox(&self) -> Result<()> {
         self.import_image(BUSYBOX_IMAGE, &[])

@@ -82,17 +82,8 @@ fn detached_run_and_kill(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("kill", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    ctrd.ctr_ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        runtime,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     wait_for("the task to run", Duration::from_secs(10), || {
         (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
     })

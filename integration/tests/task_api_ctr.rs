@@ -1,0 +1,369 @@
+//! The rest of the Task API under a real (private) containerd, driven with `ctr` as a user
+//! would: a terminal for the container and for an exec process (with its size from ResizePty),
+//! cgroup metrics (Stats), new resource limits (Update), and TaskOOM when a container runs out
+//! of memory. Every test also runs against containerd's stock `io.containerd.runc.v2` to check
+//! the test itself. Needs root, containerd, runc, a static busybox and `script` (util-linux).
+
+// Integration tests are their own crate: no test module, and they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaperone_integration::containerd::{
+    setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+};
+
+/// A container id unique to this test run.
+fn container_id(test: &str, runtime: &str) -> String {
+    let short = if runtime == CHAPERONE { "chp" } else { "runc" };
+    format!("{test}-{short}-{}", std::process::id())
+}
+
+/// A child process killed and reaped when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `ctr ARGS` on a terminal of `rows` x `cols` (util-linux `script` makes it), as a user
+/// at a terminal would; returns its exit code and everything the terminal showed.
+fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> (i32, String) {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut ctr = vec![
+        "ctr".to_owned(),
+        "-a".to_owned(),
+        quote(&ctrd.socket().to_string_lossy()),
+        "-n".to_owned(),
+        quote(ctrd.namespace()),
+    ];
+    ctr.extend(args.iter().map(|a| quote(a)));
+    let inner = format!("stty rows {rows} cols {cols}; exec {}", ctr.join(" "));
+    let mut child = Reaped(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &inner, "/dev/null"])
+            // Held open: EOF on script's input would end the session early.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script runs"),
+    );
+    let mut stdout = child.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let status = wait_for("ctr on a terminal to exit", Duration::from_secs(60), || {
+        child.0.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let out = reader.join().unwrap_or_default();
+    (status.code().unwrap_or(-1), out)
+}
+
+/// The size the container's terminal has once ctr has sent it (busybox's `stty size` prints
+/// nothing on stdout while it is 0 0).
+const PRINT_SIZE: &str =
+    r#"until [ "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size; tty; exit 7"#;
+
+fn terminal(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("tty", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+
+    // The container's own terminal: output, size, exit code.
+    let (code, out) = ctr_on_a_terminal(
+        &ctrd,
+        33,
+        77,
+        &[
+            "run",
+            "-t",
+            "--rm",
+            "--runtime",
+            runtime,
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            PRINT_SIZE,
+        ],
+    );
+    assert!(
+        out.contains("33 77"),
+        "{}",
+        ctrd.explain(format!("size: {out:?}"))
+    );
+    assert!(out.contains("/dev/pts/0"), "not a terminal: {out:?}");
+    assert_eq!(
+        code,
+        7,
+        "{}",
+        ctrd.explain(format!("exit code; output {out:?}"))
+    );
+
+    // An exec process's terminal in a detached container.
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let (code, out) = ctr_on_a_terminal(
+        &ctrd,
+        21,
+        55,
+        &[
+            "tasks",
+            "exec",
+            "-t",
+            "--exec-id",
+            "tty1",
+            &id,
+            "sh",
+            "-c",
+            PRINT_SIZE,
+        ],
+    );
+    assert!(
+        out.contains("21 55"),
+        "{}",
+        ctrd.explain(format!("exec size: {out:?}"))
+    );
+    assert!(out.contains("/dev/pts/"), "exec not on a terminal: {out:?}");
+    assert_eq!(code, 7, "exec exit code; output {out:?}");
+}
+
+#[test]
+fn chaperone_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size() {
+    terminal(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size() {
+    terminal(RUNC_V2);
+}
+
+/// A value of `ctr tasks metrics`' table (`METRIC  VALUE` lines).
+fn metric(table: &str, name: &str) -> Option<u64> {
+    table.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(name))
+            .then(|| words.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+fn metrics_and_update(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("update", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (usage, limit) = if v2 {
+        ("memory.usage", "memory.usage_limit")
+    } else {
+        ("memory.usage_in_bytes", "memory.limit_in_bytes")
+    };
+    let table = ctrd
+        .ctr_ok(&["tasks", "metrics", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let used = metric(&table, usage).unwrap_or_else(|| panic!("no {usage} in {table}"));
+    assert!(used > 0, "{table}");
+    assert!(
+        metric(&table, "pids.current").is_some_and(|n| n >= 1),
+        "{table}"
+    );
+    let cpu = if v2 {
+        "cpu.usage_usec"
+    } else {
+        "cpuacct.usage"
+    };
+    assert!(
+        metric(&table, cpu).is_some_and(|n| n > 0),
+        "no CPU time: {table}"
+    );
+
+    // A new memory limit reaches the cgroup, and the metrics show it.
+    let new_limit: u64 = 48 * 1024 * 1024;
+    let resources = format!(r#"{{"memory":{{"limit":{new_limit}}}}}"#);
+    update(&ctrd, &id, resources.as_bytes()).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let table = ctrd.ctr_ok(&["tasks", "metrics", &id]).unwrap();
+    assert_eq!(metric(&table, limit), Some(new_limit), "{table}");
+    assert_eq!(host_memory_limit(&ctrd, &id), new_limit);
+
+    // A limit the kernel refuses, and resources that are not JSON, are errors; the container
+    // keeps running with the limit it had.
+    let refused = update(&ctrd, &id, br#"{"memory":{"limit":1}}"#).unwrap_err();
+    eprintln!("a 1-byte limit: {refused}");
+    let garbage = update(&ctrd, &id, b"{not json").unwrap_err();
+    eprintln!("garbage: {garbage}");
+    assert_eq!(ctrd.task_status(&id).as_deref(), Some("RUNNING"));
+    assert_eq!(host_memory_limit(&ctrd, &id), new_limit);
+}
+
+/// The memory limit of task `id`'s cgroup, read on the host.
+fn host_memory_limit(ctrd: &Containerd, id: &str) -> u64 {
+    let tasks = ctrd.ctr_ok(&["tasks", "ls"]).unwrap();
+    let pid = tasks
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(id)).then(|| words.next())?
+        })
+        .unwrap_or_else(|| panic!("{id} not in {tasks}"));
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let file = cgroups
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            if controllers.split(',').any(|c| c == "memory") {
+                Some(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"))
+            } else if controllers.is_empty() && l.starts_with("0::") {
+                Some(format!("/sys/fs/cgroup{path}/memory.max"))
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("no memory cgroup in {cgroups}"));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{file}: {text:?}: {e}"))
+}
+
+/// containerd's Tasks.Update (`ctr` 1.6 has no command for it) with `resources`, the JSON of
+/// an OCI `LinuxResources`, as the kubelet's resize sends it through CRI.
+fn update(ctrd: &Containerd, id: &str, resources: &[u8]) -> Result<(), tonic::Status> {
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::UpdateTaskRequest;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let channel = containerd_client::connect(ctrd.socket())
+            .await
+            .expect("containerd's socket");
+        let mut request = tonic::Request::new(UpdateTaskRequest {
+            container_id: id.to_owned(),
+            resources: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources.to_vec(),
+            }),
+            annotations: Default::default(),
+        });
+        let namespace = ctrd.namespace().parse().expect("an ASCII namespace");
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", namespace);
+        TasksClient::new(channel).update(request).await.map(|_| ())
+    })
+}
+
+#[test]
+fn chaperone_reports_metrics_and_applies_a_new_memory_limit() {
+    metrics_and_update(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_reports_metrics_and_applies_a_new_memory_limit() {
+    metrics_and_update(RUNC_V2);
+}
+
+fn out_of_memory(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("oom", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut events = Reaped(
+        Command::new("ctr")
+            .arg("-a")
+            .arg(ctrd.socket())
+            .args(["-n", ctrd.namespace(), "events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctr events runs"),
+    );
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let seen = Arc::clone(&seen);
+        let stdout = events.0.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line);
+            }
+        });
+    }
+    // The subscription is live once it reports an event: a container created for the purpose.
+    let probe = format!("{id}-probe");
+    let _probe_cleanup = Cleanup(&ctrd, probe.clone());
+    ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
+        .unwrap();
+    wait_for("ctr events to subscribe", Duration::from_secs(20), || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("/containers/create") && l.contains(&probe))
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    // `tail` keeps a line that never ends in memory: it grows until the OOM killer acts.
+    let limit = (16 * 1024 * 1024).to_string();
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        runtime,
+        "--memory-limit",
+        &limit,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let oom = wait_for("a TaskOOM event", Duration::from_secs(60), || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("/tasks/oom") && l.contains(&id))
+            .cloned()
+    })
+    .unwrap_or_else(|e| panic!("{}\nevents: {:#?}", ctrd.explain(e), seen.lock().unwrap()));
+    eprintln!("{oom}");
+    let exit = wait_for(
+        "the OOM-killed task's exit",
+        Duration::from_secs(30),
+        || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("/tasks/exit") && l.contains(&id))
+                .cloned()
+        },
+    )
+    .unwrap();
+    assert!(exit.contains(r#""exit_status":137"#), "{exit}");
+    drop(events);
+}
+
+#[test]
+fn chaperone_publishes_task_oom_when_a_container_runs_out_of_memory() {
+    out_of_memory(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_publishes_task_oom_when_a_container_runs_out_of_memory() {
+    out_of_memory(RUNC_V2);
+}
