@@ -1,7 +1,7 @@
 //! The rest of the Task API under a real (private) containerd, driven with `ctr` as a user
 //! would: a terminal for the container and for an exec process (with its size from ResizePty),
-//! cgroup metrics (Stats), new resource limits (Update), and TaskOOM when a container runs out
-//! of memory. Every test also runs against containerd's stock `io.containerd.runc.v2` to check
+//! cgroup metrics (Stats), new resource limits (Update), TaskOOM when a container runs out of
+//! memory, stdin, and Pause/Resume. Every test also runs against containerd's stock `io.containerd.runc.v2` to check
 //! the test itself. Needs root, containerd, runc, a static busybox and `script` (util-linux).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
@@ -32,6 +32,32 @@ impl Drop for Reaped {
     }
 }
 
+/// `ctr -a SOCKET -n NAMESPACE ARGS`, to spawn.
+fn ctr_command(ctrd: &Containerd, args: &[&str]) -> Command {
+    let mut command = Command::new("ctr");
+    command
+        .arg("-a")
+        .arg(ctrd.socket())
+        .args(["-n", ctrd.namespace()])
+        .args(args);
+    command
+}
+
+/// Waits for `child` to exit (`what` names it in a failure); returns its status and stdout.
+fn finish(ctrd: &Containerd, mut child: Reaped, what: &str) -> (std::process::ExitStatus, String) {
+    let mut stdout = child.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let status = wait_for(what, Duration::from_secs(60), || {
+        child.0.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    (status, reader.join().unwrap_or_default())
+}
+
 /// Runs `ctr ARGS` on a terminal of `rows` x `cols` (util-linux `script` makes it), as a user
 /// at a terminal would; returns its exit code and everything the terminal showed.
 fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> (i32, String) {
@@ -45,7 +71,7 @@ fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> 
     ];
     ctr.extend(args.iter().map(|a| quote(a)));
     let inner = format!("stty rows {rows} cols {cols}; exec {}", ctr.join(" "));
-    let mut child = Reaped(
+    let child = Reaped(
         Command::new("script")
             .args(["-q", "-e", "-c", &inner, "/dev/null"])
             // Held open: EOF on script's input would end the session early.
@@ -55,17 +81,7 @@ fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> 
             .spawn()
             .expect("script runs"),
     );
-    let mut stdout = child.0.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let status = wait_for("ctr on a terminal to exit", Duration::from_secs(60), || {
-        child.0.try_wait().ok().flatten()
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    let out = reader.join().unwrap_or_default();
+    let (status, out) = finish(ctrd, child, "ctr on a terminal to exit");
     (status.code().unwrap_or(-1), out)
 }
 
@@ -283,10 +299,7 @@ fn out_of_memory(runtime: &str) {
     let id = container_id("oom", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
     let mut events = Reaped(
-        Command::new("ctr")
-            .arg("-a")
-            .arg(ctrd.socket())
-            .args(["-n", ctrd.namespace(), "events"])
+        ctr_command(&ctrd, &["events"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -366,4 +379,71 @@ fn chaperone_publishes_task_oom_when_a_container_runs_out_of_memory() {
 #[test]
 fn runc_v2_publishes_task_oom_when_a_container_runs_out_of_memory() {
     out_of_memory(RUNC_V2);
+}
+
+fn stdin_and_pause(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("stdin", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+
+    // stdin reaches the container. (Not its end: runc-v2 keeps the container's stdin open
+    // until CloseIO, which `ctr run` does not send, while chaperone hands runc the FIFO itself.)
+    let script = "read line; echo got:$line; read line; echo then:$line";
+    let mut ctr = Reaped(
+        ctr_command(&ctrd, &["run", "--rm", "--runtime", runtime])
+            .args([BUSYBOX_IMAGE, &id, "sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ctr runs"),
+    );
+    {
+        use std::io::Write;
+        let mut input = ctr.0.stdin.take().expect("piped");
+        input.write_all(b"hello\nmore\n").unwrap();
+    }
+    let (status, out) = finish(&ctrd, ctr, "ctr run to exit");
+    assert!(
+        status.success(),
+        "{}",
+        ctrd.explain(format!("{status}: {out:?}"))
+    );
+    assert_eq!(out, "got:hello\nthen:more\n");
+
+    // Pause freezes the task and Resume thaws it.
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(ctrd.task_status(&id).as_deref(), Some("PAUSED"));
+    let refused = ctrd
+        .ctr(&["tasks", "exec", "--exec-id", "frozen", &id, "true"])
+        .unwrap();
+    assert!(!refused.status.success(), "exec into a paused task ran");
+    ctrd.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(ctrd.task_status(&id).as_deref(), Some("RUNNING"));
+    let out = ctrd
+        .ctr_ok(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "thawed",
+            &id,
+            "echo",
+            "thawed",
+        ])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(out.trim(), "thawed");
+}
+
+#[test]
+fn chaperone_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
+    stdin_and_pause(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
+    stdin_and_pause(RUNC_V2);
 }
