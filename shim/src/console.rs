@@ -11,12 +11,12 @@
 //! prints everything before it returns. Dropping the [`Console`] stops the copies.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tempfile::TempDir;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -38,43 +38,34 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct ConsoleSocket {
     listener: UnixListener,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl ConsoleSocket {
-    /// Listens in a new private directory under the temporary directory.
+    /// Listens in a new private directory (0700, an unpredictable name) under the temporary
+    /// directory.
     pub fn new() -> Result<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "chaperone-pty-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let io = |op, path: &Path| {
-            let path = path.to_owned();
-            move |source| ShimError::Io { op, path, source }
-        };
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(io("create", &dir))?;
-        }
-        let path = dir.join("pty.sock");
-        let listener = UnixListener::bind(&path).map_err(io("listen on", &path));
-        match listener {
-            Ok(listener) => Ok(Self { listener, dir }),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(e)
-            }
-        }
+        let dir = tempfile::Builder::new()
+            .prefix("chaperone-pty-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|source| ShimError::Io {
+                op: "create a directory for a console socket in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = dir.path().join("pty.sock");
+        let listener = UnixListener::bind(&path).map_err(|source| ShimError::Io {
+            op: "listen on",
+            path,
+            source,
+        })?;
+        Ok(Self { listener, dir })
     }
 
     /// The socket's path, for runc's `--console-socket`.
     pub fn path(&self) -> PathBuf {
-        self.dir.join("pty.sock")
+        self.dir.path().join("pty.sock")
     }
 
     /// The master runc sent (call once runc has returned; it has sent it by then).
@@ -95,12 +86,6 @@ impl ConsoleSocket {
             .map_err(|_| failed(std::io::ErrorKind::Interrupted.into()))?
             .map_err(failed)?;
         master.ok_or_else(|| failed(std::io::ErrorKind::InvalidData.into()))
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -234,6 +219,7 @@ async fn copy_in(mut stdin: pipe::Receiver, master: Arc<AsyncFd<OwnedFd>>) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::path::Path;
 
     fn fifo(dir: &Path, name: &str) -> String {
         let path = dir.join(name);
@@ -294,6 +280,12 @@ mod tests {
         let socket = ConsoleSocket::new().unwrap();
         let path = socket.path();
         assert!(path.exists());
+        let dir = path.parent().unwrap();
+        let mode = std::fs::metadata(dir).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
         let sender = std::os::unix::net::UnixStream::connect(&path).unwrap();
         let file = std::fs::File::open("/dev/null").unwrap();
         {
