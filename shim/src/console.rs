@@ -157,8 +157,10 @@ impl Drop for Console {
     }
 }
 
-/// Copies the terminal's output to stdout (or discards it, so that the container never blocks
-/// on a full pty) until the pty is closed on the container's side; then says so on `drained`.
+/// Copies the terminal's output to stdout until the pty is closed on the container's side, then
+/// says so on `drained`. Without a stdout (or once writing to it failed) the output is drained
+/// and dropped. While nobody reads the FIFO the copy waits, and so do the container's writes
+/// once the pty is full, as under runc-v2: the shim never buffers more than one read.
 async fn copy_out(
     master: Arc<AsyncFd<OwnedFd>>,
     mut stdout: Option<pipe::Sender>,
@@ -183,7 +185,7 @@ async fn copy_out(
         };
         if let Some(out) = stdout.as_mut() {
             if out.write_all(&buf[..n]).await.is_err() {
-                // Nobody reads any more: keep draining the pty.
+                // The FIFO failed: keep draining the pty so that the container does not block.
                 stdout = None;
             }
         }
