@@ -386,8 +386,9 @@ fn stdin_and_pause(runtime: &str) {
     let id = container_id("stdin", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
 
-    // stdin reaches the container. (Not its end: runc-v2 keeps the container's stdin open
-    // until CloseIO, which `ctr run` does not send, while chaperone hands runc the FIFO itself.)
+    // stdin reaches the container. (Not its end: with input that ends before the task starts,
+    // as here, a container under runc-v2 never saw EOF, while one under chaperone, which hands
+    // runc the FIFO itself, did.)
     let script = "read line; echo got:$line; read line; echo then:$line";
     let mut ctr = Reaped(
         ctr_command(&ctrd, &["run", "--rm", "--runtime", runtime])
