@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chaperone_profiler::supervisor::receive_fds;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tempfile::TempDir;
 use tokio::io::unix::AsyncFd;
@@ -81,11 +82,15 @@ impl ConsoleSocket {
             .map_err(failed)?;
         let stream = stream.into_std().map_err(failed)?;
         stream.set_nonblocking(false).map_err(failed)?;
-        let master = tokio::task::spawn_blocking(move || sys::receive_fd(stream.as_fd()))
-            .await
-            .map_err(|_| failed(std::io::ErrorKind::Interrupted.into()))?
-            .map_err(failed)?;
-        master.ok_or_else(|| failed(std::io::ErrorKind::InvalidData.into()))
+        let received = tokio::task::spawn_blocking(move || {
+            // runc sends the pty's name with it.
+            let mut name = [0u8; 4096];
+            receive_fds(stream.as_fd(), &mut name).map(|(_, fds)| fds.into_iter().next())
+        })
+        .await
+        .map_err(|_| failed(std::io::ErrorKind::Interrupted.into()))?
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+        received.ok_or_else(|| failed(std::io::ErrorKind::InvalidData.into()))
     }
 }
 

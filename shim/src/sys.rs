@@ -1,12 +1,10 @@
 //! The shim's only `unsafe` code, as safe wrappers (the rest of the crate denies it):
-//! registering owned descriptors with tokio's reactor, owning a descriptor received over a
-//! socket, and setting a terminal's window size.
+//! registering owned descriptors with tokio's reactor and setting a terminal's window size.
+//! (Descriptors received over a socket come from the profiler's `supervisor::receive_fds`.)
 
-use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::cmsg_space;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
 use tokio::io::unix::AsyncFd;
 
 /// Registers `inner` with the runtime's reactor. The bound asks that `inner` owns its
@@ -19,31 +17,6 @@ where
     // SAFETY: `inner` owns the descriptor it returns (it converts into an OwnedFd), returns
     // the same one on every call, and keeps it open until the AsyncFd drops or returns it.
     unsafe { AsyncFd::register(inner) }.map_err(io::Error::from)
-}
-
-/// Receives one message on `socket` and owns the first descriptor it carried
-/// (`MSG_CMSG_CLOEXEC`); any others are closed. `None` when none came.
-pub fn receive_fd(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
-    let mut data = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut data)];
-    let mut space = cmsg_space!([RawFd; 4]);
-    let msg = recvmsg::<UnixAddr>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut fds = Vec::new();
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            for fd in raw {
-                // SAFETY: the kernel installed this descriptor for us just now; nothing else
-                // owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Ok(fds.into_iter().next())
 }
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, nix::pty::Winsize);
@@ -66,36 +39,6 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
-
-    #[test]
-    fn a_descriptor_sent_over_a_socket_is_received_and_owned() {
-        use nix::sys::socket::{
-            sendmsg, socketpair, AddressFamily, ControlMessage, SockFlag, SockType,
-        };
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        let file = std::fs::File::open("/dev/null").unwrap();
-        let fds = [file.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-        sendmsg::<UnixAddr>(
-            a.as_raw_fd(),
-            &iov,
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .unwrap();
-        let got = receive_fd(b.as_fd()).unwrap().unwrap();
-        assert_ne!(got.as_raw_fd(), file.as_raw_fd());
-        // A message without descriptors gives none.
-        nix::unistd::write(&a, b"x").unwrap();
-        assert!(receive_fd(b.as_fd()).unwrap().is_none());
-    }
 
     #[test]
     fn a_window_size_needs_a_terminal() {

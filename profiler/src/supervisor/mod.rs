@@ -57,6 +57,18 @@ pub use run::{Progress, Supervisor, SupervisorConfig};
 pub use stats::{Stats, StatsSnapshot};
 pub use threads::ThreadTable;
 
+/// Receives one message on a Unix socket into `buf`: its length, and the descriptors that came
+/// with it, each owned (closed on drop, including when the sender attached more than fit).
+/// The listener takes runc's notify fds this way; others that are sent descriptors (the shim's
+/// console socket) use it too.
+pub fn receive_fds(
+    socket: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::result::Result<(usize, Vec<std::os::fd::OwnedFd>), SysError> {
+    let chunk = crate::sys::scm::recv(socket, buf)?;
+    Ok((chunk.len, chunk.fds))
+}
+
 /// Errors of the supervisor.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
