@@ -1,5 +1,6 @@
 //! Create: options, bundle rewriting, rootfs mounts, stdio FIFOs, `runc create`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,14 +76,27 @@ impl TaskService {
                 what: "restoring from a checkpoint",
             });
         }
-        let mut containers = self.containers.lock().await;
-        if containers.contains_key(&req.id) {
-            return Err(ShimError::AlreadyExists {
-                what: "container",
-                id: req.id.clone(),
-            });
-        }
+        let already_exists = |containers: &HashMap<String, Container>| {
+            if containers.contains_key(&req.id) {
+                return Err(ShimError::AlreadyExists {
+                    what: "container",
+                    id: req.id.clone(),
+                });
+            }
+            Ok(())
+        };
+        already_exists(&*self.containers.lock().await)?;
         let bundle = PathBuf::from(&req.bundle);
+        let began = std::time::Instant::now();
+        // Read once: the lookup, the plan and the pid namespace check all use the original.
+        // The lookup may wait for containerd up to its timeout, so it runs before the
+        // containers lock, which also holds back the exit reaper and every other request.
+        let spec = bundle::read_config(&bundle)?;
+        let shared_pid_ns = shares_pid_namespace(&spec);
+        let image = self.image_of(&req.id, &spec).await;
+        let looked_up = began.elapsed();
+        let mut containers = self.containers.lock().await;
+        already_exists(&containers)?;
         let CreateOptions {
             runc: options,
             config_path,
@@ -104,12 +118,6 @@ impl TaskService {
         let learner = Arc::clone(&self.learner);
         let id = req.id.clone();
         let dir = bundle.clone();
-        let began = std::time::Instant::now();
-        // Read once: the lookup, the plan and the pid namespace check all use the original.
-        let spec = bundle::read_config(&bundle)?;
-        let shared_pid_ns = shares_pid_namespace(&spec);
-        let image = self.image_of(&req.id, &spec).await;
-        let looked_up = began.elapsed();
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
             bundle::prepare(
