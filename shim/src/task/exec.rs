@@ -12,7 +12,7 @@ use runc::options::ExecOpts;
 use tracing::info;
 
 use super::create::{attach, console_socket, io_of};
-use super::{init_ready, not_found, TaskService};
+use super::{init_ready, json_payload, not_found, TaskService};
 use crate::console::ConsoleSocket;
 use crate::container::{status_name, Process, Stdio};
 use crate::error::{Result, ShimError};
@@ -21,18 +21,11 @@ use crate::runc::failure;
 impl TaskService {
     pub(super) async fn exec_process(&self, req: ExecProcessRequest) -> Result<Empty> {
         valid_exec_id(&req.exec_id)?;
-        let spec = req
-            .spec
-            .as_ref()
-            .filter(|any| !any.value.is_empty())
-            .ok_or(ShimError::InvalidRequest {
-                reason: "exec without a process spec",
-            })?;
-        let spec: oci_spec::runtime::Process =
-            serde_json::from_slice(&spec.value).map_err(|source| ShimError::RequestJson {
-                what: "OCI process spec",
-                source,
-            })?;
+        let spec: oci_spec::runtime::Process = json_payload(
+            req.spec.as_ref(),
+            "exec without a process spec",
+            "OCI process spec",
+        )?;
         let mut containers = self.containers.lock().await;
         let container = init_ready(&mut containers, &req.id, &[Status::RUNNING], "exec in")?;
         if container.execs.contains_key(&req.exec_id) {

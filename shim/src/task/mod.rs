@@ -30,6 +30,7 @@ use containerd_shim::api::{
     StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status,
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::ttrpc;
 use containerd_shim::{ExitSignal, Task, TtrpcContext};
@@ -119,6 +120,20 @@ pub async fn publish(
     if events.send((topic.clone(), Box::new(event))).await.is_err() {
         tracing::warn!(topic, "event dropped: the forwarder is gone");
     }
+}
+
+/// A request's JSON payload (`Any` whose value is JSON of an OCI type, whatever its type URL
+/// says: containerd's typeurl registers OCI types under their Go package path). `missing` is
+/// the error for an absent or empty one, `what` names the type in a parse error.
+fn json_payload<T: serde::de::DeserializeOwned>(
+    payload: Option<&Any>,
+    missing: &'static str,
+    what: &'static str,
+) -> Result<T> {
+    let any = payload
+        .filter(|a| !a.value.is_empty())
+        .ok_or(ShimError::InvalidRequest { reason: missing })?;
+    serde_json::from_slice(&any.value).map_err(|source| ShimError::RequestJson { what, source })
 }
 
 fn unimplemented<T>(what: &'static str) -> ttrpc::Result<T> {

@@ -5,8 +5,8 @@ use containerd_shim::api::{Empty, Status, UpdateTaskRequest};
 use oci_spec::runtime::LinuxResources;
 use tracing::info;
 
-use super::{init_ready, TaskService};
-use crate::error::{Result, ShimError};
+use super::{init_ready, json_payload, TaskService};
+use crate::error::Result;
 use crate::runc::failure;
 
 impl TaskService {
@@ -29,20 +29,13 @@ impl TaskService {
     }
 }
 
-/// The request's resources: JSON of the runtime spec's `LinuxResources`, whatever the type
-/// URL says (containerd's typeurl registers it under the spec's Go package path).
+/// The request's resources: JSON of the runtime spec's `LinuxResources`.
 fn resources_of(req: &UpdateTaskRequest) -> Result<LinuxResources> {
-    let any = req
-        .resources
-        .as_ref()
-        .filter(|a| !a.value.is_empty())
-        .ok_or(ShimError::InvalidRequest {
-            reason: "update without resources",
-        })?;
-    serde_json::from_slice(&any.value).map_err(|source| ShimError::RequestJson {
-        what: "OCI LinuxResources",
-        source,
-    })
+    json_payload(
+        req.resources.as_ref(),
+        "update without resources",
+        "OCI LinuxResources",
+    )
 }
 
 #[cfg(test)]
