@@ -2,7 +2,8 @@
 //! would: a terminal for the container and for an exec process (with its size from ResizePty),
 //! cgroup metrics (Stats), new resource limits (Update), TaskOOM when a container runs out of
 //! memory, stdin, and Pause/Resume. Every test also runs against containerd's stock `io.containerd.runc.v2` to check
-//! the test itself. Needs root, containerd, runc, a static busybox and `script` (util-linux).
+//! the test itself. Needs root, containerd, runc, a static busybox and util-linux's `script` (Debian
+//! package bsdutils; scripts/test.sh installs them all).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]

@@ -12,7 +12,9 @@ BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev protobuf-compiler)
 # Extra packages the test script needs: python3 for check-crate-graph.sh, runc and a static
 # busybox for the integration tests that run real containers, containerd (and ctr) for the
 # shim tests.
-TEST_PACKAGES=(python3 runc busybox-static containerd)
+# bsdutils gives `script`, the terminal the tty tests run ctr on (Essential on Debian: listed
+# so that a trimmed image still gets it).
+TEST_PACKAGES=(python3 runc busybox-static containerd bsdutils)
 
 # Installs the missing Debian packages given as arguments (root only; a no-op when all are there).
 ensure_packages() {
