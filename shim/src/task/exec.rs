@@ -21,11 +21,7 @@ use crate::runc::failure;
 impl TaskService {
     pub(super) async fn exec_process(&self, req: ExecProcessRequest) -> Result<Empty> {
         valid_exec_id(&req.exec_id)?;
-        let spec: oci_spec::runtime::Process = json_payload(
-            req.spec.as_ref(),
-            "exec without a process spec",
-            "OCI process spec",
-        )?;
+        let spec = exec_spec(&req)?;
         let mut containers = self.containers.lock().await;
         let container = init_ready(&mut containers, &req.id, &[Status::RUNNING], "exec in")?;
         if container.execs.contains_key(&req.exec_id) {
@@ -154,9 +150,52 @@ fn valid_exec_id(exec_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The process spec of an exec request. The request decides whether the process gets a
+/// terminal, as under runc-v2: clients reuse the container's process spec (terminal false) for
+/// an exec with a terminal, and runc refuses a console socket for a spec without one.
+fn exec_spec(req: &ExecProcessRequest) -> Result<oci_spec::runtime::Process> {
+    let mut spec: oci_spec::runtime::Process = json_payload(
+        req.spec.as_ref(),
+        "exec without a process spec",
+        "OCI process spec",
+    )?;
+    spec.set_terminal(Some(req.terminal));
+    Ok(spec)
+}
+
 #[cfg(test)]
 mod tests {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+
     use super::*;
+
+    fn request(spec: &str, terminal: bool) -> ExecProcessRequest {
+        ExecProcessRequest {
+            terminal,
+            spec: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: spec.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_request_decides_the_terminal() {
+        let spec = r#"{"terminal":false,"user":{"uid":0,"gid":0},"cwd":"/","args":["sh"]}"#;
+        assert_eq!(
+            exec_spec(&request(spec, true)).unwrap().terminal(),
+            Some(true)
+        );
+        let spec = r#"{"terminal":true,"user":{"uid":0,"gid":0},"cwd":"/","args":["sh"]}"#;
+        assert_eq!(
+            exec_spec(&request(spec, false)).unwrap().terminal(),
+            Some(false)
+        );
+        exec_spec(&request("{not json", true)).unwrap_err();
+    }
 
     #[test]
     fn exec_ids_are_plain_names() {
