@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use containerd_shim::monitor::monitor_notify_by_pid;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim_async::create_task;
 use containerd_shim::protos::ttrpc::r#async::transport::Listener as TtrpcListener;
@@ -23,7 +24,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::error::{Result, ShimError};
 use crate::service::{Service, ADDRESS_FILE};
@@ -44,9 +45,12 @@ pub async fn start(flags: &Flags) -> Result<()> {
         ttrpc_address: std::env::var(TTRPC_ADDRESS).unwrap_or_default(),
         namespace: flags.namespace.clone(),
         debug: flags.debug,
+        extensions: runtime_options(&read_stdin()?)?,
         ..Default::default()
     };
     let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
+    // `spawn` puts the new server into the `shim_cgroup` of runc's options, if any, and
+    // raises its OOM score above containerd's.
     let address = shim
         .start_shim(opts)
         .await
@@ -55,6 +59,47 @@ pub async fn start(flags: &Flags) -> Result<()> {
             source,
         })?;
     write_stdout(address.as_bytes())
+}
+
+/// containerd sends at most this much on `start`'s stdin (its own limit).
+const MAX_START_INPUT: u64 = 10 << 20;
+
+/// What containerd wrote to `start`'s stdin: nothing when the shim is started by hand.
+fn read_stdin() -> Result<Vec<u8>> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    let mut input = Vec::new();
+    if stdin.is_terminal() {
+        return Ok(input);
+    }
+    stdin
+        .lock()
+        .take(MAX_START_INPUT)
+        .read_to_end(&mut input)
+        .map_err(|source| ShimError::Io {
+            op: "read the runtime options from",
+            path: "stdin".into(),
+            source,
+        })?;
+    Ok(input)
+}
+
+/// The runtime options containerd 1.6/1.7 pass to `start`: one protobuf `Any` (runc's
+/// `Options`, or CRI's generic `runtimeoptions`), or nothing. Bytes that are not an `Any`
+/// fail the start, as under runc-v2, rather than starting the shim without its cgroup.
+fn runtime_options(input: &[u8]) -> Result<Vec<Any>> {
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
+    let any = Any::parse_from_bytes(input).map_err(|source| ShimError::Protobuf {
+        what: "the runtime options on stdin",
+        source,
+    })?;
+    Ok(if any.type_url.is_empty() {
+        Vec::new()
+    } else {
+        vec![any]
+    })
 }
 
 /// `delete`: cleans up after a shim that died (containerd calls it then).
@@ -195,10 +240,12 @@ fn reap_children() -> Result<()> {
             }
         }
     });
-    // containerd stops shims with Shutdown; a stray SIGTERM is logged, not fatal (as runc-v2).
+    // containerd stops shims with Shutdown. runc-v2 exits on SIGTERM and its containers run on;
+    // this shim's containers would not (the kernel fails their traced syscalls with ENOSYS once
+    // the notify fds close), so SIGTERM is logged and ignored. SIGKILL still ends it.
     tokio::spawn(async move {
         while sigterm.recv().await.is_some() {
-            debug!("SIGTERM ignored");
+            warn!("SIGTERM ignored: the containers' seccomp supervisors run in this shim");
         }
     });
     Ok(())
@@ -213,4 +260,45 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
             path: "stdout".into(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim::protos::protobuf::MessageFull;
+    use containerd_shim::protos::shim::oci::Options;
+
+    use super::*;
+
+    #[test]
+    fn no_input_means_no_options() {
+        assert!(runtime_options(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn runc_options_reach_spawn_with_their_shim_cgroup() {
+        let options = Options {
+            shim_cgroup: "/containerd/shim".into(),
+            ..Default::default()
+        };
+        let any = Any::pack(&options).unwrap();
+        let opts = StartOpts {
+            extensions: runtime_options(&any.write_to_bytes().unwrap()).unwrap(),
+            ..Default::default()
+        };
+        let got = opts.extension::<Options>().unwrap().unwrap();
+        assert_eq!(got.shim_cgroup, "/containerd/shim");
+        assert_eq!(
+            Options::descriptor().full_name(),
+            "containerd.runc.v1.Options"
+        );
+    }
+
+    #[test]
+    fn garbage_on_stdin_fails_the_start() {
+        let err = runtime_options(b"\xff\xff\xff not protobuf").unwrap_err();
+        assert!(
+            err.to_string().contains("runtime options on stdin"),
+            "{err}"
+        );
+    }
 }
