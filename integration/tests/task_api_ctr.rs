@@ -1,9 +1,11 @@
-//! The rest of the Task API under a real (private) containerd, driven with `ctr` as a user
-//! would: a terminal for the container and for an exec process (with its size from ResizePty),
-//! cgroup metrics (Stats), new resource limits (Update), TaskOOM when a container runs out of
-//! memory, stdin, and Pause/Resume. Every test also runs against containerd's stock `io.containerd.runc.v2` to check
-//! the test itself. Needs root, containerd, runc, a static busybox and util-linux's `script` (Debian
-//! package bsdutils; scripts/test.sh installs them all).
+//! The rest of the Task API under a real (private) containerd, driven with `ctr` (and
+//! containerd's gRPC API where `ctr` 1.6 has no command) as a user would: a terminal for the
+//! container and for an exec process (with its size from ResizePty), cgroup metrics (Stats), new
+//! resource limits (Update), TaskOOM when a container runs out of memory, stdin, Pause/Resume,
+//! and the shim joining the cgroup runc's options name. Every test also runs against
+//! containerd's stock `io.containerd.runc.v2` to check the test itself. Needs root, containerd,
+//! runc, a static busybox and util-linux's `script` (Debian package bsdutils; scripts/test.sh
+//! installs them all).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
@@ -448,4 +450,180 @@ fn chaperone_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
 #[test]
 fn runc_v2_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
     stdin_and_pause(RUNC_V2);
+}
+
+/// A cgroup made by the test in every mounted hierarchy, removed (once empty) however the
+/// test ends.
+struct TestCgroup(Vec<std::path::PathBuf>);
+
+impl TestCgroup {
+    /// `/sys/fs/cgroup/<path>` on cgroup v2; `/sys/fs/cgroup/<hierarchy>/<path>` in every v1
+    /// hierarchy, as containerd's own test makes it.
+    fn create(path: &str) -> Self {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let hierarchies: Vec<_> = if root.join("cgroup.controllers").exists() {
+            vec![root.to_owned()]
+        } else {
+            std::fs::read_dir(root)
+                .expect("/sys/fs/cgroup")
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                // Not the v2 tree a hybrid host mounts beside (`unified`): runc-v2 leaves it.
+                .filter(|p| {
+                    p.join("cgroup.procs").exists() && !p.join("cgroup.controllers").exists()
+                })
+                .collect()
+        };
+        let made = TestCgroup(hierarchies.iter().map(|h| h.join(path)).collect());
+        for (hierarchy, dir) in hierarchies.iter().zip(&made.0) {
+            let mut level = hierarchy.clone();
+            for part in path.split('/') {
+                let parent = level.clone();
+                level.push(part);
+                let _ = std::fs::create_dir(&level);
+                // A v1 cpuset group takes no task until it has CPUs and memory nodes.
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    if let Ok(value) = std::fs::read_to_string(parent.join(file)) {
+                        std::fs::write(level.join(file), value.trim())
+                            .unwrap_or_else(|e| panic!("{}/{file}: {e}", level.display()));
+                    }
+                }
+            }
+            assert!(dir.is_dir(), "cannot create {}", dir.display());
+        }
+        made
+    }
+
+    fn procs(dir: &std::path::Path) -> Vec<u32> {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            // The shim leaves when its last container is deleted (the Cleanup before this).
+            let _ = wait_for(
+                "the shim to leave the test cgroup",
+                Duration::from_secs(10),
+                || Self::procs(dir).is_empty().then_some(()),
+            );
+            // Leaf first: the path has two levels.
+            let _ = std::fs::remove_dir(dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+/// Tasks.Create with runc's options (`containerd.runc.v1.Options`) naming `shim_cgroup`, as
+/// containerd's client sends them for `WithShimCgroup`.
+fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
+    use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+    use containerd_client::services::v1::snapshots::MountsRequest;
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::CreateTaskRequest;
+    // Options { shim_cgroup = 3 }: one length-delimited field.
+    let len = u8::try_from(shim_cgroup.len()).expect("a short cgroup path");
+    assert!(len < 0x80, "one-byte varint");
+    let mut options = vec![(3 << 3) | 2, len];
+    options.extend_from_slice(shim_cgroup.as_bytes());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let channel = containerd_client::connect(ctrd.socket())
+            .await
+            .expect("containerd's socket");
+        let namespace: tonic::metadata::MetadataValue<_> =
+            ctrd.namespace().parse().expect("an ASCII namespace");
+        // The rootfs, as `ctr` passes it: the mounts of the snapshot `containers create` made.
+        let mut mounts = tonic::Request::new(MountsRequest {
+            snapshotter: "overlayfs".into(),
+            key: id.to_owned(),
+        });
+        mounts
+            .metadata_mut()
+            .insert("containerd-namespace", namespace.clone());
+        let rootfs = SnapshotsClient::new(channel.clone())
+            .mounts(mounts)
+            .await
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Snapshots.Mounts: {e}"))))
+            .into_inner()
+            .mounts;
+        let mut request = tonic::Request::new(CreateTaskRequest {
+            container_id: id.to_owned(),
+            rootfs,
+            options: Some(prost_types::Any {
+                type_url: "containerd.runc.v1.Options".into(),
+                value: options,
+            }),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("containerd-namespace", namespace);
+        TasksClient::new(channel)
+            .create(request)
+            .await
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
+    });
+}
+
+fn shim_in_cgroup(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("shimcg", runtime);
+    let path = format!("chaperone-test-{}/{id}", std::process::id());
+    let cgroup = TestCgroup::create(&path);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    create_with_shim_cgroup(&ctrd, &id, &format!("/{path}"));
+
+    // The long-lived shim serving `id` (its `start` has exited by now).
+    let shims = chaperone_integration::containerd::processes_with(&["containerd-shim", "-id", &id]);
+    assert_eq!(
+        shims.len(),
+        1,
+        "{}",
+        ctrd.explain(format!("shims: {shims:?}"))
+    );
+    for dir in &cgroup.0 {
+        let procs = TestCgroup::procs(dir);
+        assert!(
+            procs.contains(&shims[0]),
+            "{}",
+            ctrd.explain(format!(
+                "shim {} not in {}: {procs:?}",
+                shims[0],
+                dir.display()
+            ))
+        );
+    }
+}
+
+#[test]
+fn chaperone_joins_the_shim_cgroup_of_runcs_options() {
+    shim_in_cgroup(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_joins_the_shim_cgroup_of_runcs_options() {
+    shim_in_cgroup(RUNC_V2);
 }
