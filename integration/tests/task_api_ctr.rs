@@ -258,11 +258,11 @@ fn host_memory_limit(ctrd: &Containerd, id: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{file}: {text:?}: {e}"))
 }
 
-/// containerd's Tasks.Update (`ctr` 1.6 has no command for it) with `resources`, the JSON of
-/// an OCI `LinuxResources`, as the kubelet's resize sends it through CRI.
-fn update(ctrd: &Containerd, id: &str, resources: &[u8]) -> Result<(), tonic::Status> {
-    use containerd_client::services::v1::tasks_client::TasksClient;
-    use containerd_client::services::v1::UpdateTaskRequest;
+/// Runs `call` on a connection to `ctrd`'s gRPC socket, for what `ctr` 1.6 has no command for.
+fn grpc<T, F: std::future::Future<Output = T>>(
+    ctrd: &Containerd,
+    call: impl FnOnce(tonic::transport::Channel) -> F,
+) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,18 +271,37 @@ fn update(ctrd: &Containerd, id: &str, resources: &[u8]) -> Result<(), tonic::St
         let channel = containerd_client::connect(ctrd.socket())
             .await
             .expect("containerd's socket");
-        let mut request = tonic::Request::new(UpdateTaskRequest {
+        call(channel).await
+    })
+}
+
+/// `message` as a request in `ctrd`'s namespace.
+fn namespaced<M>(ctrd: &Containerd, message: M) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    let namespace = ctrd.namespace().parse().expect("an ASCII namespace");
+    request
+        .metadata_mut()
+        .insert("containerd-namespace", namespace);
+    request
+}
+
+/// containerd's Tasks.Update with `resources`, the JSON of an OCI `LinuxResources`, as the
+/// kubelet's resize sends it through CRI.
+fn update(ctrd: &Containerd, id: &str, resources: &[u8]) -> Result<(), tonic::Status> {
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::UpdateTaskRequest;
+    let request = namespaced(
+        ctrd,
+        UpdateTaskRequest {
             container_id: id.to_owned(),
             resources: Some(prost_types::Any {
                 type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
                 value: resources.to_vec(),
             }),
             annotations: Default::default(),
-        });
-        let namespace = ctrd.namespace().parse().expect("an ASCII namespace");
-        request
-            .metadata_mut()
-            .insert("containerd-namespace", namespace);
+        },
+    );
+    grpc(ctrd, |channel| async move {
         TasksClient::new(channel).update(request).await.map(|_| ())
     })
 }
@@ -534,31 +553,23 @@ fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
     assert!(len < 0x80, "one-byte varint");
     let mut options = vec![(3 << 3) | 2, len];
     options.extend_from_slice(shim_cgroup.as_bytes());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let channel = containerd_client::connect(ctrd.socket())
-            .await
-            .expect("containerd's socket");
-        let namespace: tonic::metadata::MetadataValue<_> =
-            ctrd.namespace().parse().expect("an ASCII namespace");
-        // The rootfs, as `ctr` passes it: the mounts of the snapshot `containers create` made.
-        let mut mounts = tonic::Request::new(MountsRequest {
+    // The rootfs, as `ctr` passes it: the mounts of the snapshot `containers create` made.
+    let mounts = namespaced(
+        ctrd,
+        MountsRequest {
             snapshotter: "overlayfs".into(),
             key: id.to_owned(),
-        });
-        mounts
-            .metadata_mut()
-            .insert("containerd-namespace", namespace.clone());
-        let rootfs = SnapshotsClient::new(channel.clone())
-            .mounts(mounts)
-            .await
-            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Snapshots.Mounts: {e}"))))
-            .into_inner()
-            .mounts;
-        let mut request = tonic::Request::new(CreateTaskRequest {
+        },
+    );
+    let rootfs = grpc(ctrd, |channel| async move {
+        SnapshotsClient::new(channel).mounts(mounts).await
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Snapshots.Mounts: {e}"))))
+    .into_inner()
+    .mounts;
+    let request = namespaced(
+        ctrd,
+        CreateTaskRequest {
             container_id: id.to_owned(),
             rootfs,
             options: Some(prost_types::Any {
@@ -566,15 +577,12 @@ fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
                 value: options,
             }),
             ..Default::default()
-        });
-        request
-            .metadata_mut()
-            .insert("containerd-namespace", namespace);
-        TasksClient::new(channel)
-            .create(request)
-            .await
-            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
-    });
+        },
+    );
+    grpc(ctrd, |channel| async move {
+        TasksClient::new(channel).create(request).await
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
 }
 
 fn shim_in_cgroup(runtime: &str) {
