@@ -399,3 +399,43 @@ fn the_runtime_prelude_before_execve_is_not_learned() {
     assert_eq!(learn.counts().events(), 3);
     assert_eq!(stats.snapshot().prelude, 4);
 }
+
+#[test]
+fn a_ticking_run_hands_over_what_it_learned_and_loses_nothing() {
+    let mut queue = VecDeque::new();
+    for id in 0..10u64 {
+        queue.push_back(ev(id, 7, if id % 2 == 0 { "getppid" } else { "getpid" }));
+    }
+    let fake = Fake {
+        queue,
+        ..Fake::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()),
+        Scripted::new(Verdict::Continue),
+        SupervisorConfig::default(),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    // A zero interval ticks after every answered event.
+    let mut taken = Vec::new();
+    sup.run_ticking(std::time::Duration::ZERO, |learn| {
+        taken.push(learn.take().counts)
+    })
+    .unwrap();
+    assert_eq!(taken.len(), 10);
+    assert!(taken.iter().all(|c| c.events() == 1), "one event per tick");
+    assert_eq!(sup.notifier().answers.len(), 10, "every syscall answered");
+    let mut merged = NgramCounts::new(2).unwrap();
+    for c in &taken {
+        merged.merge(c).unwrap();
+    }
+    merged.merge(sup.mode().counts()).unwrap();
+    let mut whole = NgramCounts::new(2).unwrap();
+    let syms: Vec<_> = (0..10)
+        .map(|i| sym_of(if i % 2 == 0 { "getppid" } else { "getpid" }).unwrap())
+        .collect();
+    whole.learn_sequence(&syms);
+    assert_eq!(merged, whole);
+}

@@ -54,6 +54,17 @@ impl NgramCounts {
         })
     }
 
+    /// The counts so far, leaving this learner empty (same order). Threads begun before go on
+    /// counting here from their contexts: `taken.merge(&rest)` equals never having taken.
+    pub fn take(&mut self) -> Self {
+        Self {
+            order: self.order,
+            grams: std::mem::take(&mut self.grams),
+            events: std::mem::take(&mut self.events),
+            threads: std::mem::take(&mut self.threads),
+        }
+    }
+
     /// The longest gram counted.
     pub fn order(&self) -> usize {
         self.order

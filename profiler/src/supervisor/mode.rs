@@ -93,9 +93,15 @@ impl Recording {
         }
     }
 
-    fn into_threads(self) -> Vec<Vec<Sym>> {
+    fn into_threads(mut self) -> Vec<Vec<Sym>> {
+        self.take_threads()
+    }
+
+    /// The threads recorded so far, each its syscalls in order; recording goes on (a live
+    /// thread's later syscalls start a new piece) in the same buffer.
+    fn take_threads(&mut self) -> Vec<Vec<Sym>> {
         let mut threads = vec![Vec::new(); usize::from(self.threads)];
-        for e in self.events {
+        for e in self.events.drain(..) {
             // Both halves were packed from u16 values.
             let (t, sym) = ((e >> 16) as usize, (e & 0xFFFF) as Sym);
             threads[t].push(sym);
@@ -166,6 +172,19 @@ impl Learn {
             counts: self.counts,
             maxima: self.maxima,
             threads: self.recording.into_threads(),
+        }
+    }
+
+    /// What has been learned so far, taken out (the store merges it while the run goes on):
+    /// the counts, the held-out maxima of the threads that ended, and the recorded threads,
+    /// a live thread's syscalls so far as one piece. Learning continues from empty tables;
+    /// the live threads keep their contexts, so no n-gram is lost or counted twice.
+    pub fn take(&mut self) -> Learned {
+        let maxima = Vec::with_capacity(self.maxima.capacity());
+        Learned {
+            counts: self.counts.take(),
+            maxima: std::mem::replace(&mut self.maxima, maxima),
+            threads: self.recording.take_threads(),
         }
     }
 
@@ -553,6 +572,31 @@ mod tests {
         let mut t = plain.begin_thread();
         let _ = plain.on_event(&mut t, &event(Some(1)));
         assert!(plain.into_parts().threads.is_empty(), "not recording");
+    }
+
+    #[test]
+    fn taking_what_was_learned_midway_loses_and_repeats_nothing() {
+        let events = [(0, 1), (1, 5), (0, 2), (1, 6), (0, 3), (1, 7), (0, 4)];
+        let mut whole = Learn::new(NgramCounts::new(3).unwrap()).recording();
+        let mut split = Learn::new(NgramCounts::new(3).unwrap()).recording();
+        let mut wt = [whole.begin_thread(), whole.begin_thread()];
+        let mut st = [split.begin_thread(), split.begin_thread()];
+        let mut first = None;
+        for (i, (t, s)) in events.into_iter().enumerate() {
+            let _ = whole.on_event(&mut wt[t], &event(Some(s)));
+            let _ = split.on_event(&mut st[t], &event(Some(s)));
+            if i == 3 {
+                first = Some(split.take());
+            }
+        }
+        let first = first.unwrap();
+        assert_eq!(first.threads, vec![vec![1, 2], vec![5, 6]]);
+        assert_eq!(first.counts.events(), 4);
+        let rest = split.into_parts();
+        assert_eq!(rest.threads, vec![vec![3, 4], vec![7]]);
+        let mut merged = first.counts;
+        merged.merge(&rest.counts).unwrap();
+        assert_eq!(merged, whole.into_parts().counts);
     }
 
     #[test]

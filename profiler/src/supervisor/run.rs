@@ -1,7 +1,7 @@
 //! The notify loop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::notifier::{Answer, Delivery, Notifier, Received};
 use super::ratelimit::RateLimit;
@@ -171,6 +171,20 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
     /// Handles events until the filter has no users left.
     pub fn run(&mut self) -> Result<()> {
         while self.step()? != Progress::Closed {}
+        Ok(())
+    }
+
+    /// [`Supervisor::run`], also calling `tick` with the mode once `every` has passed since
+    /// the last call (or the start). The time is checked as events are answered, so `tick`
+    /// never holds up a syscall, and a container that makes none gets no tick.
+    pub fn run_ticking(&mut self, every: Duration, mut tick: impl FnMut(&mut M)) -> Result<()> {
+        let mut last = Instant::now();
+        while self.step()? != Progress::Closed {
+            if last.elapsed() >= every {
+                tick(&mut self.mode);
+                last = Instant::now();
+            }
+        }
         Ok(())
     }
 
