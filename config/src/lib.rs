@@ -240,7 +240,13 @@ pub struct Config {
     pub filter: FilterConfig,
     /// When set, learning profiles move to `promotion.to` once they converge.
     pub promotion: Option<PromotionPolicy>,
+    /// A learning container's counts are merged into its profile at least this often (seconds)
+    /// while it makes syscalls, as well as when it exits; 0: only when it exits.
+    pub learn_flush_seconds: u64,
 }
+
+/// [`Config::learn_flush_seconds`] when the file does not set it.
+pub const DEFAULT_LEARN_FLUSH_SECONDS: u64 = 60;
 
 /// When a learning profile has converged and moves on (`[promotion]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,6 +307,7 @@ impl Default for Config {
             model: ModelConfig::default(),
             filter: FilterConfig::default(),
             promotion: None,
+            learn_flush_seconds: DEFAULT_LEARN_FLUSH_SECONDS,
         }
     }
 }
