@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chaperone_config::Mode;
 use chaperone_profiler::model::NgramCounts;
@@ -294,8 +295,8 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                     .pid()
                     .is_none_or(|init| init == *accepted.state.pid()),
             );
-            learn_run(accepted, &plan, stats, containers)
-                .map(|learning| store_learning(&plan, pid, &learning))
+            learn_run(accepted, &plan, pid, stats, containers)
+                .map(|learning| store_learning(&plan, pid, &learning, "exit"))
         }
     };
     if let Err(e) = result {
@@ -326,7 +327,8 @@ fn detect_run(
 
 fn learn_run(
     accepted: Accepted,
-    plan: &Plan,
+    plan: &Arc<Plan>,
+    pid: u32,
     stats: Arc<Stats>,
     containers: u64,
 ) -> std::result::Result<Learning, SupervisorError> {
@@ -347,21 +349,80 @@ fn learn_run(
         supervisor_config(),
         stats,
     )?;
-    sup.run()?;
+    match plan.config.learn_flush_seconds {
+        0 => sup.run()?,
+        every => {
+            let mut flusher = Flusher::new(Arc::clone(plan), pid);
+            let ran = sup.run_ticking(Duration::from_secs(every), |learn| flusher.tick(learn));
+            flusher.wait();
+            ran?;
+        }
+    }
     Ok(Learning {
         workload: plan.workload.clone(),
         ..Learning::new(sup.into_parts().0.into_parts(), containers)
     })
 }
 
+/// The periodic flushes of one learning run (`learn_flush_seconds`): what was learned since
+/// the last one is merged on a thread of its own, so the supervisor never waits for the store,
+/// one flush at a time. Such a merge counts no container and names no workload: the run's last
+/// merge, at exit, does.
+struct Flusher {
+    plan: Arc<Plan>,
+    pid: u32,
+    pending: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn new(plan: Arc<Plan>, pid: u32) -> Self {
+        Self {
+            plan,
+            pid,
+            pending: None,
+        }
+    }
+
+    fn tick(&mut self, learn: &mut Learn) {
+        if self.pending.as_ref().is_some_and(|h| !h.is_finished()) {
+            // The store is slow: keep counting, and flush at a later tick.
+            return;
+        }
+        self.wait();
+        let learned = learn.take();
+        if learned.counts.events() == 0 && learned.maxima.is_empty() {
+            return;
+        }
+        let learning = Arc::new(Learning::new(learned, 0));
+        let (plan, pid, shared) = (Arc::clone(&self.plan), self.pid, Arc::clone(&learning));
+        let spawned = std::thread::Builder::new()
+            .name("chaperone-flush".into())
+            .spawn(move || store_learning(&plan, pid, &shared, "periodic"));
+        match spawned {
+            Ok(handle) => self.pending = Some(handle),
+            // No thread: merge here rather than lose it (the syscall was answered already).
+            Err(_) => store_learning(&self.plan, self.pid, &learning, "periodic"),
+        }
+    }
+
+    /// Waits for the flush under way, if any (the run's last merge comes after it).
+    fn wait(&mut self) {
+        if let Some(handle) = self.pending.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Merges a container's learning into its profile (a failure is logged: the container has
-/// already run, and losing one run's counts is better than failing anything now).
-fn store_learning(plan: &Plan, pid: u32, learning: &Learning) {
+/// already run, and losing one run's counts is better than failing anything now). `when` is
+/// `periodic` or `exit`, for the log.
+fn store_learning(plan: &Plan, pid: u32, learning: &Learning, when: &'static str) {
     debug!(
         container = %plan.id,
         pid,
         profile = %plan.key,
         events = learning.counts.events(),
+        %when,
         "storing what the container learned"
     );
     let merged = Store::open(&plan.config.db_path)
@@ -375,6 +436,7 @@ fn store_learning(plan: &Plan, pid: u32, learning: &Learning) {
                 events = m.events,
                 new_grams = m.new_grams,
                 held_out_threads = learning.maxima.len(),
+                %when,
                 "learned the container's syscalls into its profile"
             );
             if let Some(mode) = m.promoted {
@@ -385,6 +447,7 @@ fn store_learning(plan: &Plan, pid: u32, learning: &Learning) {
             container = %plan.id,
             profile = %plan.key,
             events = learning.counts.events(),
+            %when,
             error = %e,
             "cannot store what the container learned"
         ),
