@@ -1,7 +1,8 @@
 //! Learn → enforce end to end under a real (private) containerd: containers of one profile are
 //! learned into the SQLite store, then a benign rerun passes in silence and a deviating one is
-//! answered as configured (kill, deny, alert only). Also: concurrent learning loses no count,
-//! and an unusable store follows the fail mode. Needs root, containerd, runc and a static
+//! answered as configured (kill, deny, alert only). Also: concurrent learning loses no count, a
+//! running container's learning reaches the store periodically, and an unusable store follows
+//! the fail mode. Needs root, containerd, runc and a static
 //! busybox (scripts/test.sh installs them).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
@@ -322,10 +323,20 @@ fn concurrent_learning_loses_no_count() {
         }
     });
     // Each supervisor logs what it learned; the store must hold exactly their sum.
-    let log = ctrd.log();
-    let logged: u64 = log
+    let s = summary(&ctrd, &key);
+    assert_eq!(s.containers, CONTAINERS as u64, "{s:?}");
+    assert_eq!(
+        s.events,
+        logged_events(&ctrd, &key),
+        "stored vs logged events\n{s:?}"
+    );
+}
+
+/// The events the shims logged as merged into profile `key` (every merge logs its own).
+fn logged_events(ctrd: &Containerd, key: &str) -> u64 {
+    ctrd.log()
         .lines()
-        .filter(|l| l.contains("learned the container's syscalls") && l.contains(&key))
+        .filter(|l| l.contains("learned the container's syscalls") && l.contains(key))
         .filter_map(|l| {
             l.split_whitespace()
                 .find_map(|w| w.trim_matches('"').strip_prefix("events="))
@@ -335,10 +346,72 @@ fn concurrent_learning_loses_no_count() {
                         .ok()
                 })
         })
-        .sum();
-    let s = summary(&ctrd, &key);
-    assert_eq!(s.containers, CONTAINERS as u64, "{s:?}");
-    assert_eq!(s.events, logged, "stored vs logged events\n{s:?}");
+        .sum()
+}
+
+#[test]
+fn a_running_container_s_learning_reaches_the_store_periodically() {
+    let Some(ctrd) = setup() else { return };
+    ctrd.set_chaperone_config("learn_flush_seconds = 1\n")
+        .unwrap();
+    let key = format!("flush-{}", std::process::id());
+    let id = format!("{key}-c");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        CHAPERONE,
+        "--annotation",
+        &format!("chaperone.io/profile={key}"),
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "while true; do cat /etc/hostname > /dev/null; sleep 1; done",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    // While it runs, its counts arrive without a container counted (that is the exit's).
+    let store = Store::open(&ctrd.db_path()).expect("the store opens");
+    let early = wait_for("a periodic merge", Duration::from_secs(30), || {
+        store.summary(&key).ok().flatten().filter(|s| s.events > 0)
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(early.containers, 0, "{early:?}");
+    assert_eq!(ctrd.task_status(&id).as_deref(), Some("RUNNING"));
+    wait_for("a second periodic merge", Duration::from_secs(30), || {
+        store
+            .summary(&key)
+            .ok()
+            .flatten()
+            .filter(|s| s.events > early.events)
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    // At exit the rest arrives, with the container: nothing lost, nothing counted twice.
+    ctrd.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the task to stop", Duration::from_secs(30), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "delete", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let last = summary(&ctrd, &key);
+    assert_eq!(last.containers, 1, "{last:?}");
+    assert!(last.events > early.events, "{last:?}");
+    let log = ctrd.log();
+    assert!(
+        log.contains("when=periodic"),
+        "{}",
+        ctrd.explain("no periodic merge logged")
+    );
+    assert_eq!(
+        last.events,
+        logged_events(&ctrd, &key),
+        "stored vs logged events\n{last:?}"
+    );
 }
 
 #[test]
