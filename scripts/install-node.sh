@@ -75,6 +75,9 @@ mode = "learn"
 
 # db_path = "/var/lib/chaperone/profiles.db"
 # alerts_path = "/var/log/chaperone/alerts.jsonl"
+
+# Learn mode: a running container's counts are merged this often (seconds) too; 0: at exit only.
+# learn_flush_seconds = 60
 CONFIG
 }
 
