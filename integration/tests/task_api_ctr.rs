@@ -532,11 +532,7 @@ impl Drop for TestCgroup {
                 Duration::from_secs(10),
                 || Self::procs(dir).is_empty().then_some(()),
             );
-            // Leaf first: the path has two levels.
             let _ = std::fs::remove_dir(dir);
-            if let Some(parent) = dir.parent() {
-                let _ = std::fs::remove_dir(parent);
-            }
         }
     }
 }
@@ -588,7 +584,8 @@ fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
 fn shim_in_cgroup(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("shimcg", runtime);
-    let path = format!("chaperone-test-{}/{id}", std::process::id());
+    // One level, named after the container: the tests of one run share nothing to remove.
+    let path = format!("chaperone-test-{id}");
     let cgroup = TestCgroup::create(&path);
     let _cleanup = Cleanup(&ctrd, id.clone());
     ctrd.ctr_ok(&[
