@@ -110,6 +110,18 @@ fn detect() -> Detect {
     Detect::new(scorer, 3.0).unwrap()
 }
 
+/// A learning supervisor of order 2 over `fake` that lets every syscall through.
+fn learner(fake: Fake) -> Supervisor<Fake, Learn, Scripted> {
+    Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()),
+        Scripted::new(Verdict::Continue),
+        SupervisorConfig::default(),
+        Arc::new(Stats::default()),
+    )
+    .unwrap()
+}
+
 fn run(fake: Fake, responder: Scripted) -> (Vec<(u64, Answer)>, Scripted, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
     let mut sup = Supervisor::new(
@@ -259,14 +271,7 @@ fn unknown_numbers_and_abis_are_counted_and_novel() {
         queue: [odd(1, 9999, Arch::X86_64.audit_arch()), ev(2, 5, "getppid")].into(),
         ..Fake::default()
     };
-    let mut sup = Supervisor::new(
-        fake,
-        Learn::new(NgramCounts::new(2).unwrap()),
-        Scripted::new(Verdict::Continue),
-        SupervisorConfig::default(),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
+    let mut sup = learner(fake);
     sup.run().unwrap();
     assert_eq!(sup.mode().unknown(), 1);
     assert_eq!(sup.mode().counts().events(), 1);
@@ -410,14 +415,7 @@ fn a_ticking_run_hands_over_what_it_learned_and_loses_nothing() {
         queue,
         ..Fake::default()
     };
-    let mut sup = Supervisor::new(
-        fake,
-        Learn::new(NgramCounts::new(2).unwrap()),
-        Scripted::new(Verdict::Continue),
-        SupervisorConfig::default(),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
+    let mut sup = learner(fake);
     // A zero interval ticks after every answered event.
     let mut taken = Vec::new();
     sup.run_ticking(std::time::Duration::ZERO, |learn| {
