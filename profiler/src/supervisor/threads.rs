@@ -1,12 +1,17 @@
-//! Per-thread state in a fixed-capacity table: memory is bounded whatever the container does.
+//! Per-thread state in a bounded table: memory is bounded whatever the container does.
 //!
-//! Open addressing with linear probing over a slot array allocated once. A thread's entry goes
+//! Open addressing with linear probing over a slot array that starts small and doubles while
+//! the threads it tracks fill three quarters of it, up to the slots `max_threads` needs: a
+//! container of a few threads keeps a few kilobytes, not the whole bound (a growth is the only
+//! allocation, at most a dozen in a supervisor's life, never one per event). A thread's entry goes
 //! away when it calls `exit`/`exit_group` (the supervisor removes it), when a sweep finds its tid
 //! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions), or, when
 //! every tracked thread is alive, by evicting the least recently active one.
 
 /// Marks an empty slot (no tid reaches it: `pid_max` is at most 2^22).
 const EMPTY: u32 = u32::MAX;
+/// Slots a table starts with (fewer when its bound needs fewer).
+const INITIAL_SLOTS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot<S> {
@@ -32,8 +37,12 @@ pub struct ThreadTable<S> {
     slots: Vec<Slot<S>>,
     mask: usize,
     len: usize,
-    /// Most entries kept (3/4 of the slots, so probe chains stay short).
+    /// Most entries kept (at most 3/4 of `max_slots`, so probe chains stay short).
     limit: usize,
+    /// The slots the table grows to at most.
+    max_slots: usize,
+    /// The state of an empty slot.
+    filler: S,
     /// Insertions since the last sweep; a sweep needs `limit / 4`.
     since_sweep: usize,
 }
@@ -43,20 +52,46 @@ impl<S: Copy> ThreadTable<S> {
     /// state stored in empty slots.
     pub fn new(max_threads: usize, filler: S) -> Self {
         let max_threads = max_threads.max(4);
-        let slots = (max_threads * 4 / 3 + 1).next_power_of_two();
+        let max_slots = (max_threads * 4 / 3 + 1).next_power_of_two();
+        let slots = INITIAL_SLOTS.min(max_slots);
         Self {
-            slots: vec![
-                Slot {
-                    tid: EMPTY,
-                    last: 0,
-                    state: filler,
-                };
-                slots
-            ],
+            slots: Self::empty_slots(slots, filler),
             mask: slots - 1,
             len: 0,
             limit: max_threads,
+            max_slots,
+            filler,
             since_sweep: usize::MAX / 2,
+        }
+    }
+
+    fn empty_slots(n: usize, filler: S) -> Vec<Slot<S>> {
+        vec![
+            Slot {
+                tid: EMPTY,
+                last: 0,
+                state: filler,
+            };
+            n
+        ]
+    }
+
+    /// The slots allocated now (they grow with the threads tracked, up to the bound's).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Doubles the slot array and re-inserts every entry.
+    fn grow(&mut self) {
+        let n = self.slots.len() * 2;
+        let old = std::mem::replace(&mut self.slots, Self::empty_slots(n, self.filler));
+        self.mask = n - 1;
+        for slot in old.into_iter().filter(|s| s.tid != EMPTY) {
+            let mut i = self.home(slot.tid);
+            while self.slots[i].tid != EMPTY {
+                i = (i + 1) & self.mask;
+            }
+            self.slots[i] = slot;
         }
     }
 
@@ -133,6 +168,13 @@ impl<S: Copy> ThreadTable<S> {
                         self.evict_oldest();
                         made.evicted = 1;
                     }
+                    i = match self.find(tid) {
+                        Ok(i) | Err(i) => i,
+                    };
+                } else if (self.len + 1) * 4 > self.slots.len() * 3
+                    && self.slots.len() < self.max_slots
+                {
+                    self.grow();
                     i = match self.find(tid) {
                         Ok(i) | Err(i) => i,
                     };
@@ -270,6 +312,30 @@ mod tests {
         assert!(t.get(1).is_none(), "tid 1 was the least recently active");
         assert!(t.get(0).is_some() && t.get(99).is_some());
         assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn grows_with_the_threads_it_tracks_up_to_its_bound() {
+        let mut t = ThreadTable::new(1024, 0u32);
+        assert_eq!(t.slots(), INITIAL_SLOTS, "a new table is small");
+        for tid in 0..12u32 {
+            t.entry(tid, 0, |_| true, || tid);
+        }
+        assert_eq!(t.slots(), INITIAL_SLOTS, "12 threads fit 3/4 of 16 slots");
+        t.entry(12, 0, |_| true, || 12);
+        assert_eq!(t.slots(), 2 * INITIAL_SLOTS, "the 13th doubles it");
+        for tid in 13..5_000u32 {
+            t.entry(tid, u64::from(tid), |_| true, || tid);
+            assert!(t.len() * 4 <= t.slots() * 3, "load stays at most 3/4");
+        }
+        assert_eq!(t.slots(), 2048, "never beyond what the bound needs");
+        assert_eq!(t.len(), 1024, "the bound holds");
+        // Every entry kept survived the re-insertions of each growth with its state.
+        let kept: Vec<u32> = t.states().copied().collect();
+        assert_eq!(kept.len(), 1024);
+        for tid in kept {
+            assert_eq!(t.get(tid), Some(&tid));
+        }
     }
 
     #[test]
