@@ -452,6 +452,7 @@ fn store_learning(plan: &Plan, pid: u32, learning: &Learning, when: &'static str
             "cannot store what the container learned"
         ),
     }
+    crate::sys::release_free_heap();
 }
 
 #[cfg(test)]

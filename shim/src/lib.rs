@@ -74,6 +74,7 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    sys::one_malloc_arena();
     // The supervisors run on their own threads; the runtime only serves ttrpc and runc calls.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,6 +1,7 @@
 //! The shim's only `unsafe` code, as safe wrappers (the rest of the crate denies it):
-//! registering owned descriptors with tokio's reactor and setting a terminal's window size.
-//! (Descriptors received over a socket come from the profiler's `supervisor::receive_fds`.)
+//! registering owned descriptors with tokio's reactor, setting a terminal's window size and
+//! tuning glibc's allocator. (Descriptors received over a socket come from the profiler's
+//! `supervisor::receive_fds`.)
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -33,6 +34,31 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<(
     // descriptor that is not a terminal fails with ENOTTY.
     unsafe { set_winsize(fd.as_raw_fd(), &size) }?;
     Ok(())
+}
+
+/// Makes every thread allocate from glibc's main arena. By default glibc gives each thread
+/// that allocates an arena of its own (up to 8 per core), and each keeps the pages it once
+/// used: in a shim of a dozen threads (tokio's, the blocking pool's, one per supervisor) that
+/// was most of its anonymous memory. The supervisors do not allocate per syscall, so the one
+/// arena's lock is not on their path. Call it before any thread starts.
+pub fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; it has no pointer arguments, and it
+    // runs before the process starts a thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Returns the heap's free pages to the kernel (glibc keeps freed memory for reuse). Called
+/// after the work that allocates the most and then frees it (Create's plan, a flush).
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim walks the allocator's own free lists under its lock; it takes no
+    // pointer from us and may be called from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

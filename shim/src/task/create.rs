@@ -120,13 +120,16 @@ impl TaskService {
         let dir = bundle.clone();
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
-            bundle::prepare(
+            let prepared = bundle::prepare(
                 &dir,
                 spec,
                 &id,
                 |spec| Plan::resolve(spec, &id, config, image.as_ref()),
                 || learner.socket(),
-            )
+            );
+            // The store's rows, the recorded runs and the JSON are freed by now.
+            crate::sys::release_free_heap();
+            prepared
         })
         .await
         .map_err(|_| ShimError::InvalidRequest {
