@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/bench-shim.sh [--runs N] [--json]
+Usage: scripts/bench-shim.sh [--runs N] [--json] [--smaps DIR]
 
 Builds containerd-shim-chaperone-v2 (release), starts a private containerd (config, root,
 state and sockets in a temp dir, the shim first on its PATH, chaperone's profile store and
@@ -38,6 +38,8 @@ alert log in the temp dir), imports a locally built busybox image and measures:
              "off_minus_runc_v2_p50_ms","learn_minus_runc_v2_p50_ms","rss_ratio","runs"}
             (the *_kb figures without a suffix are the 1-container shim; *_10 are sums
             over 10 shims; rss_ratio is chaperone/runc_v2 with 1 container).
+  --smaps DIR  also copy /proc/PID/smaps of each 1-container shim measured to
+            DIR/runc_v2.smaps and DIR/chaperone.smaps (where the memory is, per mapping).
   --help    this text.
 
 Targets (the table says whether they are met; they do not change the exit status):
@@ -62,6 +64,7 @@ bad_args() {
 
 runs=50
 json=false
+smaps_dir=
 while [ $# -gt 0 ]; do
     case "$1" in
         --help | -h) usage; exit 0 ;;
@@ -72,11 +75,17 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         --runs=*) runs="${1#--runs=}" ;;
+        --smaps)
+            [ $# -ge 2 ] || bad_args "--smaps needs a directory"
+            smaps_dir="$2"
+            shift
+            ;;
         *) bad_args "unknown argument: $1" ;;
     esac
     shift
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || bad_args "--runs must be a positive integer, got '$runs'"
+[ -z "$smaps_dir" ] || [ -d "$smaps_dir" ] || bad_args "--smaps: no directory $smaps_dir"
 
 readonly CHAPERONE_RT=io.containerd.chaperone.v2
 readonly RUNC_RT=io.containerd.runc.v2
@@ -385,6 +394,9 @@ measure_memory() {
             mem[${name}_rss]=$rss
             mem[${name}_pss]=$pss
             log "  $name, 1 container: shim pid $pid, Rss $rss kB, Pss $pss kB"
+            if [ -n "$smaps_dir" ]; then
+                cp "/proc/$pid/smaps" "$smaps_dir/$name.smaps" || die "cannot copy /proc/$pid/smaps"
+            fi
         fi
     done
     for id in "${ids[@]}"; do
