@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod console;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod image;
 pub mod learn;
 pub mod logging;

@@ -3,24 +3,23 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use containerd_shim::asynchronous::util::{read_options, read_pid_from_file, write_str_to_file};
 use containerd_shim::mount::umount_recursive;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::ttrpc::context::with_duration;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{spawn, Config, DeleteResponse, ExitSignal, Flags, Shim, StartOpts};
 use runc::options::DeleteOpts;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::bundle;
+use crate::events;
 use crate::image::Images;
 use crate::learn::{self, Learner};
 use crate::runc::{RuncConfig, INIT_PID_FILE};
-use crate::task::{reap_exits, Event, TaskService};
+use crate::task::{reap_exits, TaskService};
 
 /// The annotation grouping a pod's containers into one shim (as runc-v2 does).
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -142,7 +141,14 @@ impl Shim for Service {
         if let Err(e) = reap_exits(task.containers(), tx).await {
             warn!(error = %e.chain(), "exits will not be reported");
         }
-        tokio::spawn(forward(publisher, self.namespace.clone(), rx));
+        // containerd-shim's publisher names each event's type from its protobuf descriptor,
+        // which costs every shim hundreds of kilobytes of reflection tables: only its address
+        // is used (crate::events).
+        tokio::spawn(events::forward(
+            publisher.address.clone(),
+            self.namespace.clone(),
+            rx,
+        ));
         task
     }
 }
@@ -151,18 +157,6 @@ impl Service {
     fn learner_dir(&self) -> Option<std::path::PathBuf> {
         let address = std::fs::read_to_string(ADDRESS_FILE).ok()?;
         Some(learn::state_dir(address.trim()))
-    }
-}
-
-/// Publishes queued events to containerd in order, each with a deadline.
-async fn forward(publisher: RemotePublisher, namespace: String, mut rx: mpsc::Receiver<Event>) {
-    while let Some((topic, event)) = rx.recv().await {
-        let ctx = with_duration(Duration::from_secs(5));
-        if let Err(e) = publisher.publish(ctx, &topic, &namespace, event).await {
-            warn!(topic, error = %e, "cannot publish an event to containerd");
-        } else {
-            info!(topic, "event published");
-        }
     }
 }
 

@@ -31,7 +31,6 @@ use containerd_shim::api::{
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::ttrpc;
 use containerd_shim::{ExitSignal, Task, TtrpcContext};
 use tokio::sync::{mpsc, Mutex};
@@ -39,13 +38,13 @@ use tracing::debug;
 
 use crate::container::Container;
 use crate::error::{Result, ShimError};
+use crate::events::TaskEvent;
 use crate::image::Images;
 use crate::learn::Learner;
 
 pub use exits::reap_exits;
 
-/// An event for containerd: its topic and message.
-pub type Event = (String, Box<dyn MessageDyn>);
+pub use crate::events::Event;
 
 /// The Task service of one shim (one pod or one container).
 pub struct TaskService {
@@ -106,18 +105,18 @@ impl TaskService {
         Arc::clone(&self.containers)
     }
 
-    async fn publish(&self, event: impl containerd_shim::event::Event + 'static) {
+    async fn publish(&self, event: impl TaskEvent) {
         publish(&self.events, event).await;
     }
 }
 
 /// Queues `event` for containerd (the forwarder publishes in order).
-pub async fn publish(
-    events: &mpsc::Sender<Event>,
-    event: impl containerd_shim::event::Event + 'static,
-) {
-    let topic = event.topic();
-    if events.send((topic.clone(), Box::new(event))).await.is_err() {
+pub async fn publish(events: &mpsc::Sender<Event>, event: impl TaskEvent) {
+    let Some(queued) = crate::events::encode(&event) else {
+        return;
+    };
+    let topic = queued.0;
+    if events.send(queued).await.is_err() {
         tracing::warn!(topic, "event dropped: the forwarder is gone");
     }
 }
