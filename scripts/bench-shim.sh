@@ -9,9 +9,10 @@ usage() {
     cat <<USAGE
 Usage: scripts/bench-shim.sh [--runs N] [--json] [--smaps DIR]
 
-Builds containerd-shim-chaperone-v2 (release), starts a private containerd (config, root,
-state and sockets in a temp dir, the shim first on its PATH, chaperone's profile store and
-alert log in the temp dir), imports a locally built busybox image and measures:
+Builds containerd-shim-chaperone-v2 (release, linked statically as scripts/install.sh
+does), starts a private containerd (config, root, state and sockets in a temp dir, the shim
+first on its PATH, chaperone's profile store and alert log in the temp dir), imports a
+locally built busybox image and measures:
 
   start    'ctr run --rm IMAGE ID /bin/true', timed from before ctr starts to after it
            exits (monotonic clock), N runs per configuration, interleaved round by round
@@ -117,7 +118,7 @@ PY
 
 cd "$CHAPERONE_ROOT"
 log "building $SHIM_BINARY (release)"
-cargo build --release --locked -p containerd-shim-chaperone-v2 >&2 || die "building the shim failed"
+build_shim_release >&2 || die "building the shim failed"
 shim_dir="${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release"
 [ -x "$shim_dir/$SHIM_BINARY" ] || die "the build left no $shim_dir/$SHIM_BINARY"
 shim_dir="$(cd "$shim_dir" && pwd)"

@@ -106,10 +106,10 @@ fi
 
 if $throughput; then
     log "building the shim and chaperone-bench-throughput (release)"
-    cargo build --release --locked -p containerd-shim-chaperone-v2 -p chaperone-integration \
-        --bin containerd-shim-chaperone-v2 --bin chaperone-bench-throughput \
+    cargo build --release --locked -p chaperone-integration --bin chaperone-bench-throughput \
         --bin chaperone-bench-cri >&2 \
         || die "building the throughput benchmark failed"
+    build_shim_release >&2 || die "building the shim failed"
     bin_dir="$(cd "${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release" && pwd)"
     log "running the throughput benchmark ($rounds rounds)"
     if $json; then

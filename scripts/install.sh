@@ -10,7 +10,9 @@ Usage: scripts/install.sh [--prefix DIR] [--deps-only] [--help]
 Installs the Debian packages chaperone builds against (${BUILD_PACKAGES[*]}),
 builds the workspace in release mode and installs the binaries
 (chaperone, containerd-shim-chaperone-v2 and its alias containerd-shim-runc-v2-chaperone,
-runtime io.containerd.runc.v2-chaperone) into PREFIX/bin.
+runtime io.containerd.runc.v2-chaperone) into PREFIX/bin. The shim's binaries are linked
+statically against glibc (docs/adr/0014), so they run on any x86_64 Linux kernel that has
+seccomp user notification, whatever glibc the node has.
 
   --prefix DIR   where to install (default /usr/local)
   --deps-only    install the packages, build nothing
@@ -37,9 +39,10 @@ ensure_packages "${BUILD_PACKAGES[@]}"
 require_cargo
 cd "$CHAPERONE_ROOT"
 log "building release binaries"
-cargo build --release --locked -p chaperone -p containerd-shim-chaperone-v2
+cargo build --release --locked -p chaperone
+build_shim_release || die "building the shim failed"
 install -d "$prefix/bin"
-for bin in chaperone containerd-shim-chaperone-v2 containerd-shim-runc-v2-chaperone; do
+for bin in chaperone "${SHIM_BINARIES[@]}"; do
     install -m 0755 "target/release/$bin" "$prefix/bin/$bin"
     log "installed $prefix/bin/$bin"
 done

@@ -7,8 +7,9 @@ export CHAPERONE_ROOT
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Debian packages the build needs (see DESIGN.md "Build facts").
-BUILD_PACKAGES=(gcc pkg-config libseccomp-dev linux-libc-dev protobuf-compiler)
+# Debian packages the build needs (see DESIGN.md "Build facts"); libc6-dev's libc.a and libm.a
+# link the release shim statically (build_shim_release).
+BUILD_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev linux-libc-dev protobuf-compiler)
 # Extra packages the test script needs: python3 for check-crate-graph.sh, runc and a static
 # busybox for the integration tests that run real containers, containerd (and ctr) for the
 # shim tests.
@@ -28,6 +29,23 @@ ensure_packages() {
     log "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The shim's binaries: the runtime and its runc-style alias (the same program).
+SHIM_BINARIES=(containerd-shim-chaperone-v2 containerd-shim-runc-v2-chaperone)
+
+# Builds the shim's binaries in release, linked statically against glibc (docs/adr/0014): a
+# shim per pod then maps no libc, libm or loader, about 2 MB of resident memory each. `cargo
+# rustc` gives the flag to each binary's own compilation only: set for the whole workspace it
+# would reach build scripts and proc macros, which cannot be static. The library and every
+# dependency are those `cargo build --release` builds. A later `cargo build --release` of the
+# shim package links them dynamically again.
+build_shim_release() {
+    local bin
+    for bin in "${SHIM_BINARIES[@]}"; do
+        cargo rustc --release --locked -p containerd-shim-chaperone-v2 --bin "$bin" \
+            -- -C target-feature=+crt-static || return 1
+    done
 }
 
 # Fails unless cargo is on PATH (the one prerequisite the scripts do not install).
