@@ -3,7 +3,7 @@
 //! Open addressing with linear probing over a slot array that starts small and doubles while
 //! the threads it tracks fill three quarters of it, up to the slots `max_threads` needs: a
 //! container of a few threads keeps a few kilobytes, not the whole bound (a growth is the only
-//! allocation, at most a dozen in a supervisor's life, never one per event). A thread's entry goes
+//! allocation, seven at most with the default bound, never one per event). A thread's entry goes
 //! away when it calls `exit`/`exit_group` (the supervisor removes it), when a sweep finds its tid
 //! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions), or, when
 //! every tracked thread is alive, by evicting the least recently active one.
