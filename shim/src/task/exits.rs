@@ -68,22 +68,25 @@ async fn record(
 ) {
     let mut containers = containers.lock().await;
     for container in containers.values_mut() {
-        let is_init = container.init.pid == pid;
-        let Some(process) = container.live_process_mut(pid) else {
+        if container.live_process_mut(pid).is_none() {
             continue;
+        }
+        if container.init.pid == pid && container.shared_pid_ns {
+            // Nothing else takes down what init leaves behind. As under runc-v2 it goes before
+            // the exit is recorded: a waiter woken by the exit finds init's children gone.
+            let opts = KillOpts::new().all(true);
+            if let Err(e) = container.runc.kill(&container.id, 9, Some(&opts)).await {
+                warn!(container = %container.id, error = %e, "cannot kill what init left");
+            }
+        }
+        let Some(process) = container.live_process_mut(pid) else {
+            return;
         };
         let Some(recorded) = process.set_exited(status) else {
             return;
         };
         let id = process.id.clone();
         info!(container = %container.id, process = %id, pid, status, "process exited");
-        if is_init && container.shared_pid_ns {
-            // Nothing else takes down what init leaves behind.
-            let opts = KillOpts::new().all(true);
-            if let Err(e) = container.runc.kill(&container.id, 9, Some(&opts)).await {
-                warn!(container = %container.id, error = %e, "cannot kill what init left");
-            }
-        }
         publish(
             events,
             TaskExit {
