@@ -25,7 +25,7 @@ use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::protos::ttrpc::context::with_duration;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 /// How long one try to hand an event to containerd may take.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,7 +124,7 @@ pub async fn forward(address: String, namespace: String, mut rx: mpsc::Receiver<
             if let Some(c) = &client {
                 match c.forward(with_duration(FORWARD_TIMEOUT), &request).await {
                     Ok(_) => {
-                        debug!(topic, "event published");
+                        info!(topic, "event published");
                         delivered = true;
                         break;
                     }
