@@ -21,7 +21,7 @@ pub const MAX_STATES: usize = 64;
 /// Training settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HmmConfig {
-    /// Hidden states, 1 to [`MAX_STATES`].
+    /// Hidden states, 1 to `MAX_STATES`.
     pub states: usize,
     /// Baum-Welch iterations at most.
     pub iterations: usize,

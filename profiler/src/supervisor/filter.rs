@@ -10,7 +10,9 @@
 //! signal's `rt_sigreturn`, a scheduler `futex`, heap growth (`mmap`, `madvise`), `sched_yield`,
 //! sleeps, signalling itself. Seen under load: `runc create` hung with init blocked in
 //! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
-//! x86_64 and aarch64 tables is notified, and runc skips names its libseccomp cannot resolve.
+//! x86_64 and aarch64 tables is notified (with 32-bit x86's `socketcall` and `ipc` where the
+//! filter covers that ABI), and runc skips names its libseccomp cannot resolve. Each rule lists
+//! its names in the order libseccomp compiles fastest (see `order_for_runc`).
 //!
 //! The container's own filter is never weakened: its default action and every rule whose action
 //! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
@@ -141,8 +143,32 @@ impl Tier {
 
 const EPERM: u32 = 1;
 
-fn rule(base: &LinuxSyscall, names: Vec<String>, tier: Tier) -> LinuxSyscall {
+/// The multiplexing syscalls of 32-bit x86, notified whole where a filter covers that ABI and
+/// allows by default. Without them libseccomp expands every socket and SysV IPC name into
+/// argument checks on `socketcall` and `ipc` for that ABI (learn mode's filter: 733 BPF
+/// instructions instead of 705, and about a quarter more compile time), and a `socketcall` or
+/// `ipc` call whose operation no name covers went unseen.
+const X86_MULTIPLEXERS: &[&str] = &["ipc", "socketcall"];
+
+/// Orders the names of one rule for runc: by the native syscall number, highest first, names
+/// the native table lacks last. runc adds the names to libseccomp in the order given, and
+/// libseccomp 2.5.4 compiles learn mode's 350 for x86_64 and x86 in about 4 ms this way
+/// against 6.7 ms alphabetically (with the multiplexers; best of 40, 2-core test machine). In
+/// runc init's CPU time per container, 19.0 ms against 20.5 ms (median of 100; 10.3 ms without
+/// a filter). The order of names within a rule does not change what the rule does.
+fn order_for_runc(names: &mut [String]) {
+    names.sort_by_cached_key(|n| std::cmp::Reverse(native_number(n)));
+}
+
+/// The number of syscall `name` on the architecture this binary runs on.
+fn native_number(name: &str) -> Option<u32> {
+    let sym = crate::syscalls::sym_of(name)?;
+    Arch::native()?.number(sym)
+}
+
+fn rule(base: &LinuxSyscall, mut names: Vec<String>, tier: Tier) -> LinuxSyscall {
     let mut r = base.clone();
+    order_for_runc(&mut names);
     r.set_names(names);
     tier.apply(&mut r);
     r
@@ -212,7 +238,17 @@ pub fn tiered_filter(
         // Names no rule mentions follow the default action, which allows: those of another
         // tier get a rule. Allowed ones need none.
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
-        for n in all_names().into_iter().filter(|n| !mentioned.contains(n)) {
+        let x86 = out
+            .architectures()
+            .iter()
+            .flatten()
+            .any(|a| *a == OciArch::ScmpArchX86);
+        let multiplexers = X86_MULTIPLEXERS.iter().copied().filter(|_| x86);
+        for n in all_names()
+            .into_iter()
+            .chain(multiplexers)
+            .filter(|n| !mentioned.contains(n))
+        {
             let tier = tier_of(n);
             if tier != Tier::Allow {
                 by_tier.entry(tier).or_default().push(n.to_owned());
@@ -292,6 +328,56 @@ mod tests {
         assert_eq!(json["syscalls"][0]["action"], "SCMP_ACT_NOTIFY");
         let back: LinuxSeccomp = serde_json::from_value(json).unwrap();
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn the_multiplexers_are_notified_where_the_filter_covers_x86() {
+        let f = learn_filter(None, Path::new("/s"), None).unwrap();
+        let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
+        let x86 = f
+            .architectures()
+            .iter()
+            .flatten()
+            .any(|a| *a == OciArch::ScmpArchX86);
+        assert_eq!(x86, Arch::native() == Some(Arch::X86_64));
+        for n in X86_MULTIPLEXERS {
+            assert_eq!(notified.contains(*n), x86, "{n}");
+        }
+        // A profile of its own that covers x86_64 alone gets no rule for them.
+        let mut c = LinuxSeccomp::default();
+        c.set_default_action(LinuxSeccompAction::ScmpActAllow);
+        c.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
+        let f = learn_filter(Some(&c), Path::new("/s"), None).unwrap();
+        let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
+        assert!(notified.contains("socket") && !notified.contains("socketcall"));
+    }
+
+    #[test]
+    fn each_rule_lists_its_names_from_the_highest_native_number_down() {
+        let mut c = LinuxSeccomp::default();
+        c.set_default_action(LinuxSeccompAction::ScmpActErrno);
+        c.set_syscalls(Some(vec![syscall(
+            &["read", "socketcall", "openat", "close", "write"],
+            LinuxSeccompAction::ScmpActAllow,
+        )]));
+        let f = learn_filter(Some(&c), Path::new("/s"), None).unwrap();
+        let notify = f
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+            .unwrap();
+        if Arch::native() == Some(Arch::X86_64) {
+            // openat 257, close 3, read 0; socketcall is not an x86_64 syscall.
+            assert_eq!(notify.names(), &["openat", "close", "read", "socketcall"]);
+        }
+        for f in [f, learn_filter(None, Path::new("/s"), None).unwrap()] {
+            for r in f.syscalls().iter().flatten() {
+                let numbers: Vec<Option<u32>> =
+                    r.names().iter().map(|n| native_number(n)).collect();
+                assert!(numbers.windows(2).all(|w| w[0] >= w[1]), "{numbers:?}");
+            }
+        }
     }
 
     fn arg() -> LinuxSeccompArg {
