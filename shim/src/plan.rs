@@ -148,7 +148,9 @@ impl Plan {
         if annotated == Some(Mode::Off) {
             return Ok(plan);
         }
-        let store = match Store::open(&config.db_path) {
+        // Not checked page by page here (that reads the whole file on every container's
+        // start); the learning flush, which writes, checks it whole.
+        let store = match Store::open_to_read(&config.db_path) {
             Ok(store) => store,
             Err(source) => return plan.store_failed(source),
         };
