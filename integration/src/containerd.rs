@@ -56,7 +56,7 @@ const APPLETS: &[&str] = &[
 ];
 
 /// A file added to an image: path in the rootfs, contents, permission bits.
-pub type ImageFile<'a> = (&'a str, &'a str, u32);
+pub type ImageFile<'a> = (&'a str, &'a [u8], u32);
 
 /// True when `containerd` and `ctr` are installed.
 pub fn have_containerd() -> bool {

@@ -146,10 +146,10 @@ pub fn prepare(ctrd: &Containerd) -> Result<()> {
     ctrd.import_image(
         IMAGE,
         &[
-            ("www/index.html", INDEX, 0o644),
-            ("www/about.html", ABOUT, 0o644),
-            ("www/cgi-bin/greet", GREET_CGI, 0o755),
-            ("secret/api-key", SECRET, 0o600),
+            ("www/index.html", INDEX.as_bytes(), 0o644),
+            ("www/about.html", ABOUT.as_bytes(), 0o644),
+            ("www/cgi-bin/greet", GREET_CGI.as_bytes(), 0o755),
+            ("secret/api-key", SECRET.as_bytes(), 0o600),
         ],
     )
 }

@@ -238,8 +238,8 @@ pub fn prepare(ctrd: &Containerd) -> Result<()> {
     ctrd.import_image(
         IMAGE,
         &[
-            ("bench/loop.sh", LOOP_SCRIPT, 0o755),
-            ("www/index.html", &page, 0o644),
+            ("bench/loop.sh", LOOP_SCRIPT.as_bytes(), 0o755),
+            ("www/index.html", page.as_bytes(), 0o644),
         ],
     )
 }

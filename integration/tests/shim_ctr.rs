@@ -1,7 +1,7 @@
 //! chaperone's shim under a real (private) containerd, driven with `ctr`: a container runs to
 //! completion with its output and exit code, a detached one runs exec processes and is killed,
-//! and deleting leaves
-//! nothing behind on the host. Every test also runs against containerd's stock
+//! deleting leaves nothing behind on the host, and (x86_64) a program's 32-bit `socketcall` and
+//! `ipc` calls are learned. Every test also runs against containerd's stock
 //! `io.containerd.runc.v2` to check the test itself. Needs root, containerd, runc and a static
 //! busybox (scripts/test.sh installs them).
 
@@ -334,4 +334,108 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
         "{}",
         ctrd.explain("the failed Create is not in the log")
     );
+}
+
+/// A program without libc for x86_64 that makes two 32-bit syscalls through `int 0x80`, the
+/// multiplexers `socketcall` and `ipc` with an operation no name covers (both fail with
+/// EINVAL, but the filter sees the syscall first), and exits 0.
+#[cfg(target_arch = "x86_64")]
+const INT80_C: &str = r#"
+static long int80(long nr, long call) {
+    long r;
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr), "b"(call), "c"(0) : "memory");
+    return r;
+}
+void _start(void) {
+    int80(102, 0x7fff); /* socketcall */
+    int80(117, 0x7fff); /* ipc */
+    __asm__ volatile("syscall" : : "a"(231), "D"(0)); /* exit_group(0) */
+    for (;;) {}
+}
+"#;
+
+/// Compiles [`INT80_C`] with the build's C compiler (gcc, scripts/lib/common.sh) into `dir`.
+#[cfg(target_arch = "x86_64")]
+fn int80_program(dir: &Path) -> Vec<u8> {
+    let src = dir.join("int80.c");
+    let bin = dir.join("int80");
+    std::fs::write(&src, INT80_C).unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-nostdlib", "-fno-stack-protector", "-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc runs (gcc is one of the build packages)");
+    assert!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&bin).unwrap()
+}
+
+/// A container's 32-bit `socketcall` and `ipc` calls are notified and learned, whatever
+/// operation they name (before, only the operations of the socket and SysV IPC names were).
+#[cfg(target_arch = "x86_64")]
+fn thirty_two_bit_multiplexers(runtime: &str) {
+    use chaperone_profiler::syscalls::sym_of;
+    let Some(ctrd) = setup() else { return };
+    let image = "docker.io/library/chaperone-int80:itest";
+    let program = int80_program(ctrd.dir());
+    ctrd.import_image(image, &[("bin/int80", &program, 0o755)])
+        .unwrap();
+    let id = container_id("int80", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = ctrd
+        .ctr(&[
+            "run",
+            "--runtime",
+            runtime,
+            "--rm",
+            image,
+            &id,
+            "/bin/int80",
+        ])
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        ctrd.explain(format!(
+            "exit of the int 0x80 program: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    );
+    if runtime == RUNC_V2 {
+        return;
+    }
+    let digest = ctrd.image_digest(image).unwrap();
+    let profile = wait_for("the run stored", Duration::from_secs(10), || {
+        Store::open(&ctrd.db_path()).ok()?.load(&digest).ok()?
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let alphabet = profile.counts.alphabet();
+    for name in ["socketcall", "ipc"] {
+        let sym = sym_of(name).unwrap();
+        assert!(
+            alphabet.contains(&sym),
+            "{name} not learned; the profile has {:?}",
+            alphabet
+                .iter()
+                .filter_map(|&s| chaperone_profiler::syscalls::name_of(s))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn chaperone_learns_32_bit_socketcall_and_ipc_whatever_their_operation() {
+    thirty_two_bit_multiplexers(CHAPERONE);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn runc_v2_runs_the_32_bit_syscall_program() {
+    thirty_two_bit_multiplexers(RUNC_V2);
 }
