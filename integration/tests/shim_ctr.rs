@@ -27,23 +27,39 @@ fn container_id(test: &str, runtime: &str) -> String {
     format!("{test}-{short}-{}", std::process::id())
 }
 
+/// `ctr run --runtime RUNTIME --rm [EXTRA...] IMAGE ID CMD...`, attached: its output once the
+/// container has exited and been deleted.
+fn run_rm(
+    ctrd: &Containerd,
+    runtime: &str,
+    extra: &[&str],
+    image: &str,
+    id: &str,
+    cmd: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["run", "--runtime", runtime, "--rm"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[image, id]);
+    args.extend_from_slice(cmd);
+    ctrd.ctr(&args).unwrap()
+}
+
 fn run_to_completion(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("run", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = ctrd
-        .ctr(&[
-            "run",
-            "--runtime",
-            runtime,
-            "--rm",
-            BUSYBOX_IMAGE,
-            &id,
+    let out = run_rm(
+        &ctrd,
+        runtime,
+        &[],
+        BUSYBOX_IMAGE,
+        &id,
+        &[
             "sh",
             "-c",
             "echo hello from $(uname -s); echo oops >&2; exit 3",
-        ])
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -306,19 +322,14 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
 
     let bad = container_id("bad", CHAPERONE);
     let _cleanup_bad = Cleanup(&ctrd, bad.clone());
-    let out = ctrd
-        .ctr(&[
-            "run",
-            "--runtime",
-            CHAPERONE,
-            "--rm",
-            "--annotation",
-            "chaperone.io/mode=lurn",
-            BUSYBOX_IMAGE,
-            &bad,
-            "true",
-        ])
-        .unwrap();
+    let out = run_rm(
+        &ctrd,
+        CHAPERONE,
+        &["--annotation", "chaperone.io/mode=lurn"],
+        BUSYBOX_IMAGE,
+        &bad,
+        &["true"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad mode must fail create");
     assert!(
@@ -386,17 +397,7 @@ fn thirty_two_bit_multiplexers(runtime: &str) {
         .unwrap();
     let id = container_id("int80", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = ctrd
-        .ctr(&[
-            "run",
-            "--runtime",
-            runtime,
-            "--rm",
-            image,
-            &id,
-            "/bin/int80",
-        ])
-        .unwrap();
+    let out = run_rm(&ctrd, runtime, &[], image, &id, &["/bin/int80"]);
     assert_eq!(
         out.status.code(),
         Some(0),
