@@ -12,7 +12,7 @@
 //! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
 //! x86_64 and aarch64 tables is notified (with 32-bit x86's `socketcall` and `ipc` where the
 //! filter covers that ABI), and runc skips names its libseccomp cannot resolve. Each rule lists
-//! its names in the order libseccomp compiles fastest (see `order_for_runc`).
+//! its names in an order libseccomp compiles faster than alphabetically (see `order_for_runc`).
 //!
 //! The container's own filter is never weakened: its default action and every rule whose action
 //! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
