@@ -339,15 +339,25 @@ fn out_of_memory(runtime: &str) {
         });
     }
     // The subscription is live once it reports an event: a container created for the purpose.
-    let probe = format!("{id}-probe");
-    let _probe_cleanup = Cleanup(&ctrd, probe.clone());
-    ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
-        .unwrap();
+    // One created before `ctr events` subscribed is never reported (seen in CI under load), so
+    // a new probe is created each second until one is.
+    let mut probes: Vec<Cleanup<'_>> = Vec::new();
+    let mut polls = 0_u32;
     wait_for("ctr events to subscribe", Duration::from_secs(20), || {
-        seen.lock()
-            .unwrap()
+        if polls.is_multiple_of(20) {
+            let probe = format!("{id}-probe{}", probes.len());
+            ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
+                .unwrap();
+            probes.push(Cleanup(&ctrd, probe));
+        }
+        polls += 1;
+        let seen = seen.lock().unwrap();
+        probes
             .iter()
-            .any(|l| l.contains("/containers/create") && l.contains(&probe))
+            .any(|p| {
+                seen.iter()
+                    .any(|l| l.contains("/containers/create") && l.contains(&p.1))
+            })
             .then_some(())
     })
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
