@@ -4,6 +4,7 @@
 //! ([`stats::calibrate`]) turns scores into alarms at a target false-alarm rate.
 
 mod baseline;
+mod cover;
 mod hmm;
 mod ngram;
 pub mod stats;
@@ -12,6 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use baseline::{Markov, Stide};
+pub use cover::Cover;
 pub use hmm::HmmDetector;
 pub use ngram::{NgramDetector, NgramParams};
 
@@ -37,11 +39,20 @@ pub enum Kind {
     Stide,
     /// Discrete hidden Markov model, forward-algorithm mean surprisal.
     Hmm,
+    /// Sequence covering: the fewest pieces of training sequences a sequence is made of, per
+    /// syscall.
+    Cover,
 }
 
 impl Kind {
     /// Every detector, best first.
-    pub const ALL: [Kind; 4] = [Kind::Ngram, Kind::Hmm, Kind::Markov, Kind::Stide];
+    pub const ALL: [Kind; 5] = [
+        Kind::Ngram,
+        Kind::Cover,
+        Kind::Hmm,
+        Kind::Markov,
+        Kind::Stide,
+    ];
 
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +61,7 @@ impl Kind {
             Kind::Markov => "markov",
             Kind::Stide => "stide",
             Kind::Hmm => "hmm",
+            Kind::Cover => "cover",
         }
     }
 
@@ -60,6 +72,7 @@ impl Kind {
             Kind::Markov => Box::new(Markov::train(training)?),
             Kind::Stide => Box::new(Stide::train(training, 6)),
             Kind::Hmm => Box::new(HmmDetector::train(training, HmmConfig::default())?),
+            Kind::Cover => Box::new(Cover::train(training)),
         })
     }
 }
