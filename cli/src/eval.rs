@@ -24,6 +24,11 @@ those at even positions and the detection rate (DR) on every attack trace. ROC A
 attacks with all normal traces (ties count half). Protocol p2 also trains on normal traces with \
 i % 3 == 0, calibrates on i % 3 == 1 and measures FAR on i % 3 == 2.
 
+Detectors (higher scores are more anomalous): ngram, the smoothed order-8 back-off model the \
+shim runs, mean surprisal per syscall; cover, the fewest pieces of training sequences a trace \
+is made of, per syscall; hmm, a 16-state hidden Markov model, mean surprisal; markov, a \
+first-order chain (baseline); stide, the share of 6-grams never seen in training (baseline).
+
 With --format adfa, DIR holds Training_Data_Master/, Validation_Data_Master/ and \
 Attack_Data_Master/<Family>_<N>/. Other formats take --train, --normal and --attack paths \
 (files or directories); each --attack path is one attack family, named after its last \
@@ -48,7 +53,7 @@ pub struct EvalArgs {
     /// Target false-alarm rate the threshold is calibrated to.
     #[arg(long, default_value_t = 0.05, value_parser = parse_far)]
     far: f64,
-    /// Detector to evaluate: ngram, hmm, markov, stide, or all.
+    /// Detector to evaluate: ngram, cover, hmm, markov, stide, or all.
     #[arg(long, default_value = "ngram", value_parser = parse_detectors)]
     detector: DetectorChoice,
     /// Split protocol: p1 or p2.
