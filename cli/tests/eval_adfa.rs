@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::chaperone;
 
@@ -23,9 +23,11 @@ fn dataset() -> Option<PathBuf> {
     None
 }
 
-fn eval(args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["eval"];
+/// `chaperone eval --format adfa DIR ARGS... --json`, one report per line.
+fn eval(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["eval", "--format", "adfa", dir.to_str().unwrap()];
     all.extend_from_slice(args);
+    all.push("--json");
     let out = chaperone(&all);
     assert!(
         out.status.success(),
@@ -48,14 +50,7 @@ fn field(r: &Value, name: &str) -> f64 {
 #[test]
 fn best_detector_beats_the_stide_floor_on_p1() {
     let Some(dir) = dataset() else { return };
-    let reports = eval(&[
-        "--format",
-        "adfa",
-        dir.to_str().unwrap(),
-        "--detector",
-        "all",
-        "--json",
-    ]);
+    let reports = eval(&dir, &["--detector", "all"]);
     assert!(reports.len() >= 5, "{reports:?}");
     let stide = reports.iter().find(|r| r["detector"] == "stide").unwrap();
     let best = reports
@@ -101,15 +96,8 @@ fn best_detector_beats_the_stide_floor_on_p1() {
 #[test]
 fn p2_learning_from_more_normal_data_helps() {
     let Some(dir) = dataset() else { return };
-    let p1 = eval(&["--format", "adfa", dir.to_str().unwrap(), "--json"]);
-    let p2 = eval(&[
-        "--format",
-        "adfa",
-        dir.to_str().unwrap(),
-        "--protocol",
-        "p2",
-        "--json",
-    ]);
+    let p1 = eval(&dir, &[]);
+    let p2 = eval(&dir, &["--protocol", "p2"]);
     let (p1, p2) = (&p1[0], &p2[0]);
     eprintln!("p1: {p1}\np2: {p2}");
     assert_eq!(p2["protocol"], "p2");
@@ -118,16 +106,7 @@ fn p2_learning_from_more_normal_data_helps() {
     assert!(field(p2, "auc") >= 0.87, "{p2}");
     assert!(field(p2, "auc") > field(p1, "auc") + 0.02, "{p1} vs {p2}");
     // Sequence covering gains more from the extra data (measured 0.888).
-    let cover = eval(&[
-        "--format",
-        "adfa",
-        dir.to_str().unwrap(),
-        "--protocol",
-        "p2",
-        "--detector",
-        "cover",
-        "--json",
-    ]);
+    let cover = eval(&dir, &["--protocol", "p2", "--detector", "cover"]);
     let cover = &cover[0];
     eprintln!("cover p2: {cover}");
     assert_eq!(cover["detector"], "cover");
