@@ -194,17 +194,22 @@ pub enum ShimError {
 /// `Result` with the shim's error.
 pub type Result<T> = std::result::Result<T, ShimError>;
 
+/// An error's message with every source appended (`a: b: c`).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl ShimError {
     /// The message with every source appended (`a: b: c`), as containerd shows it.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
+        chain(self)
     }
 
     pub(crate) fn code(&self) -> ttrpc::Code {

@@ -14,18 +14,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaperone_config::Mode;
+use chaperone_config::{FailMode, Mode};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store};
 use chaperone_profiler::supervisor::listener::{Accepted, Listener, ListenerConfig};
 use chaperone_profiler::supervisor::{
-    Fixed, KernelNotifier, Learn, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
-    Wait,
+    kill_pid, Answer, Delivery, Fixed, KernelNotifier, Learn, Notifier, Received, Stats,
+    Supervisor, SupervisorConfig, SupervisorError, Verdict, Wait,
 };
-use tracing::{debug, info, warn};
+use chaperone_profiler::syscalls::Arch;
+use tracing::{debug, error, info, warn};
 
 use crate::alert::ShimResponder;
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::plan::{Model, Plan};
 
 /// The listener socket's file name in the shim's state directory.
@@ -232,6 +233,7 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         let stats = Arc::clone(stats);
         let id = accepted.state.metadata().clone().unwrap_or_default();
         let traced = plans.start(&id);
+        let init = init_pid(&accepted);
         let registry = Arc::clone(plans);
         let container = id.clone();
         let spawned = std::thread::Builder::new()
@@ -242,9 +244,11 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
             });
         if let Err(e) = spawned {
             // The fd went with the closure: the kernel now fails the container's traced
-            // syscalls with ENOSYS. Say so loudly.
+            // syscalls with ENOSYS, and no thread is left to serve a fail-open fallback. Stop
+            // the container rather than leave it broken.
             plans.done(&id);
-            warn!(container = %id, error = %e, "cannot start a supervisor thread; the container is not served");
+            error!(container = %id, error = %e, "cannot start a supervisor thread; stopping the container");
+            stop(&id, init);
         }
     }
 }
@@ -256,23 +260,17 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
         // runc only connects for bundles this shim rewrote, so this is a stray connection:
         // serve it (the process would otherwise fail with ENOSYS) but keep nothing.
         warn!(container = %id, pid, "no plan for this container; its syscalls are allowed and not learned");
-        let result = KernelNotifier::new(accepted.seccomp_fd, Wait::default()).and_then(|n| {
-            let mode = Learn::new(NgramCounts::new(1)?);
-            Supervisor::new(
-                n,
-                mode,
-                Fixed::new(Verdict::Continue),
-                supervisor_config(),
-                stats,
-            )?
-            .run()
-        });
-        if let Err(e) = result {
+        if let Err(e) = allow_all(accepted.seccomp_fd, stats) {
             warn!(container = %id, pid, error = %e, "supervisor failed");
         }
         return;
     };
+    let init = init_pid(&accepted);
+    // A second descriptor of the listener keeps it open when the supervisor fails, so the
+    // fail mode decides what the container's syscalls get, not ENOSYS.
+    let spare = accepted.seccomp_fd.try_clone();
     let plan = traced.plan;
+    let fault = injected_fault(&id);
     let result = match (&plan.mode, &plan.model) {
         (Mode::Monitor | Mode::Enforce, Model::Detect(detect)) => {
             let responder = ShimResponder::new(
@@ -281,7 +279,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                 pid,
                 Some(Arc::clone(detect.scorer())),
             );
-            detect_run(accepted, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
+            detect_run(accepted, fault, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
                 let s = stats.snapshot();
                 info!(container = %id, pid, deviations, notifications = s.events, prelude = s.prelude, "supervisor done");
             })
@@ -295,12 +293,143 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                     .pid()
                     .is_none_or(|init| init == *accepted.state.pid()),
             );
-            learn_run(accepted, &plan, pid, stats, containers)
+            learn_run(accepted, fault, &plan, pid, Arc::clone(&stats), containers)
                 .map(|learning| store_learning(&plan, pid, &learning, "exit"))
         }
     };
     if let Err(e) = result {
-        warn!(container = %id, pid, error = %e, "supervisor failed");
+        fail(&plan, pid, init, spare, stats, &e);
+    }
+}
+
+/// A supervisor failed: what `fail_mode` says. Closed stops the container (its init is
+/// killed, so containerd reports it exited); open answers everything it calls with "continue",
+/// untraced, until it exits. Either way the container is never left running with its traced
+/// syscalls failing.
+fn fail(
+    plan: &Plan,
+    pid: u32,
+    init: u32,
+    spare: std::io::Result<std::os::fd::OwnedFd>,
+    stats: Arc<Stats>,
+    error: &SupervisorError,
+) {
+    let id = &plan.id;
+    let error = chain(error);
+    match (plan.config.fail_mode, spare) {
+        (FailMode::Open, Ok(fd)) => {
+            error!(container = %id, pid, error, "supervisor failed; fail_mode is open, so the container's syscalls are allowed, untraced, until it exits");
+            if let Err(e) = allow_all(fd, stats) {
+                error!(container = %id, pid, error = chain(&e), "the untraced fallback failed too; stopping the container");
+                stop(id, init);
+            }
+        }
+        (FailMode::Open, Err(e)) => {
+            error!(container = %id, pid, error, dup_error = %e, "supervisor failed and its listener could not be kept; stopping the container although fail_mode is open");
+            stop(id, init);
+        }
+        (FailMode::Closed, _) => {
+            error!(container = %id, pid, error, "supervisor failed; fail_mode is closed, so the container is stopped");
+            stop(id, init);
+        }
+    }
+}
+
+/// The container's init: killing it ends the container (the first process of a pid namespace
+/// takes the others with it).
+fn init_pid(accepted: &Accepted) -> u32 {
+    let init = accepted.state.state().pid().or(Some(*accepted.state.pid()));
+    init.and_then(|p| u32::try_from(p).ok()).unwrap_or_default()
+}
+
+fn stop(id: &str, init: u32) {
+    if init == 0 {
+        error!(container = %id, "cannot stop the container: runc named no pid");
+    } else if let Err(e) = kill_pid(init) {
+        error!(container = %id, pid = init, error = %e, "cannot kill the container's init");
+    }
+}
+
+/// Answers every notification on `fd` with "continue" until the filter has no users.
+fn allow_all(
+    fd: std::os::fd::OwnedFd,
+    stats: Arc<Stats>,
+) -> std::result::Result<(), SupervisorError> {
+    let notifier = KernelNotifier::new(fd, Wait::default())?;
+    let mode = Learn::new(NgramCounts::new(1)?);
+    Supervisor::new(
+        notifier,
+        mode,
+        Fixed::new(Verdict::Continue),
+        supervisor_config(),
+        stats,
+    )?
+    .run()
+}
+
+/// Debug builds only: containers whose id contains this variable's value (in the shim's
+/// environment, inherited from containerd) get a supervisor that fails while they run, so
+/// the integration tests can check the fail mode on a real container. Release builds ignore
+/// it.
+pub const FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR";
+
+fn injected_fault(id: &str) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var(FAULT_ENV).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
+}
+
+/// The kernel's notifier, or with an injected fault ([`FAULT_ENV`]) one whose next receive
+/// after the container's `execve` fails: the container has started (runc's Start), and no
+/// notification is left held unanswered.
+#[derive(Debug)]
+struct MaybeFaulty {
+    inner: KernelNotifier,
+    fault: bool,
+    exec_seen: bool,
+}
+
+impl MaybeFaulty {
+    fn new(fd: std::os::fd::OwnedFd, fault: bool) -> std::result::Result<Self, SupervisorError> {
+        Ok(Self {
+            inner: KernelNotifier::new(fd, Wait::default())?,
+            fault,
+            exec_seen: false,
+        })
+    }
+}
+
+impl Notifier for MaybeFaulty {
+    fn recv(&mut self) -> std::result::Result<Received, SupervisorError> {
+        if self.exec_seen {
+            return Err(SupervisorError::Config {
+                reason: "fault injected for a test",
+            });
+        }
+        let received = self.inner.recv()?;
+        if let (true, Received::Event(n)) = (self.fault, &received) {
+            let name = Arch::ALL
+                .into_iter()
+                .find(|a| a.audit_arch() == n.arch)
+                .and_then(|a| a.name(u32::try_from(n.nr).ok()?));
+            self.exec_seen = name == Some("execve");
+        }
+        Ok(received)
+    }
+
+    fn send(&mut self, id: u64, answer: Answer) -> std::result::Result<Delivery, SupervisorError> {
+        self.inner.send(id, answer)
+    }
+
+    fn id_valid(&mut self, id: u64) -> bool {
+        self.inner.id_valid(id)
+    }
+
+    fn kill_process(&mut self, tid: u32, id: u64) -> std::result::Result<bool, SupervisorError> {
+        self.inner.kill_process(tid, id)
+    }
+
+    fn thread_alive(&mut self, tid: u32) -> bool {
+        self.inner.thread_alive(tid)
     }
 }
 
@@ -315,11 +444,12 @@ fn supervisor_config() -> SupervisorConfig {
 
 fn detect_run(
     accepted: Accepted,
+    fault: bool,
     detect: chaperone_profiler::supervisor::Detect,
     responder: ShimResponder,
     stats: Arc<Stats>,
 ) -> std::result::Result<u64, SupervisorError> {
-    let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
+    let notifier = MaybeFaulty::new(accepted.seccomp_fd, fault)?;
     let mut sup = Supervisor::new(notifier, detect, responder, supervisor_config(), stats)?;
     sup.run()?;
     Ok(sup.into_parts().1.deviations)
@@ -327,12 +457,13 @@ fn detect_run(
 
 fn learn_run(
     accepted: Accepted,
+    fault: bool,
     plan: &Arc<Plan>,
     pid: u32,
     stats: Arc<Stats>,
     containers: u64,
 ) -> std::result::Result<Learning, SupervisorError> {
-    let notifier = KernelNotifier::new(accepted.seccomp_fd, Wait::default())?;
+    let notifier = MaybeFaulty::new(accepted.seccomp_fd, fault)?;
     let mode = match &plan.model {
         // Count in the profile's own order so the counts merge.
         Model::Reference(scorer) => {
