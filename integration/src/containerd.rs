@@ -135,6 +135,21 @@ impl Containerd {
         level: &str,
         cri: Option<&dyn Fn(&Path) -> String>,
     ) -> Result<Self> {
+        Self::launch(shim_dir, level, cri, &[])
+    }
+
+    /// As [`Containerd::start`], with `env` added to containerd's environment (its shims
+    /// inherit it).
+    pub fn start_env(shim_dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        Self::launch(shim_dir, "debug", None, env)
+    }
+
+    fn launch(
+        shim_dir: &Path,
+        level: &str,
+        cri: Option<&dyn Fn(&Path) -> String>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("chp-ctrd").tempdir()?;
         let base = dir.path();
         std::fs::write(base.join(CHAPERONE_CONFIG_FILE), chaperone_config(base, ""))?;
@@ -171,7 +186,8 @@ state = "{state}"
             .arg("--config")
             .arg(base.join("config.toml"))
             .env("PATH", path)
-            .env(RUN_DIR_ENV, base.join("run"));
+            .env(RUN_DIR_ENV, base.join("run"))
+            .envs(env.iter().copied());
         if cri.is_none() {
             command.env(CONFIG_ENV, base.join(CHAPERONE_CONFIG_FILE));
         } else {

@@ -1,0 +1,177 @@
+//! A container whose supervisor is lost is never left running with its traced syscalls failing
+//! (ENOSYS): with the shim killed (a panic aborts the shim the same way), containerd takes the
+//! container down; with a supervisor that fails inside a live shim, `fail_mode` decides:
+//! closed stops the container, open lets it run untraced.
+
+// Integration tests and benches are their own crates: their tests have no test module, and
+// they report to the terminal.
+#![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
+
+use std::time::Duration;
+
+use chaperone_integration::containerd::{
+    prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+};
+use chaperone_shim::learn::FAULT_ENV;
+
+/// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
+    let listed = ctrd
+        .ctr_ok(&["tasks", "ls"])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    listed
+        .lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some(id)).then(|| cols.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("no pid for {id} in {listed}"))))
+}
+
+#[test]
+fn a_killed_shim_takes_its_container_down_with_it() {
+    let Some(ctrd) = setup() else { return };
+    let id = format!("shim-killed-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.run_sleeping(CHAPERONE, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let pid = task_pid(&ctrd, &id);
+    let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
+    assert_eq!(
+        shims.len(),
+        1,
+        "{}",
+        ctrd.explain(format!("shims: {shims:?}"))
+    );
+    assert!(!dead(pid), "the container runs before the shim is killed");
+
+    // SAFETY: kill(2) with a pid read from /proc for this test's own shim.
+    let sent = unsafe { libc::kill(libc::pid_t::try_from(shims[0]).unwrap(), libc::SIGKILL) };
+    assert_eq!(sent, 0, "SIGKILL to the shim {}", shims[0]);
+
+    // containerd sees its shim gone and runs the shim's delete action (runc delete --force):
+    // the container's process is killed, not left sleeping under a closed notify fd.
+    wait_for(
+        "the container's process to die",
+        Duration::from_secs(30),
+        || dead(pid).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the task to stop", Duration::from_secs(30), || {
+        (ctrd.task_status(&id).as_deref() != Some("RUNNING")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+}
+
+/// A containerd whose shims fail the supervisor of every container with `failing` in its id.
+fn failing_containerd() -> Option<Containerd> {
+    let ctrd = Containerd::start_env(&prerequisites()?, &[(FAULT_ENV, "failing")])
+        .expect("containerd starts");
+    ctrd.import_busybox().expect("busybox image imports");
+    Some(ctrd)
+}
+
+fn run(ctrd: &Containerd, id: &str) -> std::process::Output {
+    ctrd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        CHAPERONE,
+        BUSYBOX_IMAGE,
+        id,
+        "sh",
+        "-c",
+        "ls / >/dev/null; echo ran",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+}
+
+fn logged(ctrd: &Containerd, id: &str, message: &str) -> bool {
+    ctrd.log()
+        .lines()
+        .any(|l| l.contains(message) && l.contains(id))
+}
+
+#[test]
+fn a_failed_supervisor_stops_its_container_when_fail_mode_is_closed() {
+    let Some(ctrd) = failing_containerd() else {
+        return;
+    };
+    let id = format!("failing-closed-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = run(&ctrd, &id);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The supervisor fails once the container's program runs (after its execve): the
+    // container is killed there, before the script's first command.
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 9),
+        "{}",
+        ctrd.explain(format!("ctr run: {out:?}"))
+    );
+    assert!(!stdout.contains("ran"), "{stdout}");
+    assert!(
+        logged(
+            &ctrd,
+            &id,
+            "fail_mode is closed, so the container is stopped"
+        ),
+        "{}",
+        ctrd.explain("no fail-closed message in the log")
+    );
+
+    // A container the fault does not name is traced as usual beside it.
+    let healthy = format!("healthy-{}", std::process::id());
+    let _cleanup_healthy = Cleanup(&ctrd, healthy.clone());
+    let out = run(&ctrd, &healthy);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ran"),
+        "{}",
+        ctrd.explain(format!("ctr run: {out:?}"))
+    );
+    assert!(
+        logged(&ctrd, &healthy, "storing what the container learned"),
+        "{}",
+        ctrd.explain("the healthy container was not learned")
+    );
+}
+
+#[test]
+fn a_failed_supervisor_lets_its_container_run_untraced_when_fail_mode_is_open() {
+    let Some(ctrd) = failing_containerd() else {
+        return;
+    };
+    ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
+    let id = format!("failing-open-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = run(&ctrd, &id);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ran"),
+        "{}",
+        ctrd.explain(format!("ctr run: {out:?}"))
+    );
+    assert!(
+        logged(
+            &ctrd,
+            &id,
+            "fail_mode is open, so the container's syscalls are allowed"
+        ),
+        "{}",
+        ctrd.explain("no fail-open message in the log")
+    );
+    assert!(
+        !logged(&ctrd, &id, "storing what the container learned"),
+        "{}",
+        ctrd.explain("an untraced run was learned")
+    );
+}
