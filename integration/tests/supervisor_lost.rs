@@ -96,6 +96,16 @@ fn run(ctrd: &Containerd, id: &str) -> std::process::Output {
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
 }
 
+/// Runs the script in `id` and checks that it ran to its end.
+fn run_to_its_end(ctrd: &Containerd, id: &str) {
+    let out = run(ctrd, id);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ran"),
+        "{}",
+        ctrd.explain(format!("ctr run: {out:?}"))
+    );
+}
+
 fn logged(ctrd: &Containerd, id: &str, message: &str) -> bool {
     ctrd.log()
         .lines()
@@ -133,12 +143,7 @@ fn a_failed_supervisor_stops_its_container_when_fail_mode_is_closed() {
     // A container the fault does not name is traced as usual beside it.
     let healthy = format!("healthy-{}", std::process::id());
     let _cleanup_healthy = Cleanup(&ctrd, healthy.clone());
-    let out = run(&ctrd, &healthy);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ran"),
-        "{}",
-        ctrd.explain(format!("ctr run: {out:?}"))
-    );
+    run_to_its_end(&ctrd, &healthy);
     assert!(
         logged(&ctrd, &healthy, "storing what the container learned"),
         "{}",
@@ -154,12 +159,7 @@ fn a_failed_supervisor_lets_its_container_run_untraced_when_fail_mode_is_open() 
     ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
     let id = format!("failing-open-{}", std::process::id());
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = run(&ctrd, &id);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ran"),
-        "{}",
-        ctrd.explain(format!("ctr run: {out:?}"))
-    );
+    run_to_its_end(&ctrd, &id);
     assert!(
         logged(
             &ctrd,
