@@ -238,7 +238,10 @@ impl AlertLog {
 pub struct ShimResponder {
     plan: Arc<Plan>,
     pauser: Option<Pauser>,
+    /// The traced process (the container's init, or an exec process).
     pid: u32,
+    /// The container's init, which "kill container" kills.
+    init: u32,
     scorer: Option<Arc<NgramScorer>>,
     log: AlertLog,
     limit: RateLimit,
@@ -247,11 +250,13 @@ pub struct ShimResponder {
 }
 
 impl ShimResponder {
-    /// A responder for the container of `plan` whose init is `pid`; `pauser` pauses it.
+    /// A responder for process `pid` of the container of `plan` whose init is `init` (the
+    /// same pid unless `pid` is an exec process); `pauser` pauses it.
     pub fn new(
         plan: Arc<Plan>,
         pauser: Option<Pauser>,
         pid: u32,
+        init: u32,
         scorer: Option<Arc<NgramScorer>>,
     ) -> Self {
         let log = AlertLog::new(plan.alerts_path());
@@ -259,6 +264,7 @@ impl ShimResponder {
             plan,
             pauser,
             pid,
+            init,
             scorer,
             log,
             limit: RateLimit::new(ALERT_INTERVAL),
@@ -319,8 +325,8 @@ impl Responder for ShimResponder {
 
     fn kill_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {
         // The container's init is the first process of its pid namespace: killing it makes the
-        // kernel kill every other process of the namespace.
-        kill_pid(self.pid)
+        // kernel kill every other process of the namespace, an exec process's too.
+        kill_pid(self.init)
             .map(|_| ())
             .map_err(|e| ActionError::Failed {
                 action: "kill container",

@@ -277,6 +277,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                 Arc::clone(&plan),
                 traced.pauser,
                 pid,
+                init,
                 Some(Arc::clone(detect.scorer())),
             );
             detect_run(accepted, fault, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
