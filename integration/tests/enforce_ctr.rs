@@ -548,3 +548,72 @@ fn profiles_are_keyed_by_the_image_digest_cri_gives() {
         "the image name is not the key when a digest is given"
     );
 }
+
+/// `kill` is the container's, whichever of its processes deviates: an exec process that
+/// deviates takes the container's init, and with it the whole container, down.
+#[test]
+fn an_exec_process_that_deviates_kills_its_whole_container() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("exec-kill-{}", std::process::id());
+    // The container's init only sleeps: learned from short sleeps, the long one is benign.
+    for n in 1..=LEARN_RUNS {
+        let out = run(
+            &ctrd,
+            &format!("{key}-learn{n}"),
+            &[("chaperone.io/profile", &key)],
+            &[],
+            "exec sleep 0.01",
+        );
+        expect_exit(&ctrd, &out, 0);
+    }
+    let s = summary(&ctrd, &key);
+    assert!(
+        s.containers == LEARN_RUNS as u64 && s.calibration > 0,
+        "{s:?}"
+    );
+
+    let id = format!("{key}-attack");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut args = vec!["run", "-d", "--runtime", CHAPERONE];
+    let annotations: Vec<String> = enforce(&key, "kill")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for a in &annotations {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([BUSYBOX_IMAGE, id.as_str(), "sh", "-c", "exec sleep 1000"]);
+    ctrd.ctr_ok(&args)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the task to run", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    // The profile never saw a socket: the exec process is answered with kill.
+    let out = ctrd
+        .ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "probe",
+            &id,
+            "nc",
+            "127.0.0.1",
+            "9",
+        ])
+        .expect("ctr runs");
+    assert_ne!(out.status.code(), Some(0), "{}", ctrd.explain(text(&out)));
+    wait_for("the whole task to stop", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let alerts = alerts_of(&ctrd, &id);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["output_fields"]["chaperone.action"] == "kill"),
+        "{}",
+        ctrd.explain(format!("a kill alert: {alerts:?}"))
+    );
+}
