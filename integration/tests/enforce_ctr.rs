@@ -1,8 +1,8 @@
 //! Learn → enforce end to end under a real (private) containerd: containers of one profile are
 //! learned into the SQLite store, then a benign rerun passes in silence and a deviating one is
-//! answered as configured (kill, deny, alert only). Also: concurrent learning loses no count, a
-//! running container's learning reaches the store periodically, and an unusable store follows
-//! the fail mode. Needs root, containerd, runc and a static busybox (scripts/test.sh installs
+//! answered as configured (kill, deny, alert only; kill takes the whole container when an exec
+//! process deviates). Also: concurrent learning loses no count, a running container's learning
+//! reaches the store periodically, and an unusable store follows the fail mode. Needs root, containerd, runc and a static busybox (scripts/test.sh installs
 //! them).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
