@@ -1,7 +1,8 @@
 //! chaperone's shim under a real (private) containerd, driven with `ctr`: a container runs to
 //! completion with its output and exit code, a detached one runs exec processes and is killed,
-//! deleting leaves nothing behind on the host, and (x86_64) a program's 32-bit `socketcall` and
-//! `ipc` calls are learned. Every test also runs against containerd's stock
+//! deleting leaves nothing behind on the host, what init leaves in the host's pid namespace is
+//! killed before its exit is recorded, and (x86_64) a program's 32-bit `socketcall` and `ipc`
+//! calls are learned. Every test also runs against containerd's stock
 //! `io.containerd.runc.v2` to check the test itself. Needs root, containerd, runc and a static
 //! busybox (scripts/test.sh installs them).
 
@@ -439,4 +440,84 @@ fn chaperone_learns_32_bit_socketcall_and_ipc_whatever_their_operation() {
 #[test]
 fn runc_v2_runs_the_32_bit_syscall_program() {
     thirty_two_bit_multiplexers(RUNC_V2);
+}
+
+/// Whether SIGKILL is pending for `pid`, or it is gone or a zombie: what a process that was
+/// sent SIGKILL looks like in the instant after.
+fn killed(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let pending = |name: &str| u64::from_str_radix(&field(name), 16).unwrap_or(0);
+    let sigkill = 1 << (libc::SIGKILL - 1);
+    field("State:").starts_with(['Z', 'X'])
+        || (pending("ShdPnd:") | pending("SigPnd:")) & sigkill != 0
+}
+
+/// A container sharing the host's pid namespace has nobody to take its processes down when its
+/// init exits; the shim kills what init left before it records the exit, so once the task is
+/// seen stopped (and before it is deleted, which would kill them too), a background process of
+/// the container is dead or dying.
+fn init_exit_in_the_host_pid_namespace(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("hostpid", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out_dir = ctrd.dir().join(format!("out-{id}"));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/out,options=rbind:rw",
+        out_dir.display()
+    );
+    // This test's own pid namespace, the host's (pid 1's may not be readable here).
+    let host = format!("pid:/proc/{}/ns/pid", std::process::id());
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        runtime,
+        "--with-ns",
+        &host,
+        "--mount",
+        &mount,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "sleep 1000 & echo $! > /out/pid",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the task to stop", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let written = std::fs::read_to_string(out_dir.join("pid")).unwrap_or_default();
+    let pid: u32 = written
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", ctrd.explain(format!("no pid in {written:?}"))));
+    assert!(
+        killed(pid),
+        "{}",
+        ctrd.explain(format!(
+            "the container's sleep ({pid}) outlived its recorded exit"
+        ))
+    );
+}
+
+#[test]
+fn chaperone_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit() {
+    init_exit_in_the_host_pid_namespace(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit() {
+    init_exit_in_the_host_pid_namespace(RUNC_V2);
 }
