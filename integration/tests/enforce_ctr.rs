@@ -158,6 +158,29 @@ fn enforce(key: &str, action: &'static str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Starts `sh -c script` detached as container `id`, enforcing profile `key` with `action`.
+fn start_enforced(
+    ctrd: &Containerd,
+    key: &str,
+    action: &'static str,
+    extra: &[&str],
+    id: &str,
+    script: &str,
+) {
+    let annotations: Vec<String> = enforce(key, action)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut args = vec!["run", "-d", "--runtime", CHAPERONE];
+    args.extend_from_slice(extra);
+    for a in &annotations {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([BUSYBOX_IMAGE, id, "sh", "-c", script]);
+    ctrd.ctr_ok(&args)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+}
+
 fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, s)| (*k, s.as_str())).collect()
 }
@@ -465,17 +488,7 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     );
     let id = format!("{key}-attack");
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut args = vec!["run", "-d", "--runtime", CHAPERONE, "--mount", &mount];
-    let annotations: Vec<String> = enforce(&key, "pause")
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for a in &annotations {
-        args.extend(["--annotation", a.as_str()]);
-    }
-    args.extend([BUSYBOX_IMAGE, id.as_str(), "sh", "-c", script.as_str()]);
-    ctrd.ctr_ok(&args)
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    start_enforced(&ctrd, &key, "pause", &["--mount", &mount], &id, &script);
 
     wait_for("the task to be paused", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("PAUSED")).then_some(())
@@ -574,17 +587,7 @@ fn an_exec_process_that_deviates_kills_its_whole_container() {
 
     let id = format!("{key}-attack");
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut args = vec!["run", "-d", "--runtime", CHAPERONE];
-    let annotations: Vec<String> = enforce(&key, "kill")
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for a in &annotations {
-        args.extend(["--annotation", a.as_str()]);
-    }
-    args.extend([BUSYBOX_IMAGE, id.as_str(), "sh", "-c", "exec sleep 1000"]);
-    ctrd.ctr_ok(&args)
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    start_enforced(&ctrd, &key, "kill", &[], &id, "exec sleep 1000");
     wait_for("the task to run", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
     })
