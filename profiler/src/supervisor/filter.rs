@@ -150,6 +150,15 @@ const EPERM: u32 = 1;
 /// `ipc` call whose operation no name covers went unseen.
 const X86_MULTIPLEXERS: &[&str] = &["ipc", "socketcall"];
 
+/// Whether `filter` names 32-bit x86 among its architectures.
+fn covers_x86(filter: &LinuxSeccomp) -> bool {
+    filter
+        .architectures()
+        .iter()
+        .flatten()
+        .any(|a| *a == OciArch::ScmpArchX86)
+}
+
 /// Orders the names of one rule for runc: by the native syscall number, highest first, names
 /// the native table lacks last. runc adds the names to libseccomp in the order given, and
 /// libseccomp 2.5.4 compiles learn mode's 350 for x86_64 and x86 in about 4 ms this way
@@ -238,11 +247,7 @@ pub fn tiered_filter(
         // Names no rule mentions follow the default action, which allows: those of another
         // tier get a rule. Allowed ones need none.
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
-        let x86 = out
-            .architectures()
-            .iter()
-            .flatten()
-            .any(|a| *a == OciArch::ScmpArchX86);
+        let x86 = covers_x86(&out);
         let multiplexers = X86_MULTIPLEXERS.iter().copied().filter(|_| x86);
         for n in all_names()
             .into_iter()
@@ -334,11 +339,7 @@ mod tests {
     fn the_multiplexers_are_notified_where_the_filter_covers_x86() {
         let f = learn_filter(None, Path::new("/s"), None).unwrap();
         let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
-        let x86 = f
-            .architectures()
-            .iter()
-            .flatten()
-            .any(|a| *a == OciArch::ScmpArchX86);
+        let x86 = covers_x86(&f);
         assert_eq!(x86, Arch::native() == Some(Arch::X86_64));
         for n in X86_MULTIPLEXERS {
             assert_eq!(notified.contains(*n), x86, "{n}");

@@ -204,7 +204,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             self.paused_on = None;
             return self.answer(n.id, Answer::Errno(self.deny_errno));
         }
-        let arch = arch_of(n.arch);
+        let arch = Arch::from_audit_arch(n.arch);
         let sym = match (arch, u32::try_from(n.nr)) {
             (Some(arch), Ok(nr)) => arch.sym(nr),
             _ => None,
@@ -360,9 +360,4 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         }
         (self.mode, self.responder)
     }
-}
-
-/// The architecture of an `AUDIT_ARCH_*` value.
-fn arch_of(audit: u32) -> Option<Arch> {
-    Arch::ALL.into_iter().find(|a| a.audit_arch() == audit)
 }

@@ -124,6 +124,11 @@ impl Arch {
         }
     }
 
+    /// The architecture of an `AUDIT_ARCH_*` value (a notification's `arch`), if supported.
+    pub fn from_audit_arch(audit: u32) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.audit_arch() == audit)
+    }
+
     /// Every syscall of this architecture as (number, symbol), in number order.
     pub fn syscalls(self) -> impl Iterator<Item = (u32, Sym)> {
         self.syms()
@@ -458,6 +463,10 @@ mod tests {
         assert_eq!(Arch::X86_64.audit_arch(), 0xC000_003E);
         assert_eq!(Arch::I386.audit_arch(), 0x4000_0003);
         assert_eq!(Arch::Aarch64.audit_arch(), 0xC000_00B7);
+        for a in Arch::ALL {
+            assert_eq!(Arch::from_audit_arch(a.audit_arch()), Some(a));
+        }
+        assert_eq!(Arch::from_audit_arch(0), None);
         assert_eq!(Arch::I386.oci_name(), "SCMP_ARCH_X86");
         if cfg!(target_arch = "x86_64") {
             assert_eq!(Arch::native(), Some(Arch::X86_64));
