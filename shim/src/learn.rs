@@ -287,13 +287,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
         }
         _ => {
             // An exec process's run is learned too, but it is not another container.
-            let containers = u64::from(
-                accepted
-                    .state
-                    .state()
-                    .pid()
-                    .is_none_or(|init| init == *accepted.state.pid()),
-            );
+            let containers = u64::from(init == pid);
             learn_run(accepted, fault, &plan, pid, Arc::clone(&stats), containers)
                 .map(|learning| store_learning(&plan, pid, &learning, "exit"))
         }
@@ -408,10 +402,8 @@ impl Notifier for MaybeFaulty {
         }
         let received = self.inner.recv()?;
         if let (true, Received::Event(n)) = (self.fault, &received) {
-            let name = Arch::ALL
-                .into_iter()
-                .find(|a| a.audit_arch() == n.arch)
-                .and_then(|a| a.name(u32::try_from(n.nr).ok()?));
+            let name =
+                Arch::from_audit_arch(n.arch).and_then(|a| a.name(u32::try_from(n.nr).ok()?));
             self.exec_seen = name == Some("execve");
         }
         Ok(received)
