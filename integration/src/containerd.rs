@@ -664,6 +664,36 @@ pub fn processes_with(words: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it).
+pub fn dead(pid: u32) -> bool {
+    process_status(pid).is_none_or(|s| zombie(&s))
+}
+
+/// Whether `pid` is [`dead`] or has SIGKILL pending: what a process that was sent SIGKILL looks
+/// like in the instant after.
+pub fn killed(pid: u32) -> bool {
+    process_status(pid).is_none_or(|s| {
+        let pending = |name| u64::from_str_radix(status_field(&s, name), 16).unwrap_or(0);
+        let sigkill = 1 << (libc::SIGKILL - 1);
+        zombie(&s) || (pending("ShdPnd:") | pending("SigPnd:")) & sigkill != 0
+    })
+}
+
+fn zombie(status: &str) -> bool {
+    status_field(status, "State:").starts_with(['Z', 'X'])
+}
+
+fn process_status(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+}
+
+fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map_or("", str::trim)
+}
+
 fn sha256_hex(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     if !out.status.success() {

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    self, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
-    CHAPERONE_RUNC_ALIAS, RUNC_V2,
+    self, killed, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
+    CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
 use chaperone_profiler::store::Store;
 
@@ -440,26 +440,6 @@ fn chaperone_learns_32_bit_socketcall_and_ipc_whatever_their_operation() {
 #[test]
 fn runc_v2_runs_the_32_bit_syscall_program() {
     thirty_two_bit_multiplexers(RUNC_V2);
-}
-
-/// Whether SIGKILL is pending for `pid`, or it is gone or a zombie: what a process that was
-/// sent SIGKILL looks like in the instant after.
-fn killed(pid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return true;
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let pending = |name: &str| u64::from_str_radix(&field(name), 16).unwrap_or(0);
-    let sigkill = 1 << (libc::SIGKILL - 1);
-    field("State:").starts_with(['Z', 'X'])
-        || (pending("ShdPnd:") | pending("SigPnd:")) & sigkill != 0
 }
 
 /// A container sharing the host's pid namespace has nobody to take its processes down when its

@@ -10,20 +10,10 @@
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+    dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
+    CHAPERONE,
 };
 use chaperone_shim::learn::FAULT_ENV;
-
-/// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it).
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command's closing parenthesis.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
 
 fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
     let listed = ctrd
