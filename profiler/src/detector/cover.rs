@@ -1,11 +1,13 @@
 //! Sequence covering: how many pieces of training behaviour a sequence is made of.
 //!
 //! A sequence is cut into the fewest pieces that each occur, contiguously, somewhere in one
-//! training sequence; a syscall never seen in training is a piece of its own. The score is the
-//! number of pieces per syscall: 1/len for a sequence seen whole, 1.0 for one that shares nothing
-//! with training. Unlike a fixed-order n-gram it rewards long stretches of known behaviour,
-//! however long, and unlike STIDE it does not count one novel junction once per window that
-//! spans it.
+//! training sequence; a syscall never seen in training is a piece of its own. The score counts
+//! the sequence's two ends as well, as the n-gram's start-of-thread marker does: a first piece
+//! that is not the start of some training sequence, or a last one that is not an end, costs one
+//! piece more. The score is pieces per syscall: 1/len for a sequence seen whole, (len + 2)/len
+//! for one that shares nothing with training. Unlike a fixed-order n-gram it rewards long stretches
+//! of known behaviour, however long, and unlike STIDE it does not count one novel junction once
+//! per window that spans it.
 //!
 //! The substrings of the training sequences are held in a suffix automaton (the smallest
 //! automaton that accepts exactly them; at most 2n states for n training syscalls). Cutting
@@ -16,7 +18,8 @@
 use super::Detector;
 use crate::syscalls::Sym;
 
-/// Marks the boundary between two training sequences; never a syscall, so no piece spans it.
+/// Marks where training sequences start and end. Never a syscall: a `BOUNDARY` inside a scored
+/// sequence matches nothing, so no piece spans two training sequences.
 const BOUNDARY: Sym = Sym::MAX;
 const ROOT: u32 = 0;
 const NONE: u32 = u32::MAX;
@@ -137,6 +140,8 @@ impl Cover {
     /// Learns every substring of the training sequences.
     pub fn train(training: &[&[Sym]]) -> Self {
         let mut b = Builder::new();
+        // Every sequence sits between two boundaries, so its start and its end are substrings.
+        b.extend(BOUNDARY);
         for t in training {
             for &sym in t.iter().filter(|&&s| s != BOUNDARY) {
                 b.extend(sym);
@@ -156,9 +161,28 @@ impl Cover {
 
     /// The fewest pieces of training sequences (or single unseen syscalls) `events` is made of.
     pub fn pieces(&self, events: &[Sym]) -> usize {
+        self.walk(None, events).0
+    }
+
+    /// The fewest pieces of `events` with its two ends counted: the start of a training
+    /// sequence, then `events`, then the end of one, so a sequence seen whole is one piece and
+    /// one cut out of a longer one is three.
+    pub fn anchored_pieces(&self, events: &[Sym]) -> usize {
+        let start = self
+            .step(ROOT, BOUNDARY)
+            .expect("trained with a boundary first");
+        let (pieces, last) = self.walk(Some(start), events);
+        let ends = last.and_then(|s| self.step(s, BOUNDARY)).is_some();
+        // The piece holding the start boundary, then one for the end boundary unless the last
+        // piece is the end of a training sequence.
+        1 + pieces + usize::from(!ends)
+    }
+
+    /// Cuts `events` greedily, the current piece starting at `state` (None: no piece open);
+    /// returns the pieces started and the state the last one reached (None after an unseen
+    /// syscall).
+    fn walk(&self, mut state: Option<u32>, events: &[Sym]) -> (usize, Option<u32>) {
         let mut pieces = 0;
-        // The state reached by the current piece, or None after an unseen syscall.
-        let mut state = None;
         for &sym in events {
             let step = |s| {
                 if sym == BOUNDARY {
@@ -174,7 +198,7 @@ impl Cover {
             pieces += 1;
             state = step(ROOT);
         }
-        pieces
+        (pieces, state)
     }
 
     /// Number of automaton states.
@@ -192,7 +216,7 @@ impl Detector for Cover {
         if events.is_empty() {
             return 0.0;
         }
-        self.pieces(events) as f64 / events.len() as f64
+        self.anchored_pieces(events) as f64 / events.len() as f64
     }
 }
 
@@ -247,8 +271,19 @@ mod tests {
             "no piece spans two training sequences"
         );
         assert_eq!(c.pieces(&[]), 0);
+    }
+
+    #[test]
+    fn a_scored_sequence_pays_for_ends_that_no_training_sequence_has() {
+        let c = cover_of(&[vec![1, 2, 3, 4], vec![5, 6]]);
+        assert_eq!(c.anchored_pieces(&[1, 2, 3, 4]), 1, "seen whole");
+        assert_eq!(c.anchored_pieces(&[1, 2]), 2, "a start, not an end");
+        assert_eq!(c.anchored_pieces(&[3, 4]), 2, "an end, not a start");
+        assert_eq!(c.anchored_pieces(&[2, 3]), 3, "cut out of the middle");
+        assert_eq!(c.anchored_pieces(&[4, 5]), 4, "an end, then a start");
+        assert_eq!(c.anchored_pieces(&[]), 2, "no training sequence is empty");
         assert_eq!(c.score(&[1, 2, 3, 4]), 0.25);
-        assert_eq!(c.score(&[9, 9]), 1.0);
+        assert_eq!(c.score(&[9, 9]), 2.0, "two unseen syscalls and both ends");
         assert_eq!(c.score(&[]), 0.0);
     }
 
@@ -257,7 +292,7 @@ mod tests {
         let training: Vec<Vec<Sym>> = (0..50)
             .map(|i| (0..40).map(|j| (i * j) % 7).collect())
             .collect();
-        let total: usize = training.iter().map(|t| t.len() + 1).sum();
+        let total: usize = 1 + training.iter().map(|t| t.len() + 1).sum::<usize>();
         assert!(cover_of(&training).states() <= 2 * total);
     }
 
@@ -269,6 +304,16 @@ mod tests {
         ) {
             let c = cover_of(&training);
             prop_assert_eq!(c.pieces(&events), fewest(&training, &events));
+            // Anchored: pieces of the boundary-separated training sequences, around `events`.
+            let mut joined = vec![BOUNDARY];
+            for t in &training {
+                joined.extend(t);
+                joined.push(BOUNDARY);
+            }
+            let mut framed = vec![BOUNDARY];
+            framed.extend(&events);
+            framed.push(BOUNDARY);
+            prop_assert_eq!(c.anchored_pieces(&events), fewest(&[joined], &framed));
         }
     }
 }
