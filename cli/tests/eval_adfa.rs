@@ -80,7 +80,7 @@ fn best_detector_beats_the_stide_floor_on_p1() {
         best_dr > 0.25 && best_dr > field(stide, "dr"),
         "best DR {best_dr}"
     );
-    // Regression guards at the measured figures (README: ngram 0.833 / 0.313, cover 0.841 / 0.313).
+    // Regression guards at the measured figures (README: ngram 0.833 / 0.313, cover 0.845 / 0.308).
     let ngram = reports.iter().find(|r| r["detector"] == "ngram").unwrap();
     assert!(
         field(ngram, "auc") >= 0.83 && field(ngram, "dr") >= 0.30,
@@ -105,13 +105,13 @@ fn p2_learning_from_more_normal_data_helps() {
     // Measured 0.872 (the goal is 0.90, not reached yet; see the profiler README).
     assert!(field(p2, "auc") >= 0.87, "{p2}");
     assert!(field(p2, "auc") > field(p1, "auc") + 0.02, "{p1} vs {p2}");
-    // Sequence covering gains more from the extra data (measured 0.888).
+    // Sequence covering gains more from the extra data (measured 0.895).
     let cover = eval(&dir, &["--protocol", "p2", "--detector", "cover"]);
     let cover = &cover[0];
     eprintln!("cover p2: {cover}");
     assert_eq!(cover["detector"], "cover");
     assert!(
-        field(cover, "auc") >= 0.88 && field(cover, "auc") > field(p2, "auc"),
+        field(cover, "auc") >= 0.89 && field(cover, "auc") > field(p2, "auc"),
         "{cover}"
     );
 }
