@@ -10,8 +10,9 @@
 //! signal's `rt_sigreturn`, a scheduler `futex`, heap growth (`mmap`, `madvise`), `sched_yield`,
 //! sleeps, signalling itself. Seen under load: `runc create` hung with init blocked in
 //! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
-//! x86_64 and aarch64 tables is notified (with 32-bit x86's `socketcall` and `ipc` where the
-//! filter covers that ABI), and runc skips names its libseccomp cannot resolve. Each rule lists
+//! x86_64 and aarch64 tables is notified, and where the filter covers 32-bit x86 so is every
+//! name only that ABI has ([`x86_only_names`]: `socketcall`, `ipc`, `mmap2`, `stat64`,
+//! `setuid32`, ...); runc skips names its libseccomp cannot resolve. Each rule lists
 //! its names in an order libseccomp compiles faster than alphabetically (see `order_for_runc`).
 //!
 //! The container's own filter is never weakened: its default action and every rule whose action
@@ -143,12 +144,24 @@ impl Tier {
 
 const EPERM: u32 = 1;
 
-/// The multiplexing syscalls of 32-bit x86, notified whole where a filter covers that ABI and
-/// allows by default. Without them libseccomp expands every socket and SysV IPC name into
-/// argument checks on `socketcall` and `ipc` for that ABI (learn mode's filter: 733 BPF
-/// instructions instead of 705, and about a quarter more compile time), and a `socketcall` or
-/// `ipc` call whose operation no name covers went unseen.
-const X86_MULTIPLEXERS: &[&str] = &["ipc", "socketcall"];
+/// The names of the 32-bit x86 table that the x86_64 and aarch64 tables lack (87: the
+/// multiplexers `socketcall` and `ipc`, the `*64` and `*32` variants such as `mmap2`, `stat64`,
+/// `fcntl64`, `setuid32`, the 64-bit-time calls such as `clock_gettime64`, and old calls such
+/// as `waitpid`), sorted. A filter that covers x86 and allows by default gives them their tier
+/// too; without that, a 32-bit program's calls of them took the default action (allow),
+/// unseen by any supervisor in every mode. The multiplexers notified whole also spare
+/// libseccomp expanding every socket and SysV IPC name into argument checks on them (learn
+/// mode's filter: 733 BPF instructions instead of 705, and about a quarter more compile time),
+/// and see a `socketcall` or `ipc` call whose operation no name covers.
+fn x86_only_names() -> Vec<&'static str> {
+    let others = all_names();
+    let names: BTreeSet<&'static str> = Arch::I386
+        .syscalls()
+        .filter_map(|(_, sym)| name_of(sym))
+        .filter(|n| others.binary_search(n).is_err())
+        .collect();
+    names.into_iter().collect()
+}
 
 /// Whether `filter` names 32-bit x86 among its architectures.
 fn covers_x86(filter: &LinuxSeccomp) -> bool {
@@ -161,10 +174,12 @@ fn covers_x86(filter: &LinuxSeccomp) -> bool {
 
 /// Orders the names of one rule for runc: by the native syscall number, highest first, names
 /// the native table lacks last. runc adds the names to libseccomp in the order given, and
-/// libseccomp 2.5.4 compiles learn mode's 350 for x86_64 and x86 in about 4 ms this way
-/// against 6.7 ms alphabetically (with the multiplexers; best of 40, 2-core test machine). In
-/// runc init's CPU time per container, 19.0 ms against 20.5 ms (median of 100; 10.3 ms without
-/// a filter). The order of names within a rule does not change what the rule does.
+/// libseccomp 2.5.4 compiled learn mode's 350 names for x86_64 and x86 (the multiplexers the
+/// only x86-only ones) in about 4 ms this way against 6.7 ms alphabetically (best of 40, 2-core
+/// test machine); in runc init's CPU time per container, 19.0 ms against 20.5 ms (median of
+/// 100; 10.3 ms without a filter). With all 87 x86-only names (435 in all): about 5.4 ms this
+/// way against 6.3 ms alphabetically (the best of three such runs each). The order of names
+/// within a rule does not change what the rule does.
 fn order_for_runc(names: &mut [String]) {
     names.sort_by_cached_key(|n| std::cmp::Reverse(native_number(n)));
 }
@@ -247,11 +262,14 @@ pub fn tiered_filter(
         // Names no rule mentions follow the default action, which allows: those of another
         // tier get a rule. Allowed ones need none.
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
-        let x86 = covers_x86(&out);
-        let multiplexers = X86_MULTIPLEXERS.iter().copied().filter(|_| x86);
+        let x86_only = if covers_x86(&out) {
+            x86_only_names()
+        } else {
+            Vec::new()
+        };
         for n in all_names()
             .into_iter()
-            .chain(multiplexers)
+            .chain(x86_only)
             .filter(|n| !mentioned.contains(n))
         {
             let tier = tier_of(n);
@@ -336,12 +354,24 @@ mod tests {
     }
 
     #[test]
-    fn the_multiplexers_are_notified_where_the_filter_covers_x86() {
+    fn the_names_only_x86_has_are_notified_where_the_filter_covers_x86() {
+        let only = x86_only_names();
+        for n in [
+            "socketcall",
+            "ipc",
+            "mmap2",
+            "stat64",
+            "setuid32",
+            "clock_gettime64",
+        ] {
+            assert!(only.contains(&n), "{n}");
+        }
+        assert!(!only.contains(&"read") && !only.contains(&"socket"));
         let f = learn_filter(None, Path::new("/s"), None).unwrap();
         let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
         let x86 = covers_x86(&f);
         assert_eq!(x86, Arch::native() == Some(Arch::X86_64));
-        for n in X86_MULTIPLEXERS {
+        for n in &only {
             assert_eq!(notified.contains(*n), x86, "{n}");
         }
         // A profile of its own that covers x86_64 alone gets no rule for them.
