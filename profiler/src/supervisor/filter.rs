@@ -64,10 +64,10 @@ pub fn never_notified(name: &str) -> bool {
 }
 
 /// Syscall names the kernel reserves but implements in no ABI chaperone covers (their table
-/// entries have no entry point, or only `sys_ni_syscall`, on every kernel since 3.x): a call
+/// entries have no entry point, or only `sys_ni_syscall`, on every kernel since 3.1): a call
 /// fails with ENOSYS whatever the filter says. A filter that allows by default gives them no
-/// rule: each name costs runc init CPU time to compile (these 24 about 1.3 ms per container,
-/// median of 100 `runc create` on the 2-core test machine). `_sysctl` is not among them: it
+/// rule: each name costs runc init CPU time to compile (these 24 0.7-1.3 ms per container,
+/// medians of 100 `runc create` on the 2-core test machine). `_sysctl` is not among them: it
 /// works on kernels before 5.5. Sorted.
 const NEVER_IMPLEMENTED: &[&str] = &[
     "afs_syscall",
@@ -210,9 +210,9 @@ fn covers_x86(filter: &LinuxSeccomp) -> bool {
 /// libseccomp 2.5.4 compiled learn mode's 350 names for x86_64 and x86 (the multiplexers the
 /// only x86-only ones) in about 4 ms this way against 6.7 ms alphabetically (best of 40, 2-core
 /// test machine); in runc init's CPU time per container, 19.0 ms against 20.5 ms (median of
-/// 100; 10.3 ms without a filter). With all 87 x86-only names (435 in all): about 5.4 ms this
-/// way against 6.3 ms alphabetically (the best of three such runs each). The order of names
-/// within a rule does not change what the rule does.
+/// 100; 10.3 ms without a filter). Since the filter also names x86's own syscalls (411 names
+/// in all) the order gains nothing measurable: 5.0-5.6 ms either way (three runs each, on
+/// 2026-12-01). The order of names within a rule does not change what the rule does.
 fn order_for_runc(names: &mut [String]) {
     names.sort_by_cached_key(|n| std::cmp::Reverse(native_number(n)));
 }
