@@ -26,8 +26,9 @@ i % 3 == 0, calibrates on i % 3 == 1 and measures FAR on i % 3 == 2.
 
 Detectors (higher scores are more anomalous): ngram, the smoothed order-8 back-off model the \
 shim runs, mean surprisal per syscall; cover, the fewest pieces of training sequences a trace \
-is made of, its start and end counted, per syscall; hmm, a 16-state hidden Markov model, mean surprisal; markov, a \
-first-order chain (baseline); stide, the share of 6-grams never seen in training (baseline).
+is made of, its start and end counted, per syscall; hmm, a 16-state hidden Markov model, mean \
+surprisal; markov, a first-order chain (baseline); stide, the share of 6-grams never seen in \
+training (baseline).
 
 With --format adfa, DIR holds Training_Data_Master/, Validation_Data_Master/ and \
 Attack_Data_Master/<Family>_<N>/. Other formats take --train, --normal and --attack paths \
