@@ -12,8 +12,9 @@
 //! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
 //! x86_64 and aarch64 tables is notified, and where the filter covers 32-bit x86 so is every
 //! name only that ABI has ([`x86_only_names`]: `socketcall`, `ipc`, `mmap2`, `stat64`,
-//! `setuid32`, ...); runc skips names its libseccomp cannot resolve. Each rule lists
-//! its names in an order libseccomp compiles faster than alphabetically (see `order_for_runc`).
+//! `setuid32`, ...), but the [`NEVER_IMPLEMENTED`] ones; runc skips names its libseccomp
+//! cannot resolve. Each rule lists its names from the highest native number down (see
+//! `order_for_runc`).
 //!
 //! The container's own filter is never weakened: its default action and every rule whose action
 //! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
