@@ -11,8 +11,8 @@
 //! sleeps, signalling itself. Seen under load: `runc create` hung with init blocked in
 //! `rt_sigreturn`. Those [`NEVER_NOTIFIED`] names keep their allow rule; every other name of the
 //! x86_64 and aarch64 tables is notified, and where the filter covers 32-bit x86 so is every
-//! name only that ABI has ([`x86_only_names`]: `socketcall`, `ipc`, `mmap2`, `stat64`,
-//! `setuid32`, ...), but the [`NEVER_IMPLEMENTED`] ones; runc skips names its libseccomp
+//! name only that ABI has (`x86_only_names`: `socketcall`, `ipc`, `mmap2`, `stat64`,
+//! `setuid32`, ...), but the `NEVER_IMPLEMENTED` ones; runc skips names its libseccomp
 //! cannot resolve. Each rule lists its names from the highest native number down (see
 //! `order_for_runc`).
 //!
