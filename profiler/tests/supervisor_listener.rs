@@ -220,3 +220,73 @@ fn listener_socket_skips_bad_connections() {
         "the socket file is removed with the listener"
     );
 }
+
+/// Set in the copy of this test binary that [`accept_retries_when_the_process_runs_out_of_fds`]
+/// runs: lowering the fd limit must not reach the other tests' threads.
+const OUT_OF_FDS_CHILD: &str = "CHAPERONE_TEST_OUT_OF_FDS_CHILD";
+
+#[test]
+fn accept_retries_when_the_process_runs_out_of_fds() {
+    if std::env::var_os(OUT_OF_FDS_CHILD).is_some() {
+        out_of_fds_child();
+        return;
+    }
+    // The child's pipes are fds of this process too.
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let name = "accept_retries_when_the_process_runs_out_of_fds";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(OUT_OF_FDS_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With a connection waiting and no fd left for `accept`, the listener retries until one is
+/// free again, then hands out the connection's notify fd.
+fn out_of_fds_child() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Arc::new(Listener::bind(&dir.path().join("chaperone.sock"), config()).unwrap());
+    let (_child, fd) = seccomp_fd();
+    let client = UnixStream::connect(listener.path()).unwrap();
+    send(
+        &client,
+        state_json(&["seccompFd"], 78).as_bytes(),
+        &[fd.as_raw_fd()],
+    );
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // New fds take the lowest free number: a limit at it leaves none.
+    let lowest_free = nix::unistd::dup(std::io::stdin()).unwrap();
+    let limit = u64::try_from(lowest_free.as_raw_fd()).unwrap();
+    drop(lowest_free);
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let accepting = Arc::clone(&listener);
+    std::thread::spawn(move || tx.send(accepting.accept().map(|a| *a.state.pid())));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listener.stats().accept_retries.load(Ordering::Relaxed) == 0 {
+        if let Ok(result) = rx.try_recv() {
+            panic!("accept returned while it had no fd: {result:?}");
+        }
+        assert!(Instant::now() < deadline, "accept never ran out of fds");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    let pid = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("accept returns once fds are free")
+        .expect("the waiting connection is handed out");
+    assert_eq!(pid, 78);
+}

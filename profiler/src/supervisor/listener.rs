@@ -142,6 +142,9 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     /// Connections refused.
     pub rejected: AtomicU64,
+    /// `accept` calls that failed for a reason that passes (out of fds or memory, a connection
+    /// aborted before it was taken) and were retried.
+    pub accept_retries: AtomicU64,
 }
 
 /// The Unix socket server runc connects to.
@@ -191,14 +194,33 @@ impl Listener {
     }
 
     /// Waits for the next valid notify fd; refused connections are counted, logged
-    /// (rate-limited) and skipped.
+    /// (rate-limited) and skipped. An `accept` that fails for a reason that passes (the
+    /// process or the system out of fds, out of memory, a peer gone before its connection was
+    /// taken) is retried, after a pause that doubles from 5 ms to 1 s while it goes on: the
+    /// connection waits in the backlog meanwhile. Any other failure is returned.
     pub fn accept(&self) -> Result<Accepted, ListenerError> {
+        let mut pause = ACCEPT_PAUSE_MIN;
         loop {
-            let (conn, _) = self.socket.accept().map_err(|e| ListenerError::Socket {
-                path: self.path.clone(),
-                op: "accept",
-                source: e,
-            })?;
+            let conn = match self.socket.accept() {
+                Ok((conn, _)) => conn,
+                Err(e) if accept_error_passes(&e) => {
+                    self.stats.accept_retries.fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = self.log.check() {
+                        tracing::warn!(error = %e, suppressed, retry_ms = pause.as_millis(), "seccomp listener: accept failed; retrying");
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ListenerError::Socket {
+                        path: self.path.clone(),
+                        op: "accept",
+                        source: e,
+                    })
+                }
+            };
+            pause = ACCEPT_PAUSE_MIN;
             match handle(conn, &self.config) {
                 Ok(accepted) => {
                     self.stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +237,27 @@ impl Listener {
             tracing::warn!(error = %error, suppressed, "seccomp listener: connection refused");
         }
     }
+}
+
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Whether a failed `accept` may succeed when tried again: the fd table or the system's is
+/// full, memory is short, or the peer went away before its connection was taken (accept(2)
+/// says to retry on the network errors it passes on, too).
+fn accept_error_passes(error: &io::Error) -> bool {
+    let errno = Errno::from_raw(error.raw_os_error().unwrap_or(0));
+    matches!(
+        errno,
+        Errno::EMFILE
+            | Errno::ENFILE
+            | Errno::ENOBUFS
+            | Errno::ENOMEM
+            | Errno::ECONNABORTED
+            | Errno::EPROTO
+            | Errno::EINTR
+            | Errno::EAGAIN
+    )
 }
 
 impl Drop for Listener {
