@@ -142,8 +142,7 @@ pub struct ListenerStats {
     pub accepted: AtomicU64,
     /// Connections refused.
     pub rejected: AtomicU64,
-    /// `accept` calls that failed for a reason that passes (out of fds or memory, a connection
-    /// aborted before it was taken) and were retried.
+    /// `accept` calls that failed for want of fds or memory and were retried after a pause.
     pub accept_retries: AtomicU64,
 }
 
@@ -194,16 +193,17 @@ impl Listener {
     }
 
     /// Waits for the next valid notify fd; refused connections are counted, logged
-    /// (rate-limited) and skipped. An `accept` that fails for a reason that passes (the
-    /// process or the system out of fds, out of memory, a peer gone before its connection was
-    /// taken) is retried, after a pause that doubles from 5 ms to 1 s while it goes on: the
-    /// connection waits in the backlog meanwhile. Any other failure is returned.
+    /// (rate-limited) and skipped. An `accept` that fails for a reason that passes is retried:
+    /// at once when a peer went away before its connection was taken, after a pause that
+    /// doubles from 5 ms to 1 s while the process or the system is out of fds or memory (the
+    /// connection waits in the backlog meanwhile). Any other failure is returned.
     pub fn accept(&self) -> Result<Accepted, ListenerError> {
         let mut pause = ACCEPT_PAUSE_MIN;
         loop {
             let conn = match self.socket.accept() {
                 Ok((conn, _)) => conn,
-                Err(e) if accept_error_passes(&e) => {
+                Err(e) if peer_gone(&e) => continue,
+                Err(e) if out_of_resources(&e) => {
                     self.stats.accept_retries.fetch_add(1, Ordering::Relaxed);
                     if let Some(suppressed) = self.log.check() {
                         tracing::warn!(error = %e, suppressed, retry_ms = pause.as_millis(), "seccomp listener: accept failed; retrying");
@@ -242,21 +242,25 @@ impl Listener {
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
-/// Whether a failed `accept` may succeed when tried again: the fd table or the system's is
-/// full, memory is short, or the peer went away before its connection was taken (accept(2)
-/// says to retry on the network errors it passes on, too).
-fn accept_error_passes(error: &io::Error) -> bool {
-    let errno = Errno::from_raw(error.raw_os_error().unwrap_or(0));
+fn errno_of(error: &io::Error) -> Errno {
+    Errno::from_raw(error.raw_os_error().unwrap_or(0))
+}
+
+/// A failed `accept` that only lost one connection: its peer went away before it was taken
+/// (accept(2) says to retry on these), or a signal interrupted the call.
+fn peer_gone(error: &io::Error) -> bool {
     matches!(
-        errno,
-        Errno::EMFILE
-            | Errno::ENFILE
-            | Errno::ENOBUFS
-            | Errno::ENOMEM
-            | Errno::ECONNABORTED
-            | Errno::EPROTO
-            | Errno::EINTR
-            | Errno::EAGAIN
+        errno_of(error),
+        Errno::ECONNABORTED | Errno::EPROTO | Errno::EINTR
+    )
+}
+
+/// A failed `accept` that may succeed later: the process's fd table or the system's is full,
+/// or memory is short.
+fn out_of_resources(error: &io::Error) -> bool {
+    matches!(
+        errno_of(error),
+        Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM
     )
 }
 
