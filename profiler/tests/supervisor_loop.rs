@@ -20,6 +20,7 @@ struct Fake {
     queue: VecDeque<Received>,
     answers: Vec<(u64, Answer)>,
     gone_on_send: Vec<u64>,
+    fail_on_send: Vec<u64>,
     kills: Vec<(u32, u64)>,
     dead: Vec<u32>,
 }
@@ -29,6 +30,11 @@ impl Notifier for Fake {
         Ok(self.queue.pop_front().unwrap_or(Received::Closed))
     }
     fn send(&mut self, id: u64, answer: Answer) -> Result<Delivery> {
+        if self.fail_on_send.contains(&id) {
+            return Err(SupervisorError::Config {
+                reason: "send failed (test)",
+            });
+        }
         self.answers.push((id, answer));
         Ok(if self.gone_on_send.contains(&id) {
             Delivery::Gone
@@ -436,4 +442,18 @@ fn a_ticking_run_hands_over_what_it_learned_and_loses_nothing() {
         .collect();
     whole.learn_sequence(&syms);
     assert_eq!(merged, whole);
+}
+
+#[test]
+fn a_failed_answer_leaves_its_notification_held_for_a_fallback() {
+    let mut fake = Fake::default();
+    fake.queue
+        .extend([ev(1, 10, "getppid"), ev(2, 10, "getppid")]);
+    fake.fail_on_send = vec![2];
+    let mut sup = learner(fake);
+    assert_eq!(sup.held(), None);
+    assert_eq!(sup.step().unwrap(), Progress::Handled);
+    assert_eq!(sup.held(), None, "answered");
+    sup.step().unwrap_err();
+    assert_eq!(sup.held(), Some(2), "its thread still waits for an answer");
 }

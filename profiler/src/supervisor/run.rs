@@ -129,6 +129,8 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     paused_on: Option<(u32, i32)>,
     prelude: Prelude,
     exec: [Option<Sym>; 2],
+    /// The notification received and not answered yet (see [`Supervisor::held`]).
+    held: Option<u64>,
 }
 
 impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
@@ -163,6 +165,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
             paused_on: None,
+            held: None,
             prelude: Prelude::new(config.skip_until_exec),
             exec: [sym_of("execve"), sym_of("execveat")],
         })
@@ -198,6 +201,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             }
             Received::Event(n) => n,
         };
+        self.held = Some(n.id);
         bump(&self.stats.events);
         self.clock += 1;
         if self.paused_on.is_some() && self.paused_on == Some((n.tid, n.nr)) {
@@ -265,7 +269,9 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             Answer::Continue => bump(&self.stats.continued),
             Answer::Errno(_) => bump(&self.stats.denied),
         }
-        match self.notifier.send(id, answer)? {
+        let delivery = self.notifier.send(id, answer)?;
+        self.held = None;
+        match delivery {
             Delivery::Done => Ok(Progress::Handled),
             Delivery::Gone => {
                 bump(&self.stats.gone);
@@ -325,6 +331,13 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 "supervisor: action failed, the syscall is denied instead"
             );
         }
+    }
+
+    /// The id of the notification received and not answered: between a receive and its
+    /// answer, and after an answer that failed (the error [`Supervisor::step`] returned). Its
+    /// thread waits in the kernel until someone answers it on the listener, or it dies.
+    pub fn held(&self) -> Option<u64> {
+        self.held
     }
 
     /// The counters.
