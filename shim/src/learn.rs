@@ -260,7 +260,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
         // runc only connects for bundles this shim rewrote, so this is a stray connection:
         // serve it (the process would otherwise fail with ENOSYS) but keep nothing.
         warn!(container = %id, pid, "no plan for this container; its syscalls are allowed and not learned");
-        if let Err(e) = allow_all(accepted.seccomp_fd, stats) {
+        if let Err(e) = allow_all(accepted.seccomp_fd, None, stats) {
             warn!(container = %id, pid, error = %e, "supervisor failed");
         }
         return;
@@ -297,6 +297,26 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
     }
 }
 
+/// A supervisor's error, with the notification it left unanswered (its thread waits in the
+/// kernel until someone answers it).
+#[derive(Debug)]
+struct Failed {
+    error: SupervisorError,
+    held: Option<u64>,
+}
+
+impl From<SupervisorError> for Failed {
+    fn from(error: SupervisorError) -> Self {
+        Self { error, held: None }
+    }
+}
+
+impl From<chaperone_profiler::model::ModelError> for Failed {
+    fn from(error: chaperone_profiler::model::ModelError) -> Self {
+        SupervisorError::from(error).into()
+    }
+}
+
 /// A supervisor failed: what `fail_mode` says. Closed stops the container (its init is
 /// killed, so containerd reports it exited); open answers everything it calls with "continue",
 /// untraced, until it exits. Either way the container is never left running with its traced
@@ -307,14 +327,14 @@ fn fail(
     init: u32,
     spare: std::io::Result<std::os::fd::OwnedFd>,
     stats: Arc<Stats>,
-    error: &SupervisorError,
+    failed: &Failed,
 ) {
     let id = &plan.id;
-    let error = chain(error);
+    let error = chain(&failed.error);
     match (plan.config.fail_mode, spare) {
         (FailMode::Open, Ok(fd)) => {
             error!(container = %id, pid, error, "supervisor failed; fail_mode is open, so the container's syscalls are allowed, untraced, until it exits");
-            if let Err(e) = allow_all(fd, stats) {
+            if let Err(e) = allow_all(fd, failed.held, stats) {
                 error!(container = %id, pid, error = chain(&e), "the untraced fallback failed too; stopping the container");
                 stop(id, init);
             }
@@ -345,12 +365,18 @@ fn stop(id: &str, init: u32) {
     }
 }
 
-/// Answers every notification on `fd` with "continue" until the filter has no users.
+/// Answers every notification on `fd` with "continue" until the filter has no users, first
+/// `held`, one a failed supervisor received and did not answer.
 fn allow_all(
     fd: std::os::fd::OwnedFd,
+    held: Option<u64>,
     stats: Arc<Stats>,
 ) -> std::result::Result<(), SupervisorError> {
-    let notifier = KernelNotifier::new(fd, Wait::default())?;
+    let mut notifier = KernelNotifier::new(fd, Wait::default())?;
+    if let Some(id) = held {
+        // Gone is fine: the thread was interrupted or died meanwhile.
+        notifier.send(id, Answer::Continue)?;
+    }
     let mode = Learn::new(NgramCounts::new(1)?);
     Supervisor::new(
         notifier,
@@ -373,14 +399,15 @@ fn injected_fault(id: &str) -> bool {
         && std::env::var(FAULT_ENV).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
 }
 
-/// The kernel's notifier, or with an injected fault ([`FAULT_ENV`]) one whose next receive
-/// after the container's `execve` fails: the container has started (runc's Start), and no
-/// notification is left held unanswered.
+/// The kernel's notifier, or with an injected fault ([`FAULT_ENV`]) one that fails to answer
+/// the first syscall after the container's `execve`: the container has started (runc's
+/// Start), and that syscall is left held for the fail mode to deal with.
 #[derive(Debug)]
 struct MaybeFaulty {
     inner: KernelNotifier,
     fault: bool,
     exec_seen: bool,
+    fail_send: bool,
 }
 
 impl MaybeFaulty {
@@ -389,27 +416,29 @@ impl MaybeFaulty {
             inner: KernelNotifier::new(fd, Wait::default())?,
             fault,
             exec_seen: false,
+            fail_send: false,
         })
     }
 }
 
 impl Notifier for MaybeFaulty {
     fn recv(&mut self) -> std::result::Result<Received, SupervisorError> {
-        if self.exec_seen {
-            return Err(SupervisorError::Config {
-                reason: "fault injected for a test",
-            });
-        }
         let received = self.inner.recv()?;
         if let (true, Received::Event(n)) = (self.fault, &received) {
+            self.fail_send = self.exec_seen;
             let name =
                 Arch::from_audit_arch(n.arch).and_then(|a| a.name(u32::try_from(n.nr).ok()?));
-            self.exec_seen = name == Some("execve");
+            self.exec_seen |= name == Some("execve");
         }
         Ok(received)
     }
 
     fn send(&mut self, id: u64, answer: Answer) -> std::result::Result<Delivery, SupervisorError> {
+        if self.fail_send {
+            return Err(SupervisorError::Config {
+                reason: "fault injected for a test",
+            });
+        }
         self.inner.send(id, answer)
     }
 
@@ -441,10 +470,13 @@ fn detect_run(
     detect: chaperone_profiler::supervisor::Detect,
     responder: ShimResponder,
     stats: Arc<Stats>,
-) -> std::result::Result<u64, SupervisorError> {
+) -> std::result::Result<u64, Failed> {
     let notifier = MaybeFaulty::new(accepted.seccomp_fd, fault)?;
     let mut sup = Supervisor::new(notifier, detect, responder, supervisor_config(), stats)?;
-    sup.run()?;
+    sup.run().map_err(|error| Failed {
+        error,
+        held: sup.held(),
+    })?;
     Ok(sup.into_parts().1.deviations)
 }
 
@@ -455,7 +487,7 @@ fn learn_run(
     pid: u32,
     stats: Arc<Stats>,
     containers: u64,
-) -> std::result::Result<Learning, SupervisorError> {
+) -> std::result::Result<Learning, Failed> {
     let notifier = MaybeFaulty::new(accepted.seccomp_fd, fault)?;
     let mode = match &plan.model {
         // Count in the profile's own order so the counts merge.
@@ -473,15 +505,19 @@ fn learn_run(
         supervisor_config(),
         stats,
     )?;
-    match plan.config.learn_flush_seconds {
-        0 => sup.run()?,
+    let ran = match plan.config.learn_flush_seconds {
+        0 => sup.run(),
         every => {
             let mut flusher = Flusher::new(Arc::clone(plan), pid);
             let ran = sup.run_ticking(Duration::from_secs(every), |learn| flusher.tick(learn));
             flusher.wait();
-            ran?;
+            ran
         }
-    }
+    };
+    ran.map_err(|error| Failed {
+        error,
+        held: sup.held(),
+    })?;
     Ok(Learning {
         workload: plan.workload.clone(),
         ..Learning::new(sup.into_parts().0.into_parts(), containers)
