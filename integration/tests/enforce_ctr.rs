@@ -2,8 +2,8 @@
 //! learned into the SQLite store, then a benign rerun passes in silence and a deviating one is
 //! answered as configured (kill, deny, alert only; kill takes the whole container when an exec
 //! process deviates). Also: concurrent learning loses no count, a running container's learning
-//! reaches the store periodically, and an unusable store follows the fail mode. Needs root, containerd, runc and a static busybox (scripts/test.sh installs
-//! them).
+//! reaches the store periodically, and an unusable store follows the fail mode. Needs root,
+//! containerd, runc and a static busybox (scripts/test.sh installs them).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]

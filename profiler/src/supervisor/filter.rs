@@ -125,10 +125,9 @@ pub fn all_names() -> Vec<&'static str> {
 /// bad-architecture action. Docker's default profile lists x32 always; here it is listed only
 /// when the kernel runs x32 syscalls (most kernels do not), because each architecture costs
 /// runc several milliseconds per container to compile the filter for (about 350 names as it
-/// was on 2026-11-25, `runc create` by hand on the 2-core test machine: +3.8 ms for x86_64 alone, +6.5 ms with x86,
-/// +11.2 ms with x32 too). On a kernel
-/// without x32 the only difference is that an x32 syscall kills the caller instead of failing
-/// with ENOSYS.
+/// was on 2026-11-25, `runc create` by hand on the 2-core test machine: +3.8 ms for x86_64
+/// alone, +6.5 ms with x86, +11.2 ms with x32 too). On a kernel without x32 the only
+/// difference is that an x32 syscall kills the caller instead of failing with ENOSYS.
 fn native_architectures() -> Vec<OciArch> {
     static X32: OnceLock<bool> = OnceLock::new();
     match Arch::native() {
