@@ -19,7 +19,7 @@ use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store};
 use chaperone_profiler::supervisor::listener::{Accepted, Listener, ListenerConfig};
 use chaperone_profiler::supervisor::{
-    kill_pid, Answer, Delivery, Fixed, KernelNotifier, Learn, Notifier, Received, Stats,
+    self, kill_pid, Answer, Delivery, Fixed, KernelNotifier, Learn, Notifier, Received, Stats,
     Supervisor, SupervisorConfig, SupervisorError, Verdict, Wait,
 };
 use chaperone_profiler::syscalls::Arch;
@@ -311,6 +311,18 @@ impl From<SupervisorError> for Failed {
     }
 }
 
+impl Failed {
+    /// Turns an error of `sup`'s run into a [`Failed`] with what `sup` held then.
+    fn of<N: Notifier, M: supervisor::Mode, R: supervisor::Responder>(
+        sup: &Supervisor<N, M, R>,
+    ) -> impl FnOnce(SupervisorError) -> Self + '_ {
+        |error| Self {
+            error,
+            held: sup.held(),
+        }
+    }
+}
+
 impl From<chaperone_profiler::model::ModelError> for Failed {
     fn from(error: chaperone_profiler::model::ModelError) -> Self {
         SupervisorError::from(error).into()
@@ -473,10 +485,7 @@ fn detect_run(
 ) -> std::result::Result<u64, Failed> {
     let notifier = MaybeFaulty::new(accepted.seccomp_fd, fault)?;
     let mut sup = Supervisor::new(notifier, detect, responder, supervisor_config(), stats)?;
-    sup.run().map_err(|error| Failed {
-        error,
-        held: sup.held(),
-    })?;
+    sup.run().map_err(Failed::of(&sup))?;
     Ok(sup.into_parts().1.deviations)
 }
 
@@ -514,10 +523,7 @@ fn learn_run(
             ran
         }
     };
-    ran.map_err(|error| Failed {
-        error,
-        held: sup.held(),
-    })?;
+    ran.map_err(Failed::of(&sup))?;
     Ok(Learning {
         workload: plan.workload.clone(),
         ..Learning::new(sup.into_parts().0.into_parts(), containers)
