@@ -291,8 +291,9 @@ state = "{state}"
     }
 
     /// A test failure's message: the newest lines of containerd's log (the whole log is copied
-    /// to a file that outlives the test, named here), then `what`. The failure comes last, where
-    /// a reader of the output, and CI's excerpt of it, land.
+    /// to a file that outlives the test, named here), then `what` (an error with its whole chain
+    /// of causes). The failure comes last, where a reader of the output, and CI's excerpt of it,
+    /// land.
     pub fn explain(&self, what: impl std::fmt::Display) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
@@ -310,7 +311,7 @@ state = "{state}"
             Err(e) => format!("the whole log could not be kept: {e}"),
         };
         format!(
-            "containerd log, last {} of {} lines ({whole}):\n{}\n--- end of containerd log ---\n{what}",
+            "containerd log, last {} of {} lines ({whole}):\n{}\n--- end of containerd log ---\n{what:#}",
             tail.len(),
             lines.len(),
             tail.join("\n")
@@ -481,14 +482,81 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
 fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
-    Command::new("ctr")
-        .arg("-a")
-        .arg(socket)
-        .args(["-n", namespace])
-        .args(args)
+    let mut ctr = Command::new("ctr");
+    ctr.arg("-a").arg(socket).args(["-n", namespace]).args(args);
+    output_within(&mut ctr, CTR_DEADLINE).with_context(|| format!("ctr {}", args.join(" ")))
+}
+
+/// How long one `ctr` command may run before it is killed and fails: far longer than any the
+/// tests run take (seconds), so that a container or shim that hangs fails its test, with
+/// containerd's log, instead of stalling the whole suite.
+pub const CTR_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs `command` (stdin closed) to its end and collects its output, as [`Command::output`]
+/// does, but kills it and fails if it has not ended within `limit`; the failure shows what
+/// it printed until then.
+pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output> {
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
-        .context("running ctr")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {:?}", command.get_program()))?;
+    let (closed, pipes_closed) = std::sync::mpsc::channel();
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let closed = closed.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = closed.send(());
+            bytes
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + limit;
+    // Both pipes close as the program exits; it can be reaped a moment later (the kernel
+    // closes a process's files before it makes it a zombie), so that is polled closely.
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut open = 2;
+    while open > 0 && pipes_closed.recv_timeout(left()).is_ok() {
+        open -= 1;
+    }
+    let mut ended = open == 0;
+    while ended && child.try_wait().ok().flatten().is_none() {
+        ended = !left().is_zero();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !ended {
+        let _ = child.kill();
+        // A child it left behind could hold the pipes open: their readers are then abandoned.
+        while open > 0 && pipes_closed.recv_timeout(Duration::from_secs(5)).is_ok() {
+            open -= 1;
+        }
+    }
+    let status = child.wait().context("waiting for the program")?;
+    let joined = |reader: std::thread::JoinHandle<Vec<u8>>| {
+        if open == 0 {
+            reader.join().unwrap_or_default()
+        } else {
+            b"(output not collected: its pipes are still open)".to_vec()
+        }
+    };
+    let output = Output {
+        status,
+        stdout: joined(stdout),
+        stderr: joined(stderr),
+    };
+    if !ended {
+        bail!(
+            "killed after {limit:?} without ending; it had printed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
 }
 
 /// The status of task `id` of `namespace` in `ctr tasks ls`, if listed.
@@ -877,5 +945,36 @@ pub struct Cleanup<'a>(pub &'a Containerd, pub String);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         self.0.remove(&self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_within_returns_what_a_program_printed_and_its_status() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn output_within_kills_a_program_that_runs_past_its_limit() {
+        let err = output_within(
+            Command::new("sh").args(["-c", "echo started; exec sleep 1000"]),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("killed after 300ms") && message.contains("started"),
+            "{message}"
+        );
     }
 }

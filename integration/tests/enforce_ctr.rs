@@ -15,7 +15,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use chaperone_integration::containerd::{
-    cli_binary, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+    cli_binary, output_within, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+    CTR_DEADLINE,
 };
 use chaperone_profiler::store::{Store, Summary};
 use serde_json::Value;
@@ -501,27 +502,31 @@ fn pause_freezes_the_container_until_it_is_resumed() {
 
     // Thawed by chaperone's own command, which asks the shim as containerd would.
     let cli = cli_binary().expect("the chaperone binary next to the shim");
-    let out = std::process::Command::new(cli)
-        .arg("resume")
-        .arg("--state")
-        .arg(ctrd.state_dir())
-        .args(["--namespace", ctrd.namespace()])
-        .arg(&id)
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(cli)
+            .arg("resume")
+            .arg("--state")
+            .arg(ctrd.state_dir())
+            .args(["--namespace", ctrd.namespace()])
+            .arg(&id),
+        CTR_DEADLINE,
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert!(out.status.success(), "{}", ctrd.explain(text(&out)));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("resumed {id}")
     );
     // A second resume is refused: the task is no longer paused.
-    let again = std::process::Command::new(cli_binary().unwrap())
-        .args(["resume", "--state"])
-        .arg(ctrd.state_dir())
-        .args(["--namespace", ctrd.namespace()])
-        .arg(&id)
-        .output()
-        .unwrap();
+    let again = output_within(
+        std::process::Command::new(cli_binary().unwrap())
+            .args(["resume", "--state"])
+            .arg(ctrd.state_dir())
+            .args(["--namespace", ctrd.namespace()])
+            .arg(&id),
+        CTR_DEADLINE,
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     wait_for("the task to finish", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
