@@ -1,7 +1,8 @@
 //! A container whose supervisor is lost is never left running with its traced syscalls failing
 //! (ENOSYS): with the shim killed (a panic aborts the shim the same way), containerd takes the
 //! container down; with a supervisor that fails inside a live shim, `fail_mode` decides:
-//! closed stops the container, open lets it run untraced.
+//! closed stops the container, open lets it run untraced; a supervisor thread that cannot be
+//! started stops its container in either mode.
 
 // Integration tests and benches are their own crates: their tests have no test module, and
 // they report to the terminal.
@@ -13,7 +14,7 @@ use chaperone_integration::containerd::{
     dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
     CHAPERONE,
 };
-use chaperone_shim::learn::FAULT_ENV;
+use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV};
 
 fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
     let listed = ctrd
@@ -63,10 +64,14 @@ fn a_killed_shim_takes_its_container_down_with_it() {
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 }
 
-/// A containerd whose shims fail the supervisor of every container with `failing` in its id.
+/// A containerd whose shims fail the supervisor of every container with `failing` in its id,
+/// and cannot start one for a container with `threadless` in its id.
 fn failing_containerd() -> Option<Containerd> {
-    let ctrd = Containerd::start_env(&prerequisites()?, &[(FAULT_ENV, "failing")])
-        .expect("containerd starts");
+    let ctrd = Containerd::start_env(
+        &prerequisites()?,
+        &[(FAULT_ENV, "failing"), (SPAWN_FAULT_ENV, "threadless")],
+    )
+    .expect("containerd starts");
     ctrd.import_busybox().expect("busybox image imports");
     Some(ctrd)
 }
@@ -164,4 +169,42 @@ fn a_failed_supervisor_lets_its_container_run_untraced_when_fail_mode_is_open() 
         "{}",
         ctrd.explain("an untraced run was learned")
     );
+}
+
+#[test]
+fn a_container_whose_supervisor_thread_cannot_start_is_stopped_whatever_the_fail_mode() {
+    let Some(ctrd) = failing_containerd() else {
+        return;
+    };
+    // Even "open" cannot let it run: the notify fd went with the thread that never started,
+    // so its traced syscalls would fail with ENOSYS.
+    ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
+    let id = format!("threadless-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = run(&ctrd, &id);
+    assert!(
+        !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("ran"),
+        "{}",
+        ctrd.explain(format!("ctr run: {out:?}"))
+    );
+    assert!(
+        logged(
+            &ctrd,
+            &id,
+            "cannot start a supervisor thread; stopping the container"
+        ),
+        "{}",
+        ctrd.explain("no message for the thread that could not start")
+    );
+    assert_ne!(
+        ctrd.task_status(&id).as_deref(),
+        Some("RUNNING"),
+        "{}",
+        ctrd.explain("the container is left running")
+    );
+
+    // The shim goes on: the next container gets its supervisor.
+    let healthy = format!("healthy-after-{}", std::process::id());
+    let _cleanup_healthy = Cleanup(&ctrd, healthy.clone());
+    run_to_its_end(&ctrd, &healthy);
 }

@@ -236,12 +236,10 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         let init = init_pid(&accepted);
         let registry = Arc::clone(plans);
         let container = id.clone();
-        let spawned = std::thread::Builder::new()
-            .name("chaperone-sup".into())
-            .spawn(move || {
-                supervise(accepted, traced, stats);
-                registry.done(&container);
-            });
+        let spawned = spawn_supervisor(&id, move || {
+            supervise(accepted, traced, stats);
+            registry.done(&container);
+        });
         if let Err(e) = spawned {
             // The fd went with the closure: the kernel now fails the container's traced
             // syscalls with ENOSYS, and no thread is left to serve a fail-open fallback. Stop
@@ -406,9 +404,31 @@ fn allow_all(
 /// it.
 pub const FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR";
 
+/// Debug builds only, like [`FAULT_ENV`]: containers whose id contains this variable's value
+/// get no supervisor thread, as when the shim cannot start one (out of threads: EAGAIN).
+pub const SPAWN_FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR_THREAD";
+
 fn injected_fault(id: &str) -> bool {
+    named_by(FAULT_ENV, id)
+}
+
+fn named_by(variable: &str, id: &str) -> bool {
     cfg!(debug_assertions)
-        && std::env::var(FAULT_ENV).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
+        && std::env::var(variable).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
+}
+
+/// Starts the thread that supervises container `id`; on failure `run` is dropped unrun, with
+/// the notify fd it owns.
+fn spawn_supervisor(
+    id: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    if named_by(SPAWN_FAULT_ENV, id) {
+        return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+    }
+    std::thread::Builder::new()
+        .name("chaperone-sup".into())
+        .spawn(run)
 }
 
 /// The kernel's notifier, or with an injected fault ([`FAULT_ENV`]) one that fails to answer
