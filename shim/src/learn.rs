@@ -241,9 +241,9 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
             registry.done(&container);
         });
         if let Err(e) = spawned {
-            // The fd went with the closure: the kernel now fails the container's traced
-            // syscalls with ENOSYS, and no thread is left to serve a fail-open fallback. Stop
-            // the container rather than leave it broken.
+            // The fd went with the closure and no thread is left to serve a fail-open
+            // fallback: the container cannot run as it should (left alone, its `runc create`
+            // was seen to hang; ADR 0016). Stop it.
             plans.done(&id);
             error!(container = %id, error = %e, "cannot start a supervisor thread; stopping the container");
             stop(&id, init);
@@ -268,7 +268,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
     // fail mode decides what the container's syscalls get, not ENOSYS.
     let spare = accepted.seccomp_fd.try_clone();
     let plan = traced.plan;
-    let fault = injected_fault(&id);
+    let fault = fault_injected(FAULT_ENV, &id);
     let result = match (&plan.mode, &plan.model) {
         (Mode::Monitor | Mode::Enforce, Model::Detect(detect)) => {
             let responder = ShimResponder::new(
@@ -408,11 +408,8 @@ pub const FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR";
 /// get no supervisor thread, as when the shim cannot start one (out of threads: EAGAIN).
 pub const SPAWN_FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR_THREAD";
 
-fn injected_fault(id: &str) -> bool {
-    named_by(FAULT_ENV, id)
-}
-
-fn named_by(variable: &str, id: &str) -> bool {
+/// Whether the fault `variable` names is injected into container `id` (debug builds only).
+fn fault_injected(variable: &str, id: &str) -> bool {
     cfg!(debug_assertions)
         && std::env::var(variable).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
 }
@@ -423,7 +420,7 @@ fn spawn_supervisor(
     id: &str,
     run: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    if named_by(SPAWN_FAULT_ENV, id) {
+    if fault_injected(SPAWN_FAULT_ENV, id) {
         return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
     }
     std::thread::Builder::new()
