@@ -732,9 +732,20 @@ pub fn processes_with(words: &[&str]) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it).
+/// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it) with
+/// every thread of it exited: only then are its files closed and the locks on them released.
+/// (A dying process's command line empties, and its main thread can turn zombie, while other
+/// threads still hold them.)
 pub fn dead(pid: u32) -> bool {
-    process_status(pid).is_none_or(|s| zombie(&s))
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    threads
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .all(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+                .map_or(true, |s| zombie(&s))
+        })
 }
 
 /// Whether `pid` is [`dead`] or has SIGKILL pending: what a process that was sent SIGKILL looks
