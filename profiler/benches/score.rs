@@ -8,6 +8,7 @@
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::syscalls::Sym;
@@ -64,26 +65,25 @@ fn bench(c: &mut Criterion) {
     let scorer = NgramScorer::new(&counts, Smoothing::default()).expect("valid smoothing");
     let chunk = &stream[..stream.len().min(1_000_000)];
 
+    let floor = || {
+        let total: u64 = chunk.iter().map(|&s| u64::from(s)).sum();
+        std::hint::black_box(total);
+    };
+    let score = || {
+        let mut state = scorer.start();
+        let mut total = 0.0f32;
+        for &s in chunk {
+            total += scorer.step(&mut state, s).surprisal;
+        }
+        std::hint::black_box(total);
+    };
+
     let mut g = c.benchmark_group("ngram");
     g.throughput(Throughput::Elements(chunk.len() as u64));
     g.sample_size(20);
     // The floor: reading the same events and adding them up, to put the scorer's cost in scale.
-    g.bench_function("floor_read_per_event", |b| {
-        b.iter(|| {
-            let total: u64 = chunk.iter().map(|&s| u64::from(s)).sum();
-            std::hint::black_box(total)
-        });
-    });
-    g.bench_function("score_per_event", |b| {
-        b.iter(|| {
-            let mut state = scorer.start();
-            let mut total = 0.0f32;
-            for &s in chunk {
-                total += scorer.step(&mut state, s).surprisal;
-            }
-            std::hint::black_box(total)
-        });
-    });
+    g.bench_function("floor_read_per_event", |b| b.iter(floor));
+    g.bench_function("score_per_event", |b| b.iter(score));
     g.bench_function("learn_per_event", |b| {
         b.iter_batched_ref(
             || counts.clone(),
@@ -97,6 +97,29 @@ fn bench(c: &mut Criterion) {
         );
     });
     g.finish();
+
+    // The figure the issue names, with its baseline from this same run.
+    let floor_ns = median_ns_per_event(floor, chunk.len());
+    let score_ns = median_ns_per_event(score, chunk.len());
+    eprintln!(
+        "ngram: scoring {score_ns:.1} ns/event (goal <= 50), {:.0}x the floor of reading the \
+         same events ({floor_ns:.2} ns/event), {} events per run",
+        score_ns / floor_ns,
+        chunk.len()
+    );
+}
+
+/// Median over 15 runs of `run`'s wall time, per event.
+fn median_ns_per_event(mut run: impl FnMut(), events: usize) -> f64 {
+    let mut runs: Vec<f64> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64() * 1e9 / events.max(1) as f64
+        })
+        .collect();
+    runs.sort_unstable_by(f64::total_cmp);
+    runs[runs.len() / 2]
 }
 
 criterion_group!(benches, bench);
