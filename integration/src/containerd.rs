@@ -477,6 +477,41 @@ impl Drop for Containerd {
     }
 }
 
+/// Where the cgroup hierarchies are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Removes the cgroup `name` under `root` (cgroup v2) or under each hierarchy mounted in
+/// `root` (v1, and the v2 tree of a hybrid host), with the groups below it; a group that still
+/// holds a process stays (rmdir refuses it), and so do its parents.
+fn remove_cgroups(root: &Path, name: &str) {
+    let hierarchies = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path());
+    for group in std::iter::once(root.to_owned())
+        .chain(hierarchies)
+        .map(|h| h.join(name))
+    {
+        remove_dirs_bottom_up(&group);
+    }
+}
+
+/// Removes `dir` and the directories below it, deepest first. A directory rmdir refuses stays,
+/// with its parents: on an ordinary file system one that holds a file; in a cgroup hierarchy
+/// one that holds a process (its control files do not count).
+fn remove_dirs_bottom_up(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dirs_bottom_up(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 /// Set by [`Teardown::on_signals`]'s watcher once a signal came.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -630,6 +665,9 @@ impl Teardown {
         }
         // runc's root of the namespace, once empty (remove_dir refuses otherwise).
         let _ = std::fs::remove_dir(Path::new(RUNC_ROOT).join(&self.namespace));
+        // The namespace's cgroup, the parent of its containers' (`/<namespace>/<id>`): runc
+        // removes a container's own and leaves the parent, in every hierarchy.
+        remove_cgroups(Path::new(CGROUP_ROOT), &self.namespace);
     }
 
     /// What the removal through containerd can miss: a container created after the listing (a
@@ -987,5 +1025,36 @@ mod tests {
             message.contains("killed after 300ms") && message.contains("started"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_namespace_cgroup_goes_from_every_hierarchy_and_nothing_else_does() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for dir in [
+            "chp-1-0/a/b",
+            "memory/chp-1-0/c",
+            "pids/chp-1-0",
+            "memory/chp-1-1/d",
+        ] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        // Stands for a group that still holds a process: rmdir refuses it and its parents.
+        std::fs::create_dir_all(r.join("cpu/chp-1-0/busy")).unwrap();
+        std::fs::write(r.join("cpu/chp-1-0/busy/tasks"), "1\n").unwrap();
+
+        remove_cgroups(r, "chp-1-0");
+
+        for gone in ["chp-1-0", "memory/chp-1-0", "pids/chp-1-0"] {
+            assert!(!r.join(gone).exists(), "{gone} is left");
+        }
+        for kept in [
+            "memory/chp-1-1/d",
+            "cpu/chp-1-0/busy/tasks",
+            "memory",
+            "pids",
+        ] {
+            assert!(r.join(kept).exists(), "{kept} was removed");
+        }
     }
 }
