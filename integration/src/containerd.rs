@@ -780,10 +780,7 @@ pub fn dead(pid: u32) -> bool {
     };
     threads
         .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .all(|tid| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-                .map_or(true, |s| zombie(&s))
-        })
+        .all(|tid| process_status(tid).is_none_or(|s| zombie(&s)))
 }
 
 /// Whether `pid` is [`dead`] or has SIGKILL pending: what a process that was sent SIGKILL looks
