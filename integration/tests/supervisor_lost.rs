@@ -176,8 +176,10 @@ fn a_container_whose_supervisor_thread_cannot_start_is_stopped_whatever_the_fail
     let Some(ctrd) = failing_containerd() else {
         return;
     };
-    // Even "open" cannot let it run: the notify fd went with the thread that never started,
-    // so its traced syscalls would fail with ENOSYS.
+    // Even "open" cannot let it run: the shim's notify fd went with the thread that never
+    // started, and runc init, which keeps its own copy until runc's go-ahead arrives, waits for
+    // that go-ahead in a notified `read` that nobody answers (ADR 0016): left alone, `ctr run`
+    // hangs.
     ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
     let id = format!("threadless-{}", std::process::id());
     let _cleanup = Cleanup(&ctrd, id.clone());

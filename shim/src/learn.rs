@@ -242,8 +242,9 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         });
         if let Err(e) = spawned {
             // The fd went with the closure and no thread is left to serve a fail-open
-            // fallback: the container cannot run as it should (left alone, its `runc create`
-            // was seen to hang; ADR 0016). Stop it.
+            // fallback. runc init still holds its own copy of the listener while it waits, in a
+            // notified `read`, for runc's go-ahead: that syscall is never answered and never
+            // fails, so init and its `runc create` would wait forever (ADR 0016). Stop it.
             plans.done(&id);
             error!(container = %id, error = %e, "cannot start a supervisor thread; stopping the container");
             stop(&id, init);
