@@ -14,7 +14,7 @@ use chaperone_integration::containerd::{
     dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
     CHAPERONE,
 };
-use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV};
+use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV, SPAWN_ONCE_FAULT_ENV};
 
 fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
     let listed = ctrd
@@ -65,11 +65,16 @@ fn a_killed_shim_takes_its_container_down_with_it() {
 }
 
 /// A containerd whose shims fail the supervisor of every container with `failing` in its id,
-/// and cannot start one for a container with `threadless` in its id.
+/// cannot start one for a container with `threadless` in its id, and start one only at the
+/// second attempt for a container with `retried` in its id.
 fn failing_containerd() -> Option<Containerd> {
     let ctrd = Containerd::start_env(
         &prerequisites()?,
-        &[(FAULT_ENV, "failing"), (SPAWN_FAULT_ENV, "threadless")],
+        &[
+            (FAULT_ENV, "failing"),
+            (SPAWN_FAULT_ENV, "threadless"),
+            (SPAWN_ONCE_FAULT_ENV, "retried"),
+        ],
     )
     .expect("containerd starts");
     ctrd.import_busybox().expect("busybox image imports");
@@ -102,9 +107,15 @@ fn run_to_its_end(ctrd: &Containerd, id: &str) {
 }
 
 fn logged(ctrd: &Containerd, id: &str, message: &str) -> bool {
+    times_logged(ctrd, id, message) > 0
+}
+
+/// How many lines of containerd's log (the shims' included) name `id` and say `message`.
+fn times_logged(ctrd: &Containerd, id: &str, message: &str) -> usize {
     ctrd.log()
         .lines()
-        .any(|l| l.contains(message) && l.contains(id))
+        .filter(|l| l.contains(message) && l.contains(id))
+        .count()
 }
 
 #[test]
@@ -198,6 +209,13 @@ fn a_container_whose_supervisor_thread_cannot_start_is_stopped_whatever_the_fail
         "{}",
         ctrd.explain("no message for the thread that could not start")
     );
+    let retries = times_logged(&ctrd, &id, "cannot start a supervisor thread; trying again");
+    assert_eq!(
+        retries,
+        3,
+        "{}",
+        ctrd.explain("three retries before the stop")
+    );
     assert_ne!(
         ctrd.task_status(&id).as_deref(),
         Some("RUNNING"),
@@ -209,4 +227,29 @@ fn a_container_whose_supervisor_thread_cannot_start_is_stopped_whatever_the_fail
     let healthy = format!("healthy-after-{}", std::process::id());
     let _cleanup_healthy = Cleanup(&ctrd, healthy.clone());
     run_to_its_end(&ctrd, &healthy);
+}
+
+#[test]
+fn a_supervisor_thread_that_starts_at_a_retry_serves_its_container() {
+    let Some(ctrd) = failing_containerd() else {
+        return;
+    };
+    let id = format!("retried-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    run_to_its_end(&ctrd, &id);
+    assert!(
+        logged(&ctrd, &id, "cannot start a supervisor thread; trying again"),
+        "{}",
+        ctrd.explain("no message for the failed first attempt")
+    );
+    assert!(
+        !logged(&ctrd, &id, "stopping the container"),
+        "{}",
+        ctrd.explain("the container was stopped although the retry started its supervisor")
+    );
+    assert!(
+        logged(&ctrd, &id, "storing what the container learned"),
+        "{}",
+        ctrd.explain("the container was not learned")
+    );
 }

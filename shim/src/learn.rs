@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chaperone_config::{FailMode, Mode};
@@ -236,12 +236,12 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         let init = init_pid(&accepted);
         let registry = Arc::clone(plans);
         let container = id.clone();
-        let spawned = spawn_supervisor(&id, move || {
-            supervise(accepted, traced, stats);
+        let spawned = spawn_supervisor(&id, (accepted, traced, stats), move |(a, t, s)| {
+            supervise(a, t, s);
             registry.done(&container);
         });
         if let Err(e) = spawned {
-            // The fd went with the closure and no thread is left to serve a fail-open
+            // Every attempt failed: the fd is closed and no thread is left to serve a fail-open
             // fallback. runc init still holds its own copy of the listener while it waits, in a
             // notified `read`, for runc's go-ahead: that syscall is never answered and never
             // fails, so init and its `runc create` would wait forever (ADR 0016). Stop it.
@@ -409,24 +409,61 @@ pub const FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR";
 /// get no supervisor thread, as when the shim cannot start one (out of threads: EAGAIN).
 pub const SPAWN_FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR_THREAD";
 
+/// Debug builds only, like [`SPAWN_FAULT_ENV`], but only the first attempt fails: the retry
+/// starts the thread.
+pub const SPAWN_ONCE_FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_SUPERVISOR_THREAD_ONCE";
+
+/// The pauses before each new attempt at starting a supervisor thread. A thread limit that is
+/// reached (EAGAIN: `pids.max`, `RLIMIT_NPROC`, `threads-max`) often clears within moments, as
+/// threads of other containers end; meanwhile the container waits in runc create, and the
+/// shim's next connections wait in the listener's backlog.
+const SPAWN_RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+];
+
 /// Whether the fault `variable` names is injected into container `id` (debug builds only).
 fn fault_injected(variable: &str, id: &str) -> bool {
     cfg!(debug_assertions)
         && std::env::var(variable).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
 }
 
-/// Starts the thread that supervises container `id`; on failure `run` is dropped unrun, with
-/// the notify fd it owns.
-fn spawn_supervisor(
+/// Starts the thread that runs `run(payload)` for container `id`, trying again after each of
+/// [`SPAWN_RETRY_PAUSES`]. The payload (the notify fd with it) is kept between attempts: a
+/// failed spawn drops only the closure. On the last failure the payload is dropped unrun.
+fn spawn_supervisor<P: Send + 'static>(
     id: &str,
-    run: impl FnOnce() + Send + 'static,
+    payload: P,
+    run: impl Fn(P) + Send + Sync + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    if fault_injected(SPAWN_FAULT_ENV, id) {
-        return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+    let slot = Arc::new(Mutex::new(Some(payload)));
+    let run = Arc::new(run);
+    let mut attempt = 0;
+    loop {
+        let (mine, run) = (Arc::clone(&slot), Arc::clone(&run));
+        let spawned = if fault_injected(SPAWN_FAULT_ENV, id)
+            || (attempt == 0 && fault_injected(SPAWN_ONCE_FAULT_ENV, id))
+        {
+            Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+        } else {
+            std::thread::Builder::new()
+                .name("chaperone-sup".into())
+                .spawn(move || {
+                    let taken = mine.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(payload) = taken {
+                        run(payload);
+                    }
+                })
+        };
+        let Err(e) = spawned else { return spawned };
+        let Some(&pause) = SPAWN_RETRY_PAUSES.get(attempt) else {
+            return Err(e);
+        };
+        attempt += 1;
+        warn!(container = %id, attempt, error = %e, "cannot start a supervisor thread; trying again");
+        std::thread::sleep(pause);
     }
-    std::thread::Builder::new()
-        .name("chaperone-sup".into())
-        .spawn(run)
 }
 
 /// The kernel's notifier, or with an injected fault ([`FAULT_ENV`]) one that fails to answer
