@@ -109,7 +109,7 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    // The figure the issue names, with its baseline from this same run.
+    // The figure the issue names, with its baselines from this same run.
     let floor_ns = median_ns_per_event(floor, chunk.len());
     let unigram_ns = median_ns_per_event(unigram, chunk.len());
     let score_ns = median_ns_per_event(score, chunk.len());
