@@ -536,7 +536,8 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     assert_eq!(
         result.trim(),
         "denied",
-        "the held mkdir failed after the thaw"
+        "the held mkdir failed after the thaw; {}",
+        ctrd.explain(format!("alerts: {:?}", alerts_of(&ctrd, &id)))
     );
     assert!(!out_dir.join("made").exists());
 }
