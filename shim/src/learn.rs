@@ -236,8 +236,8 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
         let init = init_pid(&accepted);
         let registry = Arc::clone(plans);
         let container = id.clone();
-        let spawned = spawn_supervisor(&id, (accepted, traced, stats), move |(a, t, s)| {
-            supervise(a, t, s);
+        let spawned = spawn_supervisor(&id, move || {
+            supervise(accepted, traced, stats);
             registry.done(&container);
         });
         if let Err(e) = spawned {
@@ -429,19 +429,18 @@ fn fault_injected(variable: &str, id: &str) -> bool {
         && std::env::var(variable).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
 }
 
-/// Starts the thread that runs `run(payload)` for container `id`, trying again after each of
-/// [`SPAWN_RETRY_PAUSES`]. The payload (the notify fd with it) is kept between attempts: a
-/// failed spawn drops only the closure. On the last failure the payload is dropped unrun.
-fn spawn_supervisor<P: Send + 'static>(
+/// Starts the thread that runs `run` for container `id`, trying again after each of
+/// [`SPAWN_RETRY_PAUSES`]. `run` (and the notify fd it owns) is kept between attempts: a failed
+/// spawn drops only the thread's closure, which holds a share of it. On the last failure `run`
+/// is dropped unrun.
+fn spawn_supervisor(
     id: &str,
-    payload: P,
-    run: impl Fn(P) + Send + Sync + 'static,
+    run: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let slot = Arc::new(Mutex::new(Some(payload)));
-    let run = Arc::new(run);
+    let slot = Arc::new(Mutex::new(Some(run)));
     let mut attempt = 0;
     loop {
-        let (mine, run) = (Arc::clone(&slot), Arc::clone(&run));
+        let mine = Arc::clone(&slot);
         let spawned = if fault_injected(SPAWN_FAULT_ENV, id)
             || (attempt == 0 && fault_injected(SPAWN_ONCE_FAULT_ENV, id))
         {
@@ -451,8 +450,8 @@ fn spawn_supervisor<P: Send + 'static>(
                 .name("chaperone-sup".into())
                 .spawn(move || {
                     let taken = mine.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(payload) = taken {
-                        run(payload);
+                    if let Some(run) = taken {
+                        run();
                     }
                 })
         };
