@@ -206,6 +206,11 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         self.clock += 1;
         if self.paused_on.is_some() && self.paused_on == Some((n.tid, n.nr)) {
             self.paused_on = None;
+            tracing::debug!(
+                tid = n.tid,
+                nr = n.nr,
+                "supervisor: the syscall held across the pause is denied on its restart"
+            );
             return self.answer(n.id, Answer::Errno(self.deny_errno));
         }
         let arch = Arch::from_audit_arch(n.arch);
