@@ -2,7 +2,8 @@
 //! containerd's gRPC API where `ctr` 1.6 has no command) as a user would: a terminal for the
 //! container and for an exec process (with its size from ResizePty), cgroup metrics (Stats), new
 //! resource limits (Update), TaskOOM when a container runs out of memory, stdin, Pause/Resume,
-//! and the shim joining the cgroup runc's options name. Every test also runs against
+//! the shim joining the cgroup runc's options name, and `file://` log URIs (a `binary://` one
+//! is refused). Every test also runs against
 //! containerd's stock `io.containerd.runc.v2` to check the test itself. Needs root, containerd,
 //! runc, a static busybox and util-linux's `script` (Debian package bsdutils; scripts/test.sh
 //! installs them all).
@@ -641,4 +642,111 @@ fn chaperone_joins_the_shim_cgroup_of_runcs_options() {
 #[test]
 fn runc_v2_joins_the_shim_cgroup_of_runcs_options() {
     shim_in_cgroup(RUNC_V2);
+}
+
+/// The lines of the log file at `path`, sorted: stdout and stderr are copied separately, so
+/// their order in the file is not the container's.
+fn sorted_lines(ctrd: &Containerd, path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{}: {e}", path.display()))));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort_unstable();
+    lines
+}
+
+fn log_uri(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("loguri", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    // The directory does not exist yet: the shim makes it, as containerd's does.
+    let log = ctrd
+        .dir()
+        .join(format!("logs-{runtime}"))
+        .join("init log.log");
+    // Go's url package writes the space as %20; the shim undoes it.
+    let uri = format!("file://{}", log.display()).replace(' ', "%20");
+    ctrd.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        "--log-uri",
+        &uri,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo init-out; echo init-err >&2",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    // `ctr run` returns after the exit, which waits for the copies: the file is complete.
+    assert_eq!(sorted_lines(&ctrd, &log), ["init-err", "init-out"]);
+
+    // An exec process's log, appended to a file that already has a line.
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let exec_log = log.with_file_name("exec.log");
+    std::fs::write(&exec_log, "before\n").unwrap();
+    let uri = format!("file://{}", exec_log.display());
+    ctrd.ctr_ok(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "logged",
+        "--log-uri",
+        &uri,
+        &id,
+        "sh",
+        "-c",
+        "echo exec-out; echo exec-err >&2",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(
+        sorted_lines(&ctrd, &exec_log),
+        ["before", "exec-err", "exec-out"]
+    );
+}
+
+#[test]
+fn chaperone_writes_a_file_log_uri() {
+    log_uri(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_writes_a_file_log_uri() {
+    log_uri(RUNC_V2);
+}
+
+/// A log URI chaperone cannot serve fails the task's creation with the reason, and leaves no
+/// task behind.
+#[test]
+fn chaperone_refuses_a_binary_log_uri_with_a_clear_error() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("binlog", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = ctrd
+        .ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            CHAPERONE,
+            "--log-uri",
+            "binary:///usr/bin/logger?tag=x",
+            BUSYBOX_IMAGE,
+            &id,
+            "true",
+        ])
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{}", ctrd.explain(&text));
+    assert!(
+        text.contains("binary:// log URI") && text.contains("not supported"),
+        "{}",
+        ctrd.explain(&text)
+    );
+    assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(&text));
 }

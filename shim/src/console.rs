@@ -28,6 +28,7 @@ use tracing::debug;
 
 use crate::container::Stdio;
 use crate::error::{Result, ShimError};
+use crate::stdio::fifo_path;
 use crate::sys;
 
 /// How long runc may take to connect and send the master once it has returned.
@@ -121,7 +122,7 @@ impl Console {
             .then(|| {
                 pipe::OpenOptions::new()
                     .read_write(true)
-                    .open_receiver(&stdio.stdin)
+                    .open_receiver(fifo_path(&stdio.stdin))
                     .map_err(failed("open", &stdio.stdin))
             })
             .transpose()?;
@@ -129,7 +130,7 @@ impl Console {
             .then(|| {
                 pipe::OpenOptions::new()
                     .read_write(true)
-                    .open_sender(&stdio.stdout)
+                    .open_sender(fifo_path(&stdio.stdout))
                     .map_err(failed("open", &stdio.stdout))
             })
             .transpose()?;

@@ -61,6 +61,14 @@ pub enum ShimError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A process's stdio names a URI that cannot be used.
+    #[error("invalid stdio URI {uri:?}: {reason}")]
+    StdioUri {
+        /// The URI as the request gave it.
+        uri: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A request chaperone does not support yet.
     #[error("{what} is not supported by chaperone yet")]
     Unimplemented {
@@ -226,6 +234,7 @@ impl ShimError {
             | Self::NotLearned { .. }
             | Self::Filter { .. }
             | Self::Spec { .. }
+            | Self::StdioUri { .. }
             | Self::RequestJson { .. } => ttrpc::Code::INVALID_ARGUMENT,
             Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
             Self::Listener { .. }

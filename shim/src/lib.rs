@@ -16,6 +16,7 @@ pub mod oom;
 pub mod plan;
 pub mod runc;
 pub mod service;
+pub mod stdio;
 #[allow(unsafe_code)]
 mod sys;
 pub mod task;

@@ -26,6 +26,7 @@ use crate::image::ContainerImage;
 use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
+use crate::stdio::{self, FileLog, Target};
 
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
@@ -315,24 +316,61 @@ async fn mount_all(req: &CreateTaskRequest, bundle: &Path) -> Result<Option<Path
     Ok(Some(rootfs))
 }
 
-/// The stdio runc gives a process: containerd's FIFOs, or /dev/null when none is connected or
-/// the process has a terminal (the shim copies between it and the FIFOs).
-pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<Arc<dyn Io>> {
+/// The stdio runc gives a process, and the file log to start once runc has run (see
+/// [`crate::stdio`]).
+pub(super) struct ProcessIo {
+    pub(super) io: Arc<dyn Io>,
+    pub(super) log: Option<FileLog>,
+}
+
+impl ProcessIo {
+    /// Starts the file log's copies, if the process has one; its exit then waits for them.
+    pub(super) fn started(self, process: &mut Process) {
+        if let Some(log) = self.log {
+            process.drained = Some(log.start());
+        }
+    }
+}
+
+/// The stdio runc gives a process: containerd's FIFOs, pipes into a `file://` log, or
+/// /dev/null when none is connected or the process has a terminal (the shim copies between it
+/// and the FIFOs).
+pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<ProcessIo> {
+    let target = stdio::target(&stdio.stdout)?;
+    if let Target::File(path) = target {
+        if stdio.terminal {
+            return Err(ShimError::Unimplemented {
+                what: "a terminal together with a file:// log",
+            });
+        }
+        let log = FileLog::open(&path, &stdio.stdin)?;
+        return Ok(ProcessIo {
+            io: log.io(),
+            log: Some(log),
+        });
+    }
     if stdio.terminal
         || (stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty())
     {
-        return Ok(Arc::new(NullIo::new().map_err(|source| ShimError::Io {
+        let null = NullIo::new().map_err(|source| ShimError::Io {
             op: "open /dev/null for",
             path: bundle.to_owned(),
             source,
-        })?));
+        })?;
+        return Ok(ProcessIo {
+            io: Arc::new(null),
+            log: None,
+        });
     }
-    let fifo = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    Ok(Arc::new(FIFO {
-        stdin: fifo(&stdio.stdin),
-        stdout: fifo(&stdio.stdout),
-        stderr: fifo(&stdio.stderr),
-    }))
+    let fifo = |s: &str| (!s.is_empty()).then(|| stdio::fifo_path(s).to_owned());
+    Ok(ProcessIo {
+        io: Arc::new(FIFO {
+            stdin: fifo(&stdio.stdin),
+            stdout: fifo(&stdio.stdout),
+            stderr: fifo(&stdio.stderr),
+        }),
+        log: None,
+    })
 }
 
 /// For a process with a terminal: the socket runc is to send it on.
@@ -370,10 +408,11 @@ async fn create_init(
         .no_pivot(options.no_pivot_root)
         .no_new_keyring(options.no_new_keyring);
     opts.console_socket = console.as_ref().map(ConsoleSocket::path);
-    opts.io = Some(io);
+    opts.io = Some(Arc::clone(&io.io));
     runc.create(id, bundle, Some(&opts))
         .await
         .map_err(|e| failure(bundle, "create", id, &e))?;
+    io.started(init);
     let text = tokio::fs::read_to_string(&pid_file)
         .await
         .map_err(|source| ShimError::Io {

@@ -6,6 +6,8 @@
 //! hands its notify fd to the shim's listener like init's, and it is learned or scored under
 //! the container's plan.
 
+use std::sync::Arc;
+
 use containerd_shim::api::{Empty, ExecProcessRequest, Status};
 use containerd_shim::protos::events::task::{TaskExecAdded, TaskExecStarted};
 use runc::options::ExecOpts;
@@ -76,8 +78,9 @@ impl TaskService {
         };
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
         let console = console_socket(&process.stdio)?;
+        let io = io_of(&process.stdio, &bundle)?;
         let opts = ExecOpts {
-            io: Some(io_of(&process.stdio, &bundle)?),
+            io: Some(Arc::clone(&io.io)),
             pid_file: Some(pid_file.clone()),
             console_socket: console.as_ref().map(ConsoleSocket::path),
             detach: true,
@@ -91,6 +94,7 @@ impl TaskService {
             process.set_exited(EXEC_FAILED);
             return Err(failure(&bundle, "exec", id, &e));
         }
+        io.started(process);
         if let Err(e) = attach(console, process).await {
             // Without its terminal the process is cut off: end it (the reaper records it).
             if let Ok(text) = tokio::fs::read_to_string(&pid_file).await {
