@@ -49,7 +49,7 @@ pub struct Process {
     pub spec: Option<Box<oci_spec::runtime::Process>>,
     /// Its terminal, if it has one.
     pub console: Option<Console>,
-    /// Fires when its terminal's output has drained; its exit waits for that.
+    /// Fires when its terminal's or log file's output has drained; its exit waits for that.
     pub drained: Option<oneshot::Receiver<()>>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
