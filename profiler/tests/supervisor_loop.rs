@@ -178,7 +178,9 @@ fn every_verdict_maps_to_its_answer() {
         assert_eq!((s.events, s.deviations, s.novel), (2, 1, 1), "{verdict:?}");
         assert_eq!(sup.notifier().answers, [(1, Answer::Continue), (2, want)]);
         let kills = &sup.notifier().kills;
-        assert_eq!(kills.len(), usize::from(verdict == Verdict::KillProcess));
+        // A container kill takes the offending process first, as a process kill does.
+        let kills_process = matches!(verdict, Verdict::KillProcess | Verdict::KillContainer);
+        assert_eq!(kills.len(), usize::from(kills_process), "{verdict:?}");
         let (_, responder) = sup.into_parts();
         match verdict {
             Verdict::PauseContainer => assert_eq!(responder.actions, ["pause"]),

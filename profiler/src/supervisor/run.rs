@@ -315,6 +315,16 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 deny
             }
             Verdict::KillContainer => {
+                // The offending process first, while its syscall is held, so it never runs
+                // again: the rest of the container dies only once the responder's kill has
+                // gone through (for a container, once its init has died and the kernel tears
+                // the pid namespace down), which on a busy node takes milliseconds in which the
+                // process could go on with the attack.
+                match self.notifier.kill_process(d.tid, id) {
+                    Ok(true) => bump(&self.stats.killed),
+                    Ok(false) => {}
+                    Err(e) => self.action_failed("kill process", d, &e),
+                }
                 match self.responder.kill_container(d) {
                     Ok(()) => bump(&self.stats.container_kills),
                     Err(e) => self.action_failed("kill container", d, &e),
