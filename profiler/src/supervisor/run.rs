@@ -296,12 +296,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             Verdict::Continue => Answer::Continue,
             Verdict::Deny { errno } => Answer::Errno(errno.clamp(1, 4095)),
             Verdict::KillProcess => {
-                match self.notifier.kill_process(d.tid, id) {
-                    Ok(true) => bump(&self.stats.killed),
-                    // Already gone: nothing left to kill.
-                    Ok(false) => {}
-                    Err(e) => self.action_failed("kill process", d, &e),
-                }
+                self.kill_process(d, id);
                 deny
             }
             Verdict::PauseContainer => {
@@ -320,17 +315,23 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 // gone through (for a container, once its init has died and the kernel tears
                 // the pid namespace down), which on a busy node takes milliseconds in which the
                 // process could go on with the attack.
-                match self.notifier.kill_process(d.tid, id) {
-                    Ok(true) => bump(&self.stats.killed),
-                    Ok(false) => {}
-                    Err(e) => self.action_failed("kill process", d, &e),
-                }
+                self.kill_process(d, id);
                 match self.responder.kill_container(d) {
                     Ok(()) => bump(&self.stats.container_kills),
                     Err(e) => self.action_failed("kill container", d, &e),
                 }
                 deny
             }
+        }
+    }
+
+    /// SIGKILLs the process of the deviating thread, held in notification `id`.
+    fn kill_process(&mut self, d: &Deviation, id: u64) {
+        match self.notifier.kill_process(d.tid, id) {
+            Ok(true) => bump(&self.stats.killed),
+            // Already gone: nothing left to kill.
+            Ok(false) => {}
+            Err(e) => self.action_failed("kill process", d, &e),
         }
     }
 
