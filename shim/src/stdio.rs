@@ -22,7 +22,7 @@ use crate::error::{Result, ShimError};
 /// What a stdout string names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// FIFOs at the given paths (the scheme, if any, taken off).
+    /// FIFOs, at the paths the strings give ([`fifo_path`] takes off a `fifo://`).
     Fifo,
     /// A file that gets stdout and stderr.
     File(PathBuf),
@@ -155,17 +155,16 @@ impl FileLog {
         let streams = [self.pipes.stdout(), self.pipes.stderr()];
         let mut copies = Vec::new();
         for mut stream in streams.into_iter().flatten() {
-            let file = match self.file.try_clone() {
-                Ok(f) => tokio::fs::File::from_std(f),
-                Err(e) => {
-                    warn!(path = %self.path.display(), error = %e, "cannot copy into the log file");
-                    continue;
-                }
-            };
+            let file = self.file.try_clone();
             let path = self.path.clone();
             copies.push(tokio::spawn(async move {
-                let mut file = file;
-                if let Err(e) = tokio::io::copy(&mut stream, &mut file).await {
+                let failed = match file {
+                    Ok(file) => tokio::io::copy(&mut stream, &mut tokio::fs::File::from_std(file))
+                        .await
+                        .err(),
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failed {
                     // The process must not block on a full pipe: drain what is left.
                     warn!(path = %path.display(), error = %e, "writing the log file failed; the rest of the output is dropped");
                     let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
