@@ -190,6 +190,47 @@ fn every_verdict_maps_to_its_answer() {
     }
 }
 
+/// Once the container is killed, what its processes still ask is denied unscored: a child
+/// forked before the deviation must not get its `execve` while the kill goes through. A kill
+/// that failed leaves the supervisor scoring as before.
+#[test]
+fn after_a_container_kill_every_syscall_is_denied_unscored() {
+    for fail in [false, true] {
+        let fake = Fake {
+            queue: [
+                ev(1, 10, "getppid"),
+                ev(2, 10, "mount"),
+                ev(3, 11, "getppid"),
+                ev(4, 11, "getppid"),
+            ]
+            .into(),
+            ..Fake::default()
+        };
+        let mut responder = Scripted::new(Verdict::KillContainer);
+        responder.fail_actions = fail;
+        let (answers, responder, stats) = run(fake, responder);
+        let later = if fail {
+            Answer::Continue
+        } else {
+            Answer::Errno(libc::EPERM)
+        };
+        assert_eq!(
+            answers,
+            [
+                (1, Answer::Continue),
+                (2, Answer::Errno(libc::EPERM)),
+                (3, later),
+                (4, later)
+            ],
+            "kill failing: {fail}"
+        );
+        let s = stats.snapshot();
+        assert_eq!((s.events, s.deviations), (4, 1), "kill failing: {fail}");
+        assert_eq!(s.container_kills, u64::from(!fail));
+        assert_eq!(responder.actions, ["kill"]);
+    }
+}
+
 #[test]
 fn answers_reach_the_notifier_in_order() {
     let fake = Fake {

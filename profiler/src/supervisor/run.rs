@@ -127,6 +127,10 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     /// kernel's wait, so the syscall is notified again when the container is thawed; that
     /// repeat is denied without being scored again (else the same deviation would pause again).
     paused_on: Option<(u32, i32)>,
+    /// The container was killed: until its processes are gone, every syscall they still make
+    /// is denied without being scored, so none goes on running meanwhile (a process forked
+    /// just before the deviation would otherwise have its `execve` let through).
+    container_killed: bool,
     prelude: Prelude,
     exec: [Option<Sym>; 2],
     /// The notification received and not answered yet (see [`Supervisor::held`]).
@@ -165,6 +169,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
             paused_on: None,
+            container_killed: false,
             held: None,
             prelude: Prelude::new(config.skip_until_exec),
             exec: [sym_of("execve"), sym_of("execveat")],
@@ -211,6 +216,9 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 nr = n.nr,
                 "supervisor: the syscall held across the pause is denied on its restart"
             );
+            return self.answer(n.id, Answer::Errno(self.deny_errno));
+        }
+        if self.container_killed {
             return self.answer(n.id, Answer::Errno(self.deny_errno));
         }
         let arch = Arch::from_audit_arch(n.arch);
@@ -317,7 +325,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 // process could go on with the attack.
                 self.kill_process(d, id);
                 match self.responder.kill_container(d) {
-                    Ok(()) => bump(&self.stats.container_kills),
+                    Ok(()) => {
+                        bump(&self.stats.container_kills);
+                        self.container_killed = true;
+                    }
                     Err(e) => self.action_failed("kill container", d, &e),
                 }
                 deny
