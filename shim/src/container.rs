@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::console::Console;
 use crate::error::{Result, ShimError};
+use crate::stdio::Logger;
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,8 @@ pub struct Process {
     pub console: Option<Console>,
     /// Fires when its terminal's or log file's output has drained; its exit waits for that.
     pub drained: Option<oneshot::Receiver<()>>,
+    /// Its logging binary (a `binary://` stdout), ended when the process is deleted.
+    pub logger: Option<Logger>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -65,6 +68,7 @@ impl Process {
             spec: None,
             console: None,
             drained: None,
+            logger: None,
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }

@@ -165,6 +165,14 @@ pub enum ShimError {
         /// The error.
         source: std::io::Error,
     },
+    /// A logging binary (a `binary://` stdio URI) could not serve its process.
+    #[error("the logging binary {path:?} {reason}")]
+    Logger {
+        /// The binary.
+        path: PathBuf,
+        /// What went wrong.
+        reason: &'static str,
+    },
     /// A system call failed.
     #[error("{op} failed")]
     Sys {
@@ -242,6 +250,7 @@ impl ShimError {
             | Self::Model { .. }
             | Self::Runc { .. }
             | Self::Io { .. }
+            | Self::Logger { .. }
             | Self::Sys { .. }
             | Self::Protobuf { .. }
             | Self::Shim { .. }

@@ -12,7 +12,7 @@
 pub(crate) mod abi;
 pub(crate) mod child;
 pub(crate) mod notify;
-pub(crate) mod pidfd;
+pub mod pidfd;
 pub(crate) mod scm;
 pub(crate) mod seccomp;
 pub(crate) mod wake;

@@ -11,7 +11,7 @@ use super::{Result, SysError};
 const PIDFD_THREAD: u32 = 0o200; // O_EXCL on the generic and x86 ABIs
 
 /// Opens a pidfd for `pid` (a process, or with `thread` any thread id).
-pub(crate) fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
+pub fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
     let flags = if thread { PIDFD_THREAD } else { 0 };
     let Ok(raw_pid) = libc::pid_t::try_from(pid) else {
         return Err(SysError::Pidfd {
@@ -42,7 +42,7 @@ pub(crate) fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
 
 /// Sends `signal` to the process behind `pidfd` (for a thread pidfd, SIGKILL still ends the
 /// whole thread group). ESRCH (already gone) is reported as `Ok(false)`.
-pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, pid: u32, signal: Signal) -> Result<bool> {
+pub fn send_signal(pidfd: BorrowedFd<'_>, pid: u32, signal: Signal) -> Result<bool> {
     // SAFETY: integer arguments and a null siginfo (the kernel fills in the default one).
     let rc = unsafe {
         libc::syscall(

@@ -26,7 +26,7 @@ use crate::image::ContainerImage;
 use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
-use crate::stdio::{self, FileLog, Target};
+use crate::stdio::{self, BinaryLog, FileLog, Target};
 
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
@@ -158,7 +158,14 @@ impl TaskService {
         };
         let mut init = Process::new(&req.id, stdio.clone());
         let runc_began = std::time::Instant::now();
-        let created = create_init(&runc, &bundle, &req.id, &mut init, &options).await;
+        let created = create_init(
+            &runc,
+            &bundle,
+            (&req.id, &self.namespace),
+            &mut init,
+            &options,
+        )
+        .await;
         let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
@@ -316,38 +323,73 @@ async fn mount_all(req: &CreateTaskRequest, bundle: &Path) -> Result<Option<Path
     Ok(Some(rootfs))
 }
 
-/// The stdio runc gives a process, and the file log to start once runc has run (see
+/// The stdio runc gives a process, and the file or binary log to start once runc has run (see
 /// [`crate::stdio`]).
 pub(super) struct ProcessIo {
     pub(super) io: Arc<dyn Io>,
-    pub(super) log: Option<FileLog>,
+    pub(super) log: Option<Log>,
+}
+
+/// A process's log, when its stdout is a `file://` or `binary://` URI.
+pub(super) enum Log {
+    File(FileLog),
+    Binary(BinaryLog),
 }
 
 impl ProcessIo {
-    /// Starts the file log's copies, if the process has one; its exit then waits for them.
+    /// Starts the log's copies or hands over its logging binary, if the process has a log;
+    /// its exit then waits for them.
     pub(super) fn started(self, process: &mut Process) {
-        if let Some(log) = self.log {
-            process.drained = Some(log.start());
+        match self.log {
+            None => {}
+            Some(Log::File(log)) => process.drained = Some(log.start()),
+            Some(Log::Binary(log)) => {
+                let (drained, logger) = log.start();
+                process.drained = Some(drained);
+                process.logger = Some(logger);
+            }
         }
     }
 }
 
-/// The stdio runc gives a process: containerd's FIFOs, pipes into a `file://` log, or
-/// /dev/null when none is connected or the process has a terminal (the shim copies between it
-/// and the FIFOs).
-pub(super) fn io_of(stdio: &Stdio, bundle: &Path) -> Result<ProcessIo> {
+/// The stdio runc gives a process: containerd's FIFOs, pipes into a `file://` log or a
+/// `binary://` logging binary (started now, for the process `id` of `namespace`), or /dev/null
+/// when none is connected or the process has a terminal (the shim copies between it and the
+/// FIFOs).
+pub(super) async fn io_of(
+    stdio: &Stdio,
+    bundle: &Path,
+    process: (&str, &str),
+) -> Result<ProcessIo> {
     let target = stdio::target(&stdio.stdout)?;
-    if let Target::File(path) = target {
+    if target != Target::Fifo {
         if stdio.terminal {
             return Err(ShimError::Unimplemented {
-                what: "a terminal together with a file:// log",
+                what: "a terminal together with a file:// or binary:// log",
             });
         }
-        let log = FileLog::open(&path, &stdio.stdin)?;
-        return Ok(ProcessIo {
-            io: log.io(),
-            log: Some(log),
-        });
+        if !stdio.stdin.is_empty() {
+            return Err(ShimError::Unimplemented {
+                what: "stdin together with a file:// or binary:// log",
+            });
+        }
+    }
+    match target {
+        Target::Fifo => {}
+        Target::File(path) => {
+            let log = FileLog::open(&path)?;
+            return Ok(ProcessIo {
+                io: log.io(),
+                log: Some(Log::File(log)),
+            });
+        }
+        Target::Binary { path, args } => {
+            let log = BinaryLog::open(&path, &args, process).await?;
+            return Ok(ProcessIo {
+                io: log.io(),
+                log: Some(Log::Binary(log)),
+            });
+        }
     }
     if stdio.terminal
         || (stdio.stdin.is_empty() && stdio.stdout.is_empty() && stdio.stderr.is_empty())
@@ -395,13 +437,13 @@ pub(super) async fn attach(socket: Option<ConsoleSocket>, process: &mut Process)
 async fn create_init(
     runc: &runc::Runc,
     bundle: &Path,
-    id: &str,
+    (id, namespace): (&str, &str),
     init: &mut Process,
     options: &Options,
 ) -> Result<i32> {
     let stdio = &init.stdio;
     let console = console_socket(stdio)?;
-    let io = io_of(stdio, bundle)?;
+    let io = io_of(stdio, bundle, (id, namespace)).await?;
     let pid_file = bundle.join(INIT_PID_FILE);
     let mut opts = CreateOpts::new()
         .pid_file(&pid_file)

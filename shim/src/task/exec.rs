@@ -78,7 +78,7 @@ impl TaskService {
         };
         let pid_file = bundle.join(format!("exec-{exec_id}.pid"));
         let console = console_socket(&process.stdio)?;
-        let io = io_of(&process.stdio, &bundle)?;
+        let io = io_of(&process.stdio, &bundle, (exec_id, &self.namespace)).await?;
         let opts = ExecOpts {
             io: Some(Arc::clone(&io.io)),
             pid_file: Some(pid_file.clone()),
