@@ -5,7 +5,7 @@
 #![allow(clippy::tests_outside_test_module)]
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::supervisor::{
@@ -14,9 +14,13 @@ use chaperone_profiler::supervisor::{
 };
 use chaperone_profiler::syscalls::{sym_of, Arch};
 
+/// The kills and actions of a [`Fake`] and a [`Scripted`] sharing it, in the order taken.
+type Journal = Arc<Mutex<Vec<&'static str>>>;
+
 /// Plays back notifications and records answers and kills.
 #[derive(Debug, Default)]
 struct Fake {
+    journal: Journal,
     queue: VecDeque<Received>,
     answers: Vec<(u64, Answer)>,
     gone_on_send: Vec<u64>,
@@ -47,6 +51,7 @@ impl Notifier for Fake {
     }
     fn kill_process(&mut self, tid: u32, id: u64) -> Result<bool> {
         self.kills.push((tid, id));
+        self.journal.lock().unwrap().push("kill process");
         Ok(true)
     }
     fn thread_alive(&mut self, tid: u32) -> bool {
@@ -72,6 +77,7 @@ fn ev(id: u64, tid: u32, name: &str) -> Received {
 /// Answers deviations with a fixed verdict and records container actions.
 #[derive(Debug)]
 struct Scripted {
+    journal: Journal,
     verdict: Verdict,
     fail_actions: bool,
     actions: Vec<&'static str>,
@@ -92,6 +98,7 @@ impl Responder for Scripted {
 impl Scripted {
     fn new(verdict: Verdict) -> Self {
         Self {
+            journal: Journal::default(),
             verdict,
             fail_actions: false,
             actions: Vec::new(),
@@ -99,6 +106,7 @@ impl Scripted {
     }
     fn act(&mut self, what: &'static str) -> std::result::Result<(), ActionError> {
         self.actions.push(what);
+        self.journal.lock().unwrap().push(what);
         if self.fail_actions {
             return Err(ActionError::Failed {
                 action: what,
@@ -162,11 +170,14 @@ fn every_verdict_maps_to_its_answer() {
             queue: [ev(1, 10, "getppid"), ev(2, 10, "mount")].into(),
             ..Fake::default()
         };
+        let journal = Arc::clone(&fake.journal);
+        let mut responder = Scripted::new(verdict);
+        responder.journal = Arc::clone(&journal);
         let stats = Arc::new(Stats::default());
         let mut sup = Supervisor::new(
             fake,
             detect(),
-            Scripted::new(verdict),
+            responder,
             SupervisorConfig::default(),
             stats.clone(),
         )
@@ -178,9 +189,13 @@ fn every_verdict_maps_to_its_answer() {
         assert_eq!((s.events, s.deviations, s.novel), (2, 1, 1), "{verdict:?}");
         assert_eq!(sup.notifier().answers, [(1, Answer::Continue), (2, want)]);
         let kills = &sup.notifier().kills;
-        // A container kill takes the offending process first, as a process kill does.
+        // A container kill takes the offending process too, as a process kill does: after the
+        // container's, so that the process's parent (woken by its death) cannot run on first.
         let kills_process = matches!(verdict, Verdict::KillProcess | Verdict::KillContainer);
         assert_eq!(kills.len(), usize::from(kills_process), "{verdict:?}");
+        if verdict == Verdict::KillContainer {
+            assert_eq!(*journal.lock().unwrap(), ["kill", "kill process"]);
+        }
         let (_, responder) = sup.into_parts();
         match verdict {
             Verdict::PauseContainer => assert_eq!(responder.actions, ["pause"]),

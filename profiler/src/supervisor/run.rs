@@ -318,12 +318,13 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 deny
             }
             Verdict::KillContainer => {
-                // The offending process first, while its syscall is held, so it never runs
-                // again: the rest of the container dies only once the responder's kill has
-                // gone through (for a container, once its init has died and the kernel tears
-                // the pid namespace down), which on a busy node takes milliseconds in which the
-                // process could go on with the attack.
-                self.kill_process(d, id);
+                // The container first, then the offending process, both while its syscall is
+                // held. The rest of the container dies only once the kernel has torn the pid
+                // namespace down, which on a busy node takes milliseconds in which the process
+                // could go on with the attack; so it is killed too, before it is answered. Not
+                // the other way round: killing the process wakes its parent, which can preempt
+                // this thread and run on (in a container whose init is that parent, to a
+                // normal exit) before the container's kill is sent.
                 match self.responder.kill_container(d) {
                     Ok(()) => {
                         bump(&self.stats.container_kills);
@@ -331,6 +332,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                     }
                     Err(e) => self.action_failed("kill container", d, &e),
                 }
+                self.kill_process(d, id);
                 deny
             }
         }
