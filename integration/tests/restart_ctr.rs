@@ -4,9 +4,10 @@
 //! for it (a never-seen syscall) and an exported profile failed the sleep with EPERM. A
 //! container under an enforced chaperone profile, and one under an exported profile alone, must
 //! sleep through `ctr task pause`/`resume` (the cgroup freezer, which since Linux 6.1 holds a
-//! sleeper where it sleeps) and `ctr task kill -s SIGSTOP`/`SIGCONT` as under runc. Needs root, containerd, runc, a static
-//! busybox and a C compiler (scripts/test.sh installs them); x86_64 only (the probe is written
-//! in x86_64 syscalls).
+//! sleeper where it sleeps) and `ctr task kill -s SIGSTOP`/`SIGCONT` as under runc, and so must
+//! a busybox shell waiting in `wait4` for its sleeping child. Needs root, containerd, runc, a
+//! static busybox and a C compiler (scripts/test.sh installs them); x86_64 only (the probe is
+//! written in x86_64 syscalls).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
@@ -16,7 +17,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chaperone_integration::containerd::{setup, wait_for, Cleanup, Containerd, CHAPERONE};
+use chaperone_integration::containerd::{
+    setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
+};
 use chaperone_profiler::store::Store;
 use chaperone_profiler::syscalls::Arch;
 use chaperone_seccomp_gen::docker::export_docker;
@@ -184,12 +187,7 @@ fn an_enforced_container_sleeps_through_a_pause_and_a_stop() {
         .flat_map(|a| ["--annotation", a.as_str()])
         .collect();
     let code = nap_through_pauses(&ctrd, &id, &flags);
-    let alerts: Vec<_> = ctrd
-        .alerts()
-        .unwrap()
-        .into_iter()
-        .filter(|a| a["output_fields"]["container.id"] == id.as_str())
-        .collect();
+    let alerts = alerts_of(&ctrd, &id);
     assert_eq!(
         code,
         Some(0),
@@ -237,4 +235,109 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
         "{}",
         ctrd.explain("exit 1 is EPERM from a nanosleep resumed after SIGCONT")
     );
+}
+
+/// A busybox shell waiting in `wait4` for a sleeping child, both stopped (`kill -a`) and
+/// continued, then paused and resumed, three times: the wait restarts as the same syscall and
+/// the sleep through `restart_syscall`, and the enforced container runs to its end unalerted.
+#[test]
+fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("shwait-{}", std::process::id());
+    let annotation = format!("chaperone.io/profile={key}");
+    let script = |secs: &str| format!("sleep {secs}; cat /etc/hostname > /dev/null; echo done");
+    for n in 1..=3 {
+        let id = format!("{key}-learn{n}");
+        let _cleanup = Cleanup(&ctrd, id.clone());
+        let args = [
+            "run",
+            "--rm",
+            "--runtime",
+            CHAPERONE,
+            "--annotation",
+            &annotation,
+        ];
+        let out = ctrd
+            .ctr(&[&args[..], &[BUSYBOX_IMAGE, &id, "sh", "-c", &script("0.5")]].concat())
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            ctrd.explain("a learning run failed")
+        );
+    }
+    let id = format!("{key}-enforced");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut child = Command::new("ctr")
+        .arg("-a")
+        .arg(ctrd.socket())
+        .args([
+            "-n",
+            ctrd.namespace(),
+            "run",
+            "--rm",
+            "--runtime",
+            CHAPERONE,
+        ])
+        .args(["--annotation", &annotation])
+        .args(["--annotation", "chaperone.io/mode=enforce"])
+        .args(["--annotation", "chaperone.io/action=kill"])
+        .args([BUSYBOX_IMAGE, &id, "sh", "-c", &script("4")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ctr starts");
+    let reaped = Reaped(&mut child);
+    wait_for("the task to run", Duration::from_secs(20), || {
+        (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    for _ in 0..3 {
+        for args in [
+            &["task", "kill", "-a", "-s", "SIGSTOP", &id][..],
+            &["task", "kill", "-a", "-s", "SIGCONT", &id],
+            &["task", "pause", &id],
+            &["task", "resume", &id],
+        ] {
+            ctrd.ctr_ok(args)
+                .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        }
+    }
+    let status = wait_for("the container to exit", Duration::from_secs(30), || {
+        reaped.0.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let alerts = alerts_of(&ctrd, &id);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        ctrd.explain(format!("alerts: {alerts:?}"))
+    );
+    assert!(
+        alerts.is_empty(),
+        "{}",
+        ctrd.explain(format!("alerts: {alerts:?}"))
+    );
+}
+
+/// A `ctr` child killed and reaped when the test ends, however it ends.
+struct Reaped<'a>(&'a mut std::process::Child);
+
+impl Drop for Reaped<'_> {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<serde_json::Value> {
+    ctrd.alerts()
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+        .into_iter()
+        .filter(|a| a["output_fields"]["container.id"] == id)
+        .collect()
 }
