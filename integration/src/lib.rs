@@ -31,3 +31,26 @@ pub fn require(ok: bool, what: &str) -> bool {
     eprintln!("SKIPPED: prerequisite missing: {what} (set CI=true to make this a failure)");
     false
 }
+
+/// Compiles the C program `source` without libc (`cc -static -nostdlib`, with `flags` such as
+/// `-DNAME=1`) into `dir/name`; its bytes, to put in an image. gcc is one of the build packages
+/// scripts/lib/common.sh installs.
+pub fn compile_static(dir: &std::path::Path, name: &str, source: &str, flags: &[&str]) -> Vec<u8> {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-nostdlib", "-fno-stack-protector", "-O2"])
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc runs (gcc is one of the build packages)");
+    assert!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
+}

@@ -13,10 +13,10 @@
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 #![cfg(target_arch = "x86_64")]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use chaperone_integration::compile_static;
 use chaperone_integration::containerd::{
     setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
 };
@@ -48,31 +48,10 @@ void _start(void) {
 }
 "#;
 
-/// Compiles [`NAP_C`] with `naps` naps into `dir`.
-fn nap_program(dir: &Path, naps: u32) -> Vec<u8> {
-    let src = dir.join("nap.c");
-    let bin = dir.join(format!("nap{naps}"));
-    std::fs::write(&src, NAP_C).unwrap();
-    let out = Command::new("cc")
-        .args(["-static", "-nostdlib", "-fno-stack-protector", "-O2"])
-        .arg(format!("-DNAPS={naps}"))
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("cc runs (gcc is one of the build packages)");
-    assert!(
-        out.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&bin).unwrap()
-}
-
-/// The image with `/bin/nap2` (0.4 s, to learn) and `/bin/nap20` (4 s, to pause).
+/// The image with `/bin/nap2` (0.4 s, to learn) and `/bin/nap20` (4 s, to stop).
 fn import(ctrd: &Containerd) {
-    let short = nap_program(ctrd.dir(), 2);
-    let long = nap_program(ctrd.dir(), 20);
+    let short = compile_static(ctrd.dir(), "nap2", NAP_C, &["-DNAPS=2"]);
+    let long = compile_static(ctrd.dir(), "nap20", NAP_C, &["-DNAPS=20"]);
     ctrd.import_image(
         IMAGE,
         &[("bin/nap2", &short, 0o755), ("bin/nap20", &long, 0o755)],
@@ -80,11 +59,21 @@ fn import(ctrd: &Containerd) {
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 }
 
-/// `ctr run --rm` of `/bin/nap20` as `id` with `flags`, three times paused and resumed, and
-/// stopped and continued, while it sleeps; its exit code.
-fn nap_through_pauses(ctrd: &Containerd, id: &str, flags: &[&str]) -> Option<i32> {
-    let _cleanup = Cleanup(ctrd, id.to_owned());
-    let mut child = Command::new("ctr")
+/// A `ctr run` killed and reaped when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `ctr run --rm --runtime chaperone FLAGS IMAGE ID CMD...`, started.
+fn start(ctrd: &Containerd, id: &str, flags: &[String], image: &str, cmd: &[&str]) -> Reaped {
+    let child = Command::new("ctr")
         .arg("-a")
         .arg(ctrd.socket())
         .args([
@@ -96,78 +85,99 @@ fn nap_through_pauses(ctrd: &Containerd, id: &str, flags: &[&str]) -> Option<i32
             CHAPERONE,
         ])
         .args(flags)
-        .args([IMAGE, id, "/bin/nap20"])
+        .arg(image)
+        .arg(id)
+        .args(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("ctr starts");
+    Reaped(child)
+}
+
+/// Runs `cmd` in `image` three times into profile `key`, learning (monitor and enforce need
+/// the held-out runs 2 and 3).
+fn learn(ctrd: &Containerd, key: &str, image: &str, cmd: &[&str]) {
+    for n in 1..=3 {
+        let id = format!("{key}-learn{n}");
+        let _cleanup = Cleanup(ctrd, id.clone());
+        let flags = [format!("--annotation=chaperone.io/profile={key}")];
+        let mut run = start(ctrd, &id, &flags, image, cmd);
+        let status = wait_for("a learning run", Duration::from_secs(30), || {
+            run.0.try_wait().ok().flatten()
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        assert!(
+            status.success(),
+            "{}",
+            ctrd.explain("a learning run failed")
+        );
+    }
+}
+
+/// `ctr run` flags enforcing profile `key` with the `kill` action.
+fn enforced(key: &str) -> Vec<String> {
+    [
+        format!("chaperone.io/profile={key}"),
+        "chaperone.io/mode=enforce".to_owned(),
+        "chaperone.io/action=kill".to_owned(),
+    ]
+    .map(|a| format!("--annotation={a}"))
+    .to_vec()
+}
+
+/// Three rounds, while the task `id` of `run` sleeps: a pause and resume (the cgroup freezer;
+/// since Linux 6.1 it holds a sleeper where it sleeps), then SIGSTOP and SIGCONT (to every
+/// process with `all`), which interrupt the sleep and restart it. Then the exit code, or the
+/// earlier one of a task that exited meanwhile.
+fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) -> Option<i32> {
+    let to = if all { &["-a"][..] } else { &[] };
     for _ in 0..3 {
-        // Running again, or already exited (then the exit code tells why).
         let running = wait_for("the task to run", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = run.0.try_wait() {
                 return Some(Some(status.code()));
             }
             (ctrd.task_status(id).as_deref() == Some("RUNNING")).then_some(None)
         });
-        match running {
-            Ok(None) => {}
-            Ok(Some(code)) => return code,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{}", ctrd.explain(e))
-            }
+        match running.unwrap_or_else(|e| panic!("{}", ctrd.explain(e))) {
+            None => {}
+            Some(code) => return code,
         }
-        // A pause (the cgroup freezer) and a stop: since Linux 6.1 a frozen sleeper is held
-        // where it sleeps, but SIGSTOP interrupts the sleep, which SIGCONT restarts.
+        let stop = [&["task", "kill"][..], to, &["-s", "SIGSTOP", id]].concat();
+        let cont = [&["task", "kill"][..], to, &["-s", "SIGCONT", id]].concat();
         for args in [
             &["task", "pause", id][..],
             &["task", "resume", id],
-            &["task", "kill", "-s", "SIGSTOP", id],
-            &["task", "kill", "-s", "SIGCONT", id],
+            &stop,
+            &cont,
         ] {
             ctrd.ctr_ok(args)
                 .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
         }
     }
     let status = wait_for("the container to exit", Duration::from_secs(30), || {
-        child.try_wait().ok().flatten()
+        run.0.try_wait().ok().flatten()
     });
-    let status = status.unwrap_or_else(|e| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{}", ctrd.explain(e))
-    });
-    status.code()
+    status
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+        .code()
 }
 
-/// Learns `/bin/nap2` three times into profile `key` (monitor and enforce need the held-out
-/// runs 2 and 3).
-fn learn(ctrd: &Containerd, key: &str) {
-    for n in 1..=3 {
-        let id = format!("{key}-learn{n}");
-        let _cleanup = Cleanup(ctrd, id.clone());
-        let annotation = format!("chaperone.io/profile={key}");
-        let out = ctrd
-            .ctr(&[
-                "run",
-                "--rm",
-                "--runtime",
-                CHAPERONE,
-                "--annotation",
-                &annotation,
-                IMAGE,
-                &id,
-                "/bin/nap2",
-            ])
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            ctrd.explain("a learning run failed")
-        );
-    }
+fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<serde_json::Value> {
+    ctrd.alerts()
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+        .into_iter()
+        .filter(|a| a["output_fields"]["container.id"] == id)
+        .collect()
+}
+
+/// Fails unless the enforced task `id` exited 0 without an alert.
+fn expect_clean_exit(ctrd: &Containerd, id: &str, code: Option<i32>) {
+    let alerts = alerts_of(ctrd, id);
+    let explained = ctrd.explain(format!("alerts: {alerts:?}"));
+    assert_eq!(code, Some(0), "{explained}");
+    assert!(alerts.is_empty(), "{explained}");
 }
 
 #[test]
@@ -175,30 +185,12 @@ fn an_enforced_container_sleeps_through_a_pause_and_a_stop() {
     let Some(ctrd) = setup() else { return };
     import(&ctrd);
     let key = format!("nap-{}", std::process::id());
-    learn(&ctrd, &key);
+    learn(&ctrd, &key, IMAGE, &["/bin/nap2"]);
     let id = format!("{key}-enforced");
-    let annotations = [
-        format!("chaperone.io/profile={key}"),
-        "chaperone.io/mode=enforce".to_owned(),
-        "chaperone.io/action=kill".to_owned(),
-    ];
-    let flags: Vec<&str> = annotations
-        .iter()
-        .flat_map(|a| ["--annotation", a.as_str()])
-        .collect();
-    let code = nap_through_pauses(&ctrd, &id, &flags);
-    let alerts = alerts_of(&ctrd, &id);
-    assert_eq!(
-        code,
-        Some(0),
-        "{}",
-        ctrd.explain(format!("alerts: {alerts:?}"))
-    );
-    assert!(
-        alerts.is_empty(),
-        "{}",
-        ctrd.explain(format!("alerts: {alerts:?}"))
-    );
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut run = start(&ctrd, &id, &enforced(&key), IMAGE, &["/bin/nap20"]);
+    let code = stop_three_times(&ctrd, &id, &mut run, false);
+    expect_clean_exit(&ctrd, &id, code);
 }
 
 #[test]
@@ -206,7 +198,7 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
     let Some(ctrd) = setup() else { return };
     import(&ctrd);
     let key = format!("napx-{}", std::process::id());
-    learn(&ctrd, &key);
+    learn(&ctrd, &key, IMAGE, &["/bin/nap2"]);
     let counts = Store::open(&ctrd.db_path())
         .unwrap()
         .load(&key)
@@ -222,13 +214,14 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
     let profile = ctrd.dir().join("nap.json");
     std::fs::write(&profile, export_docker(&oci)).unwrap();
     let flags = [
-        "--annotation",
-        "chaperone.io/mode=off",
-        "--seccomp",
-        "--seccomp-profile",
-        profile.to_str().unwrap(),
+        "--annotation=chaperone.io/mode=off".to_owned(),
+        "--seccomp".to_owned(),
+        format!("--seccomp-profile={}", profile.display()),
     ];
-    let code = nap_through_pauses(&ctrd, &format!("{key}-exported"), &flags);
+    let id = format!("{key}-exported");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let mut run = start(&ctrd, &id, &flags, IMAGE, &["/bin/nap20"]);
+    let code = stop_three_times(&ctrd, &id, &mut run, false);
     assert_eq!(
         code,
         Some(0),
@@ -238,106 +231,23 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
 }
 
 /// A busybox shell waiting in `wait4` for a sleeping child, both stopped (`kill -a`) and
-/// continued, then paused and resumed, three times: the wait restarts as the same syscall and
+/// continued, and paused and resumed, three times: the wait restarts as the same syscall and
 /// the sleep through `restart_syscall`, and the enforced container runs to its end unalerted.
 #[test]
 fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
     let Some(ctrd) = setup() else { return };
     let key = format!("shwait-{}", std::process::id());
-    let annotation = format!("chaperone.io/profile={key}");
     let script = |secs: &str| format!("sleep {secs}; cat /etc/hostname > /dev/null; echo done");
-    for n in 1..=3 {
-        let id = format!("{key}-learn{n}");
-        let _cleanup = Cleanup(&ctrd, id.clone());
-        let args = [
-            "run",
-            "--rm",
-            "--runtime",
-            CHAPERONE,
-            "--annotation",
-            &annotation,
-        ];
-        let out = ctrd
-            .ctr(&[&args[..], &[BUSYBOX_IMAGE, &id, "sh", "-c", &script("0.5")]].concat())
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            ctrd.explain("a learning run failed")
-        );
-    }
+    learn(&ctrd, &key, BUSYBOX_IMAGE, &["sh", "-c", &script("0.5")]);
     let id = format!("{key}-enforced");
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut child = Command::new("ctr")
-        .arg("-a")
-        .arg(ctrd.socket())
-        .args([
-            "-n",
-            ctrd.namespace(),
-            "run",
-            "--rm",
-            "--runtime",
-            CHAPERONE,
-        ])
-        .args(["--annotation", &annotation])
-        .args(["--annotation", "chaperone.io/mode=enforce"])
-        .args(["--annotation", "chaperone.io/action=kill"])
-        .args([BUSYBOX_IMAGE, &id, "sh", "-c", &script("4")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ctr starts");
-    let reaped = Reaped(&mut child);
-    wait_for("the task to run", Duration::from_secs(20), || {
-        (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    for _ in 0..3 {
-        for args in [
-            &["task", "kill", "-a", "-s", "SIGSTOP", &id][..],
-            &["task", "kill", "-a", "-s", "SIGCONT", &id],
-            &["task", "pause", &id],
-            &["task", "resume", &id],
-        ] {
-            ctrd.ctr_ok(args)
-                .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-        }
-    }
-    let status = wait_for("the container to exit", Duration::from_secs(30), || {
-        reaped.0.try_wait().ok().flatten()
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    let alerts = alerts_of(&ctrd, &id);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{}",
-        ctrd.explain(format!("alerts: {alerts:?}"))
+    let mut run = start(
+        &ctrd,
+        &id,
+        &enforced(&key),
+        BUSYBOX_IMAGE,
+        &["sh", "-c", &script("4")],
     );
-    assert!(
-        alerts.is_empty(),
-        "{}",
-        ctrd.explain(format!("alerts: {alerts:?}"))
-    );
-}
-
-/// A `ctr` child killed and reaped when the test ends, however it ends.
-struct Reaped<'a>(&'a mut std::process::Child);
-
-impl Drop for Reaped<'_> {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<serde_json::Value> {
-    ctrd.alerts()
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
-        .into_iter()
-        .filter(|a| a["output_fields"]["container.id"] == id)
-        .collect()
+    let code = stop_three_times(&ctrd, &id, &mut run, true);
+    expect_clean_exit(&ctrd, &id, code);
 }

@@ -368,26 +368,6 @@ void _start(void) {
 }
 "#;
 
-/// Compiles [`INT80_C`] with the build's C compiler (gcc, scripts/lib/common.sh) into `dir`.
-#[cfg(target_arch = "x86_64")]
-fn int80_program(dir: &Path) -> Vec<u8> {
-    let src = dir.join("int80.c");
-    let bin = dir.join("int80");
-    std::fs::write(&src, INT80_C).unwrap();
-    let out = std::process::Command::new("cc")
-        .args(["-static", "-nostdlib", "-fno-stack-protector", "-O2", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("cc runs (gcc is one of the build packages)");
-    assert!(
-        out.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(&bin).unwrap()
-}
-
 /// A container's 32-bit `socketcall` and `ipc` calls are notified and learned, whatever
 /// operation they name (before, only the operations of the socket and SysV IPC names were),
 /// and so is a syscall only 32-bit x86 has (before, the filter's default allowed it unseen).
@@ -396,7 +376,7 @@ fn thirty_two_bit_multiplexers(runtime: &str) {
     use chaperone_profiler::syscalls::sym_of;
     let Some(ctrd) = setup() else { return };
     let image = "docker.io/library/chaperone-int80:itest";
-    let program = int80_program(ctrd.dir());
+    let program = chaperone_integration::compile_static(ctrd.dir(), "int80", INT80_C, &[]);
     ctrd.import_image(image, &[("bin/int80", &program, 0o755)])
         .unwrap();
     let id = container_id("int80", runtime);
