@@ -279,7 +279,7 @@ fn spawn(
     for (i, fd) in (0..).zip(sources) {
         actions.add_dup2(fd, above + i)?;
     }
-    for ((i, target), _) in (0..).zip(targets).zip(fds) {
+    for (i, target) in (0..).zip(targets) {
         actions.add_dup2(above + i, target)?;
         actions.add_close(above + i)?;
     }
