@@ -669,6 +669,13 @@ mod tests {
         );
     }
 
+    /// `uri` is refused as an invalid argument whose message says `says`.
+    fn assert_invalid(uri: &str, says: &str) {
+        let e = target(uri).unwrap_err();
+        assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{uri}");
+        assert!(e.to_string().contains(says), "{uri}: {e}");
+    }
+
     #[test]
     fn bad_uris_are_clear_errors() {
         for (uri, says) in [
@@ -679,9 +686,7 @@ mod tests {
             ("file:///a%00b", "must name a file"),
             ("http://example/x", "none of fifo, file and binary"),
         ] {
-            let e = target(uri).unwrap_err();
-            assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{uri}");
-            assert!(e.to_string().contains(says), "{uri}: {e}");
+            assert_invalid(uri, says);
         }
     }
 
@@ -712,9 +717,7 @@ mod tests {
             ("binary:///bin/x?k=%zz", "bad %-escape in the query"),
             ("binary:///bin/x?k=%00", "bad %-escape in the query"),
         ] {
-            let e = target(uri).unwrap_err();
-            assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT, "{uri}");
-            assert!(e.to_string().contains(says), "{uri}: {e}");
+            assert_invalid(uri, says);
         }
         // A file URI's query is not part of its path, as in Go's url.URL.
         assert_eq!(
