@@ -63,8 +63,8 @@ pub enum Verdict {
     KillProcess,
     /// Freeze the whole container ([`Responder::pause_container`]).
     PauseContainer,
-    /// Kill the whole container: the offending process at once, through a pidfd as for
-    /// [`Verdict::KillProcess`], then the rest ([`Responder::kill_container`]).
+    /// Kill the whole container ([`Responder::kill_container`]), then the offending process
+    /// through a pidfd as for [`Verdict::KillProcess`], both while its syscall is held.
     KillContainer,
 }
 
