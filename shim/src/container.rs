@@ -50,7 +50,8 @@ pub struct Process {
     pub spec: Option<Box<oci_spec::runtime::Process>>,
     /// Its terminal, if it has one.
     pub console: Option<Console>,
-    /// Fires when its terminal's or log file's output has drained; its exit waits for that.
+    /// Fires when its terminal's or log file's output has drained, or its logging binary has
+    /// exited; its exit waits for that.
     pub drained: Option<oneshot::Receiver<()>>,
     /// Its logging binary (a `binary://` stdout), ended when the process is deleted.
     pub logger: Option<Logger>,

@@ -41,15 +41,16 @@ pub async fn reap_exits(
                 record(&containers, &events, pid, status).await;
                 continue;
             };
-            // A terminal's or a log file's output is drained before the exit is told, so that
-            // the client has it all when it learns the process exited.
+            // A terminal's or a log file's output is drained, or a logging binary has exited,
+            // before the exit is told, so that the client has it all when it learns the process
+            // exited.
             let containers = Arc::clone(&containers);
             let events = events.clone();
             tokio::spawn(async move {
                 if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
                     warn!(
                         pid,
-                        "the output (terminal or log file) did not drain; the exit is reported anyway"
+                        "the output (terminal, log file or logging binary) did not drain; the exit is reported anyway"
                     );
                 }
                 record(&containers, &events, pid, status).await;
