@@ -35,8 +35,8 @@ const ABOUT: &str = "<html><body>We sell syscalls.</body></html>\n";
 pub const SECRET: &str = "sk_live_chaperone_demo_0123456789";
 
 /// The chaperone config of the demo: learning converges by policy and moves to enforce; a
-/// deviation kills the container.
-const CONFIG: &str = r#"
+/// deviation kills the container. Its last table is `[filter]`.
+pub const CONFIG: &str = r#"
 action = "kill"
 
 [model]

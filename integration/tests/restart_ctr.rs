@@ -5,9 +5,10 @@
 //! container under an enforced chaperone profile, and one under an exported profile alone, must
 //! sleep through `ctr task pause`/`resume` (the cgroup freezer, which since Linux 6.1 holds a
 //! sleeper where it sleeps) and `ctr task kill -s SIGSTOP`/`SIGCONT` as under runc, and so must
-//! a busybox shell waiting in `wait4` for its sleeping child. Needs root, containerd, runc, a
-//! static busybox and a C compiler (scripts/test.sh installs them); x86_64 only (the probe is
-//! written in x86_64 syscalls).
+//! a busybox shell waiting in `wait4` for its sleeping child, and the demo's web server waiting
+//! in `accept` (a syscall interrupted by a stop restarts as itself and is notified again).
+//! Needs root, containerd, runc, a static busybox and a C compiler (scripts/test.sh installs
+//! them); x86_64 only (the probe is written in x86_64 syscalls).
 
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
@@ -20,8 +21,9 @@ use chaperone_integration::compile_static;
 use chaperone_integration::containerd::{
     setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
 };
+use chaperone_integration::demo::{self, Options, Server};
 use chaperone_profiler::store::Store;
-use chaperone_profiler::syscalls::Arch;
+use chaperone_profiler::syscalls::{sym_of, Arch};
 use chaperone_seccomp_gen::docker::export_docker;
 use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
 
@@ -127,12 +129,27 @@ fn enforced(key: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Three rounds, while the task `id` of `run` sleeps: a pause and resume (the cgroup freezer;
-/// since Linux 6.1 it holds a sleeper where it sleeps), then SIGSTOP and SIGCONT (to every
-/// process with `all`), which interrupt the sleep and restart it. Then the exit code, or the
-/// earlier one of a task that exited meanwhile.
-fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) -> Option<i32> {
+/// One round on task `id`: a pause and resume (the cgroup freezer; since Linux 6.1 it holds a
+/// sleeper where it sleeps), then SIGSTOP and SIGCONT (to every process with `all`), which
+/// interrupt a sleep and restart it.
+fn stop_and_pause(ctrd: &Containerd, id: &str, all: bool) {
     let to = if all { &["-a"][..] } else { &[] };
+    let stop = [&["task", "kill"][..], to, &["-s", "SIGSTOP", id]].concat();
+    let cont = [&["task", "kill"][..], to, &["-s", "SIGCONT", id]].concat();
+    for args in [
+        &["task", "pause", id][..],
+        &["task", "resume", id],
+        &stop,
+        &cont,
+    ] {
+        ctrd.ctr_ok(args)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    }
+}
+
+/// Three rounds of [`stop_and_pause`] while the task `id` of `run` sleeps, each once the task
+/// runs. Then the exit code, or the earlier one of a task that exited meanwhile.
+fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) -> Option<i32> {
     for _ in 0..3 {
         let running = wait_for("the task to run", Duration::from_secs(20), || {
             if let Ok(Some(status)) = run.0.try_wait() {
@@ -144,17 +161,7 @@ fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) ->
             None => {}
             Some(code) => return code,
         }
-        let stop = [&["task", "kill"][..], to, &["-s", "SIGSTOP", id]].concat();
-        let cont = [&["task", "kill"][..], to, &["-s", "SIGCONT", id]].concat();
-        for args in [
-            &["task", "pause", id][..],
-            &["task", "resume", id],
-            &stop,
-            &cont,
-        ] {
-            ctrd.ctr_ok(args)
-                .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-        }
+        stop_and_pause(ctrd, id, all);
     }
     let status = wait_for("the container to exit", Duration::from_secs(30), || {
         run.0.try_wait().ok().flatten()
@@ -250,4 +257,56 @@ fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
     );
     let code = stop_three_times(&ctrd, &id, &mut run, true);
     expect_clean_exit(&ctrd, &id, code);
+}
+
+/// The demo's web server, learned with every syscall traced until its policy promotes the
+/// profile to enforce (action `kill`), waits in `accept` for its next client while it is paused and resumed, and stopped and
+/// continued, three times: a stop interrupts the `accept`, which restarts as the same syscall
+/// and reaches the supervisor a second time. The server must go on serving the benign traffic,
+/// unalerted.
+#[test]
+fn an_enforced_web_server_serves_after_stops_and_pauses() {
+    let Some(ctrd) = setup() else { return };
+    let opts = Options {
+        port: 18_183,
+        ..Options::default()
+    };
+    demo::prepare(&ctrd).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    // No hot set: every syscall the server learned is traced, `accept` among them (by default
+    // it is hot, allowed in the kernel, and its restart never reaches the supervisor).
+    ctrd.set_chaperone_config(&format!("{}hot_coverage = 0.0\n", demo::CONFIG))
+        .unwrap();
+    demo::learn(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    // The premise: the server's accept was learned, and is traced.
+    let counts = Store::open(&ctrd.db_path())
+        .unwrap()
+        .load(demo::PROFILE)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}", ctrd.explain("no profile learned")))
+        .counts;
+    let accepts = ["accept", "accept4"].map(|n| sym_of(n).expect("a known syscall"));
+    assert!(
+        counts.unigrams().any(|(s, _)| accepts.contains(&s)),
+        "{}",
+        ctrd.explain("the server never learned accept")
+    );
+    let id = format!("web-stopped-{}", std::process::id());
+    let server = Server::start(&ctrd, &id, opts.port, &[])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    let before = demo::benign_traffic(opts.port);
+    for _ in 0..3 {
+        stop_and_pause(&ctrd, &id, false);
+    }
+    let after = demo::benign_traffic(opts.port);
+    let running = ctrd.task_status(&id);
+    let alerts = alerts_of(&ctrd, &id);
+    let explained = ctrd.explain(format!(
+        "before the stops: {before:?}; after: {after:?}; task {running:?}; alerts: {alerts:?}"
+    ));
+    assert!(before.is_ok() && after.is_ok(), "{explained}");
+    assert_eq!(running.as_deref(), Some("RUNNING"), "{explained}");
+    assert!(alerts.is_empty(), "{explained}");
+    server
+        .stop()
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
 }

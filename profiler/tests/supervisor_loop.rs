@@ -12,7 +12,7 @@ use chaperone_profiler::supervisor::{
     ActionError, Answer, Delivery, Detect, Deviation, Learn, Notification, Notifier, Progress,
     Received, Responder, Result, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
 };
-use chaperone_profiler::syscalls::{sym_of, Arch};
+use chaperone_profiler::syscalls::{sym_of, Arch, Sym};
 
 /// The kills and actions of a [`Fake`] and a [`Scripted`] sharing it, in the order taken.
 type Journal = Arc<Mutex<Vec<&'static str>>>;
@@ -64,13 +64,21 @@ fn nr(name: &str) -> i32 {
     i32::try_from(n).unwrap()
 }
 
+/// Notification `id`: thread `tid` calls `name` from an instruction of its own (`id`), so no
+/// two are one call restarted.
 fn ev(id: u64, tid: u32, name: &str) -> Received {
+    call(id, tid, name, id, 0)
+}
+
+/// Notification `id`: thread `tid` calls `name` with first argument `arg` from address `ip`.
+fn call(id: u64, tid: u32, name: &str, ip: u64, arg: u64) -> Received {
     Received::Event(Notification {
         id,
         tid,
         nr: nr(name),
         arch: Arch::X86_64.audit_arch(),
-        args: [0; 6],
+        args: [arg, 0, 0, 0, 0, 0],
+        ip,
     })
 }
 
@@ -315,6 +323,7 @@ fn unknown_numbers_and_abis_are_counted_and_novel() {
             nr,
             arch,
             args: [0; 6],
+            ip: id,
         })
     };
     let fake = Fake {
@@ -514,4 +523,52 @@ fn a_failed_answer_leaves_its_notification_held_for_a_fallback() {
     assert_eq!(sup.held(), None, "answered");
     sup.step().unwrap_err();
     assert_eq!(sup.held(), Some(2), "its thread still waits for an answer");
+}
+
+/// A blocking call that a signal interrupts is restarted by the kernel and notified again, the
+/// same call from the same instruction. Read as the program's own repeat it would deviate
+/// (`wait4` never followed `wait4` while learning), so it is taken as the restart: let through,
+/// neither scored nor moving the thread on. The same syscall with other arguments, or a repeat
+/// of a call that was denied, is scored as ever.
+#[test]
+fn a_call_repeated_as_it_was_let_through_is_a_restart_not_a_deviation() {
+    let mut counts = NgramCounts::new(2).unwrap();
+    let (getppid, wait4) = (sym_of("getppid").unwrap(), sym_of("wait4").unwrap());
+    let learned: Vec<Sym> = [getppid, wait4].repeat(5000);
+    counts.learn_sequence(&learned);
+    let scorer = Arc::new(NgramScorer::new(&counts, Smoothing::default()).unwrap());
+    let fake = Fake {
+        queue: [
+            call(1, 10, "getppid", 100, 0),
+            call(2, 10, "wait4", 200, 7),
+            call(3, 10, "wait4", 200, 7),
+            call(4, 10, "getppid", 100, 0),
+            call(5, 10, "wait4", 200, 7),
+            call(6, 10, "wait4", 200, 8),
+            call(7, 10, "wait4", 200, 8),
+        ]
+        .into(),
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let deny = Verdict::Deny {
+        errno: libc::EACCES,
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        Detect::new(scorer, 0.1).unwrap(),
+        Scripted::new(deny),
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let denied = Answer::Errno(libc::EACCES);
+    let want: Vec<(u64, Answer)> = (1..=5)
+        .map(|id| (id, Answer::Continue))
+        .chain([(6, denied), (7, denied)])
+        .collect();
+    let s = stats.snapshot();
+    assert_eq!(sup.notifier().answers, want);
+    assert_eq!((s.events, s.restarts, s.deviations), (7, 1, 2));
 }

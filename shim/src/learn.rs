@@ -281,7 +281,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
             );
             detect_run(accepted, fault, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
                 let s = stats.snapshot();
-                info!(container = %id, pid, deviations, notifications = s.events, prelude = s.prelude, denied = s.denied, gone = s.gone, paused = s.paused, action_failures = s.action_failures, "supervisor done");
+                info!(container = %id, pid, deviations, notifications = s.events, prelude = s.prelude, restarts = s.restarts, denied = s.denied, gone = s.gone, paused = s.paused, action_failures = s.action_failures, "supervisor done");
             })
         }
         _ => {

@@ -33,7 +33,9 @@ pub trait Mode {
     fn begin_thread(&mut self) -> Self::Thread;
     /// Any valid state, without counting a thread (fills the table's empty slots).
     fn empty_thread(&self) -> Self::Thread;
-    /// Handles one event; `Some` when it deviates from the profile.
+    /// Handles one event; `Some` when it deviates from the profile. The supervisor may call
+    /// it on a copy of the thread's state and drop the copy, so a mode that returns `Some`
+    /// must change nothing but `thread` (a possible restart is dropped unscored: ADR 0021).
     fn on_event(&mut self, thread: &mut Self::Thread, event: &Event) -> Option<Deviation>;
     /// A thread ended (it called `exit`/`exit_group`, or the supervisor finished).
     fn end_thread(&mut self, _thread: &Self::Thread) {}

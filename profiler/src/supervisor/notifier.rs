@@ -26,6 +26,8 @@ pub struct Notification {
     /// The raw arguments. Only scalars may inform a decision: pointed-to memory is the
     /// container's and can change under us.
     pub args: [u64; 6],
+    /// The address of the syscall instruction.
+    pub ip: u64,
 }
 
 /// What a receive produced.
@@ -287,5 +289,6 @@ fn convert(n: notify::Notif) -> Notification {
         nr: n.nr,
         arch: n.arch,
         args: n.args,
+        ip: n.ip,
     }
 }

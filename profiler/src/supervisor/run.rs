@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::notifier::{Answer, Delivery, Notifier, Received};
+use super::notifier::{Answer, Delivery, Notification, Notifier, Received};
 use super::ratelimit::RateLimit;
 use super::respond::{Deviation, Responder, Verdict};
 use super::stats::{self, bump, Stats};
@@ -109,6 +109,28 @@ pub enum Progress {
     Closed,
 }
 
+/// A thread's entry in the supervisor's table: the mode's state and the call the thread was
+/// last let through with.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<T> {
+    /// The mode's state of the thread.
+    pub mode: T,
+    /// [`call_key`] of the thread's last notification answered "continue".
+    last: Option<u64>,
+}
+
+/// One call as the kernel reports it: number, ABI, instruction pointer and arguments. A
+/// blocking syscall that a signal interrupts (a stop, a handler, a debugger) is restarted by
+/// the kernel as the same call from the same instruction, and notified again; a program that
+/// makes the same call twice in a row looks the same. A hash: a collision costs one event's
+/// scoring (2^-64).
+fn call_key(n: &Notification) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    (n.nr, n.arch, n.ip, n.args).hash(&mut h);
+    h.finish()
+}
+
 /// One container's supervisor: owns the notifier, the mode (with its model) and the responder.
 /// Nothing in it is shared with another container's supervisor except the read-only scorer.
 #[derive(Debug)]
@@ -116,7 +138,7 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     notifier: N,
     mode: M,
     responder: R,
-    threads: ThreadTable<M::Thread>,
+    threads: ThreadTable<Slot<M::Thread>>,
     stats: Arc<Stats>,
     log: RateLimit,
     clock: u64,
@@ -156,7 +178,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 reason: "deny_errno must be between 1 and 4095",
             });
         }
-        let filler = mode.empty_thread();
+        let filler = Slot {
+            mode: mode.empty_thread(),
+            last: None,
+        };
         Ok(Self {
             notifier,
             mode,
@@ -248,13 +273,30 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             threads,
             ..
         } = self;
-        let (thread, made) = threads.entry(
+        let (slot, made) = threads.entry(
             n.tid,
             self.clock,
             |tid| notifier.thread_alive(tid),
-            || mode.begin_thread(),
+            || Slot {
+                mode: mode.begin_thread(),
+                last: None,
+            },
         );
-        let deviation = mode.on_event(thread, &event);
+        let call = call_key(&n);
+        // The same call again is either the program's repeat or the kernel's restart of the
+        // call let through before: read as a restart (not learned or scored) exactly when,
+        // read as a repeat, it would deviate. The state is tried on a copy; a mode changes
+        // nothing but the thread when it reports a deviation (ADR 0021).
+        let mut tried = slot.mode;
+        let mut deviation = mode.on_event(&mut tried, &event);
+        if deviation.is_some() && slot.last == Some(call) {
+            deviation = None;
+            bump(&self.stats.restarts);
+        } else {
+            slot.mode = tried;
+        }
+        // Kept for a call let through; a deviation's answer is known below.
+        slot.last = deviation.is_none().then_some(call);
         if made.inserted {
             bump(&self.stats.threads_started);
             stats::add(&self.stats.threads_reclaimed, u64::from(made.reclaimed));
@@ -263,11 +305,19 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
 
         let answer = match deviation {
             None => Answer::Continue,
-            Some(d) => self.respond(&d, n.id),
+            Some(d) => {
+                let answer = self.respond(&d, n.id);
+                if answer == Answer::Continue {
+                    if let Some(slot) = self.threads.get_mut(n.tid) {
+                        slot.last = Some(call);
+                    }
+                }
+                answer
+            }
         };
         if sym.is_some() && (sym == self.exit || sym == self.exit_group) {
             if let Some(&ended) = self.threads.get(n.tid) {
-                self.mode.end_thread(&ended);
+                self.mode.end_thread(&ended.mode);
                 self.threads.remove(n.tid);
                 bump(&self.stats.threads_reclaimed);
             }
@@ -385,7 +435,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
     }
 
     /// The per-thread table.
-    pub fn threads(&self) -> &ThreadTable<M::Thread> {
+    pub fn threads(&self) -> &ThreadTable<Slot<M::Thread>> {
         &self.threads
     }
 
@@ -398,7 +448,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
     /// still tracked end here ([`Mode::end_thread`]).
     pub fn into_parts(mut self) -> (M, R) {
         for thread in self.threads.states() {
-            self.mode.end_thread(thread);
+            self.mode.end_thread(&thread.mode);
         }
         (self.mode, self.responder)
     }

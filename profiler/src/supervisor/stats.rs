@@ -39,6 +39,9 @@ stats!(
     unknown,
     /// Events of the runtime before the container's first `execve` (not learned or scored).
     prelude,
+    /// Repeats of a thread's previous call, taken as its restart after a signal because
+    /// scoring them would have been a deviation (not learned or scored; ADR 0021).
+    restarts,
     /// Deviations reported to the responder.
     deviations,
     /// Deviations that were never-learned syscalls.

@@ -146,6 +146,11 @@ impl<S: Copy> ThreadTable<S> {
         self.find(tid).ok().map(|i| &self.slots[i].state)
     }
 
+    /// The state of `tid` to change, if tracked.
+    pub fn get_mut(&mut self, tid: u32) -> Option<&mut S> {
+        self.find(tid).ok().map(|i| &mut self.slots[i].state)
+    }
+
     /// The state of `tid`, created with `init` if it is not tracked. `now` orders activity for
     /// eviction; `alive` tells a sweep whether a tid still exists.
     #[inline]

@@ -31,6 +31,8 @@ pub(crate) struct Notif {
     pub(crate) arch: u32,
     /// The syscall's arguments (scalars or pointers; pointers are never followed).
     pub(crate) args: [u64; 6],
+    /// The address of the syscall instruction.
+    pub(crate) ip: u64,
 }
 
 /// What the listener has to say.
@@ -131,6 +133,7 @@ pub(crate) fn recv_once(fd: BorrowedFd<'_>) -> Result<Recv> {
             nr: raw.data.nr,
             arch: raw.data.arch,
             args: raw.data.args,
+            ip: raw.data.instruction_pointer,
         }));
     }
     match Errno::last() {
