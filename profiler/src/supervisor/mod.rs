@@ -53,7 +53,7 @@ pub use mode::{
 pub use notifier::{Answer, Delivery, KernelNotifier, Notification, Notifier, Received, Wait};
 pub use ratelimit::RateLimit;
 pub use respond::{kill_pid, ActionError, Deviation, Fixed, Responder, Verdict};
-pub use run::{Progress, Slot, Supervisor, SupervisorConfig};
+pub use run::{Progress, Supervisor, SupervisorConfig, ThreadEntry};
 pub use stats::{Stats, StatsSnapshot};
 pub use threads::ThreadTable;
 

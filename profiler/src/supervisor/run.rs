@@ -15,7 +15,7 @@ use crate::syscalls::{sym_of, Arch, Sym};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisorConfig {
     /// Most threads with state at once (memory is fixed at start: about
-    /// `max_threads * 4/3 * size_of(state)`, 140 bytes per slot in detect mode).
+    /// `max_threads * 4/3 * size_of(state)`, 240 bytes per slot in detect mode).
     pub max_threads: usize,
     /// The errno of a denied syscall when an action does not say (EPERM).
     pub deny_errno: i32,
@@ -112,7 +112,7 @@ pub enum Progress {
 /// A thread's entry in the supervisor's table: the mode's state and the call the thread was
 /// last let through with.
 #[derive(Debug, Clone, Copy)]
-pub struct Slot<T> {
+pub struct ThreadEntry<T> {
     /// The mode's state of the thread.
     pub mode: T,
     /// [`call_key`] of the thread's last notification answered "continue".
@@ -138,7 +138,7 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     notifier: N,
     mode: M,
     responder: R,
-    threads: ThreadTable<Slot<M::Thread>>,
+    threads: ThreadTable<ThreadEntry<M::Thread>>,
     stats: Arc<Stats>,
     log: RateLimit,
     clock: u64,
@@ -178,7 +178,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 reason: "deny_errno must be between 1 and 4095",
             });
         }
-        let filler = Slot {
+        let filler = ThreadEntry {
             mode: mode.empty_thread(),
             last: None,
         };
@@ -277,7 +277,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             n.tid,
             self.clock,
             |tid| notifier.thread_alive(tid),
-            || Slot {
+            || ThreadEntry {
                 mode: mode.begin_thread(),
                 last: None,
             },
@@ -435,7 +435,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
     }
 
     /// The per-thread table.
-    pub fn threads(&self) -> &ThreadTable<Slot<M::Thread>> {
+    pub fn threads(&self) -> &ThreadTable<ThreadEntry<M::Thread>> {
         &self.threads
     }
 
