@@ -260,10 +260,10 @@ fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
 }
 
 /// The demo's web server, learned with every syscall traced until its policy promotes the
-/// profile to enforce (action `kill`), waits in `accept` for its next client while it is paused and resumed, and stopped and
-/// continued, three times: a stop interrupts the `accept`, which restarts as the same syscall
-/// and reaches the supervisor a second time. The server must go on serving the benign traffic,
-/// unalerted.
+/// profile to enforce (action `kill`), waits in `accept` for its next client while it is paused
+/// and resumed, and stopped and continued, three times: a stop interrupts the `accept`, which
+/// restarts as the same syscall and reaches the supervisor a second time (ADR 0021). The server
+/// must go on serving the benign traffic, unalerted.
 #[test]
 fn an_enforced_web_server_serves_after_stops_and_pauses() {
     let Some(ctrd) = setup() else { return };
