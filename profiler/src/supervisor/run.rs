@@ -283,18 +283,21 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             },
         );
         let call = call_key(&n);
-        // The same call again is either the program's repeat or the kernel's restart of the
-        // call let through before: read as a restart (not learned or scored) exactly when,
-        // read as a repeat, it would deviate. The state is tried on a copy; a mode changes
-        // nothing but the thread when it reports a deviation (ADR 0021).
-        let mut tried = slot.mode;
-        let mut deviation = mode.on_event(&mut tried, &event);
-        if deviation.is_some() && slot.last == Some(call) {
-            deviation = None;
-            bump(&self.stats.restarts);
+        let deviation = if slot.last == Some(call) {
+            // The same call again is either the program's repeat or the kernel's restart of
+            // the call let through before: read as a restart (not learned or scored) exactly
+            // when, read as a repeat, it would deviate. The state is tried on a copy; a mode
+            // changes nothing but the thread when it reports a deviation (ADR 0021).
+            let mut tried = slot.mode;
+            if mode.on_event(&mut tried, &event).is_some() {
+                bump(&self.stats.restarts);
+            } else {
+                slot.mode = tried;
+            }
+            None
         } else {
-            slot.mode = tried;
-        }
+            mode.on_event(&mut slot.mode, &event)
+        };
         // Kept for a call let through; a deviation's answer is known below.
         slot.last = deviation.is_none().then_some(call);
         if made.inserted {
