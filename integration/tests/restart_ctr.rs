@@ -22,6 +22,7 @@ use chaperone_integration::containerd::{
     setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
 };
 use chaperone_integration::demo::{self, Options, Server};
+use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::Store;
 use chaperone_profiler::syscalls::{sym_of, Arch};
 use chaperone_seccomp_gen::docker::export_docker;
@@ -171,6 +172,16 @@ fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) ->
         .code()
 }
 
+/// The n-gram counts learned into profile `key`.
+fn learned(ctrd: &Containerd, key: &str) -> NgramCounts {
+    Store::open(&ctrd.db_path())
+        .unwrap()
+        .load(key)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}", ctrd.explain("no profile learned")))
+        .counts
+}
+
 fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<serde_json::Value> {
     ctrd.alerts()
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
@@ -206,12 +217,7 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
     import(&ctrd);
     let key = format!("napx-{}", std::process::id());
     learn(&ctrd, &key, IMAGE, &["/bin/nap2"]);
-    let counts = Store::open(&ctrd.db_path())
-        .unwrap()
-        .load(&key)
-        .unwrap()
-        .unwrap_or_else(|| panic!("{}", ctrd.explain("no profile learned")))
-        .counts;
+    let counts = learned(&ctrd, &key);
     let options = ExportOptions {
         arches: vec![Arch::X86_64],
         default_action: DefaultAction::Errno,
@@ -278,12 +284,7 @@ fn an_enforced_web_server_serves_after_stops_and_pauses() {
         .unwrap();
     demo::learn(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     // The premise: the server's accept was learned, and is traced.
-    let counts = Store::open(&ctrd.db_path())
-        .unwrap()
-        .load(demo::PROFILE)
-        .unwrap()
-        .unwrap_or_else(|| panic!("{}", ctrd.explain("no profile learned")))
-        .counts;
+    let counts = learned(&ctrd, demo::PROFILE);
     let accepts = ["accept", "accept4"].map(|n| sym_of(n).expect("a known syscall"));
     assert!(
         counts.unigrams().any(|(s, _)| accepts.contains(&s)),
