@@ -43,7 +43,7 @@ fn strace_traces_evaluate_with_one_family_per_attack_path() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 5, "one line per detector");
+    assert_eq!(lines.len(), 6, "one line per detector");
     for r in &lines {
         let families = r["families"].as_object().unwrap();
         assert_eq!(families.keys().collect::<Vec<_>>(), ["stderr"], "{r}");

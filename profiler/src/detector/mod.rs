@@ -7,6 +7,7 @@ mod baseline;
 mod cover;
 mod hmm;
 mod ngram;
+mod sets;
 pub mod stats;
 
 use std::fmt;
@@ -16,6 +17,7 @@ pub use baseline::{Markov, Stide};
 pub use cover::Cover;
 pub use hmm::HmmDetector;
 pub use ngram::{NgramDetector, NgramParams};
+pub use sets::SetsThenCover;
 
 use crate::model::{HmmConfig, ModelError};
 use crate::syscalls::Sym;
@@ -24,6 +26,10 @@ use crate::syscalls::Sym;
 pub trait Detector: fmt::Debug + Send + Sync {
     /// The detector's name (as given to `--detector`).
     fn name(&self) -> &'static str;
+    /// Adapts the detector to held-back normal sequences, the ones its alarm threshold is then
+    /// calibrated on, for the target false-alarm rate `far`; called once, before scoring. Most
+    /// detectors need nothing from them, and the default does nothing.
+    fn calibrate(&mut self, _normal: &[&[Sym]], _far: f64) {}
     /// The anomaly score of one thread's whole sequence.
     fn score(&self, events: &[Sym]) -> f64;
 }
@@ -42,12 +48,17 @@ pub enum Kind {
     /// Sequence covering: the fewest pieces of training sequences a sequence is made of, per
     /// syscall.
     Cover,
+    /// Syscall-set novelty, then sequence covering: a sequence whose syscall set is farther
+    /// from every training sequence's set than all but the target share of the calibration
+    /// sequences ranks above the rest; `cover` orders each tier.
+    Sets,
 }
 
 impl Kind {
-    /// Every detector, best first.
-    pub const ALL: [Kind; 5] = [
+    /// Every detector, the default (the one the shim runs) first.
+    pub const ALL: [Kind; 6] = [
         Kind::Ngram,
+        Kind::Sets,
         Kind::Cover,
         Kind::Hmm,
         Kind::Markov,
@@ -62,6 +73,7 @@ impl Kind {
             Kind::Stide => "stide",
             Kind::Hmm => "hmm",
             Kind::Cover => "cover",
+            Kind::Sets => "sets",
         }
     }
 
@@ -73,6 +85,7 @@ impl Kind {
             Kind::Stide => Box::new(Stide::train(training, 6)),
             Kind::Hmm => Box::new(HmmDetector::train(training, HmmConfig::default())?),
             Kind::Cover => Box::new(Cover::train(training)),
+            Kind::Sets => Box::new(SetsThenCover::train(training)),
         })
     }
 }
