@@ -25,8 +25,10 @@ attacks with all normal traces (ties count half). Protocol p2 also trains on nor
 i % 3 == 0, calibrates on i % 3 == 1 and measures FAR on i % 3 == 2.
 
 Detectors (higher scores are more anomalous): ngram, the smoothed order-8 back-off model the \
-shim runs, mean surprisal per syscall; cover, the fewest pieces of training sequences a trace \
-is made of, its start and end counted, per syscall; hmm, a 16-state hidden Markov model, mean \
+shim runs, mean surprisal per syscall; sets, cover's score, but a trace whose syscall set is \
+farther (Jaccard) from every training trace's set than all but the --far share of the \
+calibration traces ranks above all the others; cover, the fewest pieces of training sequences a \
+trace is made of, its start and end counted, per syscall; hmm, a 16-state hidden Markov model, mean \
 surprisal; markov, a first-order chain (baseline); stide, the share of 6-grams never seen in \
 training (baseline).
 
@@ -54,7 +56,7 @@ pub struct EvalArgs {
     /// Target false-alarm rate the threshold is calibrated to.
     #[arg(long, default_value_t = 0.05, value_parser = parse_far)]
     far: f64,
-    /// Detector to evaluate: ngram, cover, hmm, markov, stide, or all.
+    /// Detector to evaluate: ngram, sets, cover, hmm, markov, stide, or all.
     #[arg(long, default_value = "ngram", value_parser = parse_detectors)]
     detector: DetectorChoice,
     /// Split protocol: p1 or p2.
