@@ -37,13 +37,11 @@ impl SymSet {
             let (word, bit) = (usize::from(s) / 64, s % 64);
             match words.get_mut(word) {
                 Some(w) => *w |= 1 << bit,
-                None => {
-                    if !beyond.contains(&s) {
-                        beyond.push(s);
-                    }
-                }
+                None => beyond.push(s),
             }
         }
+        beyond.sort_unstable();
+        beyond.dedup();
         Self {
             words,
             beyond: u32::try_from(beyond.len()).expect("fewer than 2^32 syscalls"),
