@@ -1,0 +1,74 @@
+//! Writes the per-trace scores behind the profiler README's "everything tried" table: for
+//! protocols P1 and P2 of `chaperone eval`, one tab-separated line per scored ADFA-LD trace with
+//! its role (`cal`, `test` or `attack`), attack family, length, number of distinct syscalls, and
+//! the `cover`, set-distance and `ngram` scores. A new combination of these scores can then be
+//! prototyped without training again; `sets` is the cut at the calibration traces' 95th
+//! percentile of `set_distance` plus `cover`.
+//!
+//! `cargo run --release -p chaperone-profiler --example trace_scores [ADFA_DIR] > scores.tsv`
+
+// An example reports to the terminal.
+#![allow(clippy::disallowed_macros)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use chaperone_profiler::detector::{Cover, Detector, Kind, SetsThenCover};
+use chaperone_profiler::eval::{EvalSet, Protocol};
+use chaperone_profiler::syscalls::Sym;
+use chaperone_profiler::trace;
+
+fn main() {
+    let dir = std::env::args().nth(1).map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/adfa-ld"),
+        PathBuf::from,
+    );
+    let data = match trace::read_adfa(&dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("trace_scores: {e}");
+            std::process::exit(1);
+        }
+    };
+    let set = EvalSet {
+        training: data.training,
+        normal: data.validation,
+        attacks: data
+            .attacks
+            .into_iter()
+            .map(|a| (a.family, a.trace))
+            .collect(),
+    };
+    println!("protocol\trole\tfamily\tlength\tdistinct\tcover\tset_distance\tngram");
+    for protocol in [Protocol::P1, Protocol::P2] {
+        let split = protocol.split(&set);
+        let cover = Cover::train(&split.train);
+        let sets = SetsThenCover::train(&split.train);
+        let ngram = match Kind::Ngram.train(&split.train) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("trace_scores: training the n-gram: {e}");
+                std::process::exit(1);
+            }
+        };
+        let line = |role: &str, family: &str, events: &[Sym]| {
+            let distinct = events.iter().collect::<BTreeSet<_>>().len();
+            println!(
+                "{protocol}\t{role}\t{family}\t{}\t{distinct}\t{}\t{}\t{}",
+                events.len(),
+                cover.score(events),
+                sets.set_distance(events),
+                ngram.score(events)
+            );
+        };
+        for events in &split.calibrate {
+            line("cal", "-", events);
+        }
+        for events in &split.test {
+            line("test", "-", events);
+        }
+        for (family, t) in &set.attacks {
+            line("attack", family, &t.events);
+        }
+    }
+}
