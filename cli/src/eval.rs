@@ -171,16 +171,7 @@ fn load(args: &EvalArgs) -> Result<EvalSet> {
         if !(args.train.is_empty() && args.normal.is_empty() && args.attack.is_empty()) {
             bail!("--train, --normal and --attack are not used with --format adfa");
         }
-        let data = trace::read_adfa(dir)?;
-        return Ok(EvalSet {
-            training: data.training,
-            normal: data.validation,
-            attacks: data
-                .attacks
-                .into_iter()
-                .map(|a| (a.family, a.trace))
-                .collect(),
-        });
+        return Ok(EvalSet::from(trace::read_adfa(dir)?));
     }
     if args.dir.is_some() {
         bail!("a directory argument is only used with --format adfa; give --train, --normal and --attack");

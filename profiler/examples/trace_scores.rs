@@ -30,15 +30,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let set = EvalSet {
-        training: data.training,
-        normal: data.validation,
-        attacks: data
-            .attacks
-            .into_iter()
-            .map(|a| (a.family, a.trace))
-            .collect(),
-    };
+    let set = EvalSet::from(data);
     println!("protocol\trole\tfamily\tlength\tdistinct\tcover\tset_distance\tngram");
     for protocol in [Protocol::P1, Protocol::P2] {
         let split = protocol.split(&set);

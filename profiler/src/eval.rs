@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::detector::{stats, Kind};
 use crate::model::ModelError;
 use crate::syscalls::Sym;
-use crate::trace::Trace;
+use crate::trace::{AdfaData, Trace};
 
 /// Labelled traces to evaluate on.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +48,21 @@ impl EvalSet {
             dropped += (before - t.events.len()) as u64;
         }
         dropped
+    }
+}
+
+impl From<AdfaData> for EvalSet {
+    /// ADFA-LD's roles: training, validation (the normal traces), attacks by family.
+    fn from(data: AdfaData) -> Self {
+        Self {
+            training: data.training,
+            normal: data.validation,
+            attacks: data
+                .attacks
+                .into_iter()
+                .map(|a| (a.family, a.trace))
+                .collect(),
+        }
     }
 }
 
