@@ -7,23 +7,12 @@
 // An example reports to the terminal.
 #![allow(clippy::disallowed_macros)]
 
-use std::path::PathBuf;
+mod common;
 
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
-use chaperone_profiler::trace;
 
 fn main() {
-    let dir = std::env::args().nth(1).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/adfa-ld"),
-        PathBuf::from,
-    );
-    let data = match trace::read_adfa(&dir) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("select_smoothing: {e}");
-            std::process::exit(1);
-        }
-    };
+    let data = common::read_adfa("select_smoothing");
     let held_out: Vec<&[u16]> = data
         .validation
         .iter()

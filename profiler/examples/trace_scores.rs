@@ -2,34 +2,24 @@
 //! protocols P1 and P2 of `chaperone eval`, one tab-separated line per scored ADFA-LD trace with
 //! its role (`cal`, `test` or `attack`), attack family, length, number of distinct syscalls, and
 //! the `cover`, set-distance and `ngram` scores. A new combination of these scores can then be
-//! prototyped without training again; `sets` is the cut at the calibration traces' 95th
-//! percentile of `set_distance` plus `cover`.
+//! prototyped without training again; `sets` is `cover` plus 4 past the cut, the set distance
+//! that at most 5 % of the calibration traces exceed (at the default `--far`).
 //!
 //! `cargo run --release -p chaperone-profiler --example trace_scores [ADFA_DIR] > scores.tsv`
 
 // An example reports to the terminal.
 #![allow(clippy::disallowed_macros)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use chaperone_profiler::detector::{Cover, Detector, Kind, SetsThenCover};
 use chaperone_profiler::eval::{EvalSet, Protocol};
 use chaperone_profiler::syscalls::Sym;
-use chaperone_profiler::trace;
 
 fn main() {
-    let dir = std::env::args().nth(1).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/adfa-ld"),
-        PathBuf::from,
-    );
-    let data = match trace::read_adfa(&dir) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("trace_scores: {e}");
-            std::process::exit(1);
-        }
-    };
+    let data = common::read_adfa("trace_scores");
     let set = EvalSet::from(data);
     println!("protocol\trole\tfamily\tlength\tdistinct\tcover\tset_distance\tngram");
     for protocol in [Protocol::P1, Protocol::P2] {
