@@ -1051,6 +1051,34 @@ mod tests {
     }
 
     #[test]
+    fn a_model_learning_cannot_make_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .merge("img", &learning(&[1, 2, 3], &[]), None)
+            .unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE profiles SET model = ?1",
+                [crate::model::codec::tests::FORGED],
+            )
+            .unwrap();
+        let err = store.model("img").unwrap_err();
+        let StoreError::Model { source, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            source
+                .to_string()
+                .contains("counted more often than its suffix"),
+            "{source}"
+        );
+        store.load("img").unwrap_err();
+    }
+
+    #[test]
     fn a_version_1_store_is_migrated_and_keeps_its_profiles() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("p.db");

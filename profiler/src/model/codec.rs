@@ -83,6 +83,14 @@ pub fn decode(bytes: &[u8]) -> Result<NgramCounts> {
     if unigram_total != events {
         return Err(r.corrupt("single-syscall counts do not add up to the event count"));
     }
+    // Every occurrence of a gram is one of its suffix too, so learning and merging never
+    // break this; the scorer relies on it (each context's suffix is a context).
+    let consistent = grams.iter().all(|(&gram, &count)| {
+        key::len(gram) < 2 || grams.get(&key::suffix(gram)).is_some_and(|&c| c >= count)
+    });
+    if !consistent {
+        return Err(r.corrupt("a gram is counted more often than its suffix"));
+    }
     NgramCounts::from_parts(order, grams, events, threads)
 }
 
@@ -186,9 +194,9 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::model::NgramCounts;
+    use crate::model::{NgramCounts, NgramScorer, Smoothing};
 
     fn sample() -> NgramCounts {
         let mut m = NgramCounts::new(4).unwrap();
@@ -251,11 +259,51 @@ mod tests {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                // Whatever decodes must be a well-formed model that survives a round trip.
+                // Whatever decodes must be a well-formed model that survives a round trip
+                // and compiles into a scorer.
                 if let Ok(m) = decode(&b) {
                     assert_eq!(decode(&encode(&m)).unwrap(), m);
+                    NgramScorer::new(&m, Smoothing::default()).unwrap();
                 }
             }
+        }
+    }
+
+    /// A profile file learning cannot write, whose counts used to make the scorer panic.
+    pub(crate) const FORGED: &[u8] = &[
+        b'C', b'H', b'P', b'M', 1, 0, 3, 0, // magic, version 1, order 3, reserved
+        1, 1, 2, // one event, one thread, two grams
+        1, 1, 1, // one oldest symbol: 1, counted once
+        1, 2, 0, // under it 2, [1, 2] not counted
+        1, 3, 1, 0, // under that 3: [1, 2, 3] once, the end
+    ];
+
+    /// `sample` with its grams changed by `change`, encoded: a file learning cannot write.
+    fn forged(change: impl FnOnce(&mut FxHashMap<Gram, u64>)) -> Vec<u8> {
+        let m = sample();
+        let mut grams: FxHashMap<Gram, u64> = m.iter().collect();
+        change(&mut grams);
+        encode(&NgramCounts::from_parts(m.order(), grams, m.events(), m.threads()).unwrap())
+    }
+
+    #[test]
+    fn a_gram_counted_more_often_than_its_suffix_is_corrupt() {
+        // Found by fuzzing (fuzz/, model_codec): such counts made the scorer panic.
+        let missing = forged(|g| {
+            g.remove(&key::pack(&[2, 3]));
+        });
+        let fewer = forged(|g| {
+            g.insert(key::pack(&[2, 3]), 1);
+        });
+        // By hand: order 3, grams [1] and [1, 2, 3]; the context [1, 2] has no suffix [2].
+        let by_hand = FORGED.to_vec();
+        for bytes in [missing, fewer, by_hand] {
+            let err = decode(&bytes).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("a gram is counted more often than its suffix"),
+                "{err}"
+            );
         }
     }
 }

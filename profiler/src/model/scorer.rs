@@ -132,7 +132,13 @@ impl NgramScorer {
             let total: u64 = trans.iter().map(|&(_, c)| c).sum();
             let a = smoothing.alpha + smoothing.beta * trans.len() as f64;
             let denom = total as f64 + a;
-            let parent = if i == 0 { ROOT } else { ids[&key::suffix(ctx)] };
+            // The longest proper suffix that is a context: the one shorter by one symbol in
+            // counts that learning made (codec::decode checks that files hold such counts).
+            let parent = if i == 0 {
+                ROOT
+            } else {
+                longest_context(&ids, key::suffix(ctx))
+            };
             s.parent.push(parent);
             s.first.push(index(s.sym.len()));
             for &(sym, c) in trans.iter() {
@@ -142,13 +148,7 @@ impl NgramScorer {
                     s.cost_from(parent, sym, &cost64, &backoff64, base)
                 };
                 let p = (c as f64 + a * (-lower).exp()) / denom;
-                let mut target = key::push(ctx, sym, s.order - 1);
-                let next = loop {
-                    if let Some(&n) = ids.get(&target) {
-                        break n;
-                    }
-                    target = key::suffix(target);
-                };
+                let next = longest_context(&ids, key::push(ctx, sym, s.order - 1));
                 s.sym.push(sym);
                 s.next.push(next);
                 cost64.push(-p.ln());
@@ -254,6 +254,20 @@ fn narrow(x: f64) -> f32 {
     x as f32
 }
 
+/// The node of the longest suffix of `gram` that is a context; the empty context (the root)
+/// always is one.
+fn longest_context(ids: &FxHashMap<Gram, u32>, mut gram: Gram) -> u32 {
+    loop {
+        if let Some(&n) = ids.get(&gram) {
+            return n;
+        }
+        if gram == 0 {
+            return ROOT;
+        }
+        gram = key::suffix(gram);
+    }
+}
+
 /// Node and transition indices fit `u32`: a model has far fewer than 4 G grams.
 fn index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
@@ -301,6 +315,20 @@ mod tests {
             (m.count(key::pack(&full)) as f64 + a * lower) / (total as f64 + a)
         }
         -p(m, sm, &ctx, sym, v).ln()
+    }
+
+    #[test]
+    fn counts_missing_a_suffix_compile_without_panicking() {
+        // Learning never makes such counts and codec::decode rejects them; compiled anyway,
+        // a context whose suffix is missing backs off to its longest suffix that is one.
+        let m = model(3, &[&[1, 2, 3, 1, 2, 3]]);
+        let mut grams: FxHashMap<Gram, u64> = m.iter().collect();
+        grams.remove(&key::pack(&[2, 3]));
+        grams.remove(&key::pack(&[2]));
+        let forged = NgramCounts::from_parts(3, grams, m.events(), m.threads()).unwrap();
+        let scorer = NgramScorer::new(&forged, Smoothing::default()).unwrap();
+        let s = scorer.surprisal_after(&[1, 2], 3);
+        assert!(s.is_finite() && s > 0.0, "{s}");
     }
 
     #[test]
