@@ -88,8 +88,10 @@ pub fn deliver(url: &HttpUrl, body: &[u8]) -> std::io::Result<u16> {
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // One write: a second small one could wait on Nagle's algorithm for the first's ACK.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
     // The status line is enough; the rest of the answer is not needed.
     let mut answer = [0_u8; 64];
     let mut len = 0;
