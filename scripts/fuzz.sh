@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, through cargo-fuzz) of what chaperone reads from users
-# and files: trace files, profile files, the node's config, base seccomp profiles and the
-# profile store. Not part of scripts/test.sh: it runs for minutes and needs nightly-only
+# and files: trace files, profile files, the node's config, base seccomp profiles, the
+# profile store and runc's message on the seccomp listener socket. Not part of scripts/test.sh: it runs for minutes and needs nightly-only
 # compiler flags (see fuzz/README.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TARGETS=(trace_readers model_codec node_config base_profile profile_store)
+TARGETS=(trace_readers model_codec node_config base_profile profile_store listener_message)
 CARGO_FUZZ_VERSION=0.13.2
 
 usage() {
@@ -75,6 +75,12 @@ seed base_profile
 cp seccomp-gen/tests/fixtures/*.json "$corpus/base_profile/"
 printf '{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}}}\n' \
     > "$corpus/base_profile/config.json"
+
+# What runc sends on the listener socket; the first byte picks the chunks and whether an fd
+# goes with them (see the target).
+seed listener_message
+printf '\001{"ociVersion":"1.0.2","fds":["seccompFd"],"pid":4242,"metadata":"","state":{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":4242,"bundle":"/run/c1","annotations":{"chaperone.io/mode":"learn"}}}' \
+    > "$corpus/listener_message/runc.bin"
 
 # Profiles and a store learned from the strace fixtures, by chaperone itself.
 seed model_codec
