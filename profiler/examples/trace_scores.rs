@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use chaperone_profiler::detector::{Cover, Detector, Kind, SetsThenCover};
+use chaperone_profiler::detector::{Detector, Kind, SetsThenCover};
 use chaperone_profiler::eval::{EvalSet, Protocol};
 use chaperone_profiler::syscalls::Sym;
 
@@ -24,7 +24,6 @@ fn main() {
     println!("protocol\trole\tfamily\tlength\tdistinct\tcover\tset_distance\tngram");
     for protocol in [Protocol::P1, Protocol::P2] {
         let split = protocol.split(&set);
-        let cover = Cover::train(&split.train);
         let sets = SetsThenCover::train(&split.train);
         let ngram = match Kind::Ngram.train(&split.train) {
             Ok(d) => d,
@@ -38,7 +37,7 @@ fn main() {
             println!(
                 "{protocol}\t{role}\t{family}\t{}\t{distinct}\t{}\t{}\t{}",
                 events.len(),
-                cover.score(events),
+                sets.cover().score(events),
                 sets.set_distance(events),
                 ngram.score(events)
             );

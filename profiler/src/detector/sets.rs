@@ -118,6 +118,11 @@ impl SetsThenCover {
             .fold(1.0, f64::min)
     }
 
+    /// The sequence covering that orders both tiers.
+    pub fn cover(&self) -> &Cover {
+        &self.cover
+    }
+
     /// The set distance past which a sequence ranks in the upper tier.
     pub fn cut(&self) -> f64 {
         self.cut
