@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, through cargo-fuzz) of what chaperone reads from users
 # and files: trace files, profile files, the node's config, base seccomp profiles, the
-# profile store and runc's message on the seccomp listener socket. Not part of scripts/test.sh: it runs for minutes and needs nightly-only
-# compiler flags (see fuzz/README.md).
+# profile store and runc's message on the seccomp listener socket. Not part of
+# scripts/test.sh: it runs for minutes and needs nightly-only compiler flags (see
+# fuzz/README.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 

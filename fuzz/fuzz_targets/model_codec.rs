@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let again = codec::decode(&codec::encode(&counts)).expect("an encoded profile decodes");
-    assert_eq!(codec::encode(&again), codec::encode(&counts));
+    assert_eq!(again, counts);
     if let Ok(scorer) = NgramScorer::new(&counts, Smoothing::default()) {
         let mut state = scorer.start();
         for (sym, _) in counts.unigrams() {
