@@ -339,6 +339,14 @@ state = "{state}"
         ctr_at(&self.socket, namespace, args)
     }
 
+    /// As [`Containerd::ctr`], for a `ctr run` or `ctr tasks exec` whose process prints and
+    /// then waits for a line to exit: see [`output_once_printed`].
+    pub fn ctr_once_printed(&self, args: &[&str], exchange: Exchange<'_>) -> Result<Output> {
+        let mut ctr = ctr_command(&self.socket, &self.namespace, args);
+        output_once_printed(&mut ctr, CTR_DEADLINE, exchange)
+            .with_context(|| format!("ctr {}", args.join(" ")))
+    }
+
     /// Runs ctr and fails unless it succeeds; returns its stdout.
     pub fn ctr_ok(&self, args: &[&str]) -> Result<String> {
         self.ctr_ok_in(&self.namespace, args)
@@ -517,9 +525,15 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs `ctr -a SOCKET -n NAMESPACE ARGS`.
 fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
+    output_within(&mut ctr_command(socket, namespace, args), CTR_DEADLINE)
+        .with_context(|| format!("ctr {}", args.join(" ")))
+}
+
+/// `ctr -a SOCKET -n NAMESPACE ARGS`, to run.
+fn ctr_command(socket: &Path, namespace: &str, args: &[&str]) -> Command {
     let mut ctr = Command::new("ctr");
     ctr.arg("-a").arg(socket).args(["-n", namespace]).args(args);
-    output_within(&mut ctr, CTR_DEADLINE).with_context(|| format!("ctr {}", args.join(" ")))
+    ctr
 }
 
 /// How long one `ctr` command may run before it is killed and fails: far longer than any the
@@ -531,34 +545,109 @@ pub const CTR_DEADLINE: Duration = Duration::from_secs(300);
 /// does, but kills it and fails if it has not ended within `limit`; the failure shows what
 /// it printed until then.
 pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output> {
+    collect(command, limit, None)
+}
+
+/// What [`output_once_printed`] writes to a program and waits for it to print.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exchange<'a> {
+    /// Written to its stdin at once, before any output is read: keep it well under the 64 KiB
+    /// a pipe holds.
+    pub input: &'a [u8],
+    /// What its stdout must hold before it is sent the line it waits for to exit.
+    pub stdout: &'a str,
+    /// What its stderr must hold, likewise.
+    pub stderr: &'a str,
+}
+
+/// As [`output_within`], for a program whose process prints and then reads a line before it
+/// exits (a container command ending `read _; exit N`): it is given `exchange.input`, and the
+/// line once its stdout and stderr hold what `exchange` names, so the output is in hand before
+/// the process exits.
+///
+/// That is what a test of `ctr run` or `ctr tasks exec` output needs: containerd 1.6's ctr can
+/// drop output still on its way when the process exits, whatever the runtime (Delete cancels
+/// and closes the readers of the FIFOs; containerd/containerd#13931). A test under the stock
+/// shim lost an exec's stdout that way in CI.
+pub fn output_once_printed(
+    command: &mut Command,
+    limit: Duration,
+    exchange: Exchange<'_>,
+) -> Result<Output> {
+    collect(command, limit, Some(exchange))
+}
+
+/// The bytes a pipe's reader has read so far.
+type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// What one reader of a pipe saw: more bytes, or the end.
+enum Seen {
+    Bytes,
+    Closed,
+}
+
+fn collect(
+    command: &mut Command,
+    limit: Duration,
+    release: Option<Exchange<'_>>,
+) -> Result<Output> {
+    let stdin = if release.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;
-    let (closed, pipes_closed) = std::sync::mpsc::channel();
+    let mut input = child.stdin.take();
+    if let (Some(exchange), Some(pipe)) = (release, input.as_mut()) {
+        // Small (see `Exchange::input`) and written to an empty pipe: this does not block.
+        std::io::Write::write_all(pipe, exchange.input).context("writing the program's input")?;
+    }
+    let (seen, saw) = std::sync::mpsc::channel();
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        let closed = closed.clone();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
+        let seen = seen.clone();
+        let bytes = Shared::default();
+        let kept = bytes.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
             if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    kept.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    let _ = seen.send(Seen::Bytes);
+                }
             }
-            let _ = closed.send(());
-            bytes
-        })
+            let _ = seen.send(Seen::Closed);
+        });
+        (reader, bytes)
     };
-    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let (out_reader, stdout) = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let (err_reader, stderr) = read(child.stderr.take().map(|p| Box::new(p) as _));
     let deadline = Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let holds =
+        |bytes: &Shared, text: &str| String::from_utf8_lossy(&bytes.lock().unwrap()).contains(text);
     // Both pipes close as the program exits; it can be reaped a moment later (the kernel
     // closes a process's files before it makes it a zombie), so that is polled closely.
-    let left = || deadline.saturating_duration_since(Instant::now());
     let mut open = 2;
-    while open > 0 && pipes_closed.recv_timeout(left()).is_ok() {
-        open -= 1;
+    while open > 0 {
+        match saw.recv_timeout(left()) {
+            Ok(Seen::Closed) => open -= 1,
+            Ok(Seen::Bytes) => {}
+            Err(_) => break,
+        }
+        if let (Some(exchange), Some(_)) = (release, input.as_ref()) {
+            if holds(&stdout, exchange.stdout) && holds(&stderr, exchange.stderr) {
+                let mut line = input.take().expect("checked");
+                // It may have exited already; its exit code then tells.
+                let _ = std::io::Write::write_all(&mut line, b"\n");
+            }
+        }
     }
+    drop(input);
     let mut ended = open == 0;
     while ended && child.try_wait().ok().flatten().is_none() {
         ended = !left().is_zero();
@@ -567,22 +656,26 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output> {
     if !ended {
         let _ = child.kill();
         // A child it left behind could hold the pipes open: their readers are then abandoned.
-        while open > 0 && pipes_closed.recv_timeout(Duration::from_secs(5)).is_ok() {
-            open -= 1;
+        while open > 0 {
+            match saw.recv_timeout(Duration::from_secs(5)) {
+                Ok(Seen::Closed) => open -= 1,
+                Ok(Seen::Bytes) => {}
+                Err(_) => break,
+            }
         }
     }
     let status = child.wait().context("waiting for the program")?;
-    let joined = |reader: std::thread::JoinHandle<Vec<u8>>| {
+    // A reader left blocked on a pipe still open is abandoned with what it read so far.
+    let taken = |reader: std::thread::JoinHandle<()>, bytes: Shared| {
         if open == 0 {
-            reader.join().unwrap_or_default()
-        } else {
-            b"(output not collected: its pipes are still open)".to_vec()
+            let _ = reader.join();
         }
+        std::mem::take(&mut *bytes.lock().unwrap())
     };
     let output = Output {
         status,
-        stdout: joined(stdout),
-        stderr: joined(stderr),
+        stdout: taken(out_reader, stdout),
+        stderr: taken(err_reader, stderr),
     };
     if !ended {
         bail!(
@@ -1020,6 +1113,46 @@ mod tests {
         let message = format!("{err:#}");
         assert!(
             message.contains("killed after 300ms") && message.contains("started"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn output_once_printed_gives_the_input_and_the_line_once_the_output_shows() {
+        // Reads its input, prints, and exits only on the next line.
+        let out = output_once_printed(
+            Command::new("sh").args([
+                "-c",
+                "read a; echo got:$a; echo e >&2; read b; echo after:$b; exit 4",
+            ]),
+            Duration::from_secs(60),
+            Exchange {
+                input: b"x\n",
+                stdout: "got:x",
+                stderr: "e",
+            },
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(out.stdout, b"got:x\nafter:\n");
+        assert_eq!(out.stderr, b"e\n");
+    }
+
+    #[test]
+    fn output_once_printed_withholds_the_line_until_the_output_shows() {
+        // The line would make it exit 0; it is not sent, and the program is killed.
+        let err = output_once_printed(
+            Command::new("sh").args(["-c", "echo other; read _; exit 0"]),
+            Duration::from_millis(300),
+            Exchange {
+                stdout: "expected",
+                ..Exchange::default()
+            },
+        )
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("killed after 300ms") && message.contains("other"),
             "{message}"
         );
     }

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    self, killed, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
-    CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
+    self, killed, mounted, processes_with, setup, wait_for, Cleanup, Containerd, Exchange,
+    BUSYBOX_IMAGE, CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
 use chaperone_profiler::store::Store;
 
@@ -49,18 +49,27 @@ fn run_to_completion(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("run", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = run_rm(
-        &ctrd,
-        runtime,
-        &[],
-        BUSYBOX_IMAGE,
-        &id,
-        &[
-            "sh",
-            "-c",
-            "echo hello from $(uname -s); echo oops >&2; exit 3",
-        ],
-    );
+    // It exits once its output reached ctr: see Exchange.
+    let out = ctrd
+        .ctr_once_printed(
+            &[
+                "run",
+                "--runtime",
+                runtime,
+                "--rm",
+                BUSYBOX_IMAGE,
+                &id,
+                "sh",
+                "-c",
+                "echo hello from $(uname -s); echo oops >&2; read _; exit 3",
+            ],
+            Exchange {
+                stdout: "hello from Linux",
+                stderr: "oops",
+                ..Exchange::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -114,19 +123,27 @@ fn detached_run_and_kill(runtime: &str) {
     };
     let before = listed(&ctrd);
 
-    // An exec process runs to completion with its output and exit code.
+    // An exec process runs to completion with its output and exit code. It exits once its
+    // output reached ctr: see Exchange.
     let out = ctrd
-        .ctr(&[
-            "tasks",
-            "exec",
-            "--exec-id",
-            "e1",
-            &id,
-            "sh",
-            "-c",
-            "echo from exec in $(uname -s); echo err >&2; exit 5",
-        ])
-        .unwrap();
+        .ctr_once_printed(
+            &[
+                "tasks",
+                "exec",
+                "--exec-id",
+                "e1",
+                &id,
+                "sh",
+                "-c",
+                "echo from exec in $(uname -s); echo err >&2; read _; exit 5",
+            ],
+            Exchange {
+                stdout: "from exec in Linux",
+                stderr: "err",
+                ..Exchange::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     // Only on failure: explain keeps the whole log in a file.
     let text = || {
         ctrd.explain(format!(

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+    setup, wait_for, Cleanup, Containerd, Exchange, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
 };
 
 /// A container id unique to this test run.
@@ -363,7 +363,10 @@ fn out_of_memory(runtime: &str) {
     })
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 
-    // `tail` keeps a line that never ends in memory: it grows until the OOM killer acts.
+    // `tail` keeps a line that never ends in memory: it grows until the OOM killer acts. It
+    // starts once /go exists, made after `ctr run -d` returned: the stock shim watches for OOM
+    // only once Start has returned, and a `tail` started at once was killed before that under
+    // load, with no TaskOOM event.
     let limit = (16 * 1024 * 1024).to_string();
     ctrd.ctr_ok(&[
         "run",
@@ -376,9 +379,11 @@ fn out_of_memory(runtime: &str) {
         &id,
         "sh",
         "-c",
-        "tail /dev/zero",
+        "until [ -e /go ]; do sleep 0.05; done; exec tail /dev/zero",
     ])
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "exec", "--exec-id", "go", &id, "mkdir", "/go"])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let oom = wait_for("a TaskOOM event", Duration::from_secs(60), || {
         seen.lock()
             .unwrap()
@@ -388,6 +393,8 @@ fn out_of_memory(runtime: &str) {
     })
     .unwrap_or_else(|e| panic!("{}\nevents: {:#?}", ctrd.explain(e), seen.lock().unwrap()));
     eprintln!("{oom}");
+    // Init's exit, not the `mkdir` exec's: init's process id is the container's.
+    let init = format!(r#""id":"{id}""#);
     let exit = wait_for(
         "the OOM-killed task's exit",
         Duration::from_secs(30),
@@ -395,11 +402,11 @@ fn out_of_memory(runtime: &str) {
             seen.lock()
                 .unwrap()
                 .iter()
-                .find(|l| l.contains("/tasks/exit") && l.contains(&id))
+                .find(|l| l.contains("/tasks/exit") && l.contains(&init))
                 .cloned()
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{}\nevents: {:#?}", ctrd.explain(e), seen.lock().unwrap()));
     assert!(exit.contains(r#""exit_status":137"#), "{exit}");
     drop(events);
 }
@@ -422,28 +429,33 @@ fn stdin_and_pause(runtime: &str) {
     // stdin reaches the container. (Not its end: with input that ends before the task starts,
     // as here, a container under runc-v2 never saw EOF, while one under chaperone, which hands
     // runc the FIFO itself, did.)
-    let script = "read line; echo got:$line; read line; echo then:$line";
-    let mut ctr = Reaped(
-        ctr_command(&ctrd, &["run", "--rm", "--runtime", runtime])
-            .args([BUSYBOX_IMAGE, &id, "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ctr runs"),
+    // It exits on a third line, sent once its output reached ctr: see Exchange.
+    let script = "read line; echo got:$line; read line; echo then:$line; read _";
+    let out = ctrd
+        .ctr_once_printed(
+            &[
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                BUSYBOX_IMAGE,
+                &id,
+                "sh",
+                "-c",
+                script,
+            ],
+            Exchange {
+                input: b"hello\nmore\n",
+                stdout: "then:more",
+                ..Exchange::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(out.status.success(), "{}", ctrd.explain(format!("{out:?}")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "got:hello\nthen:more\n"
     );
-    {
-        use std::io::Write;
-        let mut input = ctr.0.stdin.take().expect("piped");
-        input.write_all(b"hello\nmore\n").unwrap();
-    }
-    let (status, out) = finish(&ctrd, ctr, "ctr run to exit");
-    assert!(
-        status.success(),
-        "{}",
-        ctrd.explain(format!("{status}: {out:?}"))
-    );
-    assert_eq!(out, "got:hello\nthen:more\n");
 
     // Pause freezes the task and Resume thaws it.
     ctrd.run_sleeping(runtime, &id)
@@ -459,17 +471,25 @@ fn stdin_and_pause(runtime: &str) {
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert_eq!(ctrd.task_status(&id).as_deref(), Some("RUNNING"));
     let out = ctrd
-        .ctr_ok(&[
-            "tasks",
-            "exec",
-            "--exec-id",
-            "thawed",
-            &id,
-            "echo",
-            "thawed",
-        ])
+        .ctr_once_printed(
+            &[
+                "tasks",
+                "exec",
+                "--exec-id",
+                "thawed",
+                &id,
+                "sh",
+                "-c",
+                "echo thawed; read _",
+            ],
+            Exchange {
+                stdout: "thawed",
+                ..Exchange::default()
+            },
+        )
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    assert_eq!(out.trim(), "thawed");
+    assert!(out.status.success(), "{}", ctrd.explain(format!("{out:?}")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "thawed");
 }
 
 #[test]
