@@ -563,7 +563,7 @@ pub struct Exchange<'a> {
 /// As [`output_within`], for a program whose process prints and then reads a line before it
 /// exits (a container command ending `read _; exit N`): it is given `exchange.input`, and the
 /// line once its stdout and stderr hold what `exchange` names, so the output is in hand before
-/// the process exits.
+/// the process exits. Its stdin stays open until it has exited.
 ///
 /// That is what a test of `ctr run` or `ctr tasks exec` output needs: containerd 1.6's ctr can
 /// drop output still on its way when the process exits, whatever the runtime (Delete cancels
@@ -603,6 +603,7 @@ fn collect(
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;
     let mut input = child.stdin.take();
+    let mut released = None;
     if let (Some(exchange), Some(pipe)) = (release, input.as_mut()) {
         // Small (see `Exchange::input`) and written to an empty pipe: this does not block.
         std::io::Write::write_all(pipe, exchange.input).context("writing the program's input")?;
@@ -639,15 +640,16 @@ fn collect(
             Ok(Seen::Bytes) => {}
             Err(_) => break,
         }
-        if let (Some(exchange), Some(_)) = (release, input.as_ref()) {
-            if holds(&stdout, exchange.stdout) && holds(&stderr, exchange.stderr) {
-                let mut line = input.take().expect("checked");
+        if let (Some(exchange), Some(pipe)) = (release, input.as_mut()) {
+            if released.is_none()
+                && holds(&stdout, exchange.stdout)
+                && holds(&stderr, exchange.stderr)
+            {
                 // It may have exited already; its exit code then tells.
-                let _ = std::io::Write::write_all(&mut line, b"\n");
+                released = Some(std::io::Write::write_all(pipe, b"\n"));
             }
         }
     }
-    drop(input);
     let mut ended = open == 0;
     while ended && child.try_wait().ok().flatten().is_none() {
         ended = !left().is_zero();
@@ -665,6 +667,8 @@ fn collect(
         }
     }
     let status = child.wait().context("waiting for the program")?;
+    // Held open until the program ended: `script`, for one, ends its session on EOF.
+    drop(input);
     // A reader left blocked on a pipe still open is abandoned with what it read so far.
     let taken = |reader: std::thread::JoinHandle<()>, bytes: Shared| {
         if open == 0 {

@@ -11,13 +11,14 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    setup, wait_for, Cleanup, Containerd, Exchange, BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+    output_once_printed, setup, wait_for, Cleanup, Containerd, Exchange, BUSYBOX_IMAGE, CHAPERONE,
+    RUNC_V2,
 };
 
 /// A container id unique to this test run.
@@ -47,24 +48,17 @@ fn ctr_command(ctrd: &Containerd, args: &[&str]) -> Command {
     command
 }
 
-/// Waits for `child` to exit (`what` names it in a failure); returns its status and stdout.
-fn finish(ctrd: &Containerd, mut child: Reaped, what: &str) -> (std::process::ExitStatus, String) {
-    let mut stdout = child.0.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let status = wait_for(what, Duration::from_secs(60), || {
-        child.0.try_wait().ok().flatten()
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    (status, reader.join().unwrap_or_default())
-}
-
 /// Runs `ctr ARGS` on a terminal of `rows` x `cols` (util-linux `script` makes it), as a user
-/// at a terminal would; returns its exit code and everything the terminal showed.
-fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> (i32, String) {
+/// at a terminal would, for a process that waits for a line once it has printed: the line is
+/// typed once the terminal shows `shown` (see Exchange). Returns its exit code and everything
+/// the terminal showed.
+fn ctr_on_a_terminal(
+    ctrd: &Containerd,
+    rows: u16,
+    cols: u16,
+    shown: &str,
+    args: &[&str],
+) -> (i32, String) {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut ctr = vec![
         "ctr".to_owned(),
@@ -75,24 +69,25 @@ fn ctr_on_a_terminal(ctrd: &Containerd, rows: u16, cols: u16, args: &[&str]) -> 
     ];
     ctr.extend(args.iter().map(|a| quote(a)));
     let inner = format!("stty rows {rows} cols {cols}; exec {}", ctr.join(" "));
-    let child = Reaped(
-        Command::new("script")
-            .args(["-q", "-e", "-c", &inner, "/dev/null"])
-            // Held open: EOF on script's input would end the session early.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("script runs"),
-    );
-    let (status, out) = finish(ctrd, child, "ctr on a terminal to exit");
-    (status.code().unwrap_or(-1), out)
+    let out = output_once_printed(
+        Command::new("script").args(["-q", "-e", "-c", &inner, "/dev/null"]),
+        Duration::from_secs(60),
+        Exchange {
+            stdout: shown,
+            ..Exchange::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// The size the container's terminal has once ctr has sent it (busybox's `stty size` prints
-/// nothing on stdout while it is 0 0).
+/// nothing on stdout while it is 0 0), and the terminal's name; then it waits for a line.
 const PRINT_SIZE: &str =
-    r#"until [ "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size; tty; exit 7"#;
+    r#"until [ "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size; tty; read _; exit 7"#;
 
 fn terminal(runtime: &str) {
     let Some(ctrd) = setup() else { return };
@@ -104,6 +99,7 @@ fn terminal(runtime: &str) {
         &ctrd,
         33,
         77,
+        "/dev/pts/",
         &[
             "run",
             "-t",
@@ -137,6 +133,7 @@ fn terminal(runtime: &str) {
         &ctrd,
         21,
         55,
+        "/dev/pts/",
         &[
             "tasks",
             "exec",
