@@ -365,6 +365,57 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
     );
 }
 
+/// A container whose own seccomp profile has a notify rule but no listener: runc refuses it
+/// ("listenerPath is not set"), and chaperone refuses it at Create, naming the rule, instead of
+/// taking the container's notifications as its own.
+fn own_notify_rule_fails_create(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("ownnotify", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let profile = ctrd.dir().join("notify-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    )
+    .unwrap();
+    let seccomp = format!("--seccomp-profile={}", profile.display());
+    let out = run_rm(
+        &ctrd,
+        runtime,
+        &["--seccomp", &seccomp],
+        BUSYBOX_IMAGE,
+        &id,
+        &["true"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{}",
+        ctrd.explain(format!("a notify rule without a listener ran: {stderr}"))
+    );
+    let expected = if runtime == RUNC_V2 {
+        "listenerPath is not set"
+    } else {
+        "SCMP_ACT_NOTIFY rules (mkdir) but no listenerPath"
+    };
+    assert!(
+        stderr.contains(expected),
+        "{}",
+        ctrd.explain(format!("unclear error: {stderr}"))
+    );
+    assert_host_clean(&ctrd, &id, runtime);
+}
+
+#[test]
+fn chaperone_refuses_a_containers_own_notify_rule_without_a_listener() {
+    own_notify_rule_fails_create(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_refuses_a_containers_own_notify_rule_without_a_listener() {
+    own_notify_rule_fails_create(RUNC_V2);
+}
+
 /// A program without libc for x86_64 that makes three 32-bit syscalls through `int 0x80`: the
 /// multiplexers `socketcall` and `ipc` with an operation no name covers (both fail with
 /// EINVAL, but the filter sees the syscall first) and `getuid32`, which only 32-bit x86 has;

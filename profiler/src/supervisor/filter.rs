@@ -113,6 +113,17 @@ pub enum FilterError {
     /// The container's profile notifies by default, which runc refuses.
     #[error("the container's seccomp profile uses SCMP_ACT_NOTIFY as its default action")]
     NotifyDefault,
+    /// The container's profile has notify rules but no listener, which runc refuses
+    /// ("listenerPath is not set"). Kept, they would send the container's own notifications
+    /// to chaperone, and one naming what runc init calls before it hands the fd over would
+    /// hang the container's start.
+    #[error(
+        "the container's seccomp profile has SCMP_ACT_NOTIFY rules ({names}) but no listenerPath; runc refuses that"
+    )]
+    NotifyRules {
+        /// The names of those rules, comma-separated.
+        names: String,
+    },
 }
 
 /// Every name of the x86_64 and aarch64 tables, sorted.
@@ -269,6 +280,18 @@ pub fn tiered_filter(
             }
             if c.default_action() == LinuxSeccompAction::ScmpActNotify {
                 return Err(FilterError::NotifyDefault);
+            }
+            let notified: Vec<&str> = c
+                .syscalls()
+                .iter()
+                .flatten()
+                .filter(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+                .flat_map(|r| r.names().iter().map(String::as_str))
+                .collect();
+            if !notified.is_empty() {
+                return Err(FilterError::NotifyRules {
+                    names: notified.join(", "),
+                });
             }
             c.clone()
         }
@@ -561,5 +584,10 @@ mod tests {
             LinuxSeccompAction::ScmpActNotify,
         )]));
         assert!(!runc_accepts(&bad));
+        // runc refuses notify rules without a listener ("listenerPath is not set"); kept, this
+        // one would notify `write`, which runc init calls before it hands the fd over.
+        let err = learn_filter(Some(&bad), Path::new("/s"), None).unwrap_err();
+        assert!(matches!(err, FilterError::NotifyRules { .. }), "{err}");
+        assert!(err.to_string().contains("(write)"), "{err}");
     }
 }
