@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, through cargo-fuzz) of what chaperone reads from users
 # and files: trace files, profile files, the node's config, base seccomp profiles, the
-# profile store and runc's message on the seccomp listener socket. Not part of
+# profile store, runc's message on the seccomp listener socket and a container's own seccomp
+# profile, which the shim rewrites. Not part of
 # scripts/test.sh: it runs for minutes and needs nightly-only compiler flags (see
 # fuzz/README.md).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-TARGETS=(trace_readers model_codec node_config base_profile profile_store listener_message)
+TARGETS=(trace_readers model_codec node_config base_profile profile_store listener_message
+    container_filter)
 CARGO_FUZZ_VERSION=0.13.2
 
 usage() {
@@ -16,7 +18,8 @@ Usage: scripts/fuzz.sh [--seconds N] [--help] [TARGET...]
 
 Fuzzes each TARGET (default: all) for N seconds (default 60), starting from a seed corpus
 built from the repository's own fixtures and documentation (fuzz/corpus/TARGET, kept between
-runs, not committed). Installs cargo-fuzz $CARGO_FUZZ_VERSION from crates.io if missing.
+runs, not committed), with the target's dictionary (fuzz/dict/TARGET.dict) where it has one.
+Installs cargo-fuzz $CARGO_FUZZ_VERSION from crates.io if missing.
 Prints one line per target: its runs, its corpus, and whether it found a crash.
 
 Targets: ${TARGETS[*]}
@@ -83,6 +86,18 @@ seed listener_message
 printf '\001{"ociVersion":"1.0.2","fds":["seccompFd"],"pid":4242,"metadata":"","state":{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":4242,"bundle":"/run/c1","annotations":{"chaperone.io/mode":"learn"}}}' \
     > "$corpus/listener_message/runc.bin"
 
+# A container's own seccomp profile; the first byte picks learn mode or a runtime filter and
+# its unseen handling (see the target).
+seed container_filter
+printf '\000{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],"syscalls":[{"names":["read","write","openat","execve"],"action":"SCMP_ACT_ALLOW"},{"names":["socket"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]}]}' \
+    > "$corpus/container_filter/errno-default.bin"
+printf '\003{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mount","kexec_load"],"action":"SCMP_ACT_ERRNO","errnoRet":1},{"names":["ptrace"],"action":"SCMP_ACT_KILL_PROCESS"}]}' \
+    > "$corpus/container_filter/allow-default.bin"
+{ printf '\005'; cat seccomp-gen/tests/fixtures/docker-base.json; } > "$corpus/container_filter/docker-base.bin"
+# runc's seccomp-agent example, without its listener.
+printf '\000{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86","SCMP_ARCH_X32"],"syscalls":[{"names":["fchmod","chmod","mkdir"],"action":"SCMP_ACT_NOTIFY"}]}' \
+    > "$corpus/container_filter/notify-rules.bin"
+
 # Profiles and a store learned from the strace fixtures, by chaperone itself.
 seed model_codec
 seed profile_store
@@ -103,7 +118,10 @@ for target in "${chosen[@]}"; do
     log "fuzzing $target for ${seconds}s"
     out="$(mktemp)"
     # -rss_limit_mb: a forged length that makes a reader allocate gigabytes is a finding too.
-    if cargo fuzz run --fuzz-dir fuzz "$target" "$corpus/$target" -- \
+    # A target's dictionary (fuzz/dict/TARGET.dict), where it has one: the words of its format.
+    dict=()
+    [[ -f "fuzz/dict/$target.dict" ]] && dict=(-dict="fuzz/dict/$target.dict")
+    if cargo fuzz run --fuzz-dir fuzz "$target" "$corpus/$target" -- "${dict[@]}" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tee "$out" >&2; then
         result="no crash"
     else
