@@ -268,16 +268,17 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
     file.seek(SeekFrom::Start(offset))?;
     let mut reader = BufReader::new(file);
     let mut pos = offset;
-    let mut line = String::new();
+    // Bytes, not text: a line that is not UTF-8 is malformed like any other, skipped.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 || !line.ends_with('\n') {
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
             // A line still being written is read whole next time.
             return Ok(pos);
         }
         pos += n as u64;
-        let Ok(alert) = serde_json::from_str::<Value>(&line) else {
+        let Ok(alert) = serde_json::from_slice::<Value>(&line) else {
             eprintln!(
                 "chaperone: skipping a malformed alert line at byte {}",
                 pos - n as u64
@@ -291,7 +292,8 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
             }
         }
         if args.json {
-            print!("{line}");
+            // JSON that parsed is UTF-8.
+            print!("{}", String::from_utf8_lossy(&line));
             continue;
         }
         let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
@@ -310,11 +312,10 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
 
 /// Finds alert `id` and merges its syscall window into its profile.
 fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let alert = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let alert = bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
         .find(|a| a["output_fields"]["chaperone.alert_id"].as_str() == Some(id))
         .with_context(|| format!("no alert {id} in {}", path.display()))?;
     let fields = &alert["output_fields"];

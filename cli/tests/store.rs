@@ -113,16 +113,23 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         })
         .to_string()
     };
-    let text = format!(
-        "{}\nnot json\n{}\n",
-        alert("aaaa", "c1"),
-        alert("bbbb", "c2")
-    );
+    // Two malformed lines, one of them not even UTF-8: each is skipped with a warning.
+    let mut text = format!("{}\nnot json\n", alert("aaaa", "c1")).into_bytes();
+    text.extend_from_slice(b"\xff\xfe{\"time\"\n");
+    text.extend_from_slice(format!("{}\n", alert("bbbb", "c2")).as_bytes());
     std::fs::write(&log, text).unwrap();
     let log = log.to_str().unwrap();
 
-    let table = ok(&["alerts", "--file", log]);
+    let listed = chaperone(&["alerts", "--file", log]);
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(table.lines().count(), 3, "header and two alerts: {table}");
+    let warned = String::from_utf8_lossy(&listed.stderr);
+    assert_eq!(
+        warned.matches("skipping a malformed alert line").count(),
+        2,
+        "{warned}"
+    );
     assert!(table.contains("aaaa") && table.contains("connect") && table.contains("kill"));
     let only = ok(&["alerts", "--file", log, "--json", "--container", "c2"]);
     let v: Value = serde_json::from_str(only.trim()).unwrap();
