@@ -281,16 +281,23 @@ pub fn tiered_filter(
             if c.default_action() == LinuxSeccompAction::ScmpActNotify {
                 return Err(FilterError::NotifyDefault);
             }
-            let notified: Vec<&str> = c
+            let notifying: Vec<&LinuxSyscall> = c
                 .syscalls()
                 .iter()
                 .flatten()
                 .filter(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
-                .flat_map(|r| r.names().iter().map(String::as_str))
                 .collect();
-            if !notified.is_empty() {
+            if !notifying.is_empty() {
+                let names: Vec<&str> = notifying
+                    .iter()
+                    .flat_map(|r| r.names().iter().map(String::as_str))
+                    .collect();
                 return Err(FilterError::NotifyRules {
-                    names: notified.join(", "),
+                    names: if names.is_empty() {
+                        "no names".to_owned()
+                    } else {
+                        names.join(", ")
+                    },
                 });
             }
             c.clone()
@@ -589,5 +596,9 @@ mod tests {
         let err = learn_filter(Some(&bad), Path::new("/s"), None).unwrap_err();
         assert!(matches!(err, FilterError::NotifyRules { .. }), "{err}");
         assert!(err.to_string().contains("(write)"), "{err}");
+        // A notify rule is refused whatever it names, none included.
+        bad.set_syscalls(Some(vec![syscall(&[], LinuxSeccompAction::ScmpActNotify)]));
+        let err = learn_filter(Some(&bad), Path::new("/s"), None).unwrap_err();
+        assert!(err.to_string().contains("(no names)"), "{err}");
     }
 }
