@@ -342,9 +342,14 @@ state = "{state}"
     /// As [`Containerd::ctr`], for a `ctr run` or `ctr tasks exec` whose process prints and
     /// then waits for a line to exit: see [`output_once_printed`].
     pub fn ctr_once_printed(&self, args: &[&str], exchange: Exchange<'_>) -> Result<Output> {
-        let mut ctr = ctr_command(&self.socket, &self.namespace, args);
-        output_once_printed(&mut ctr, CTR_DEADLINE, exchange)
+        output_once_printed(&mut self.ctr_command(args), CTR_DEADLINE, exchange)
             .with_context(|| format!("ctr {}", args.join(" ")))
+    }
+
+    /// `ctr -a SOCKET -n NAMESPACE ARGS` in [`Containerd::namespace`], for a test to spawn as
+    /// it needs (no deadline: the test reaps it).
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        ctr_command(&self.socket, &self.namespace, args)
     }
 
     /// Runs ctr and fails unless it succeeds; returns its stdout.
@@ -603,7 +608,6 @@ fn collect(
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;
     let mut input = child.stdin.take();
-    let mut released = None;
     if let (Some(exchange), Some(pipe)) = (release, input.as_mut()) {
         // Small (see `Exchange::input`) and written to an empty pipe: this does not block.
         std::io::Write::write_all(pipe, exchange.input).context("writing the program's input")?;
@@ -634,19 +638,24 @@ fn collect(
     // Both pipes close as the program exits; it can be reaped a moment later (the kernel
     // closes a process's files before it makes it a zombie), so that is polled closely.
     let mut open = 2;
-    while open > 0 {
-        match saw.recv_timeout(left()) {
-            Ok(Seen::Closed) => open -= 1,
-            Ok(Seen::Bytes) => {}
-            Err(_) => break,
+    // Waits up to `limit` for a reader's next word, counting the pipes closed; false once
+    // none came.
+    let next = |open: &mut i32, limit: Duration| match saw.recv_timeout(limit) {
+        Ok(Seen::Closed) => {
+            *open -= 1;
+            true
         }
-        if let (Some(exchange), Some(pipe)) = (release, input.as_mut()) {
-            if released.is_none()
-                && holds(&stdout, exchange.stdout)
-                && holds(&stderr, exchange.stderr)
-            {
+        Ok(Seen::Bytes) => true,
+        Err(_) => false,
+    };
+    // The exchange whose line is still to be sent.
+    let mut pending = release;
+    while open > 0 && next(&mut open, left()) {
+        if let (Some(exchange), Some(pipe)) = (pending, input.as_mut()) {
+            if holds(&stdout, exchange.stdout) && holds(&stderr, exchange.stderr) {
                 // It may have exited already; its exit code then tells.
-                released = Some(std::io::Write::write_all(pipe, b"\n"));
+                let _ = std::io::Write::write_all(pipe, b"\n");
+                pending = None;
             }
         }
     }
@@ -658,13 +667,7 @@ fn collect(
     if !ended {
         let _ = child.kill();
         // A child it left behind could hold the pipes open: their readers are then abandoned.
-        while open > 0 {
-            match saw.recv_timeout(Duration::from_secs(5)) {
-                Ok(Seen::Closed) => open -= 1,
-                Ok(Seen::Bytes) => {}
-                Err(_) => break,
-            }
-        }
+        while open > 0 && next(&mut open, Duration::from_secs(5)) {}
     }
     let status = child.wait().context("waiting for the program")?;
     // Held open until the program ended: `script`, for one, ends its session on EOF.

@@ -14,7 +14,7 @@
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 #![cfg(target_arch = "x86_64")]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use chaperone_integration::compile_static;
@@ -76,17 +76,8 @@ impl Drop for Reaped {
 
 /// `ctr run --rm --runtime chaperone FLAGS IMAGE ID CMD...`, started.
 fn start(ctrd: &Containerd, id: &str, flags: &[String], image: &str, cmd: &[&str]) -> Reaped {
-    let child = Command::new("ctr")
-        .arg("-a")
-        .arg(ctrd.socket())
-        .args([
-            "-n",
-            ctrd.namespace(),
-            "run",
-            "--rm",
-            "--runtime",
-            CHAPERONE,
-        ])
+    let child = ctrd
+        .ctr_command(&["run", "--rm", "--runtime", CHAPERONE])
         .args(flags)
         .arg(image)
         .arg(id)

@@ -37,17 +37,6 @@ impl Drop for Reaped {
     }
 }
 
-/// `ctr -a SOCKET -n NAMESPACE ARGS`, to spawn.
-fn ctr_command(ctrd: &Containerd, args: &[&str]) -> Command {
-    let mut command = Command::new("ctr");
-    command
-        .arg("-a")
-        .arg(ctrd.socket())
-        .args(["-n", ctrd.namespace()])
-        .args(args);
-    command
-}
-
 /// Runs `ctr ARGS` on a terminal of `rows` x `cols` (util-linux `script` makes it), as a user
 /// at a terminal would, for a process that waits for a line once it has printed: the line is
 /// typed once the terminal shows `shown` (see Exchange). Returns its exit code and everything
@@ -319,7 +308,7 @@ fn out_of_memory(runtime: &str) {
     let id = container_id("oom", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
     let mut events = Reaped(
-        ctr_command(&ctrd, &["events"])
+        ctrd.ctr_command(&["events"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
