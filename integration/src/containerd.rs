@@ -346,6 +346,34 @@ state = "{state}"
             .with_context(|| format!("ctr {}", args.join(" ")))
     }
 
+    /// `ctr run --log-uri file://LOG ARGS` (`args` without the `run`) for a container under
+    /// chaperone; the output's stdout is what the process wrote to its stdout and stderr (the
+    /// two in no fixed order of lines), its stderr ctr's own.
+    ///
+    /// For a test that reads the output of a process that must exit by itself, where a
+    /// [`Containerd::ctr_once_printed`] `read` would add to what the container does: ctr
+    /// reads no FIFO here, so it cannot drop output at the exit, and chaperone's shim reports
+    /// the exit only once the log file holds everything (ADR 0018). runc-v2 does not wait for
+    /// its copy: do not use this under it.
+    pub fn ctr_run_logged(&self, args: &[&str]) -> Result<Output> {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let log = self
+            .dir
+            .path()
+            .join("run-logs")
+            .join(format!("{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
+        let uri = format!("file://{}", log.display());
+        let mut out = self.ctr(&[&["run", "--log-uri", &uri][..], args].concat())?;
+        let logged = match std::fs::read(&log) {
+            Ok(bytes) => bytes,
+            // A container that was never created has no log.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
+        };
+        out.stdout = [logged, out.stdout].concat();
+        Ok(out)
+    }
+
     /// `ctr -a SOCKET -n NAMESPACE ARGS` in [`Containerd::namespace`], for a test to spawn as
     /// it needs (no deadline: the test reaps it).
     pub fn ctr_command(&self, args: &[&str]) -> Command {

@@ -66,7 +66,8 @@ fn webhook_receiver() -> (u16, Receiver<Value>) {
     (port, rx)
 }
 
-/// Runs `sh -c script` to completion under chaperone with `annotations`; returns the output.
+/// Runs `sh -c script` to completion under chaperone with `annotations`; returns the output
+/// (stdout and stderr together, through a file log: [`Containerd::ctr_run_logged`]).
 fn run(
     ctrd: &Containerd,
     id: &str,
@@ -75,12 +76,7 @@ fn run(
     script: &str,
 ) -> std::process::Output {
     let _cleanup = Cleanup(ctrd, id.to_owned());
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--runtime".into(),
-        CHAPERONE.into(),
-        "--rm".into(),
-    ];
+    let mut args: Vec<String> = vec!["--runtime".into(), CHAPERONE.into(), "--rm".into()];
     for (k, v) in annotations {
         args.push("--annotation".into());
         args.push(format!("{k}={v}"));
@@ -94,7 +90,7 @@ fn run(
         script.into(),
     ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    ctrd.ctr(&refs).expect("ctr runs")
+    ctrd.ctr_run_logged(&refs).expect("ctr runs")
 }
 
 fn text(out: &std::process::Output) -> String {

@@ -82,8 +82,7 @@ fn failing_containerd() -> Option<Containerd> {
 }
 
 fn run(ctrd: &Containerd, id: &str) -> std::process::Output {
-    ctrd.ctr(&[
-        "run",
+    ctrd.ctr_run_logged(&[
         "--rm",
         "--runtime",
         CHAPERONE,
