@@ -24,7 +24,8 @@ at the end; the machine's containerd, if any, is not touched):
   --prefix DIR   where to install the binaries (default /usr/local)
   --help         show this help
 DEMO OPTIONS are passed to chaperone-demo: --port N (default 18080), --benign-runs N,
---attack-runs N, --max-learn-runs N.
+--attack-runs N, --max-learn-runs N, --variation-runs N (false alarms on 9 benign
+traffic variants), --hot-coverage F (see target/release/chaperone-demo --help).
 
 Exit codes: 0 the story held; 1 it did not, or a step failed; 2 bad arguments.
 USAGE

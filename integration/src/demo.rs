@@ -87,6 +87,12 @@ pub struct Options {
     pub benign_runs: usize,
     /// Attack runs under enforce (each a fresh container).
     pub attack_runs: usize,
+    /// Runs of each benign traffic variant ([`VARIANTS`]) under enforce with the action
+    /// `alert`, to count false alarms on traffic learning never saw (0: none).
+    pub variation_runs: usize,
+    /// The `[filter] hot_coverage` enforce runs with instead of the default (0: every
+    /// syscall the profile learned is traced, none allowed in the kernel unseen).
+    pub hot_coverage: Option<f64>,
 }
 
 impl Default for Options {
@@ -98,6 +104,8 @@ impl Default for Options {
             max_learn_runs: 60,
             benign_runs: 1,
             attack_runs: 1,
+            variation_runs: 0,
+            hot_coverage: None,
         }
     }
 }
@@ -115,6 +123,8 @@ pub struct Outcome {
     pub attacks_stopped: (usize, usize),
     /// The first attack's alert.
     pub alert: Option<Value>,
+    /// False alarms on benign traffic variants, when they were run.
+    pub variations: Vec<VariantOutcome>,
 }
 
 impl Outcome {
@@ -131,17 +141,36 @@ fn step(text: &str) {
 
 /// One HTTP/1.0 GET; `Err` when the connection fails or is cut.
 pub fn get(port: u16, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     // One write, as curl sends it: `write!` on the socket sends each piece of the format on
     // its own, and when they arrive apart the server reads its request in several reads, a
     // sequence learning rarely sees (it made an enforced server's benign request an alarm).
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    s.write_all(request.as_bytes())?;
+    send(port, &[request.as_bytes()])
+}
+
+/// Sends `pieces` on one connection, each in its own write, [`PIECE_GAP`] apart, and returns
+/// the response; `Err` when the connection fails or is cut, or the answer is not HTTP.
+fn send(port: u16, pieces: &[&[u8]]) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_nodelay(true)?;
+    for (n, piece) in pieces.iter().enumerate() {
+        if n > 0 {
+            // A client's pace, not a wait for a condition: the pieces must arrive apart.
+            std::thread::sleep(PIECE_GAP);
+        }
+        s.write_all(piece)?;
+    }
     let mut body = String::new();
     s.read_to_string(&mut body)?;
+    if !body.starts_with("HTTP/1.") {
+        bail!("no HTTP response: {body:?}");
+    }
     Ok(body)
 }
+
+/// How long a slow client takes between the pieces of its request.
+const PIECE_GAP: Duration = Duration::from_millis(20);
 
 /// Configures chaperone for the demo and builds the web image.
 pub fn prepare(ctrd: &Containerd) -> Result<()> {
@@ -160,13 +189,214 @@ pub fn prepare(ctrd: &Containerd) -> Result<()> {
 
 /// Sends the benign workload; every request must be answered.
 pub fn benign_traffic(port: u16) -> Result<()> {
-    for path in BENIGN {
-        let response = get(port, path).with_context(|| format!("benign request {path}"))?;
-        if !response.starts_with("HTTP/1.") {
-            bail!("benign request {path}: no HTTP response: {response:?}");
-        }
+    get_all(port, BENIGN.iter().copied())
+}
+
+/// GETs each of `paths` in turn; every request must be answered.
+fn get_all<'a>(port: u16, paths: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for path in paths {
+        get(port, path).with_context(|| format!("benign request {path}"))?;
     }
     Ok(())
+}
+
+/// Benign traffic the demo's learning never sent, as users of a real shop would send it: the
+/// variants `--variation-runs` measures false alarms on.
+#[derive(Debug)]
+pub struct Variant {
+    /// Its name in the report.
+    pub name: &'static str,
+    /// What it changes, for the report.
+    pub what: &'static str,
+    /// Sends it to the server on the port; `Err` when a request is not answered.
+    pub send: fn(u16) -> Result<()>,
+}
+
+/// Headers a browser sends with every request.
+const BROWSER_HEADERS: &str = "Host: localhost\r\nUser-Agent: Mozilla/5.0 (X11; Linux \
+    x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\nAccept: text/html,application/xhtml+xml,\
+    application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: \
+    gzip, deflate\r\nConnection: close\r\n\r\n";
+
+/// The variants, the learned traffic itself first as the control.
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "same",
+        what: "the learned requests, as learned (the control)",
+        send: benign_traffic,
+    },
+    Variant {
+        name: "reordered",
+        what: "the learned requests in reverse order",
+        send: |port| get_all(port, BENIGN.iter().rev().copied()),
+    },
+    Variant {
+        name: "other-names",
+        what: "the CGI greeting names it never saw, 1 to 200 characters",
+        send: |port| {
+            let long = format!("/cgi-bin/greet?name={}", "a".repeat(200));
+            get_all(
+                port,
+                [
+                    "/cgi-bin/greet?name=x",
+                    "/cgi-bin/greet?name=Zoe",
+                    "/cgi-bin/greet?name=user42",
+                    "/cgi-bin/greet?name=maximilian-alexander-the-third",
+                    long.as_str(),
+                ],
+            )
+        },
+    },
+    Variant {
+        name: "other-paths",
+        what: "pages it never requested: /index.html, a query, a missing image, a CGI without its query",
+        send: |port| {
+            get_all(
+                port,
+                [
+                    "/index.html",
+                    "/about.html?ref=home",
+                    "/img/logo.png",
+                    "/cgi-bin/greet",
+                    "/",
+                ],
+            )
+        },
+    },
+    Variant {
+        name: "head",
+        what: "HEAD requests instead of GET",
+        send: |port| {
+            for path in ["/", "/about.html"] {
+                let request = format!("HEAD {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                send(port, &[request.as_bytes()]).with_context(|| format!("HEAD {path}"))?;
+            }
+            Ok(())
+        },
+    },
+    Variant {
+        name: "browser-headers",
+        what: "the learned requests with a browser's headers (about 330 bytes)",
+        send: |port| {
+            for path in BENIGN {
+                let request = format!("GET {path} HTTP/1.1\r\n{BROWSER_HEADERS}");
+                send(port, &[request.as_bytes()]).with_context(|| format!("GET {path}"))?;
+            }
+            Ok(())
+        },
+    },
+    Variant {
+        name: "slow-client",
+        what: "each request line and its headers in two writes, 20 ms apart",
+        send: |port| {
+            for path in BENIGN {
+                let line = format!("GET {path} HTTP/1.0\r\n");
+                send(port, &[line.as_bytes(), b"Host: localhost\r\n\r\n"])
+                    .with_context(|| format!("GET {path}"))?;
+            }
+            Ok(())
+        },
+    },
+    Variant {
+        name: "concurrent",
+        what: "four clients sending the learned requests at once",
+        send: |port| {
+            std::thread::scope(|scope| {
+                let clients: Vec<_> = (0..4)
+                    .map(|_| scope.spawn(move || benign_traffic(port)))
+                    .collect();
+                clients
+                    .into_iter()
+                    .try_for_each(|c| c.join().unwrap_or_else(|_| bail!("a client panicked")))
+            })
+        },
+    },
+    Variant {
+        name: "longer",
+        what: "the learned requests five times over (50 requests)",
+        send: |port| (0..5).try_for_each(|_| benign_traffic(port)),
+    },
+];
+
+/// What one variant's runs raised.
+#[derive(Debug, Clone, Default)]
+pub struct VariantOutcome {
+    /// The variant's name.
+    pub name: &'static str,
+    /// Runs, and runs with at least one alert.
+    pub runs: usize,
+    pub alerted: usize,
+    /// Alerts in all runs.
+    pub alerts: usize,
+    /// The syscalls the alerts named.
+    pub syscalls: std::collections::BTreeSet<String>,
+    /// Runs in which a request was not answered or the server stopped.
+    pub broken: usize,
+}
+
+/// Runs every variant `runs` times under the promoted profile with the action `alert`, each
+/// run a fresh container, and counts the alerts.
+fn variations(ctrd: &Containerd, opts: &Options) -> Result<Vec<VariantOutcome>> {
+    step(&format!(
+        "benign variation: {} run(s) of each traffic variant, each a fresh container, enforce with action alert (the server keeps running; every alert is a false alarm)",
+        opts.variation_runs
+    ));
+    let mut outcomes = Vec::new();
+    for variant in VARIANTS {
+        let mut outcome = VariantOutcome {
+            name: variant.name,
+            ..VariantOutcome::default()
+        };
+        for run in 1..=opts.variation_runs {
+            let id = format!("web-{}-{run}", variant.name);
+            let server = Server::start(
+                ctrd,
+                &id,
+                opts.port,
+                &["--annotation", "chaperone.io/action=alert"],
+            )?;
+            let sent = (variant.send)(opts.port);
+            let alerts = alerts_of(ctrd, &id)?;
+            let running = ctrd.task_status(&id).as_deref() == Some("RUNNING");
+            server.stop()?;
+            if let Err(e) = &sent {
+                println!("      run {run}: {e:#}");
+            }
+            if let Some(first) = alerts.first() {
+                println!(
+                    "      run {run}: {}",
+                    first["output"].as_str().unwrap_or_default()
+                );
+            }
+            outcome.runs += 1;
+            outcome.alerted += usize::from(!alerts.is_empty());
+            outcome.alerts += alerts.len();
+            outcome.broken += usize::from(sent.is_err() || !running);
+            outcome.syscalls.extend(
+                alerts
+                    .iter()
+                    .filter_map(|a| a["output_fields"]["evt.type"].as_str())
+                    .map(str::to_owned),
+            );
+        }
+        let at: Vec<&str> = outcome.syscalls.iter().map(String::as_str).collect();
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" (at {})", at.join(", "))
+        };
+        let broken = if outcome.broken > 0 {
+            format!(", {} run(s) BROKEN", outcome.broken)
+        } else {
+            String::new()
+        };
+        println!(
+            "    {:<16} {} of {} run(s) alerted, {} alert(s){at}{broken}: {}",
+            outcome.name, outcome.alerted, outcome.runs, outcome.alerts, variant.what
+        );
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// Learns the web server, one container per run, until the policy promotes its profile;
@@ -217,6 +447,10 @@ pub fn learn(ctrd: &Containerd, opts: &Options) -> Result<(usize, u64)> {
 /// Runs the whole story on `ctrd` (whose shims are chaperone's).
 pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     prepare(ctrd)?;
+    if let Some(coverage) = opts.hot_coverage {
+        // `[filter]` is CONFIG's last table.
+        ctrd.set_chaperone_config(&format!("{CONFIG}hot_coverage = {coverage:?}\n"))?;
+    }
     let mut outcome = Outcome::default();
     (outcome.learn_runs, outcome.events) = learn(ctrd, opts)?;
 
@@ -248,6 +482,10 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
         }
         outcome.benign_silent.1 += 1;
         outcome.benign_silent.0 += usize::from(silent);
+    }
+
+    if opts.variation_runs > 0 {
+        outcome.variations = variations(ctrd, opts)?;
     }
 
     step(&format!("attack: GET {ATTACK}"));
@@ -389,4 +627,92 @@ impl Drop for Server<'_> {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Answers every request on `listener` with an empty 200 once its headers have arrived,
+    /// and counts the requests, by method.
+    fn serve(listener: TcpListener, seen: Arc<(AtomicUsize, AtomicUsize)>) {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                let counter = if line.starts_with("HEAD ") {
+                    &seen.1
+                } else {
+                    &seen.0
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+            });
+        }
+    }
+
+    #[test]
+    fn every_variant_sends_whole_requests_and_reads_their_answers() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let counts = Arc::clone(&seen);
+        std::thread::spawn(move || serve(listener, counts));
+        let mut sent = Vec::new();
+        for v in VARIANTS {
+            let before = (
+                seen.0.load(Ordering::Relaxed),
+                seen.1.load(Ordering::Relaxed),
+            );
+            (v.send)(port).unwrap_or_else(|e| panic!("{}: {e:#}", v.name));
+            let after = (
+                seen.0.load(Ordering::Relaxed),
+                seen.1.load(Ordering::Relaxed),
+            );
+            sent.push((v.name, after.0 - before.0, after.1 - before.1));
+        }
+        let n = BENIGN.len();
+        assert_eq!(
+            sent,
+            [
+                ("same", n, 0),
+                ("reordered", n, 0),
+                ("other-names", 5, 0),
+                ("other-paths", 5, 0),
+                ("head", 0, 2),
+                ("browser-headers", n, 0),
+                ("slow-client", n, 0),
+                ("concurrent", 4 * n, 0),
+                ("longer", 5 * n, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_http_fails_the_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0_u8; 256];
+            let _ = stream.read(&mut buf).unwrap();
+            stream.write_all(b"SSH-2.0-OpenSSH\r\n").unwrap();
+        });
+        let e = get(port, "/").unwrap_err();
+        assert!(format!("{e}").contains("no HTTP response"), "{e}");
+    }
 }

@@ -16,10 +16,32 @@ fn the_demo_story_holds() {
         max_learn_runs: 60,
         benign_runs: 2,
         attack_runs: 2,
+        variation_runs: 1,
+        hot_coverage: None,
     };
     let outcome =
         demo::run(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert!(outcome.held(), "{}", ctrd.explain(format!("{outcome:?}")));
+    // Each benign traffic variant ran once, and under the action `alert` none stopped the
+    // server or went unanswered, whatever it raised; its false alarms are a measurement.
+    let ran: Vec<_> = outcome.variations.iter().map(|v| v.name).collect();
+    let variants: Vec<_> = demo::VARIANTS.iter().map(|v| v.name).collect();
+    assert_eq!(ran, variants);
+    for v in &outcome.variations {
+        assert_eq!(
+            (v.runs, v.broken),
+            (1, 0),
+            "{}",
+            ctrd.explain(format!("{v:?}"))
+        );
+        assert_eq!(v.alerted > 0, v.alerts > 0, "{v:?}");
+    }
+    // The first is the learned traffic itself: as silent as the benign runs.
+    assert_eq!(
+        outcome.variations[0].alerts, 0,
+        "{:?}",
+        outcome.variations[0]
+    );
     let alert = outcome.alert.expect("the attack alerted");
     assert_eq!(alert["output_fields"]["chaperone.action"], "kill");
     assert_eq!(alert["output_fields"]["chaperone.profile"], demo::PROFILE);

@@ -12,7 +12,7 @@ use chaperone_integration::demo::{self, Options};
 
 const USAGE: &str = "\
 Usage: chaperone-demo --bin-dir DIR [--port N] [--benign-runs N] [--attack-runs N]
-                      [--max-learn-runs N]
+                      [--max-learn-runs N] [--variation-runs N] [--hot-coverage F]
 
 Starts a private containerd whose chaperone runtime is DIR/containerd-shim-chaperone-v2,
 builds a web-server image with a command-injection bug, learns it until its profile is
@@ -24,9 +24,17 @@ Needs root, containerd, ctr, runc and a static busybox at /bin/busybox.
   --benign-runs N       benign reruns under enforce (default 1)
   --attack-runs N       attack runs under enforce (default 1)
   --max-learn-runs N    give up if learning has not converged after N runs (default 60)
+  --variation-runs N    before the attack, run each of 9 benign traffic variants learning
+                        never sent (reordered, other names and paths, HEAD, browser
+                        headers, a slow client, concurrent clients, longer) N times under
+                        enforce with the action alert, and report their false alarms; the
+                        first variant is the learned traffic itself (default 0: none)
+  --hot-coverage F      enforce with this [filter] hot_coverage, 0 to 1 (default: chaperone's,
+                        0.99); 0 traces every learned syscall, none runs in the kernel unseen
 
 Exit codes: 0 the story held (benign runs silent, attacks stopped); 1 it did not, or a
-step failed; 2 bad arguments.";
+step failed; 2 bad arguments. False alarms on the variants are reported, and do not change
+the exit code: they measure the detector, the story is the learned traffic.";
 
 /// The settings, or `None` when only help was asked for.
 fn parse() -> Result<Option<(PathBuf, Options)>, String> {
@@ -50,6 +58,16 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
             "--benign-runs" => opts.benign_runs = number()?,
             "--attack-runs" => opts.attack_runs = number()?,
             "--max-learn-runs" => opts.max_learn_runs = number()?.max(1),
+            "--variation-runs" => opts.variation_runs = number()?,
+            "--hot-coverage" => {
+                let f: f64 = value
+                    .parse()
+                    .map_err(|e| format!("--hot-coverage {value}: {e}"))?;
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(format!("--hot-coverage {value}: not in [0, 1]"));
+                }
+                opts.hot_coverage = Some(f);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -74,6 +92,15 @@ fn main() -> ExitCode {
             outcome.attacks_stopped.0,
             outcome.attacks_stopped.1
         );
+        if !outcome.variations.is_empty() {
+            let runs: usize = outcome.variations.iter().map(|v| v.runs).sum();
+            let alerted: usize = outcome.variations.iter().map(|v| v.alerted).sum();
+            let alerts: usize = outcome.variations.iter().map(|v| v.alerts).sum();
+            println!(
+                "==> benign variation: {alerted} of {runs} runs raised a false alarm ({alerts} alerts) over {} variants",
+                outcome.variations.len()
+            );
+        }
         if outcome.held() {
             println!("==> the story held: learned, benign traffic silent, the attack stopped");
             Ok(ExitCode::SUCCESS)
