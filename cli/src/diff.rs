@@ -7,6 +7,7 @@ use anyhow::Result;
 use chaperone_seccomp_gen::diff::{diff, Change, ChangeKind, FailOn};
 
 use crate::export::read_profile;
+use crate::out::outln;
 
 /// The exit status when a change matches `--fail-on`.
 pub const POLICY_FAILURE: u8 = 3;
@@ -70,13 +71,13 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode> {
         .collect();
     if args.json {
         let out = serde_json::json!({ "changes": changes, "failed": !failing.is_empty() });
-        println!("{out}");
+        outln!("{out}")?;
     } else {
         if changes.is_empty() {
-            println!("no changes");
+            outln!("no changes")?;
         }
         for c in &changes {
-            println!("{}", describe(c));
+            outln!("{}", describe(c))?;
         }
         if !failing.is_empty() {
             eprintln!(

@@ -10,6 +10,7 @@ use clap::Parser;
 mod diff;
 mod eval;
 mod export;
+mod out;
 mod resume;
 mod store;
 
@@ -17,7 +18,7 @@ mod store;
 #[derive(Debug, Parser)]
 #[command(name = "chaperone", version, about, long_about = None)]
 #[command(
-    after_help = "Exit status: 0 ok; 1 error; 2 bad usage; 3 policy failure (diff --fail-on)."
+    after_help = "Exit status: 0 ok; 1 error; 2 bad usage; 3 policy failure (diff --fail-on); 141 standard\noutput closed before the command was done (as under `| head`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,6 +53,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader has what it wanted: nothing to report.
+        Err(err) if out::is_closed_output(&err) => ExitCode::from(out::CLOSED_OUTPUT),
         Err(err) => {
             eprintln!("chaperone: error: {err:#}");
             ExitCode::FAILURE

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::out::outln;
 use anyhow::{bail, Context, Result};
 use containerd_shim_protos::api::ResumeRequest;
 use containerd_shim_protos::ttrpc::context::with_duration;
@@ -86,7 +87,7 @@ pub fn run(args: &ResumeArgs) -> Result<()> {
     };
     task.resume(with_duration(TIMEOUT), &req)
         .with_context(|| format!("the shim did not resume {}", args.id))?;
-    println!("resumed {}", args.id);
+    outln!("resumed {}", args.id)?;
     Ok(())
 }
 

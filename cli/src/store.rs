@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::out::{out, outln};
 use anyhow::{bail, Context, Result};
 use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::model::NgramCounts;
@@ -71,19 +72,24 @@ impl Locations {
 }
 
 /// Human-readable table of profiles.
-pub fn print_list(profiles: &[Summary], json_out: bool) {
+pub fn print_list(profiles: &[Summary], json_out: bool) -> Result<()> {
     if json_out {
         for p in profiles {
-            println!("{}", summary_json(p, None));
+            outln!("{}", summary_json(p, None))?;
         }
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
-        "PROFILE", "MODE", "CONTAINERS", "EVENTS", "N-GRAMS", "NEW/1K"
-    );
+        "PROFILE",
+        "MODE",
+        "CONTAINERS",
+        "EVENTS",
+        "N-GRAMS",
+        "NEW/1K"
+    )?;
     for p in profiles {
-        println!(
+        outln!(
             "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
             p.key,
             p.mode.map_or("default", Mode::as_str),
@@ -92,8 +98,9 @@ pub fn print_list(profiles: &[Summary], json_out: bool) {
             p.grams,
             p.new_per_1000
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// A profile's summary as JSON (with its threshold when known).
@@ -139,37 +146,35 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
                 })
             })
             .collect();
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(());
     }
-    println!("profile:            {}", p.key);
-    println!(
+    outln!("profile:            {}", p.key)?;
+    outln!(
         "mode:               {}",
         p.mode
             .map_or_else(|| format!("default ({})", config.mode), |m| m.to_string())
-    );
-    println!("containers learned: {}", p.containers);
-    println!("events learned:     {}", p.events);
-    println!("distinct n-grams:   {}", p.grams);
-    println!(
+    )?;
+    outln!("containers learned: {}", p.containers)?;
+    outln!("events learned:     {}", p.events)?;
+    outln!("distinct n-grams:   {}", p.grams)?;
+    outln!(
         "new n-grams/1,000:  {}",
         p.new_per_1000.map_or_else(
             || "- (fewer than 50,000 events)".to_owned(),
             |r| format!("{r:.3}")
         )
-    );
-    println!("held-out threads:   {}", p.calibration);
+    )?;
+    outln!("held-out threads:   {}", p.calibration)?;
     match threshold {
-        Some(t) => {
-            println!("threshold:          {t:.3} nats/event (target false-alarm rate {far})")
-        }
-        None => println!("threshold:          - (learn at least two containers)"),
+        Some(t) => outln!("threshold:          {t:.3} nats/event (target false-alarm rate {far})")?,
+        None => outln!("threshold:          - (learn at least two containers)")?,
     }
     if !workloads.is_empty() {
-        println!("learned from (Kubernetes namespace/pod/container, runs; newest first):");
+        outln!("learned from (Kubernetes namespace/pod/container, runs; newest first):")?;
         for s in &workloads {
             let w = &s.workload;
-            println!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs);
+            outln!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs)?;
         }
     }
     Ok(())
@@ -244,10 +249,16 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     if !args.json {
-        println!(
+        outln!(
             "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6}",
-            "ID", "TIME", "PRIORITY", "CONTAINER", "SYSCALL", "ACTION", "SCORE"
-        );
+            "ID",
+            "TIME",
+            "PRIORITY",
+            "CONTAINER",
+            "SYSCALL",
+            "ACTION",
+            "SCORE"
+        )?;
     }
     let mut offset = 0_u64;
     loop {
@@ -293,11 +304,11 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
         }
         if args.json {
             // JSON that parsed is UTF-8.
-            print!("{}", String::from_utf8_lossy(&line));
+            out!("{}", String::from_utf8_lossy(&line))?;
             continue;
         }
         let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-        println!(
+        outln!(
             "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6.2}",
             text(&fields["chaperone.alert_id"]),
             text(&alert["time"]),
@@ -306,7 +317,7 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
             text(&fields["evt.type"]),
             text(&fields["chaperone.action"]),
             fields["chaperone.score"].as_f64().unwrap_or(f64::NAN),
-        );
+        )?;
     }
 }
 

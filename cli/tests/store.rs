@@ -188,3 +188,45 @@ fn learn_into_the_store_merges_runs() {
     let neither = chaperone(&["learn", "--format", "strace", "--from", trace]);
     assert_eq!(neither.status.code(), Some(2), "-o or --image is required");
 }
+
+/// `chaperone alerts | head -1`: the reader takes a line and goes away. chaperone then ends
+/// quietly with 141, as a program SIGPIPE kills, instead of panicking in a print.
+#[test]
+fn alerts_end_quietly_when_their_reader_goes_away() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("alerts.jsonl");
+    // Far more than a pipe holds (64 KiB), so chaperone is still writing when the reader goes.
+    let line = json!({
+        "time": "2026-11-24T10:00:00.000000000Z", "priority": "Notice", "rule": "r",
+        "output": "...", "output_fields": { "container.id": "c", "evt.type": "read" },
+    })
+    .to_string();
+    std::fs::write(&log, format!("{line}\n").repeat(20_000)).unwrap();
+    for json in [false, true] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+            .args(["alerts", "--file"])
+            .arg(&log)
+            .args(json.then_some("--json"))
+            .env("CHAPERONE_CONFIG", "/dev/null")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chaperone runs");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is dropped here: the pipe has no reader left.
+        let out = child.wait_with_output().unwrap();
+        assert!(!first.is_empty(), "a first line came");
+        assert_eq!(out.status.code(), Some(141), "json {json}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "nothing said: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! Standard output whose write errors reach the caller, so that a reader that goes away (`|
+//! head`) ends the command quietly instead of panicking in `println!`.
+
+use std::io;
+
+/// What `chaperone` exits with when its standard output was closed early: what a shell reports
+/// for a program that SIGPIPE kills (128 + 13), as GNU tools exit under `| head`.
+pub const CLOSED_OUTPUT: u8 = 141;
+
+/// `println!` that returns the `io::Result` of the write instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the `io::Result` of the write instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+pub(crate) use {out, outln};
+
+/// Whether `err` comes from writing to a pipe whose reader is gone.
+pub fn is_closed_output(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use anyhow::Context;
+
+    use super::*;
+
+    #[test]
+    fn a_broken_pipe_is_found_under_any_context() {
+        let err = Err::<(), _>(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("cannot write to standard output")
+            .context("exporting")
+            .unwrap_err();
+        assert!(is_closed_output(&err));
+        let other = Err::<(), _>(io::Error::from(io::ErrorKind::PermissionDenied))
+            .context("cannot write to standard output")
+            .unwrap_err();
+        assert!(!is_closed_output(&other));
+        assert!(!is_closed_output(&anyhow::anyhow!("no profile")));
+    }
+}
