@@ -8,11 +8,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::out::outln;
 use anyhow::{bail, Context, Result};
 use containerd_shim_protos::api::ResumeRequest;
 use containerd_shim_protos::ttrpc::context::with_duration;
 use containerd_shim_protos::{Client, TaskClient};
+
+use crate::out::outln;
 
 /// How long the shim has to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,13 +6,14 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::out::{out, outln};
 use anyhow::{bail, Context, Result};
 use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
 use serde_json::{json, Value};
+
+use crate::out::{out, outln};
 
 /// Names the config file, as for the shim.
 const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
