@@ -201,7 +201,8 @@ pub fn set_mode(loc: &Locations, key: &str, mode: &str) -> Result<()> {
 Alerts are JSON lines in Falco's output format in the config's alerts_path \
 (default /var/log/chaperone/alerts.jsonl).
 
-Exit status: 0 success; 1 error (unreadable log, unknown alert, unusable store); 2 bad usage.")]
+Exit status: 0 success; 1 error (unreadable log, unknown alert, unusable store); 2 bad usage; \
+141 standard output closed early (`| head`).")]
 pub struct AlertsArgs {
     #[command(subcommand)]
     command: Option<AlertsCommand>,
@@ -211,7 +212,8 @@ pub struct AlertsArgs {
     /// Print the alerts as they are (one JSON object per line).
     #[arg(long)]
     json: bool,
-    /// Keep printing alerts as they are written.
+    /// Keep printing alerts as they are written, following the log by name through
+    /// truncation and rotation (as `tail -F`).
     #[arg(short, long)]
     follow: bool,
     /// Only the alerts of this container.
@@ -271,8 +273,54 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
         if !args.follow {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(FOLLOW_INTERVAL);
+        if let Some(f) = file.as_mut() {
+            match rotation(f, &path, offset) {
+                Some(Rotation::Replaced(new)) => {
+                    // The shim opens the log by name for every alert: what it wrote before the
+                    // rename is in the old file, read to its end first.
+                    print_from(f, offset, args)?;
+                    eprintln!(
+                        "chaperone: {} was replaced (rotated); following the new file",
+                        path.display()
+                    );
+                    *f = new;
+                    offset = 0;
+                }
+                Some(Rotation::Truncated) => {
+                    eprintln!(
+                        "chaperone: {} was truncated; reading it from its start",
+                        path.display()
+                    );
+                    offset = 0;
+                }
+                None => {}
+            }
+        }
     }
+}
+
+/// How often `--follow` looks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What happened to a followed log, as `tail -F` tells them apart.
+enum Rotation {
+    /// Its path names another file now (renamed away and created again), opened here.
+    Replaced(fs::File),
+    /// It is shorter than what was read of it (truncated in place, `copytruncate`).
+    Truncated,
+}
+
+/// Whether the log `file`, read to `offset`, was rotated; `None` also while nothing is at
+/// `path` (removed, not yet created again: the old file is kept until then).
+fn rotation(file: &fs::File, path: &Path, offset: u64) -> Option<Rotation> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = file.metadata().ok()?;
+    let named = fs::metadata(path).ok()?;
+    if (named.dev(), named.ino()) != (ours.dev(), ours.ino()) {
+        return fs::File::open(path).ok().map(Rotation::Replaced);
+    }
+    (ours.len() < offset).then_some(Rotation::Truncated)
 }
 
 /// Prints the complete lines after `offset`; returns the offset after the last one.

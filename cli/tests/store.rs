@@ -230,3 +230,98 @@ fn alerts_end_quietly_when_their_reader_goes_away() {
         );
     }
 }
+
+/// `chaperone alerts --follow` follows the log by name, as `tail -F` does: through a
+/// truncation in place and a rotation by rename, with nothing of the old file left unread.
+#[test]
+fn following_alerts_survives_truncation_and_rotation() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Kills the follower however the test ends.
+    struct Follower(Child);
+    impl Drop for Follower {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("alerts.jsonl");
+    let line = |id: &str| {
+        let alert = json!({
+            "time": "2026-11-24T10:00:00.000000000Z", "priority": "Notice", "rule": "r",
+            "output": "...", "output_fields": { "chaperone.alert_id": id, "container.id": "c" },
+        });
+        format!("{alert}\n")
+    };
+    let append = |path: &Path, id: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(line(id).as_bytes()).unwrap();
+    };
+    append(&log, "a1");
+
+    let mut follower = Follower(
+        Command::new(env!("CARGO_BIN_EXE_chaperone"))
+            .args(["alerts", "--follow", "--json", "--file"])
+            .arg(&log)
+            .env("CHAPERONE_CONFIG", "/dev/null")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chaperone runs"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let stdout = BufReader::new(follower.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in stdout.lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            let id = v["output_fields"]["chaperone.alert_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if tx.send(id).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the follower prints the next alert")
+    };
+    assert_eq!(next(), "a1");
+    append(&log, "a2");
+    assert_eq!(next(), "a2");
+
+    // copytruncate: the same file, emptied, then written again.
+    std::fs::write(&log, line("t1")).unwrap();
+    assert_eq!(next(), "t1");
+
+    // Rotation by rename: a last line in the old file, then the new file.
+    append(&log, "r1");
+    std::fs::rename(&log, tmp.path().join("alerts.jsonl.1")).unwrap();
+    append(&log, "n1");
+    assert_eq!(next(), "r1");
+    assert_eq!(next(), "n1");
+    append(&log, "n2");
+    assert_eq!(next(), "n2");
+
+    let _ = follower.0.kill();
+    let mut stderr = String::new();
+    follower
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("was truncated"), "{stderr}");
+    assert!(stderr.contains("was replaced"), "{stderr}");
+}
