@@ -169,6 +169,41 @@ fn parse_action(s: &str) -> Result<DefaultAction, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
+/// Writes `text` to `path` whole or not at all: into a new file beside it, flushed to disk, then
+/// renamed over it. A profile that `learn -o` extends, or an export a pipeline ships, is never
+/// left half written by a full disk or a kill. An existing file keeps its permissions; a
+/// symbolic link is written through.
+fn replace_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let target = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)?,
+        _ => path.to_owned(),
+    };
+    let name = target
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("names no file"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp = target.with_file_name(temp_name);
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        if let Ok(old) = fs::metadata(&target) {
+            file.set_permissions(old.permissions())?;
+        }
+        file.write_all(text)?;
+        file.sync_all()?;
+        fs::rename(&temp, &target)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
 /// Reads a serialized model.
 pub fn read_profile(path: &Path) -> Result<NgramCounts> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -178,7 +213,7 @@ pub fn read_profile(path: &Path) -> Result<NgramCounts> {
 fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
     match output {
         Some(path) => {
-            fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+            replace_file(path, text).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
             use std::io::Write;

@@ -258,3 +258,66 @@ fn errors_and_usage() {
     ]);
     assert_eq!(bad_name.status.code(), Some(1));
 }
+
+/// `-o` replaces its file whole, through a new file renamed over it: the old one keeps its
+/// place until the new one is complete, keeps its permissions, and a link is written through.
+#[test]
+fn output_files_are_replaced_whole_or_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let export = |out: &Path| {
+        chaperone(&[
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+
+    let json = dir.path().join("web.json");
+    std::fs::write(&json, "old").unwrap();
+    std::fs::set_permissions(&json, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(export(&json).status.success());
+    let text = std::fs::read_to_string(&json).unwrap();
+    serde_json::from_str::<LinuxSeccomp>(&text).expect("the whole new profile");
+    let mode = std::fs::metadata(&json).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+
+    let link = dir.path().join("current.json");
+    std::os::unix::fs::symlink(&json, &link).unwrap();
+    std::fs::write(&json, "old").unwrap();
+    assert!(export(&link).status.success());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    serde_json::from_str::<LinuxSeccomp>(&std::fs::read_to_string(&json).unwrap())
+        .expect("written through the link");
+
+    // A write that cannot finish (here: a directory where the file would go) fails, and
+    // leaves what was there and nothing else.
+    let taken = dir.path().join("taken.json");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("inside"), "kept").unwrap();
+    let out = export(&taken);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write"));
+    assert_eq!(
+        std::fs::read_to_string(taken.join("inside")).unwrap(),
+        "kept"
+    );
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
