@@ -144,13 +144,17 @@ pub fn get(port: u16, path: &str) -> Result<String> {
     // One write, as curl sends it: `write!` on the socket sends each piece of the format on
     // its own, and when they arrive apart the server reads its request in several reads, a
     // sequence learning rarely sees (it made an enforced server's benign request an alarm).
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    send(port, &[request.as_bytes()])
+    send(port, &[get_request(path)])
+}
+
+/// The request the demo's clients send for `path`, as curl would.
+fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
 }
 
 /// Sends `pieces` on one connection, each in its own write, [`PIECE_GAP`] apart, and returns
 /// the response; `Err` when the connection fails or is cut, or the answer is not HTTP.
-fn send(port: u16, pieces: &[&[u8]]) -> Result<String> {
+fn send(port: u16, pieces: &[impl AsRef<[u8]>]) -> Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_nodelay(true)?;
@@ -159,7 +163,7 @@ fn send(port: u16, pieces: &[&[u8]]) -> Result<String> {
             // A client's pace, not a wait for a condition: the pieces must arrive apart.
             std::thread::sleep(PIECE_GAP);
         }
-        s.write_all(piece)?;
+        s.write_all(piece.as_ref())?;
     }
     let mut body = String::new();
     s.read_to_string(&mut body)?;
@@ -194,8 +198,18 @@ pub fn benign_traffic(port: u16) -> Result<()> {
 
 /// GETs each of `paths` in turn; every request must be answered.
 fn get_all<'a>(port: u16, paths: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    send_each(port, paths, |path| vec![get_request(path)])
+}
+
+/// Sends one request for each of `paths` in turn, in the pieces `request` makes of it; every
+/// request must be answered.
+fn send_each<'a>(
+    port: u16,
+    paths: impl IntoIterator<Item = &'a str>,
+    request: impl Fn(&str) -> Vec<String>,
+) -> Result<()> {
     for path in paths {
-        get(port, path).with_context(|| format!("benign request {path}"))?;
+        send(port, &request(path)).with_context(|| format!("benign request {path}"))?;
     }
     Ok(())
 }
@@ -267,34 +281,30 @@ pub const VARIANTS: &[Variant] = &[
         name: "head",
         what: "HEAD requests instead of GET",
         send: |port| {
-            for path in ["/", "/about.html"] {
-                let request = format!("HEAD {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-                send(port, &[request.as_bytes()]).with_context(|| format!("HEAD {path}"))?;
-            }
-            Ok(())
+            send_each(port, ["/", "/about.html"], |path| {
+                vec![format!("HEAD {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")]
+            })
         },
     },
     Variant {
         name: "browser-headers",
         what: "the learned requests with a browser's headers (about 300 bytes)",
         send: |port| {
-            for path in BENIGN {
-                let request = format!("GET {path} HTTP/1.1\r\n{BROWSER_HEADERS}");
-                send(port, &[request.as_bytes()]).with_context(|| format!("GET {path}"))?;
-            }
-            Ok(())
+            send_each(port, BENIGN.iter().copied(), |path| {
+                vec![format!("GET {path} HTTP/1.1\r\n{BROWSER_HEADERS}")]
+            })
         },
     },
     Variant {
         name: "slow-client",
         what: "each request line and its headers in two writes, 20 ms apart",
         send: |port| {
-            for path in BENIGN {
-                let line = format!("GET {path} HTTP/1.0\r\n");
-                send(port, &[line.as_bytes(), b"Host: localhost\r\n\r\n"])
-                    .with_context(|| format!("GET {path}"))?;
-            }
-            Ok(())
+            send_each(port, BENIGN.iter().copied(), |path| {
+                vec![
+                    format!("GET {path} HTTP/1.0\r\n"),
+                    "Host: localhost\r\n\r\n".to_owned(),
+                ]
+            })
         },
     },
     Variant {
