@@ -176,7 +176,11 @@ fn parse_action(s: &str) -> Result<DefaultAction, String> {
 fn replace_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let target = match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)?,
+        // A dangling link names the file to create.
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).or_else(|_| {
+            let to = fs::read_link(path)?;
+            Ok::<_, std::io::Error>(path.parent().map_or(to.clone(), |dir| dir.join(&to)))
+        })?,
         _ => path.to_owned(),
     };
     let name = target

@@ -307,6 +307,15 @@ fn output_files_are_replaced_whole_or_left_alone() {
     serde_json::from_str::<LinuxSeccomp>(&std::fs::read_to_string(&json).unwrap())
         .expect("written through the link");
 
+    // A link to a file not there yet creates it.
+    let dangling = dir.path().join("next.json");
+    std::os::unix::fs::symlink(dir.path().join("made.json"), &dangling).unwrap();
+    assert!(export(&dangling).status.success());
+    serde_json::from_str::<LinuxSeccomp>(
+        &std::fs::read_to_string(dir.path().join("made.json")).unwrap(),
+    )
+    .expect("made through the link");
+
     // A write that cannot finish (here: a directory where the file would go) fails, and
     // leaves what was there and nothing else.
     let taken = dir.path().join("taken.json");
