@@ -251,6 +251,12 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    if path.is_dir() {
+        bail!(
+            "cannot read {}: a directory, not an alert log",
+            path.display()
+        );
+    }
     if !args.json {
         outln!(
             "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6}",
@@ -266,7 +272,8 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
     let mut offset = 0_u64;
     loop {
         if let Some(f) = file.as_mut() {
-            offset = print_from(f, offset, args)?;
+            offset = print_from(f, offset, args)
+                .with_context(|| format!("cannot read {}", path.display()))?;
         } else {
             file = fs::File::open(&path).ok();
         }
@@ -279,7 +286,8 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
                 Some(Rotation::Replaced(new)) => {
                     // The shim opens the log by name for every alert: what it wrote before the
                     // rename is in the old file, read to its end first.
-                    print_from(f, offset, args)?;
+                    print_from(f, offset, args)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
                     eprintln!(
                         "chaperone: {} was replaced (rotated); following the new file",
                         path.display()

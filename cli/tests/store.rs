@@ -157,6 +157,17 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     let out = chaperone(&["alerts", "allow", "zzzz", "--file", log, "--db", &db]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no alert zzzz"));
+
+    // A directory where the log should be: named, and no table printed.
+    let dir = tmp.path().to_str().unwrap();
+    let out = chaperone(&["alerts", "--file", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(dir) && stderr.contains("a directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
