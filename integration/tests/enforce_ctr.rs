@@ -227,6 +227,33 @@ fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
     assert!(!window.is_empty());
 }
 
+/// The alert log cannot take the alert (here a directory stands where it should be): the
+/// verdict is carried out all the same, and containerd's log has the failure and the alert.
+#[test]
+fn an_alert_log_that_cannot_be_written_does_not_stop_the_verdict() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("nolog-{}", std::process::id());
+    learn(&ctrd, &key);
+    std::fs::create_dir_all(ctrd.alerts_path()).unwrap();
+
+    let attack = format!("{key}-attack");
+    let script = format!("{BENIGN}; nc 127.0.0.1 9 </dev/null; echo survived");
+    let out = run(&ctrd, &attack, &pairs(&enforce(&key, "kill")), &[], &script);
+    expect_exit(&ctrd, &out, 137);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("survived"),
+        "{}",
+        text(&out)
+    );
+    let log = ctrd.log();
+    let said = |what: &str| log.lines().any(|l| l.contains(what) && l.contains(&attack));
+    assert!(
+        log.contains("cannot write an alert") && said("deviation"),
+        "{}",
+        ctrd.explain("the failed write and the alert in the log")
+    );
+}
+
 #[test]
 fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
     let Some(ctrd) = setup() else { return };
