@@ -316,6 +316,33 @@ fn output_files_are_replaced_whole_or_left_alone() {
     )
     .expect("made through the link");
 
+    // Killed in the middle of the write (by SIGXFSZ, past a 512-byte file size limit): the old
+    // file is as it was. Writing in place, the kill left the first 512 bytes of the new one.
+    std::fs::write(&json, "old").unwrap();
+    let killed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 1 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_chaperone"))
+        .args([
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "-o",
+        ])
+        .arg(&json)
+        .env("CHAPERONE_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{killed:?}");
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), "old");
+    for temp in leftovers() {
+        std::fs::remove_file(dir.path().join(temp)).unwrap();
+    }
+
     // A write that cannot finish (here: a directory where the file would go) fails, and
     // leaves what was there and nothing else.
     let taken = dir.path().join("taken.json");
