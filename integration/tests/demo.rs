@@ -42,6 +42,25 @@ fn the_demo_story_holds() {
         "{:?}",
         outcome.variations[0]
     );
+    // The injected commands ran once each, none stopping the server; the first is the demo's
+    // own attack, detected as the story's is.
+    let ran: Vec<_> = outcome.attack_variations.iter().map(|v| v.name).collect();
+    let variants: Vec<_> = demo::ATTACK_VARIANTS.iter().map(|v| v.name).collect();
+    assert_eq!(ran, variants);
+    for v in &outcome.attack_variations {
+        assert_eq!(
+            (v.runs, v.broken),
+            (1, 0),
+            "{}",
+            ctrd.explain(format!("{v:?}"))
+        );
+    }
+    assert_eq!(
+        outcome.attack_variations[0].alerted,
+        1,
+        "{}",
+        ctrd.explain(format!("{:?}", outcome.attack_variations[0]))
+    );
     let alert = outcome.alert.expect("the attack alerted");
     assert_eq!(alert["output_fields"]["chaperone.action"], "kill");
     assert_eq!(alert["output_fields"]["chaperone.profile"], demo::PROFILE);
