@@ -267,18 +267,16 @@ fn output_files_are_replaced_whole_or_left_alone() {
 
     let dir = tempfile::tempdir().unwrap();
     let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
-    let export = |out: &Path| {
-        chaperone(&[
-            "profile",
-            "export",
-            "--profile",
-            &v1,
-            "--format",
-            "oci",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-    };
+    let args = [
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "oci",
+        "-o",
+    ];
+    let export = |out: &Path| chaperone(&[&args[..], &[out.to_str().unwrap()]].concat());
     let leftovers = || -> Vec<String> {
         std::fs::read_dir(dir.path())
             .unwrap()
@@ -324,15 +322,7 @@ fn output_files_are_replaced_whole_or_left_alone() {
         .arg("ulimit -f 1 && exec \"$@\"")
         .arg("sh")
         .arg(env!("CARGO_BIN_EXE_chaperone"))
-        .args([
-            "profile",
-            "export",
-            "--profile",
-            &v1,
-            "--format",
-            "oci",
-            "-o",
-        ])
+        .args(args)
         .arg(&json)
         .env("CHAPERONE_CONFIG", "/dev/null")
         .output()
