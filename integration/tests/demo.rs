@@ -4,8 +4,8 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
-use chaperone_integration::containerd::setup;
-use chaperone_integration::demo::{self, Options};
+use chaperone_integration::containerd::{setup, Containerd};
+use chaperone_integration::demo::{self, Options, Variant, VariantOutcome};
 
 #[test]
 fn the_demo_story_holds() {
@@ -22,39 +22,17 @@ fn the_demo_story_holds() {
     let outcome =
         demo::run(&ctrd, &opts).unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert!(outcome.held(), "{}", ctrd.explain(format!("{outcome:?}")));
-    // Each benign traffic variant ran once, and under the action `alert` none stopped the
-    // server or went unanswered, whatever it raised; its false alarms are a measurement.
-    let ran: Vec<_> = outcome.variations.iter().map(|v| v.name).collect();
-    let variants: Vec<_> = demo::VARIANTS.iter().map(|v| v.name).collect();
-    assert_eq!(ran, variants);
-    for v in &outcome.variations {
-        assert_eq!(
-            (v.runs, v.broken),
-            (1, 0),
-            "{}",
-            ctrd.explain(format!("{v:?}"))
-        );
-        assert_eq!(v.alerted > 0, v.alerts > 0, "{v:?}");
-    }
-    // The first is the learned traffic itself: as silent as the benign runs.
+    // Each benign traffic variant and each injected command ran once, and under the action
+    // `alert` none stopped the server or went unanswered, whatever it raised: its alerts are a
+    // measurement. The benign control is the learned traffic itself, as silent as the benign
+    // runs; the first command is the demo's own attack, detected as the story's is.
+    ran_each_once(&ctrd, &outcome.variations, demo::VARIANTS);
+    ran_each_once(&ctrd, &outcome.attack_variations, demo::ATTACK_VARIANTS);
     assert_eq!(
         outcome.variations[0].alerts, 0,
         "{:?}",
         outcome.variations[0]
     );
-    // The injected commands ran once each, none stopping the server; the first is the demo's
-    // own attack, detected as the story's is.
-    let ran: Vec<_> = outcome.attack_variations.iter().map(|v| v.name).collect();
-    let variants: Vec<_> = demo::ATTACK_VARIANTS.iter().map(|v| v.name).collect();
-    assert_eq!(ran, variants);
-    for v in &outcome.attack_variations {
-        assert_eq!(
-            (v.runs, v.broken),
-            (1, 0),
-            "{}",
-            ctrd.explain(format!("{v:?}"))
-        );
-    }
     assert_eq!(
         outcome.attack_variations[0].alerted,
         1,
@@ -70,6 +48,22 @@ fn the_demo_story_holds() {
         log.contains("tiered filter"),
         "no tiered filter in the log:\n{log}"
     );
+}
+
+/// Fails unless `ran` has one run of each of `variants`, in order, none of them broken.
+fn ran_each_once(ctrd: &Containerd, ran: &[VariantOutcome], variants: &[Variant]) {
+    let names: Vec<_> = ran.iter().map(|v| v.name).collect();
+    let expected: Vec<_> = variants.iter().map(|v| v.name).collect();
+    assert_eq!(names, expected);
+    for v in ran {
+        assert_eq!(
+            (v.runs, v.broken),
+            (1, 0),
+            "{}",
+            ctrd.explain(format!("{v:?}"))
+        );
+        assert_eq!(v.alerted > 0, v.alerts > 0, "{v:?}");
+    }
 }
 
 /// Ctrl-C (or a supervisor's SIGTERM) mid-demo: the demo removes its containers and stops its
