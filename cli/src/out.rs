@@ -15,15 +15,7 @@ macro_rules! outln {
     }};
 }
 
-/// `print!` that returns the `io::Result` of the write instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*)
-    }};
-}
-
-pub(crate) use {out, outln};
+pub(crate) use outln;
 
 /// Whether `err` comes from writing to a pipe whose reader is gone.
 pub fn is_closed_output(err: &anyhow::Error) -> bool {

@@ -13,7 +13,7 @@ use chaperone_profiler::store::{Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
 use serde_json::{json, Value};
 
-use crate::out::{out, outln};
+use crate::out::outln;
 
 /// Names the config file, as for the shim.
 const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
@@ -269,11 +269,13 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
             "SCORE"
         )?;
     }
+    let print_more = |f: &mut fs::File, offset| {
+        print_from(f, offset, args).with_context(|| format!("cannot read {}", path.display()))
+    };
     let mut offset = 0_u64;
     loop {
         if let Some(f) = file.as_mut() {
-            offset = print_from(f, offset, args)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            offset = print_more(f, offset)?;
         } else {
             file = fs::File::open(&path).ok();
         }
@@ -286,8 +288,7 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
                 Some(Rotation::Replaced(new)) => {
                     // The shim opens the log by name for every alert: what it wrote before the
                     // rename is in the old file, read to its end first.
-                    print_from(f, offset, args)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    print_more(f, offset)?;
                     eprintln!(
                         "chaperone: {} was replaced (rotated); following the new file",
                         path.display()
@@ -360,8 +361,7 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
             }
         }
         if args.json {
-            // JSON that parsed is UTF-8.
-            out!("{}", String::from_utf8_lossy(&line))?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &line)?;
             continue;
         }
         let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
