@@ -440,17 +440,12 @@ fn variations(
         };
         for run in 1..=opts.variation_runs {
             let id = format!("web-{}-{run}", variant.name);
-            let server = Server::start(
-                ctrd,
-                &id,
-                opts.port,
-                &["--annotation", "chaperone.io/action=alert"],
-            )?;
-            let sent = (variant.send)(opts.port);
-            let running = ctrd.task_status(&id).as_deref() == Some("RUNNING");
-            server.stop()?;
-            // Once the container is deleted, its supervisors have written all they raised.
-            let alerts = alerts_of(ctrd, &id)?;
+            let extra = ["--annotation", "chaperone.io/action=alert"];
+            let Served {
+                sent,
+                running,
+                alerts,
+            } = serve_once(ctrd, &id, opts.port, &extra, variant.send)?;
             if let Err(e) = &sent {
                 println!("      run {run}: {e:#}");
             }
@@ -489,6 +484,37 @@ fn variations(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// What a fresh server container did with the traffic it was sent.
+struct Served {
+    /// `Err` when a request was not answered.
+    sent: Result<()>,
+    /// Whether the server still ran once the traffic was sent.
+    running: bool,
+    /// What its supervisors raised.
+    alerts: Vec<Value>,
+}
+
+/// Starts the server as container `id` with `extra` `ctr run` flags, sends it `traffic`, and
+/// stops it; the alerts are read once the container is deleted, when its supervisors have
+/// written all they raised.
+fn serve_once(
+    ctrd: &Containerd,
+    id: &str,
+    port: u16,
+    extra: &[&str],
+    traffic: impl FnOnce(u16) -> Result<()>,
+) -> Result<Served> {
+    let server = Server::start(ctrd, id, port, extra)?;
+    let sent = traffic(port);
+    let running = ctrd.task_status(id).as_deref() == Some("RUNNING");
+    server.stop()?;
+    Ok(Served {
+        sent,
+        running,
+        alerts: alerts_of(ctrd, id)?,
+    })
 }
 
 /// Learns the web server, one container per run, until the policy promotes its profile;
@@ -552,17 +578,20 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     ));
     for run in 1..=opts.benign_runs {
         let id = format!("web-benign-{run}");
-        let server = Server::start(ctrd, &id, opts.port, &[])?;
-        let mut ok = true;
-        for path in BENIGN {
-            if get(opts.port, path).is_err() {
-                ok = false;
+        // Every request is sent, whether or not one before it was answered.
+        let every = |port| {
+            let answered = BENIGN.iter().filter(|p| get(port, p).is_ok()).count();
+            if answered < BENIGN.len() {
+                bail!("{answered} of {} requests answered", BENIGN.len());
             }
-        }
-        let alerts = alerts_of(ctrd, &id)?;
-        let running = ctrd.task_status(&id).as_deref() == Some("RUNNING");
-        server.stop()?;
-        let silent = ok && running && alerts.is_empty();
+            Ok(())
+        };
+        let Served {
+            sent,
+            running,
+            alerts,
+        } = serve_once(ctrd, &id, opts.port, &[], every)?;
+        let silent = sent.is_ok() && running && alerts.is_empty();
         println!(
             "    benign run {run:>2}: {} requests, {} alerts, server {}",
             BENIGN.len(),
