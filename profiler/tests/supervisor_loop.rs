@@ -572,3 +572,65 @@ fn a_call_repeated_as_it_was_let_through_is_a_restart_not_a_deviation() {
     assert_eq!(sup.notifier().answers, want);
     assert_eq!((s.events, s.restarts, s.deviations), (7, 1, 2));
 }
+
+/// A call stopped and continued again and again, each time restarted: every repeat is one the
+/// profile never saw, though none fills a window. Read as the program's own repeats (as they
+/// were until 2026-12-03: no restarts here) they pile their surprisal into the window and move
+/// the thread to a context never learned, where a later ordinary call can deviate (the web
+/// server of `restart_ctr.rs`, at its `setsockopt`). Each is taken as the restart, so the
+/// thread goes on where it was.
+#[test]
+fn restarts_that_deviate_no_window_yet_are_still_restarts() {
+    let mut counts = NgramCounts::new(3).unwrap();
+    let (getppid, wait4) = (sym_of("getppid").unwrap(), sym_of("wait4").unwrap());
+    counts.learn_sequence(&[getppid, wait4].repeat(5000));
+    let scorer = Arc::new(NgramScorer::new(&counts, Smoothing::default()).unwrap());
+    let mut queue: Vec<Received> = (1..=10)
+        .map(|id| {
+            call(
+                id,
+                10,
+                if id % 2 == 0 { "wait4" } else { "getppid" },
+                100,
+                0,
+            )
+        })
+        .collect();
+    queue.extend((11..=16).map(|id| call(id, 10, "wait4", 100, 0)));
+    queue.push(call(17, 10, "getppid", 100, 0));
+    let repeat = {
+        let mut state = scorer.start();
+        for &s in &[getppid, wait4] {
+            scorer.step(&mut state, s);
+        }
+        scorer.step(&mut state, wait4).surprisal
+    };
+    // Above the threshold per event, far below it over a window of 32.
+    let threshold = repeat / 4.0;
+    let fake = Fake {
+        queue: queue.into(),
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        Detect::new(scorer, threshold).unwrap(),
+        Scripted::new(Verdict::Deny {
+            errno: libc::EACCES,
+        }),
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let s = stats.snapshot();
+    assert!(
+        sup.notifier()
+            .answers
+            .iter()
+            .all(|&(_, a)| a == Answer::Continue),
+        "{:?}",
+        sup.notifier().answers
+    );
+    assert_eq!((s.events, s.restarts, s.deviations), (17, 6, 0));
+}

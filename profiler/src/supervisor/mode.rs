@@ -37,6 +37,19 @@ pub trait Mode {
     /// it on a copy of the thread's state and drop the copy, so a mode that returns `Some`
     /// must change nothing but `thread` (a possible restart is dropped unscored: ADR 0021).
     fn on_event(&mut self, thread: &mut Self::Thread, event: &Event) -> Option<Deviation>;
+    /// Handles an exact repeat of the call `thread` was last let through with: the program's
+    /// own repeat, or the kernel's restart of that call after a signal (ADR 0021). Returns
+    /// `true` when it is read as the restart: let through, neither learned nor scored, and
+    /// `thread` unchanged. The default reads it as the restart exactly when, read as a repeat,
+    /// it would deviate.
+    fn on_repeat(&mut self, thread: &mut Self::Thread, event: &Event) -> bool {
+        let mut tried = *thread;
+        if self.on_event(&mut tried, event).is_some() {
+            return true;
+        }
+        *thread = tried;
+        false
+    }
     /// A thread ended (it called `exit`/`exit_group`, or the supervisor finished).
     fn end_thread(&mut self, _thread: &Self::Thread) {}
 }
@@ -489,6 +502,28 @@ impl Mode for Detect {
             recent: thread.recent,
         })
     }
+
+    /// A repeat is read as the program's when the profile expects it: a syscall learned, no
+    /// more surprising than the threshold (the mean a window may reach), and not deviating.
+    /// Anything else is read as the restart. A surprising repeat that deviates no window yet
+    /// would still add its surprisal to the window and move the thread to a context the
+    /// profile rarely saw, so a later ordinary call could deviate for it: a server stopped and
+    /// continued in `accept` a few times was killed at its next `setsockopt`.
+    #[inline]
+    fn on_repeat(&mut self, thread: &mut DetectThread, event: &Event) -> bool {
+        let Some(sym) = event.sym else { return true };
+        let mut tried = *thread;
+        let step = self.scorer.step(&mut tried.state, sym);
+        if step.novel || step.surprisal > self.threshold {
+            return true;
+        }
+        tried.recent.push(sym);
+        if tried.window.push(step.surprisal) > self.threshold {
+            return true;
+        }
+        *thread = tried;
+        false
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +593,41 @@ mod tests {
             .next()
             .expect("a scrambled order deviates");
         assert!(!odd.novel && odd.score > odd.threshold);
+    }
+
+    /// A repeat the profile expects moves the thread on; a surprising one is the restart even
+    /// when its window stays below the threshold, and leaves the thread as it was.
+    #[test]
+    fn only_an_expected_repeat_moves_the_thread_on() {
+        let mut counts = NgramCounts::new(3).unwrap();
+        counts.learn_sequence(&[1, 1, 2, 3].repeat(200));
+        let scorer = Arc::new(NgramScorer::new(&counts, Smoothing::default()).unwrap());
+        let mut d = Detect::new(scorer, 1.0).unwrap();
+        let mut t = d.begin_thread();
+        for s in [1, 1, 2, 3, 1] {
+            assert!(d.on_event(&mut t, &event(Some(s))).is_none());
+        }
+        let before = t;
+        assert!(!d.on_repeat(&mut t, &event(Some(1))), "`1 1` was learned");
+        assert_ne!(t, before, "and moves the thread on");
+
+        for s in [2, 3] {
+            assert!(d.on_event(&mut t, &event(Some(s))).is_none());
+        }
+        let mut read_as_repeat = t;
+        let surprise = d.on_event(&mut read_as_repeat, &event(Some(3)));
+        assert!(surprise.is_none(), "`3 3` alone deviates no window");
+        let before = t;
+        assert!(
+            d.on_repeat(&mut t, &event(Some(3))),
+            "but it was never learned"
+        );
+        assert_eq!(t, before);
+        assert!(
+            d.on_repeat(&mut t, &event(None)),
+            "nor was an unknown syscall"
+        );
+        assert_eq!(t, before);
     }
 
     #[test]

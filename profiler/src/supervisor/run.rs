@@ -285,14 +285,10 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         let call = call_key(&n);
         let deviation = if slot.last == Some(call) {
             // The same call again is either the program's repeat or the kernel's restart of
-            // the call let through before: read as a restart (not learned or scored) exactly
-            // when, read as a repeat, it would deviate. The state is tried on a copy; a mode
-            // changes nothing but the thread when it reports a deviation (ADR 0021).
-            let mut tried = slot.mode;
-            if mode.on_event(&mut tried, &event).is_some() {
+            // the call let through before; the mode decides which (ADR 0021). Either way it
+            // is let through.
+            if mode.on_repeat(&mut slot.mode, &event) {
                 bump(&self.stats.restarts);
-            } else {
-                slot.mode = tried;
             }
             None
         } else {
