@@ -258,9 +258,11 @@ fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
 
 /// The demo's web server, learned with every syscall traced until its policy promotes the
 /// profile to enforce (action `kill`), waits in `accept` for its next client while it is paused
-/// and resumed, and stopped and continued, three times: a stop interrupts the `accept`, which
-/// restarts as the same syscall and reaches the supervisor a second time (ADR 0021). The server
-/// must go on serving the benign traffic, unalerted.
+/// and resumed, and stopped and continued, eight times: a pause or a stop interrupts the
+/// `accept`, which restarts as the same syscall and reaches the supervisor again (ADR 0021).
+/// The server must go on serving the benign traffic, unalerted. Eight rounds, not three: while
+/// a repeat that deviated no window yet was still scored, three rounds failed once in CI, and
+/// eight failed one run in five, at the `setsockopt` after the next `accept`.
 #[test]
 fn an_enforced_web_server_serves_after_stops_and_pauses() {
     let Some(ctrd) = setup() else { return };
@@ -286,7 +288,7 @@ fn an_enforced_web_server_serves_after_stops_and_pauses() {
     let server = Server::start(&ctrd, &id, opts.port, &[])
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     let before = demo::benign_traffic(opts.port);
-    for _ in 0..3 {
+    for _ in 0..8 {
         stop_and_pause(&ctrd, &id, false);
     }
     let after = demo::benign_traffic(opts.port);
