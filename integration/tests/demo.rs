@@ -66,49 +66,52 @@ fn ran_each_once(ctrd: &Containerd, ran: &[VariantOutcome], variants: &[Variant]
     }
 }
 
-/// Ctrl-C (or a supervisor's SIGTERM) mid-demo: the demo removes its containers and stops its
-/// containerd before it exits 130, so nothing is left serving, mounted or running.
-#[test]
-fn an_interrupted_demo_leaves_nothing_behind() {
+/// Killed (not interrupted) if an assertion fails before the test ends it.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `chaperone-demo`, started on `port` and read until its first learning run is done:
+/// containers have come and gone, the next is being started or running.
+struct Started {
+    demo: Reap,
+    pid: u32,
+    /// The private containerd's directory, as the demo printed it.
+    dir: std::path::PathBuf,
+    stderr: std::process::ChildStderr,
+}
+
+/// Starts the demo (`None`: a prerequisite is missing). With `close_stdout`, the demo's
+/// standard output is closed once the first learning run is printed, as `| head` would.
+fn start_demo(port: u16, close_stdout: bool) -> Option<Started> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
-    use chaperone_integration::containerd::{
-        mounts_under, prerequisites, processes_with, wait_for, RUNC_ROOT,
-    };
-
-    let Some(bin_dir) = prerequisites() else {
-        return;
-    };
-    const PORT: u16 = 18_183;
+    let bin_dir = chaperone_integration::containerd::prerequisites()?;
     let mut demo = Command::new(env!("CARGO_BIN_EXE_chaperone-demo"))
         .arg("--bin-dir")
         .arg(&bin_dir)
-        .args(["--port", &PORT.to_string(), "--max-learn-runs", "200"])
+        .args(["--port", &port.to_string(), "--max-learn-runs", "200"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("chaperone-demo starts");
-    // Killed (not interrupted) if an assertion fails before the interrupt.
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stdout = demo.stdout.take().expect("piped");
     let stderr = demo.stderr.take().expect("piped");
     let pid = demo.id();
-    let mut demo = Reap(demo);
+    let demo = Reap(demo);
 
-    // Interrupted once a learning run is done: containers have come and gone, the next is
-    // being started or running.
     let (lines, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
+            let learned = line.starts_with("    run  1:");
+            if lines.send(line).is_err() || (learned && close_stdout) {
                 break;
             }
         }
@@ -129,38 +132,91 @@ fn an_interrupted_demo_leaves_nothing_behind() {
         }
     }
     let dir = dir.unwrap_or_else(|| panic!("no containerd directory printed: {printed:#?}"));
-    let namespace = format!("chp-{pid}-0");
-    let containerd = || processes_with(&["containerd", "--config", &dir.to_string_lossy()]);
     assert!(
-        !containerd().is_empty(),
+        !demo_containerd(&dir).is_empty(),
         "no containerd of {}",
         dir.display()
     );
-    // SAFETY: kill(2) on the child spawned above, not yet waited for.
-    let sent = unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), libc::SIGINT) };
-    assert_eq!(sent, 0, "SIGINT to the demo");
-    let status = wait_for("the demo to exit", Duration::from_secs(60), || {
-        demo.0.try_wait().ok().flatten()
+    Some(Started {
+        demo,
+        pid,
+        dir,
+        stderr,
     })
-    .expect("the demo exits once interrupted");
-    let mut err = String::new();
-    let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut err);
-    assert_eq!(status.code(), Some(130), "{status}: {err}");
-    assert!(err.contains("interrupted (signal 2)"), "{err}");
+}
 
+fn demo_containerd(dir: &std::path::Path) -> Vec<u32> {
+    chaperone_integration::containerd::processes_with(&[
+        "containerd",
+        "--config",
+        &dir.to_string_lossy(),
+    ])
+}
+
+/// Waits for the demo to exit; its exit status and what it wrote on stderr.
+fn exited(started: &mut Started) -> (std::process::ExitStatus, String) {
+    let status = chaperone_integration::containerd::wait_for(
+        "the demo to exit",
+        std::time::Duration::from_secs(60),
+        || started.demo.0.try_wait().ok().flatten(),
+    )
+    .expect("the demo exits");
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut started.stderr, &mut err);
+    (status, err)
+}
+
+/// Nothing of the demo is left serving, mounted or running.
+fn nothing_left(started: &Started, port: u16) {
+    use chaperone_integration::containerd::{mounts_under, processes_with, RUNC_ROOT};
+
+    let dir = &started.dir;
+    let namespace = format!("chp-{}-0", started.pid);
     assert!(!dir.exists(), "{} is left", dir.display());
     assert!(
-        mounts_under(&dir).is_empty(),
+        mounts_under(dir).is_empty(),
         "mounts left under {}",
         dir.display()
     );
     let shims = processes_with(&["containerd-shim-chaperone-v2", "-namespace", &namespace]);
     assert!(shims.is_empty(), "shims left: {shims:?}");
-    assert!(containerd().is_empty(), "containerd left");
+    assert!(demo_containerd(dir).is_empty(), "containerd left");
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err(),
-        "the web server still listens on {PORT}"
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the web server still listens on {port}"
     );
     let runc_state = std::path::Path::new(RUNC_ROOT).join(&namespace);
     assert!(!runc_state.exists(), "{} is left", runc_state.display());
+}
+
+/// Ctrl-C (or a supervisor's SIGTERM) mid-demo: the demo removes its containers and stops its
+/// containerd before it exits 130, so nothing is left serving, mounted or running.
+#[test]
+fn an_interrupted_demo_leaves_nothing_behind() {
+    const PORT: u16 = 18_183;
+    let Some(mut started) = start_demo(PORT, false) else {
+        return;
+    };
+    // SAFETY: kill(2) on the child spawned above, not yet waited for.
+    let sent = unsafe { libc::kill(libc::pid_t::try_from(started.pid).unwrap(), libc::SIGINT) };
+    assert_eq!(sent, 0, "SIGINT to the demo");
+    let (status, err) = exited(&mut started);
+    assert_eq!(status.code(), Some(130), "{status}: {err}");
+    assert!(err.contains("interrupted (signal 2)"), "{err}");
+    nothing_left(&started, PORT);
+}
+
+/// `scripts/demo.sh | head`: once its output is closed the demo stops at its next line, cleans
+/// up as when interrupted, and exits 141 without a word (it used to panic writing, which a
+/// release build turns into an abort that left its containerd running).
+#[test]
+fn a_demo_whose_output_is_closed_stops_and_leaves_nothing_behind() {
+    const PORT: u16 = 18_185;
+    let Some(mut started) = start_demo(PORT, true) else {
+        return;
+    };
+    let (status, err) = exited(&mut started);
+    assert_eq!(status.code(), Some(141), "{status}: {err}");
+    assert_eq!(err, "", "nothing said on stderr");
+    nothing_left(&started, PORT);
 }

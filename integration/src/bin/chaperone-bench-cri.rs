@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use chaperone_integration::cli;
 use chaperone_integration::containerd::BUSYBOX_IMAGE;
 use chaperone_integration::cri::{bench_pod_start, CriContainerd};
+use chaperone_integration::say;
 
 /// The most chaperone's pod start may take against runc's.
 const TARGET: f64 = 1.10;
@@ -50,7 +51,8 @@ Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox 
 /bin/busybox. Progress goes to stderr.
 
 Exit codes: 0 the benchmark ran (whether or not the target was met); 1 it failed;
-2 bad arguments.";
+2 bad arguments; 141 its standard output was closed; 128 + N ended by signal N (SIGINT,
+SIGTERM, SIGHUP). Either way its containerd and containers are removed first.";
 
 struct Args {
     bin_dir: PathBuf,
@@ -77,7 +79,6 @@ fn parse() -> Result<Option<Args>, String> {
         };
         match arg.as_str() {
             "-h" | "--help" => {
-                println!("{USAGE}");
                 return Ok(None);
             }
             "--json" => json = true,
@@ -157,23 +158,24 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let mut json = report.to_json();
         json["pod_start_mode"] = args.mode.clone().into();
         json["pod_start_seccomp"] = seccomp.into();
-        println!("{json}");
+        say!("{json}")?;
         return Ok(());
     }
     let ratio = report.ratio();
-    println!(
+    say!(
         "pod start through CRI (two containers, seccomp {seccomp}; chaperone's mode {}), \
          medians of {} pods, ms:",
-        args.mode, args.rounds
-    );
-    println!("  handler       total  RunPodSandbox  CreateContainer  StartContainer");
+        args.mode,
+        args.rounds
+    )?;
+    say!("  handler       total  RunPodSandbox  CreateContainer  StartContainer")?;
     for (name, starts) in [("runc", &report.runc), ("chaperone", &report.chaperone)] {
         let [total, sandbox, create, start] = starts.medians_ms();
-        println!("  {name:<10} {total:8.1}  {sandbox:13.1}  {create:15.1}  {start:14.1}");
+        say!("  {name:<10} {total:8.1}  {sandbox:13.1}  {create:15.1}  {start:14.1}")?;
     }
-    println!(
+    say!(
         "  chaperone / runc = {ratio:.3} (target <= {TARGET:.2}: {})",
         if ratio <= TARGET { "met" } else { "NOT met" }
-    );
+    )?;
     Ok(())
 }

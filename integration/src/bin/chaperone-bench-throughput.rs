@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use chaperone_integration::cli;
 use chaperone_integration::containerd::Containerd;
+use chaperone_integration::say;
 use chaperone_integration::throughput::{self, Options, Setup};
 
 /// The throughput enforce mode must keep, against runc-v2.
@@ -53,7 +54,8 @@ Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox 
 /bin/busybox. Progress goes to stderr.
 
 Exit codes: 0 the benchmark ran (whether or not the target was met); 1 it failed;
-2 bad arguments.";
+2 bad arguments; 141 its standard output was closed; 128 + N ended by signal N (SIGINT,
+SIGTERM, SIGHUP). Either way its containerd and containers are removed first.";
 
 struct Args {
     bin_dir: PathBuf,
@@ -69,7 +71,6 @@ fn parse() -> Result<Option<Args>, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => {
-                println!("{USAGE}");
                 return Ok(None);
             }
             "--json" => {
@@ -122,16 +123,16 @@ fn main() -> ExitCode {
         ctrd.teardown().on_signals("chaperone-bench-throughput")?;
         let report = throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))?;
         if args.json {
-            println!("{}", report.to_json());
+            say!("{}", report.to_json())?;
         } else {
-            print!("{}", report.table());
+            say!("{}", report.table().trim_end_matches('\n'))?;
             let enforce = report.ratio(Setup::Enforce);
-            println!(
+            say!(
                 "enforce throughput {enforce:.3}x runc-v2 (target >= {TARGET}: {}); learn {:.3}x; {} alert(s) under enforce",
                 if enforce >= TARGET { "met" } else { "NOT met" },
                 report.ratio(Setup::Learn),
                 report.enforce_alerts
-            );
+            )?;
         }
         Ok(ExitCode::SUCCESS)
     })

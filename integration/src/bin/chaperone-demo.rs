@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use chaperone_integration::cli;
 use chaperone_integration::containerd::Containerd;
 use chaperone_integration::demo::{self, Options};
+use chaperone_integration::say;
 
 const USAGE: &str = "\
 Usage: chaperone-demo --bin-dir DIR [--port N] [--benign-runs N] [--attack-runs N]
@@ -35,8 +36,10 @@ Needs root, containerd, ctr, runc and a static busybox at /bin/busybox.
                         0.99); 0 traces every learned syscall, none runs in the kernel unseen
 
 Exit codes: 0 the story held (benign runs silent, attacks stopped); 1 it did not, or a
-step failed; 2 bad arguments. The variants' false alarms and detections are reported, and do
-not change the exit code: they measure the detector, the story is the demo's own traffic.";
+step failed; 2 bad arguments; 141 its standard output was closed (| head); 128 + N ended by
+signal N (SIGINT, SIGTERM, SIGHUP). Either way its containerd and containers are removed
+first. The variants' false alarms and detections are reported, and do not change the exit
+code: they measure the detector, the story is the demo's own traffic.";
 
 /// The settings, or `None` when only help was asked for.
 fn parse() -> Result<Option<(PathBuf, Options)>, String> {
@@ -45,7 +48,6 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
             return Ok(None);
         }
         let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
@@ -80,12 +82,12 @@ fn main() -> ExitCode {
     cli::main("chaperone-demo", USAGE, parse, |(bin_dir, opts)| {
         let ctrd = Containerd::start(&bin_dir)?;
         ctrd.teardown().on_signals("chaperone-demo")?;
-        println!(
+        say!(
             "==> a private containerd is running in {}",
             ctrd.dir().display()
-        );
+        )?;
         let outcome = demo::run(&ctrd, &opts)?;
-        println!(
+        say!(
             "\n==> {} learning runs ({} events); benign runs silent: {}/{}; attacks stopped: {}/{}",
             outcome.learn_runs,
             outcome.events,
@@ -93,27 +95,27 @@ fn main() -> ExitCode {
             outcome.benign_silent.1,
             outcome.attacks_stopped.0,
             outcome.attacks_stopped.1
-        );
+        )?;
         if !outcome.variations.is_empty() {
             let runs: usize = outcome.variations.iter().map(|v| v.runs).sum();
             let alerted: usize = outcome.variations.iter().map(|v| v.alerted).sum();
             let alerts: usize = outcome.variations.iter().map(|v| v.alerts).sum();
-            println!(
+            say!(
                 "==> benign variation: {alerted} of {runs} runs raised a false alarm ({alerts} alerts) over {} variants",
                 outcome.variations.len()
-            );
+            )?;
             let runs: usize = outcome.attack_variations.iter().map(|v| v.runs).sum();
             let alerted: usize = outcome.attack_variations.iter().map(|v| v.alerted).sum();
-            println!(
+            say!(
                 "==> attack variation: {alerted} of {runs} runs detected over {} injected commands",
                 outcome.attack_variations.len()
-            );
+            )?;
         }
         if outcome.held() {
-            println!("==> the story held: learned, benign traffic silent, the attack stopped");
+            say!("==> the story held: learned, benign traffic silent, the attack stopped")?;
             Ok(ExitCode::SUCCESS)
         } else {
-            println!("==> the story did NOT hold");
+            say!("==> the story did NOT hold")?;
             Ok(ExitCode::FAILURE)
         }
     })
