@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chaperone_integration::cli;
 use chaperone_integration::containerd::Containerd;
-use chaperone_integration::demo::{self, Options};
+use chaperone_integration::demo::{self, Options, VariantOutcome};
 use chaperone_integration::say;
 
 const USAGE: &str = "\
@@ -78,6 +78,15 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
     Ok(Some((cli::bin_dir(bin_dir)?, opts)))
 }
 
+/// Runs, runs with an alert, and alerts, over every variant of `outcomes`.
+fn totals(outcomes: &[VariantOutcome]) -> (usize, usize, usize) {
+    outcomes
+        .iter()
+        .fold((0, 0, 0), |(runs, alerted, alerts), v| {
+            (runs + v.runs, alerted + v.alerted, alerts + v.alerts)
+        })
+}
+
 fn main() -> ExitCode {
     cli::main("chaperone-demo", USAGE, parse, |(bin_dir, opts)| {
         let ctrd = Containerd::start(&bin_dir)?;
@@ -97,15 +106,12 @@ fn main() -> ExitCode {
             outcome.attacks_stopped.1
         )?;
         if !outcome.variations.is_empty() {
-            let runs: usize = outcome.variations.iter().map(|v| v.runs).sum();
-            let alerted: usize = outcome.variations.iter().map(|v| v.alerted).sum();
-            let alerts: usize = outcome.variations.iter().map(|v| v.alerts).sum();
+            let (runs, alerted, alerts) = totals(&outcome.variations);
             say!(
                 "==> benign variation: {alerted} of {runs} runs raised a false alarm ({alerts} alerts) over {} variants",
                 outcome.variations.len()
             )?;
-            let runs: usize = outcome.attack_variations.iter().map(|v| v.runs).sum();
-            let alerted: usize = outcome.attack_variations.iter().map(|v| v.alerted).sum();
+            let (runs, alerted, _) = totals(&outcome.attack_variations);
             say!(
                 "==> attack variation: {alerted} of {runs} runs detected over {} injected commands",
                 outcome.attack_variations.len()
