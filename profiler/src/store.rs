@@ -263,6 +263,27 @@ impl Store {
         move |source| classify(&self.path, op, source)
     }
 
+    /// Switches the file to WAL (a no-op once it is). On a new file the switch needs the write
+    /// lock while this connection holds a read lock; when another connection is doing the same
+    /// (a node's first containers starting together), SQLite answers one of them `SQLITE_BUSY`
+    /// at once, without the busy handler, to avoid a deadlock. That answer is retried here,
+    /// as the busy handler would wait, for up to [`BUSY_TIMEOUT`].
+    fn enable_wal(&self) -> Result<()> {
+        use rusqlite::ffi::ErrorCode;
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match self.conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(e)
+                    if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                done => return done.map_err(self.sql("enable WAL")),
+            }
+        }
+    }
+
     fn init(&self, check: Check) -> Result<()> {
         self.conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -290,9 +311,7 @@ impl Store {
                 });
             }
         }
-        self.conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(self.sql("enable WAL"))?;
+        self.enable_wal()?;
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(self.sql("set synchronous"))?;
@@ -887,6 +906,39 @@ mod tests {
             maxima: maxima.to_vec(),
             threads: vec![seq.to_vec()],
             workload: None,
+        }
+    }
+
+    /// Many first opens of one new file at once, as when a node's first containers start
+    /// together: each switches the file to WAL, and none fails for the others' locks.
+    #[test]
+    fn concurrent_first_opens_of_a_new_store_all_succeed() {
+        for round in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("profiles.db");
+            let barrier = std::sync::Barrier::new(16);
+            let failures: Vec<String> = std::thread::scope(|scope| {
+                let opens: Vec<_> = (0..16)
+                    .map(|i| {
+                        let (barrier, path) = (&barrier, &path);
+                        scope.spawn(move || {
+                            barrier.wait();
+                            // The shim's readers (a container's start) and writers (learning).
+                            let opened = if i % 2 == 0 {
+                                Store::open_to_read(path)
+                            } else {
+                                Store::open(path)
+                            };
+                            opened.err().map(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                opens
+                    .into_iter()
+                    .filter_map(|o| o.join().unwrap())
+                    .collect()
+            });
+            assert!(failures.is_empty(), "round {round}: {failures:?}");
         }
     }
 
