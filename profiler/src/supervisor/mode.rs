@@ -453,6 +453,16 @@ impl Detect {
     pub fn scorer(&self) -> &Arc<NgramScorer> {
         &self.scorer
     }
+
+    /// Moves `thread` on by the syscall `sym` (one with a name), for an event and a repeat alike:
+    /// whether the profile never saw `sym`, its surprisal, and the window's score after it.
+    #[inline]
+    fn advance(&self, thread: &mut DetectThread, sym: Sym) -> (bool, f32, f32) {
+        thread.recent.push(sym);
+        let step = self.scorer.step(&mut thread.state, sym);
+        let score = thread.window.push(step.surprisal);
+        (step.novel, step.surprisal, score)
+    }
 }
 
 impl Mode for Detect {
@@ -473,18 +483,16 @@ impl Mode for Detect {
 
     #[inline]
     fn on_event(&mut self, thread: &mut DetectThread, event: &Event) -> Option<Deviation> {
-        let (novel, surprisal) = match event.sym {
+        let (novel, score) = match event.sym {
             Some(sym) => {
-                thread.recent.push(sym);
-                let step = self.scorer.step(&mut thread.state, sym);
-                (step.novel, step.surprisal)
+                let (novel, _, score) = self.advance(thread, sym);
+                (novel, score)
             }
             None => {
                 thread.state = self.scorer.start();
-                (true, self.scorer.unseen_surprisal())
+                (true, thread.window.push(self.scorer.unseen_surprisal()))
             }
         };
-        let score = thread.window.push(surprisal);
         if !novel && score <= self.threshold {
             return None;
         }
@@ -513,12 +521,8 @@ impl Mode for Detect {
     fn on_repeat(&mut self, thread: &mut DetectThread, event: &Event) -> bool {
         let Some(sym) = event.sym else { return true };
         let mut tried = *thread;
-        let step = self.scorer.step(&mut tried.state, sym);
-        if step.novel || step.surprisal > self.threshold {
-            return true;
-        }
-        tried.recent.push(sym);
-        if tried.window.push(step.surprisal) > self.threshold {
+        let (novel, surprisal, score) = self.advance(&mut tried, sym);
+        if novel || surprisal > self.threshold || score > self.threshold {
             return true;
         }
         *thread = tried;
