@@ -21,6 +21,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use chaperone_config::ModelConfig;
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::store::{Learning, Store, TRACE_KEEP_EVENTS};
 use chaperone_profiler::supervisor::Learned;
@@ -33,6 +34,8 @@ const KEY: &str = "sha256:create-cost";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = common::read_adfa("create_cost");
+    // What the shim runs with when the node's config sets nothing.
+    let config = ModelConfig::default();
     let limit = match std::env::args().nth(2) {
         Some(n) => n.parse::<u64>()?.min(TRACE_KEEP_EVENTS),
         None => TRACE_KEEP_EVENTS,
@@ -43,28 +46,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .chain(data.validation)
         .map(|t| t.events)
         .collect();
+    // The runs that fit in the limit make the profile; the first that does not is the flush.
     let mut runs: Vec<Vec<Vec<Sym>>> = Vec::new();
     let mut events = 0u64;
+    let mut extra = None;
     for run in threads.chunks(THREADS_PER_RUN) {
         let n: u64 = run.iter().map(|t| t.len() as u64).sum();
         if events + n > limit {
+            extra = Some(run);
             break;
         }
         events += n;
         runs.push(run.to_vec());
     }
-    let Some(extra) = threads
-        .chunks(THREADS_PER_RUN)
-        .nth(runs.len())
-        .map(<[_]>::to_vec)
-    else {
-        return Err("ADFA-LD has too few traces to fill a profile".into());
-    };
+    let extra = extra.ok_or("ADFA-LD has too few traces to fill a profile")?;
     let dir = tempfile::tempdir()?;
     let store = Store::open(&dir.path().join("profiles.db"))?;
     eprintln!("create_cost: merging {} runs ({events} events)", runs.len());
     for run in &runs {
-        store.merge(KEY, &learning(run)?, None)?;
+        store.merge(KEY, &learning(run, config.order)?, None)?;
     }
     let counts = store.model(KEY)?.ok_or("the profile was not stored")?;
     println!(
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let hot = hot_set(&counts, coverage, &BTreeSet::new());
             let stored = store.runs(KEY)?;
             let read_at = Instant::now();
-            let model = train_projected(&stored, &hot, counts.order(), 0.0001)?
+            let model = train_projected(&stored, &hot, counts.order(), config.target_far)?
                 .ok_or("no projected model")?;
             runs_read.push(read_at - start);
             trained.push(read_at.elapsed());
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let flush = Instant::now();
-    store.merge(KEY, &learning(&extra)?, None)?;
+    store.merge(KEY, &learning(extra, config.order)?, None)?;
     println!(
         "a learning flush into this profile (one more run): {}",
         ms(flush.elapsed())
@@ -110,8 +110,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A learning run of `threads`, recorded, as a learning supervisor hands it to the store.
-fn learning(threads: &[Vec<Sym>]) -> Result<Learning, Box<dyn std::error::Error>> {
-    let mut counts = NgramCounts::new(chaperone_config::ModelConfig::default().order)?;
+fn learning(threads: &[Vec<Sym>], order: usize) -> Result<Learning, Box<dyn std::error::Error>> {
+    let mut counts = NgramCounts::new(order)?;
     for t in threads {
         counts.learn_sequence(t);
     }
