@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::key::{self, Gram, BOS};
 use super::{ModelError, NgramCounts, Result};
 use crate::syscalls::Sym;
-use rustc_hash::FxHashMap;
 
 /// Smoothing strength: the Dirichlet concentration is `alpha + beta * types(context)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -88,82 +87,136 @@ pub struct NgramScorer {
 }
 
 const ROOT: u32 = 0;
+/// No node (a transition whose gram is not a context).
+const NONE: u32 = u32::MAX;
 
 impl NgramScorer {
     /// Compiles counts with the given smoothing.
+    ///
+    /// The grams are sorted once. A packed gram's value orders grams by length, then by context,
+    /// then by newest syscall, so each context's transitions come out contiguous and sorted by
+    /// syscall, the contexts come out in node order (shorter first, so parents first), and a
+    /// transition's gram is itself the context it leads to when that is a context at all. Learned
+    /// counts hold every gram's suffix, so a node's back-off parent and a transition's next state
+    /// are read off the parent's transition on the same syscall (as suffix links are found in an
+    /// Aho-Corasick automaton): no lookup by key. Counts without that shape, which learning never
+    /// makes and `codec::decode` refuses, fall back to a binary search over the contexts.
     pub fn new(counts: &NgramCounts, smoothing: Smoothing) -> Result<Self> {
         smoothing.validate()?;
-        // Contexts are the grams' prefixes; sorting by length puts parents first.
-        let mut contexts: Vec<Gram> = counts.iter().map(|(g, _)| key::context(g)).collect();
-        contexts.push(0);
-        contexts.sort_unstable_by_key(|&c| (key::len(c), c));
-        contexts.dedup();
-        let ids: FxHashMap<Gram, u32> = contexts
+        let order = counts.order();
+        let mut grams: Vec<(Gram, u64)> = counts
             .iter()
-            .enumerate()
-            .map(|(i, &c)| (c, index(i)))
+            .filter(|&(g, _)| key::last(g).is_some())
             .collect();
+        grams.sort_unstable_by_key(|&(g, _)| g);
+        let transitions = grams.len();
 
-        let mut per_node: Vec<Vec<(Sym, u64)>> = vec![Vec::new(); contexts.len()];
-        for (g, c) in counts.iter() {
-            let (Some(sym), Some(&node)) = (key::last(g), ids.get(&key::context(g))) else {
-                continue;
-            };
-            per_node[node as usize].push((sym, c));
+        // Nodes: the root (the empty context), then every distinct context in ascending order.
+        let mut contexts: Vec<Gram> = vec![0];
+        let mut first: Vec<u32> = vec![0];
+        for (t, &(g, _)) in grams.iter().enumerate() {
+            let c = key::context(g);
+            if contexts.last() != Some(&c) {
+                contexts.push(c);
+                first.push(index(t));
+            }
         }
-        let alphabet = per_node[ROOT as usize].len();
-        let base = -(1.0 / (alphabet as f64 + 1.0)).ln();
+        first.push(index(transitions));
+        let nodes = contexts.len();
+
+        // One merge of the two sorted lists: the node each transition's gram is (if a context),
+        // and each such node's trie parent (the node that transition leaves).
+        let mut child = vec![NONE; transitions];
+        let mut trie_parent = vec![NONE; nodes];
+        let mut j = 1;
+        for i in 0..nodes {
+            for t in span(&first, i) {
+                let g = grams[t].0;
+                while j < nodes && contexts[j] < g {
+                    j += 1;
+                }
+                if j < nodes && contexts[j] == g {
+                    child[t] = index(j);
+                    trie_parent[j] = index(i);
+                }
+            }
+        }
 
         let mut s = Self {
-            order: counts.order(),
-            backoff: Vec::with_capacity(contexts.len()),
-            parent: Vec::with_capacity(contexts.len()),
-            first: Vec::with_capacity(contexts.len() + 1),
-            sym: Vec::new(),
-            next: Vec::new(),
+            order,
+            backoff: Vec::new(),
+            parent: Vec::with_capacity(nodes),
+            first,
+            sym: grams.iter().filter_map(|&(g, _)| key::last(g)).collect(),
+            next: vec![ROOT; transitions],
             cost: Vec::new(),
             unseen: 0.0,
             start: ROOT,
         };
-        let mut cost64: Vec<f64> = Vec::new();
-        let mut backoff64: Vec<f64> = Vec::with_capacity(contexts.len());
-        for (i, (&ctx, trans)) in contexts.iter().zip(per_node.iter_mut()).enumerate() {
-            trans.sort_unstable();
-            let total: u64 = trans.iter().map(|&(_, c)| c).sum();
-            let a = smoothing.alpha + smoothing.beta * trans.len() as f64;
-            let denom = total as f64 + a;
-            // The longest proper suffix that is a context: the one shorter by one symbol in
-            // counts that learning made (codec::decode checks that files hold such counts).
-            let parent = if i == 0 {
+        let alphabet = span(&s.first, 0).len();
+        let base = -(1.0 / (alphabet as f64 + 1.0)).ln();
+        let mut cost64: Vec<f64> = vec![0.0; transitions];
+        let mut backoff64: Vec<f64> = Vec::with_capacity(nodes);
+        for (i, &ctx) in contexts.iter().enumerate() {
+            let parent = if key::len(ctx) <= 1 {
                 ROOT
             } else {
-                longest_context(&ids, key::suffix(ctx))
+                s.suffix_node(&contexts, &child, &trie_parent, i)
             };
             s.parent.push(parent);
-            s.first.push(index(s.sym.len()));
-            for &(sym, c) in trans.iter() {
-                let lower = if i == 0 {
-                    base
+            // Only when the parent is the context one syscall shorter (always, in learned
+            // counts) are its transitions the ones this node's back off to.
+            let exact = i == 0 || contexts[parent as usize] == key::suffix(ctx);
+            let range = span(&s.first, i);
+            let total: u64 = grams[range.clone()].iter().map(|&(_, c)| c).sum();
+            let a = smoothing.alpha + smoothing.beta * range.len() as f64;
+            let denom = total as f64 + a;
+            for t in range {
+                let sym = s.sym[t];
+                let (lower, shorter) = if i == 0 {
+                    (base, ROOT)
+                } else if let Some(u) = s.find(parent, sym).filter(|_| exact) {
+                    (cost64[u], s.next[u])
                 } else {
-                    s.cost_from(parent, sym, &cost64, &backoff64, base)
+                    (
+                        s.cost_from(parent, sym, &cost64, &backoff64, base),
+                        longest_context(&contexts, key::push(ctx, sym, order - 1)),
+                    )
                 };
-                let p = (c as f64 + a * (-lower).exp()) / denom;
-                let next = longest_context(&ids, key::push(ctx, sym, s.order - 1));
-                s.sym.push(sym);
-                s.next.push(next);
-                cost64.push(-p.ln());
+                cost64[t] = -((grams[t].1 as f64 + a * (-lower).exp()) / denom).ln();
+                // A transition whose gram is a context leads there; any other where the same
+                // syscall leads from the parent.
+                s.next[t] = if child[t] == NONE { shorter } else { child[t] };
             }
             backoff64.push(-(a / denom).ln());
         }
-        s.first.push(index(s.sym.len()));
         s.unseen = narrow(backoff64[ROOT as usize] + base);
         s.cost = cost64.into_iter().map(narrow).collect();
         s.backoff = backoff64.into_iter().map(narrow).collect();
-        s.start = ids
-            .get(&key::truncate(key::lane(BOS), s.order - 1))
-            .copied()
-            .unwrap_or(ROOT);
+        s.start = contexts
+            .binary_search(&key::truncate(key::lane(BOS), order - 1))
+            .map_or(ROOT, index);
         Ok(s)
+    }
+
+    /// The back-off parent of node `i` (a context of two or more syscalls): the node of its
+    /// suffix one syscall shorter, found as the parent's transition on the newest syscall from
+    /// the back-off parent of its trie parent; the longest suffix that is a node otherwise.
+    fn suffix_node(&self, contexts: &[Gram], child: &[u32], trie_parent: &[u32], i: usize) -> u32 {
+        let ctx = contexts[i];
+        let suffix = key::suffix(ctx);
+        let up = trie_parent[i];
+        if up != NONE {
+            let from = self.parent[up as usize];
+            let hit = key::last(ctx)
+                .and_then(|sym| self.find(from, sym))
+                .map(|u| child[u])
+                .filter(|&n| n != NONE && contexts[n as usize] == suffix);
+            if let Some(n) = hit {
+                return n;
+            }
+        }
+        longest_context(contexts, suffix)
     }
 
     /// Cost of `sym` from `node` during compilation (f64, over the finished lower nodes).
@@ -254,18 +307,23 @@ fn narrow(x: f64) -> f32 {
     x as f32
 }
 
-/// The node of the longest suffix of `gram` that is a context; the empty context (the root)
-/// always is one.
-fn longest_context(ids: &FxHashMap<Gram, u32>, mut gram: Gram) -> u32 {
+/// The node of the longest suffix of `gram` that is a context (`contexts` sorted); the empty
+/// context (the root) always is one.
+fn longest_context(contexts: &[Gram], mut gram: Gram) -> u32 {
     loop {
-        if let Some(&n) = ids.get(&gram) {
-            return n;
+        if let Ok(n) = contexts.binary_search(&gram) {
+            return index(n);
         }
         if gram == 0 {
             return ROOT;
         }
         gram = key::suffix(gram);
     }
+}
+
+/// The transitions of node `i`.
+fn span(first: &[u32], i: usize) -> std::ops::Range<usize> {
+    first[i] as usize..first[i + 1] as usize
 }
 
 /// Node and transition indices fit `u32`: a model has far fewer than 4 G grams.
@@ -276,6 +334,7 @@ fn index(i: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustc_hash::FxHashMap;
 
     fn model(order: usize, seqs: &[&[Sym]]) -> NgramCounts {
         let mut m = NgramCounts::new(order).unwrap();
@@ -315,6 +374,51 @@ mod tests {
             (m.count(key::pack(&full)) as f64 + a * lower) / (total as f64 + a)
         }
         -p(m, sm, &ctx, sym, v).ln()
+    }
+
+    /// The node a history should leave a thread in: the longest suffix of the start marker and
+    /// the history (at most `order - 1` syscalls) that some gram has as its context.
+    fn expected_state(m: &NgramCounts, history: &[Sym]) -> u32 {
+        let mut contexts: Vec<Gram> = m.iter().map(|(g, _)| key::context(g)).collect();
+        contexts.push(0);
+        contexts.sort_unstable();
+        contexts.dedup();
+        let full: Vec<Sym> = std::iter::once(BOS)
+            .chain(history.iter().copied())
+            .collect();
+        let keep = full.len().min(m.order() - 1);
+        (0..=keep)
+            .rev()
+            .find_map(|n| {
+                contexts
+                    .binary_search(&key::pack(&full[full.len() - n..]))
+                    .ok()
+            })
+            .map_or(ROOT, index)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn automaton_matches_the_formula_on_any_counts(
+            order in 1usize..=8,
+            seqs in proptest::collection::vec(proptest::collection::vec(0u16..6, 0..30), 0..6),
+            stream in proptest::collection::vec(0u16..8, 0..40),
+            alpha in 0.05f64..200.0,
+            beta in 0.0f64..3.0,
+        ) {
+            let seqs: Vec<&[Sym]> = seqs.iter().map(Vec::as_slice).collect();
+            let m = model(order, &seqs);
+            let sm = Smoothing { alpha, beta };
+            let s = NgramScorer::new(&m, sm).unwrap();
+            let mut state = s.start();
+            proptest::prop_assert_eq!(state, expected_state(&m, &[]));
+            for i in 0..stream.len() {
+                let got = f64::from(s.step(&mut state, stream[i]).surprisal);
+                let want = reference(&m, sm, &stream[..i], stream[i]);
+                proptest::prop_assert!((got - want).abs() < 1e-3 * want.max(1.0), "event {}: {} vs {}", i, got, want);
+                proptest::prop_assert_eq!(state, expected_state(&m, &stream[..=i]), "event {}", i);
+            }
+        }
     }
 
     #[test]
