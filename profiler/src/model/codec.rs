@@ -20,9 +20,15 @@ pub const VERSION: u16 = 1;
 
 /// Serializes counts.
 pub fn encode(counts: &NgramCounts) -> Vec<u8> {
-    let mut grams: Vec<(Vec<Sym>, u64)> =
-        counts.iter().map(|(g, c)| (key::symbols(g), c)).collect();
-    grams.sort_unstable();
+    // Trie order is the grams' symbols compared oldest first, a prefix before its extensions:
+    // the numeric order of each gram shifted so that its oldest symbol is in the top lane (an
+    // empty lane is 0, below every symbol's lane).
+    let mut grams: Vec<(Gram, u64)> = counts
+        .iter()
+        .filter(|&(g, _)| g != 0)
+        .map(|(g, c)| (g << (16 * (MAX_ORDER - key::len(g))), c))
+        .collect();
+    grams.sort_unstable_by_key(|&(g, _)| g);
     let mut out = Vec::with_capacity(16 + grams.len() * 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -36,14 +42,23 @@ pub fn encode(counts: &NgramCounts) -> Vec<u8> {
     out
 }
 
+/// The lane value of the symbol at `depth` (0: the oldest) of a gram aligned as in [`encode`].
+fn lane_at(aligned: Gram, depth: usize) -> Gram {
+    (aligned >> (16 * (MAX_ORDER - 1 - depth))) & 0xFFFF
+}
+
 /// Writes the children of a node; every item of `items` extends the node's `depth` symbols.
-fn encode_level(items: &[(Vec<Sym>, u64)], depth: usize, out: &mut Vec<u8>) {
-    let groups: Vec<&[(Vec<Sym>, u64)]> = items.chunk_by(|a, b| a.0[depth] == b.0[depth]).collect();
-    put_varint(out, groups.len() as u64);
-    for group in groups {
-        put_varint(out, u64::from(group[0].0[depth]));
+fn encode_level(items: &[(Gram, u64)], depth: usize, out: &mut Vec<u8>) {
+    let groups = || items.chunk_by(|a, b| lane_at(a.0, depth) == lane_at(b.0, depth));
+    put_varint(out, groups().count() as u64);
+    for group in groups() {
+        let lane = lane_at(group[0].0, depth);
+        put_varint(out, key::unlane(lane).map_or(0, u64::from));
+        // The node itself comes first in its group when it is counted: nothing follows it.
         let (count, rest) = match group.first() {
-            Some((syms, c)) if syms.len() == depth + 1 => (*c, &group[1..]),
+            Some(&(g, c)) if depth + 1 == MAX_ORDER || lane_at(g, depth + 1) == 0 => {
+                (c, &group[1..])
+            }
             _ => (0, group),
         };
         put_varint(out, count);
