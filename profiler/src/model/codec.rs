@@ -54,7 +54,7 @@ fn encode_level(items: &[(Gram, u64)], depth: usize, out: &mut Vec<u8>) {
     for group in groups() {
         let lane = lane_at(group[0].0, depth);
         put_varint(out, key::unlane(lane).map_or(0, u64::from));
-        // The node itself comes first in its group when it is counted: nothing follows it.
+        // A group starts with the node itself when that gram is counted (its next lane is empty).
         let (count, rest) = match group.first() {
             Some(&(g, c)) if depth + 1 == MAX_ORDER || lane_at(g, depth + 1) == 0 => {
                 (c, &group[1..])
