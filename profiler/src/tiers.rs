@@ -237,6 +237,26 @@ mod tests {
     }
 
     #[test]
+    fn the_projected_model_is_every_runs_threads_learned_together() {
+        let runs: Vec<Vec<Vec<Sym>>> = vec![
+            vec![vec![1, 10, 2, 11, 10], vec![12, 1, 13]],
+            vec![vec![10, 10, 1, 12]],
+            vec![vec![2, 13, 11, 1, 10, 12], vec![11]],
+        ];
+        let hot = BTreeSet::from([1, 2]);
+        let p = train_projected(&runs, &hot, 3, 0.01).unwrap().unwrap();
+        let projected: Vec<Vec<Sym>> = runs.iter().flatten().map(|t| project(t, &hot)).collect();
+        let together = counts(&projected.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert_eq!(p.events, together.events());
+        let want = NgramScorer::new(&together, Smoothing::default()).unwrap();
+        let probe: [Sym; 8] = [10, 11, 12, 13, 10, 10, 14, 12];
+        let (mut a, mut b) = (p.scorer.start(), want.start());
+        for s in probe {
+            assert_eq!(p.scorer.step(&mut a, s), want.step(&mut b, s));
+        }
+    }
+
+    #[test]
     fn nothing_to_learn_or_calibrate_on_gives_none() {
         let hot = BTreeSet::from([1]);
         assert!(train_projected(&[], &hot, 3, 0.01).unwrap().is_none());
