@@ -236,9 +236,9 @@ impl NgramScorer {
 
     #[inline]
     fn find(&self, node: u32, sym: Sym) -> Option<usize> {
-        let lo = self.first[node as usize] as usize;
-        let hi = self.first[node as usize + 1] as usize;
-        let slice = &self.sym[lo..hi];
+        let range = span(&self.first, node as usize);
+        let lo = range.start;
+        let slice = &self.sym[range];
         if slice.len() <= 8 {
             slice.iter().position(|&s| s == sym).map(|p| lo + p)
         } else {
@@ -322,6 +322,7 @@ fn longest_context(contexts: &[Gram], mut gram: Gram) -> u32 {
 }
 
 /// The transitions of node `i`.
+#[inline]
 fn span(first: &[u32], i: usize) -> std::ops::Range<usize> {
     first[i] as usize..first[i + 1] as usize
 }
