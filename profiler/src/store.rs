@@ -909,6 +909,26 @@ mod tests {
         }
     }
 
+    /// A target below one in the number of held-out maxima is beyond them: the threshold comes
+    /// from their tail (ADR 0023), past the highest; a target within them is their quantile.
+    #[test]
+    fn a_threshold_past_the_held_out_maxima_is_extrapolated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("profiles.db")).unwrap();
+        // 100 maxima, 0.01 apart from 0.01 to 1.0 (exact in f32 and f64 alike as stored).
+        let maxima: Vec<f32> = (1..=100_u16).map(|i| f32::from(i) / 100.0).collect();
+        store
+            .merge("img", &learning(&[1, 2, 3], &maxima), None)
+            .unwrap();
+        let within = store.threshold("img", 0.05).unwrap().unwrap();
+        assert!((within - 0.95).abs() < 1e-6, "{within}");
+        let past = store.threshold("img", 0.0001).unwrap().unwrap();
+        let wide: Vec<f64> = maxima.iter().map(|&m| f64::from(m)).collect();
+        #[allow(clippy::cast_possible_truncation)]
+        let want = stats::calibrate(&wide, 0.0001).unwrap() as f32;
+        assert!(past > 1.0 && (past - want).abs() < 1e-5, "{past} vs {want}");
+    }
+
     /// Many first opens of one new file at once, as when a node's first containers start
     /// together: each switches the file to WAL, and none fails for the others' locks.
     #[test]
