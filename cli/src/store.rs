@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
+use chaperone_profiler::detector::stats::TAIL_MIN_SCORES;
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
@@ -123,6 +124,20 @@ pub fn summary_json(p: &Summary, threshold: Option<(f64, Option<f32>)>) -> Value
     v
 }
 
+/// How `stats::calibrate` reached a threshold for target `far` from `held_out` scores, when it
+/// is not their quantile (ADR 0023).
+fn threshold_basis(far: f64, held_out: u64) -> String {
+    // Precision is moot: held-out counts are at most a few thousand.
+    #[allow(clippy::cast_precision_loss)]
+    if far * held_out as f64 >= 1.0 {
+        String::new()
+    } else if held_out < TAIL_MIN_SCORES as u64 {
+        format!("; below what {held_out} held-out thread(s) can show, too few to extrapolate: their highest")
+    } else {
+        format!("; below what {held_out} held-out threads can show: extrapolated from their tail")
+    }
+}
+
 /// `chaperone profile show KEY`.
 pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let config = loc.config()?;
@@ -168,7 +183,10 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     )?;
     outln!("held-out threads:   {}", p.calibration)?;
     match threshold {
-        Some(t) => outln!("threshold:          {t:.3} nats/event (target false-alarm rate {far})")?,
+        Some(t) => outln!(
+            "threshold:          {t:.3} nats/event (target false-alarm rate {far}{})",
+            threshold_basis(far, p.calibration)
+        )?,
         None => outln!("threshold:          - (learn at least two containers)")?,
     }
     if !workloads.is_empty() {
@@ -424,4 +442,20 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
         merged.new_grams
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_basis_names_a_target_past_the_held_out_threads() {
+        // 0.05 of 20 is one thread: the quantile, nothing to say.
+        assert_eq!(threshold_basis(0.05, 20), "");
+        assert_eq!(
+            threshold_basis(0.0001, 150),
+            "; below what 150 held-out threads can show: extrapolated from their tail"
+        );
+        assert!(threshold_basis(0.05, 19).contains("too few to extrapolate: their highest"));
+    }
 }

@@ -65,6 +65,12 @@ fn profile_commands_list_show_mode_export_and_reset() {
     assert_eq!(show["workloads"][0]["runs"], 1);
     let text = ok(&["profile", "show", "web", "--db", &db]);
     assert!(text.contains("  shop/web-1/nginx  1"), "{text}");
+    assert!(
+        text.contains(
+            "rate 0.05; below what 1 held-out thread(s) can show, too few to extrapolate"
+        ),
+        "{text}"
+    );
 
     ok(&["profile", "mode", "web", "enforce", "--db", &db]);
     let show: Value =
