@@ -41,7 +41,8 @@ pub const CONFIG: &str = r#"
 action = "kill"
 
 [model]
-# Per-thread false-alarm target: the threshold is the highest held-out window score.
+# Per-thread false-alarm target, below one in the number of held-out threads: the threshold
+# extrapolates the tail of their highest window scores (docs/adr/0023).
 target_far = 0.0001
 
 [promotion]
