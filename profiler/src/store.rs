@@ -612,8 +612,8 @@ impl Store {
             .transpose()
     }
 
-    /// The detection threshold of profile `key` at false-alarm rate `far`: the quantile of its
-    /// held-out window maxima. `None` without calibration data.
+    /// The detection threshold of profile `key` at false-alarm rate `far`: `stats::calibrate` of
+    /// its held-out window maxima. `None` without calibration data.
     pub fn threshold(&self, key: &str, far: f64) -> Result<Option<f32>> {
         let mut stmt = self
             .conn

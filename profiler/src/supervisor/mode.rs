@@ -424,7 +424,8 @@ impl Detect {
 
     /// Calibrates the threshold on held-back normal threads to a per-thread false-alarm rate
     /// `far`: a thread alarms when its highest window score passes the threshold, so the
-    /// threshold is the `1 - far` quantile of those maxima.
+    /// threshold is the `1 - far` quantile of those maxima (`stats::calibrate`: past their
+    /// tail when `far` is below one in their number).
     pub fn calibrate(scorer: Arc<NgramScorer>, normal: &[&[Sym]], far: f64) -> Result<Self> {
         let maxima: Vec<f64> = normal
             .iter()
