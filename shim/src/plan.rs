@@ -233,6 +233,7 @@ fn model_for(
                     hot = hot.len(),
                     traced_events = p.events,
                     threshold = p.threshold,
+                    calibration_threads = p.calibration,
                     "tiered filter: the hot syscalls run in the kernel, the model scores the rest"
                 );
                 let detect = Detect::new(p.scorer, p.threshold).map_err(model_error(key))?;
