@@ -21,6 +21,11 @@ use crate::syscalls::{sym_of, Sym};
 /// always_traced` (process creation, for one: see docs/adr/0009).
 pub const ALWAYS_TRACED: &[&str] = &["execve", "execveat"];
 
+/// The syscalls of `[filter] always_traced`; `Err` gives the first name that is no syscall.
+pub fn named_syscalls(names: &[String]) -> Result<BTreeSet<Sym>, &str> {
+    names.iter().map(|n| sym_of(n).ok_or(n.as_str())).collect()
+}
+
 /// How often each syscall was learned (the model's unigrams), most frequent first; ties by
 /// symbol.
 pub fn frequencies(counts: &NgramCounts) -> Vec<(Sym, u64)> {

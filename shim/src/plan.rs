@@ -12,8 +12,8 @@ use chaperone_config::{Action, Config, ConfigError, FailMode, Mode, Unseen, DEFA
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::store::{Store, StoreError, Workload};
 use chaperone_profiler::supervisor::Detect;
-use chaperone_profiler::syscalls::{sym_of, Sym};
-use chaperone_profiler::tiers::{hot_set, train_projected};
+use chaperone_profiler::syscalls::Sym;
+use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected};
 use chaperone_seccomp_gen::Tiers;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -357,17 +357,12 @@ fn parse_annotation<T: FromStr<Err = ConfigError>>(
 
 /// The symbols of `[filter] always_traced`; a name no syscall table has is a config error.
 fn always_traced(names: &[String]) -> Result<BTreeSet<Sym>> {
-    names
-        .iter()
-        .map(|n| {
-            sym_of(n).ok_or_else(|| ShimError::Config {
-                source: ConfigError::Invalid {
-                    field: "filter.always_traced",
-                    reason: format!("{n:?} is not a syscall name"),
-                },
-            })
-        })
-        .collect()
+    named_syscalls(names).map_err(|n| ShimError::Config {
+        source: ConfigError::Invalid {
+            field: "filter.always_traced",
+            reason: format!("{n:?} is not a syscall name"),
+        },
+    })
 }
 
 /// The error of a model of profile `key` that cannot be used.
