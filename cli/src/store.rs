@@ -6,12 +6,13 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::detector::stats::TAIL_MIN_SCORES;
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
+use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
 
 use crate::out::outln;
@@ -138,6 +139,22 @@ fn threshold_basis(far: f64, held_out: u64) -> String {
     }
 }
 
+/// The tiered filter of profile `key` as the shim's Create in monitor or enforce mode would
+/// build it now: how many hot syscalls run in the kernel, and the projected model with its
+/// threshold. `None` without a model or recorded runs (then every syscall is traced and the
+/// profile's own threshold applies).
+fn tiered(store: &Store, key: &str, config: &Config) -> Result<Option<(usize, Projected)>> {
+    let Some(counts) = store.model(key)?.filter(|c| c.events() > 0) else {
+        return Ok(None);
+    };
+    let traced = named_syscalls(&config.filter.always_traced)
+        .map_err(|n| anyhow!("filter.always_traced: {n:?} is not a syscall name"))?;
+    let hot = hot_set(&counts, config.filter.hot_coverage, &traced);
+    let runs = store.runs(key)?;
+    let projected = train_projected(&runs, &hot, counts.order(), config.model.target_far)?;
+    Ok(projected.map(|p| (hot.len(), p)))
+}
+
 /// `chaperone profile show KEY`.
 pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let config = loc.config()?;
@@ -147,9 +164,21 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     };
     let far = config.model.target_far;
     let threshold = store.threshold(key, far)?;
+    // A model that cannot be used is reported after everything else the store could give.
+    let tiered = tiered(&store, key, &config);
     let workloads = store.workloads(key)?;
     if json_out {
         let mut v = summary_json(&p, Some((far, threshold)));
+        v["tiered"] = match &tiered {
+            Ok(Some((hot, p))) => json!({
+                "hot_syscalls": hot,
+                "hot_coverage": config.filter.hot_coverage,
+                "threshold": p.threshold,
+                "calibration_threads": p.calibration,
+            }),
+            Ok(None) => Value::Null,
+            Err(e) => json!({ "error": format!("{e:#}") }),
+        };
         v["workloads"] = workloads
             .iter()
             .map(|s| {
@@ -163,7 +192,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
             })
             .collect();
         outln!("{v}")?;
-        return Ok(());
+        return tiered.map(drop);
     }
     outln!("profile:            {}", p.key)?;
     outln!(
@@ -189,6 +218,27 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
         )?,
         None => outln!("threshold:          - (learn at least two containers)")?,
     }
+    match &tiered {
+        Ok(Some((hot, t))) => {
+            outln!(
+                "tiered filter:      {hot} hot syscalls run in the kernel (hot_coverage {}), \
+                 monitor and enforce score the rest",
+                config.filter.hot_coverage
+            )?;
+            outln!(
+                "tiered threshold:   {:.3} nats/event (target false-alarm rate {far}{}), \
+                 calibrated on {} recorded threads",
+                t.threshold,
+                threshold_basis(far, t.calibration as u64),
+                t.calibration
+            )?;
+        }
+        Ok(None) => outln!(
+            "tiered threshold:   - (no recorded runs: monitor and enforce trace every syscall \
+             and use the threshold above)"
+        )?,
+        Err(_) => outln!("tiered threshold:   - (the model cannot be used: see the error below)")?,
+    }
     if !workloads.is_empty() {
         outln!("learned from (Kubernetes namespace/pod/container, runs; newest first):")?;
         for s in &workloads {
@@ -196,7 +246,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
             outln!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs)?;
         }
     }
-    Ok(())
+    tiered.map(drop)
 }
 
 /// `chaperone profile mode KEY MODE`: `default` clears the per-image mode.

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{chaperone, ok};
@@ -13,6 +14,7 @@ use common::{chaperone, ok};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store, Workload};
 use chaperone_profiler::syscalls::sym_of;
+use chaperone_profiler::tiers::{hot_set, train_projected};
 use serde_json::{json, Value};
 
 fn syms(names: &[&str]) -> Vec<u16> {
@@ -71,6 +73,12 @@ fn profile_commands_list_show_mode_export_and_reset() {
         ),
         "{text}"
     );
+    // Nothing recorded: monitor and enforce would trace everything under the threshold above.
+    assert_eq!(show["tiered"], Value::Null);
+    assert!(
+        text.contains("tiered threshold:   - (no recorded runs"),
+        "{text}"
+    );
 
     ok(&["profile", "mode", "web", "enforce", "--db", &db]);
     let show: Value =
@@ -100,6 +108,82 @@ fn profile_commands_list_show_mode_export_and_reset() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no profile store"));
     assert!(!missing.exists(), "reading never creates a store");
+}
+
+/// A store whose profile `web` learned three containers and kept their threads.
+fn recorded_store(dir: &Path) -> String {
+    let db = dir.join("profiles.db");
+    let store = Store::open(&db).unwrap();
+    let thread = |extra: &str| {
+        let mut names = ["read", "write"].repeat(40);
+        names.extend(["openat", extra, "close"]);
+        syms(&names)
+    };
+    for (i, extra) in ["fstat", "lseek", "fstat"].into_iter().enumerate() {
+        let threads = vec![thread(extra), thread("mmap"), syms(&["openat", "close"])];
+        let mut counts = NgramCounts::new(4).unwrap();
+        for t in &threads {
+            counts.learn_sequence(t);
+        }
+        let learning = Learning {
+            counts,
+            containers: 1,
+            maxima: vec![[0.5, 0.6, 0.7][i]],
+            threads,
+            workload: None,
+        };
+        store.merge("web", &learning, None).unwrap();
+    }
+    db.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn profile_show_gives_the_tiered_filters_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = recorded_store(tmp.path());
+    // What the shim's Create builds from the same store at the default config.
+    let store = Store::open(Path::new(&db)).unwrap();
+    let counts = store.model("web").unwrap().unwrap();
+    let hot = hot_set(&counts, 0.99, &BTreeSet::new());
+    let runs = store.runs("web").unwrap();
+    let want = train_projected(&runs, &hot, counts.order(), 0.05)
+        .unwrap()
+        .unwrap();
+    assert!(!hot.is_empty() && want.calibration > 0);
+
+    let show: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", &db])).unwrap();
+    let tiered = &show["tiered"];
+    assert_eq!(tiered["hot_syscalls"], hot.len(), "{show}");
+    assert_eq!(tiered["hot_coverage"], 0.99, "{show}");
+    assert_eq!(tiered["calibration_threads"], want.calibration, "{show}");
+    assert_eq!(tiered["threshold"], f64::from(want.threshold), "{show}");
+    let text = ok(&["profile", "show", "web", "--db", &db]);
+    let line = format!(
+        "tiered threshold:   {:.3} nats/event (target false-alarm rate 0.05",
+        want.threshold
+    );
+    assert!(text.contains(&line), "{text}");
+    let threads = format!("calibrated on {} recorded threads", want.calibration);
+    assert!(text.contains(&threads), "{text}");
+
+    // A model learning cannot make: everything else is still shown, then the error, exit 1.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE profiles SET model = x'00'", [])
+        .unwrap();
+    let out = chaperone(&["profile", "show", "web", "--db", &db]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("containers learned: 3"), "{stdout}");
+    assert!(
+        stdout.contains("tiered threshold:   - (the model cannot be used"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("\"web\""), "{stderr}");
 }
 
 #[test]
