@@ -4,7 +4,9 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
-use chaperone_integration::containerd::{setup, Containerd};
+use chaperone_integration::containerd::{
+    cli_binary, output_within, setup, Containerd, CTR_DEADLINE,
+};
 use chaperone_integration::demo::{self, Options, Variant, VariantOutcome};
 
 #[test]
@@ -47,6 +49,36 @@ fn the_demo_story_holds() {
     assert!(
         log.contains("tiered filter"),
         "no tiered filter in the log:\n{log}"
+    );
+    // `chaperone profile show` gives the threshold the attack's alert carried: enforce learns
+    // nothing, so the store is as the attack's Create read it. The demo's per-thread target is
+    // below one in its recorded threads, so that threshold is the fitted tail's (ADR 0023).
+    let show = |json: bool| {
+        let cli = cli_binary().expect("the chaperone binary next to the shim");
+        let mut command = std::process::Command::new(cli);
+        command
+            .args(["profile", "show", demo::PROFILE, "--config"])
+            .arg(ctrd.chaperone_config())
+            .args(json.then_some("--json"));
+        let out = output_within(&mut command, CTR_DEADLINE)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let shown: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    assert_eq!(
+        shown["tiered"]["threshold"], alert["output_fields"]["chaperone.threshold"],
+        "{shown}"
+    );
+    let text = show(false);
+    assert!(
+        text.contains("held-out threads can show: extrapolated from their tail), calibrated on"),
+        "{text}"
     );
 }
 
