@@ -143,7 +143,7 @@ fn threshold_basis(far: f64, held_out: u64) -> String {
 /// build it now: how many hot syscalls run in the kernel, and the projected model with its
 /// threshold. `None` without a model or recorded runs (then every syscall is traced and the
 /// profile's own threshold applies).
-fn tiered(store: &Store, key: &str, config: &Config) -> Result<Option<(usize, Projected)>> {
+fn tiered_model(store: &Store, key: &str, config: &Config) -> Result<Option<(usize, Projected)>> {
     let Some(counts) = store.model(key)?.filter(|c| c.events() > 0) else {
         return Ok(None);
     };
@@ -165,7 +165,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let far = config.model.target_far;
     let threshold = store.threshold(key, far)?;
     // A model that cannot be used is reported after everything else the store could give.
-    let tiered = tiered(&store, key, &config);
+    let tiered = tiered_model(&store, key, &config);
     let workloads = store.workloads(key)?;
     if json_out {
         let mut v = summary_json(&p, Some((far, threshold)));
