@@ -53,7 +53,8 @@ pub struct EvalArgs {
     /// Attack traces, one family per path (not with adfa).
     #[arg(long, value_name = "PATH")]
     attack: Vec<PathBuf>,
-    /// Target false-alarm rate the threshold is calibrated to.
+    /// Target false-alarm rate the threshold is calibrated to (below one in the calibration
+    /// traces, the threshold extrapolates their scores' tail: docs/adr/0023).
     #[arg(long, default_value_t = 0.05, value_parser = parse_far)]
     far: f64,
     /// Detector to evaluate: ngram, sets, cover, hmm, markov, stide, or all.
