@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::detector::stats;
 use crate::model::{codec, ModelError, NgramCounts};
-use crate::supervisor::Learned;
+use crate::supervisor::{window_threshold, Learned};
 use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -613,7 +613,7 @@ impl Store {
     }
 
     /// The detection threshold of profile `key` at false-alarm rate `far`: `stats::calibrate` of
-    /// its held-out window maxima. `None` without calibration data.
+    /// its held-out window maxima, as a [`window_threshold`]. `None` without calibration data.
     pub fn threshold(&self, key: &str, far: f64) -> Result<Option<f32>> {
         let mut stmt = self
             .conn
@@ -624,8 +624,7 @@ impl Store {
             .map_err(self.sql("read calibration data"))?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.sql("read calibration data"))?;
-        #[allow(clippy::cast_possible_truncation)] // nats per event are small numbers
-        Ok(stats::calibrate(&maxima, far).map(|t| t as f32))
+        Ok(stats::calibrate(&maxima, far).map(window_threshold))
     }
 
     /// The recorded runs of profile `key`, oldest first, each its threads' syscalls.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::detector::stats;
 use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
-use crate::supervisor::Window;
+use crate::supervisor::{window_threshold, Window};
 use crate::syscalls::{sym_of, Sym};
 
 /// Syscalls never put in the hot set: program execution. The supervisor needs the container's
@@ -145,10 +145,9 @@ pub fn train_projected(
     };
     let all: Vec<&[Sym]> = folds.iter().flatten().copied().collect();
     let scorer = scorer_of(&all, order)?;
-    #[allow(clippy::cast_possible_truncation)] // nats per event are small numbers
     Ok(Some(Projected {
         scorer: Arc::new(scorer),
-        threshold: (threshold as f32).max(1e-3),
+        threshold: window_threshold(threshold),
         events: all.iter().map(|t| t.len() as u64).sum(),
         calibration: maxima.len(),
     }))

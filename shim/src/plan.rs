@@ -250,7 +250,7 @@ fn model_for(
                 .ok_or_else(|| {
                     not_learned("has no calibration data (learn at least two containers)")
                 })?;
-            let detect = Detect::new(scorer, threshold.max(1e-3)).map_err(model_error(key))?;
+            let detect = Detect::new(scorer, threshold).map_err(model_error(key))?;
             Ok((Model::Detect(detect), None))
         }
     }

@@ -403,6 +403,16 @@ pub fn explain(scorer: &NgramScorer, window: &[Sym], top: usize) -> Vec<Transiti
     out
 }
 
+/// The window threshold of a calibrated one (`stats::calibrate`): at least one millinat (0
+/// would alarm on everything) and at most `f32::MAX`. A target so small that its fitted tail
+/// overflows `f32` (ADR 0023) so alarms on no window, rather than failing the container.
+pub fn window_threshold(calibrated: f64) -> f32 {
+    // Saturation is the intent: `as` rounds a finite f64 past f32's range to infinity.
+    #[allow(clippy::cast_possible_truncation)]
+    let t = calibrated as f32;
+    t.clamp(1e-3, f32::MAX)
+}
+
 /// Detect mode: scores each event and flags never-learned syscalls and windows whose mean
 /// surprisal exceeds a calibrated threshold.
 #[derive(Debug, Clone)]
@@ -440,9 +450,7 @@ impl Detect {
         let threshold = stats::calibrate(&maxima, far).ok_or(SupervisorError::Config {
             reason: "calibration needs at least one normal thread",
         })?;
-        // A threshold of 0 would alarm on everything; keep a floor of one millinat.
-        #[allow(clippy::cast_possible_truncation)] // nats per event are small numbers
-        Self::new(scorer, (threshold as f32).max(1e-3))
+        Self::new(scorer, window_threshold(threshold))
     }
 
     /// The window threshold.
@@ -602,6 +610,31 @@ mod tests {
 
     /// A repeat the profile expects moves the thread on; a surprising one is the restart even
     /// when its window stays below the threshold, and leaves the thread as it was.
+    #[test]
+    fn window_thresholds_stay_in_the_range_detect_accepts() {
+        assert_eq!(window_threshold(0.0), 1e-3);
+        assert_eq!(window_threshold(-1.0), 1e-3);
+        assert_eq!(window_threshold(0.5), 0.5);
+        // A fitted tail past f32's range (ADR 0023): no window alarms, the container runs.
+        for huge in [1e39, 1e300, f64::INFINITY] {
+            assert_eq!(window_threshold(huge), f32::MAX);
+        }
+        // Heavy-tailed maxima (100 / i) and the smallest target the config allows through.
+        let heavy: Vec<f64> = (1..=100).map(|i| 100.0 / f64::from(i)).collect();
+        let fitted = stats::calibrate(&heavy, 1e-300).unwrap();
+        assert!(fitted > f64::from(f32::MAX), "{fitted}");
+        assert_eq!(window_threshold(fitted), f32::MAX);
+        let scorer = Arc::new(
+            NgramScorer::new(&NgramCounts::new(2).unwrap(), Smoothing::default()).unwrap(),
+        );
+        assert_eq!(
+            Detect::new(scorer, window_threshold(f64::MAX))
+                .unwrap()
+                .threshold(),
+            f32::MAX
+        );
+    }
+
     #[test]
     fn only_an_expected_repeat_moves_the_thread_on() {
         let mut counts = NgramCounts::new(3).unwrap();
