@@ -213,10 +213,10 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     outln!("held-out threads:   {}", p.calibration)?;
     match threshold {
         Some(t) => outln!(
-            "threshold:          {t:.3} nats/event (target false-alarm rate {far}{})",
+            "learned threshold:  {t:.3} nats/event (target false-alarm rate {far}{})",
             threshold_basis(far, p.calibration)
         )?,
-        None => outln!("threshold:          - (learn at least two containers)")?,
+        None => outln!("learned threshold:  - (learn at least two containers)")?,
     }
     match &tiered {
         Ok(Some((hot, t))) => {
@@ -235,7 +235,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
         }
         Ok(None) => outln!(
             "tiered threshold:   - (no recorded runs: monitor and enforce trace every syscall \
-             and use the threshold above)"
+             and use the learned threshold)"
         )?,
         Err(_) => outln!("tiered threshold:   - (the model cannot be used: see the error below)")?,
     }

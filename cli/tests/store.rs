@@ -73,7 +73,11 @@ fn profile_commands_list_show_mode_export_and_reset() {
         ),
         "{text}"
     );
-    // Nothing recorded: monitor and enforce would trace everything under the threshold above.
+    assert!(
+        text.contains("learned threshold:  0.800 nats/event"),
+        "{text}"
+    );
+    // Nothing recorded: monitor and enforce would trace everything under the learned threshold.
     assert_eq!(show["tiered"], Value::Null);
     assert!(
         text.contains("tiered threshold:   - (no recorded runs"),
