@@ -914,7 +914,7 @@ mod tests {
     fn a_threshold_past_the_held_out_maxima_is_extrapolated() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("profiles.db")).unwrap();
-        // 100 maxima, 0.01 apart from 0.01 to 1.0 (exact in f32 and f64 alike as stored).
+        // 100 maxima, 0.01 apart from 0.01 to 1.0, stored as the f32 the supervisor gives.
         let maxima: Vec<f32> = (1..=100_u16).map(|i| f32::from(i) / 100.0).collect();
         store
             .merge("img", &learning(&[1, 2, 3], &maxima), None)

@@ -404,8 +404,8 @@ pub fn explain(scorer: &NgramScorer, window: &[Sym], top: usize) -> Vec<Transiti
 }
 
 /// The window threshold of a calibrated one (`stats::calibrate`): at least one millinat (0
-/// would alarm on everything) and at most `f32::MAX`. A target so small that its fitted tail
-/// overflows `f32` (ADR 0023) so alarms on no window, rather than failing the container.
+/// would alarm on everything) and at most `f32::MAX`. A threshold past `f32`'s range (a fitted
+/// tail for an absurdly small target, ADR 0023) alarms on no window, and the container runs.
 pub fn window_threshold(calibrated: f64) -> f32 {
     // Saturation is the intent: `as` rounds a finite f64 past f32's range to infinity.
     #[allow(clippy::cast_possible_truncation)]
@@ -608,8 +608,6 @@ mod tests {
         assert!(!odd.novel && odd.score > odd.threshold);
     }
 
-    /// A repeat the profile expects moves the thread on; a surprising one is the restart even
-    /// when its window stays below the threshold, and leaves the thread as it was.
     #[test]
     fn window_thresholds_stay_in_the_range_detect_accepts() {
         assert_eq!(window_threshold(0.0), 1e-3);
@@ -619,7 +617,7 @@ mod tests {
         for huge in [1e39, 1e300, f64::INFINITY] {
             assert_eq!(window_threshold(huge), f32::MAX);
         }
-        // Heavy-tailed maxima (100 / i) and the smallest target the config allows through.
+        // Heavy-tailed maxima (100 / i) and a tiny target, which the config accepts (any above 0).
         let heavy: Vec<f64> = (1..=100).map(|i| 100.0 / f64::from(i)).collect();
         let fitted = stats::calibrate(&heavy, 1e-300).unwrap();
         assert!(fitted > f64::from(f32::MAX), "{fitted}");
@@ -635,6 +633,8 @@ mod tests {
         );
     }
 
+    /// A repeat the profile expects moves the thread on; a surprising one is the restart even
+    /// when its window stays below the threshold, and leaves the thread as it was.
     #[test]
     fn only_an_expected_repeat_moves_the_thread_on() {
         let mut counts = NgramCounts::new(3).unwrap();
