@@ -16,7 +16,7 @@ mod common;
 use chaperone_profiler::detector::stats;
 use chaperone_profiler::eval::{EvalSet, Protocol};
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
-use chaperone_profiler::tiers::max_window;
+use chaperone_profiler::supervisor::max_window;
 
 /// Draws per setting.
 const REPEATS: usize = 1000;

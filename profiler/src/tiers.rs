@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::detector::stats;
 use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
-use crate::supervisor::{window_threshold, Window};
+use crate::supervisor::{max_window, window_threshold};
 use crate::syscalls::{sym_of, Sym};
 
 /// Syscalls never put in the hot set: program execution. The supervisor needs the container's
@@ -159,16 +159,6 @@ fn scorer_of(threads: &[&[Sym]], order: usize) -> Result<NgramScorer, ModelError
         counts.learn_sequence(t);
     }
     NgramScorer::new(&counts, Smoothing::default())
-}
-
-/// A thread's highest window score under `scorer` (as the supervisor computes it).
-pub fn max_window(scorer: &NgramScorer, thread: &[Sym]) -> f64 {
-    let mut state = scorer.start();
-    let mut window = Window::default();
-    thread
-        .iter()
-        .map(|&s| f64::from(window.push(scorer.step(&mut state, s).surprisal)))
-        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]

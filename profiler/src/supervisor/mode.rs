@@ -403,6 +403,17 @@ pub fn explain(scorer: &NgramScorer, window: &[Sym], top: usize) -> Vec<Transiti
     out
 }
 
+/// A thread's highest window score under `scorer`, as [`Detect`] computes it: a calibration
+/// point.
+pub fn max_window(scorer: &NgramScorer, thread: &[Sym]) -> f64 {
+    let mut state = scorer.start();
+    let mut window = Window::default();
+    thread
+        .iter()
+        .map(|&s| f64::from(window.push(scorer.step(&mut state, s).surprisal)))
+        .fold(0.0, f64::max)
+}
+
 /// The window threshold of a calibrated one (`stats::calibrate`): at least one millinat (0
 /// would alarm on everything) and at most `f32::MAX`. A threshold past `f32`'s range (a fitted
 /// tail for an absurdly small target, ADR 0023) alarms on no window, and the container runs.
@@ -437,16 +448,7 @@ impl Detect {
     /// threshold is the `1 - far` quantile of those maxima (`stats::calibrate`: past their
     /// tail when `far` is below one in their number).
     pub fn calibrate(scorer: Arc<NgramScorer>, normal: &[&[Sym]], far: f64) -> Result<Self> {
-        let maxima: Vec<f64> = normal
-            .iter()
-            .map(|seq| {
-                let mut state = scorer.start();
-                let mut window = Window::default();
-                seq.iter()
-                    .map(|&s| f64::from(window.push(scorer.step(&mut state, s).surprisal)))
-                    .fold(0.0, f64::max)
-            })
-            .collect();
+        let maxima: Vec<f64> = normal.iter().map(|seq| max_window(&scorer, seq)).collect();
         let threshold = stats::calibrate(&maxima, far).ok_or(SupervisorError::Config {
             reason: "calibration needs at least one normal thread",
         })?;
