@@ -13,9 +13,8 @@
 
 mod common;
 
-use chaperone_profiler::detector::stats;
+use chaperone_profiler::detector::{stats, NgramDetector, NgramParams};
 use chaperone_profiler::eval::{EvalSet, Protocol};
-use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::supervisor::max_window;
 
 /// Draws per setting.
@@ -24,13 +23,11 @@ const REPEATS: usize = 1000;
 fn main() {
     let set = EvalSet::from(common::read_adfa("tail_calibration"));
     let split = Protocol::P1.split(&set);
-    let mut counts = NgramCounts::new(8).expect("order 8 is supported");
-    for t in &split.train {
-        counts.learn_sequence(t);
-    }
-    let scorer = NgramScorer::new(&counts, Smoothing::default()).expect("learned counts compile");
+    let ngram = NgramDetector::train(&split.train, NgramParams::default())
+        .expect("the default order is supported");
+    let scorer = ngram.scorer();
     let maxima =
-        |traces: &[&[_]]| -> Vec<f64> { traces.iter().map(|t| max_window(&scorer, t)).collect() };
+        |traces: &[&[_]]| -> Vec<f64> { traces.iter().map(|t| max_window(scorer, t)).collect() };
     let calibration = maxima(&split.calibrate);
     let test = maxima(&split.test);
     let attacks: Vec<&[_]> = set
