@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
-use chaperone_profiler::detector::stats::TAIL_MIN_SCORES;
+use chaperone_profiler::detector::stats::{self, Basis};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
@@ -127,15 +127,15 @@ pub fn summary_json(p: &Summary, threshold: Option<(f64, Option<f32>)>) -> Value
 
 /// How `stats::calibrate` reached a threshold for target `far` from `held_out` scores, when it
 /// is not their quantile (ADR 0023).
-fn threshold_basis(far: f64, held_out: u64) -> String {
-    // Precision is moot: held-out counts are at most a few thousand.
-    #[allow(clippy::cast_precision_loss)]
-    if far * held_out as f64 >= 1.0 {
-        String::new()
-    } else if held_out < TAIL_MIN_SCORES as u64 {
-        format!("; below what {held_out} held-out thread(s) can show, too few to extrapolate: their highest")
-    } else {
-        format!("; below what {held_out} held-out threads can show: extrapolated from their tail")
+fn threshold_basis(far: f64, held_out: usize) -> String {
+    match stats::basis(far, held_out) {
+        Basis::Quantile => String::new(),
+        Basis::Highest => format!(
+            "; below what {held_out} held-out thread(s) can show, too few to extrapolate: their highest"
+        ),
+        Basis::Tail => {
+            format!("; below what {held_out} held-out threads can show: extrapolated from their tail")
+        }
     }
 }
 
@@ -214,7 +214,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     match threshold {
         Some(t) => outln!(
             "learned threshold:  {t:.3} nats/event (target false-alarm rate {far}{})",
-            threshold_basis(far, p.calibration)
+            threshold_basis(far, usize::try_from(p.calibration).unwrap_or(usize::MAX))
         )?,
         None => outln!("learned threshold:  - (learn at least two containers)")?,
     }
@@ -229,7 +229,7 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
                 "tiered threshold:   {:.3} nats/event (target false-alarm rate {far}{}), \
                  calibrated on {} recorded threads",
                 t.threshold,
-                threshold_basis(far, t.calibration as u64),
+                threshold_basis(far, t.calibration),
                 t.calibration
             )?;
         }

@@ -23,17 +23,40 @@ pub fn calibrate(normal: &[f64], far: f64) -> Option<f64> {
     let n = sorted.len();
     let far = far.clamp(0.0, 1.0);
     let highest = sorted[n - 1];
-    let expected = far * n as f64;
-    if expected < 1.0 {
-        if far <= 0.0 || n < TAIL_MIN_SCORES {
-            return Some(highest);
+    match basis(far, n) {
+        Basis::Highest => Some(highest),
+        Basis::Tail => Some(tail_quantile(&sorted, far).max(highest)),
+        Basis::Quantile => {
+            // Truncation is the intent: at most floor(far * n) scores may lie above it.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let allowed = ((far * n as f64).floor() as usize).min(n - 1);
+            Some(sorted[n - 1 - allowed])
         }
-        return Some(tail_quantile(&sorted, far).max(highest));
     }
-    // Truncation is the intent: at most floor(far * n) scores may lie above the threshold.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let allowed = (expected.floor() as usize).min(n - 1);
-    Some(sorted[n - 1 - allowed])
+}
+
+/// How [`calibrate`] sets the threshold for target `far` from `n` finite scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// `far * n >= 1`: the scores' own quantile.
+    Quantile,
+    /// Below one in `n`, with fewer than [`TAIL_MIN_SCORES`] scores or `far <= 0`: the highest.
+    Highest,
+    /// Below one in `n`: the fitted tail's quantile, never below the highest.
+    Tail,
+}
+
+/// The [`Basis`] of [`calibrate`]'s threshold for target `far` from `n` finite scores.
+pub fn basis(far: f64, n: usize) -> Basis {
+    // Precision is moot: score counts are far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    if far.clamp(0.0, 1.0) * n as f64 >= 1.0 {
+        Basis::Quantile
+    } else if far <= 0.0 || n < TAIL_MIN_SCORES {
+        Basis::Highest
+    } else {
+        Basis::Tail
+    }
 }
 
 /// The score exceeded with probability `far` (`0 < far * n < 1`) by the generalised Pareto
@@ -218,6 +241,16 @@ mod tests {
         let sample: Vec<f64> = (0..1_000).map(|_| next()).collect();
         let t = calibrate(&sample, 1e-6).unwrap();
         assert!((1.0..1.0 + 0.08 * (1e5_f64).ln()).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn the_basis_names_the_branch_calibrate_takes() {
+        assert_eq!(basis(0.05, 20), Basis::Quantile);
+        assert_eq!(basis(0.05, 19), Basis::Highest);
+        assert_eq!(basis(0.001, TAIL_MIN_SCORES - 1), Basis::Highest);
+        assert_eq!(basis(0.001, TAIL_MIN_SCORES), Basis::Tail);
+        assert_eq!(basis(0.0, 1_000), Basis::Highest);
+        assert_eq!(basis(2.0, 1), Basis::Quantile);
     }
 
     #[test]
