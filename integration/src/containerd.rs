@@ -293,7 +293,8 @@ state = "{state}"
     /// A test failure's message: the newest lines of containerd's log (the whole log is copied
     /// to a file that outlives the test, named here), then `what` (an error with its whole chain
     /// of causes). The failure comes last, where a reader of the output, and CI's excerpt of it,
-    /// land.
+    /// land. Call it only on a failure's path (in an assertion's message, which is evaluated
+    /// when the assertion fails, or in a closure called there): every call writes that file.
     pub fn explain(&self, what: impl std::fmt::Display) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();

@@ -184,9 +184,10 @@ fn alerts_of(ctrd: &Containerd, id: &str) -> Vec<serde_json::Value> {
 /// Fails unless the enforced task `id` exited 0 without an alert.
 fn expect_clean_exit(ctrd: &Containerd, id: &str, code: Option<i32>) {
     let alerts = alerts_of(ctrd, id);
-    let explained = ctrd.explain(format!("alerts: {alerts:?}"));
-    assert_eq!(code, Some(0), "{explained}");
-    assert!(alerts.is_empty(), "{explained}");
+    // Explained only on failure: `explain` keeps containerd's log in a file.
+    let explained = || ctrd.explain(format!("alerts: {alerts:?}"));
+    assert_eq!(code, Some(0), "{}", explained());
+    assert!(alerts.is_empty(), "{}", explained());
 }
 
 #[test]
@@ -294,12 +295,14 @@ fn an_enforced_web_server_serves_after_stops_and_pauses() {
     let after = demo::benign_traffic(opts.port);
     let running = ctrd.task_status(&id);
     let alerts = alerts_of(&ctrd, &id);
-    let explained = ctrd.explain(format!(
-        "before the stops: {before:?}; after: {after:?}; task {running:?}; alerts: {alerts:?}"
-    ));
-    assert!(before.is_ok() && after.is_ok(), "{explained}");
-    assert_eq!(running.as_deref(), Some("RUNNING"), "{explained}");
-    assert!(alerts.is_empty(), "{explained}");
+    let explained = || {
+        ctrd.explain(format!(
+            "before the stops: {before:?}; after: {after:?}; task {running:?}; alerts: {alerts:?}"
+        ))
+    };
+    assert!(before.is_ok() && after.is_ok(), "{}", explained());
+    assert_eq!(running.as_deref(), Some("RUNNING"), "{}", explained());
+    assert!(alerts.is_empty(), "{}", explained());
     server
         .stop()
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
