@@ -86,7 +86,13 @@ pub fn decode(bytes: &[u8]) -> Result<NgramCounts> {
     let events = r.varint()?;
     let threads = r.varint()?;
     let declared = r.varint()?;
-    let mut grams = FxHashMap::default();
+    // Sized once for the grams the header declares, as far as the bytes left can hold (each
+    // takes at least three): a forged count cannot make it reserve more than the input's size.
+    let room = (bytes.len() - r.pos) / 3;
+    let mut grams = FxHashMap::with_capacity_and_hasher(
+        usize::try_from(declared).map_or(room, |d| d.min(room)),
+        Default::default(),
+    );
     let mut unigram_total = 0u64;
     decode_level(&mut r, 0, 0, order, &mut grams, &mut unigram_total)?;
     if r.pos != bytes.len() {
@@ -265,6 +271,23 @@ pub(crate) mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(matches!(decode(&extra), Err(ModelError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_forged_gram_count_is_an_error_not_an_allocation() {
+        // The header declares u64::MAX grams before an empty trie: the table is sized by the
+        // bytes that follow, and the count is refused.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&[4, 0, 0, 0]);
+        put_varint(&mut bytes, u64::MAX);
+        bytes.push(0);
+        let err = decode(&bytes).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("gram count does not match the header"),
+            "{err}"
+        );
     }
 
     #[test]
