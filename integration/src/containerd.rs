@@ -563,11 +563,42 @@ fn ctr_at(socket: &Path, namespace: &str, args: &[&str]) -> Result<Output> {
         .with_context(|| format!("ctr {}", args.join(" ")))
 }
 
-/// `ctr -a SOCKET -n NAMESPACE ARGS`, to run.
+/// `ctr -a SOCKET -n NAMESPACE ARGS`, to run. A command that makes a process's IO FIFOs gets
+/// `--fifo-dir` in the directory of SOCKET (this containerd's own), so that they go with it:
+/// ctr's default, under `/run/containerd/fifo`, keeps those of every process whose ctr did not
+/// see it end (a killed shim, a detached run).
 fn ctr_command(socket: &Path, namespace: &str, args: &[&str]) -> Command {
     let mut ctr = Command::new("ctr");
-    ctr.arg("-a").arg(socket).args(["-n", namespace]).args(args);
+    ctr.arg("-a").arg(socket).args(["-n", namespace]);
+    match (fifo_flag_at(args), socket.parent()) {
+        (Some(at), Some(dir)) => {
+            ctr.args(&args[..at])
+                .arg("--fifo-dir")
+                .arg(dir.join("fifo"))
+                .args(&args[at..]);
+        }
+        _ => {
+            ctr.args(args);
+        }
+    }
     ctr
+}
+
+/// Where `--fifo-dir` goes in ctr's `args` (after the subcommand, before its other flags), if
+/// the subcommand makes IO FIFOs: not with `--log-uri`, which makes none (and ctr refuses the
+/// two together).
+fn fifo_flag_at(args: &[&str]) -> Option<usize> {
+    if args
+        .iter()
+        .any(|a| *a == "--log-uri" || a.starts_with("--log-uri="))
+    {
+        return None;
+    }
+    match args {
+        ["run", ..] => Some(1),
+        ["tasks" | "task" | "t", "start" | "exec", ..] => Some(2),
+        _ => None,
+    }
 }
 
 /// How long one `ctr` command may run before it is killed and fails: far longer than any the
@@ -1126,6 +1157,54 @@ impl Drop for Cleanup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ctr_keeps_the_fifos_of_run_start_and_exec_beside_the_socket() {
+        let args = |argv: &[&str]| -> Vec<String> {
+            ctr_command(Path::new("/t/c.sock"), "ns", argv)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let global = ["-a", "/t/c.sock", "-n", "ns"];
+        let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
+            global
+                .iter()
+                .chain(head)
+                .chain(&["--fifo-dir", "/t/fifo"])
+                .chain(tail)
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            args(&["run", "--rm", "img", "id"]),
+            with(&["run"], &["--rm", "img", "id"])
+        );
+        assert_eq!(
+            args(&["tasks", "exec", "--exec-id", "e", "id", "true"]),
+            with(&["tasks", "exec"], &["--exec-id", "e", "id", "true"])
+        );
+        assert_eq!(args(&["t", "start", "id"]), with(&["t", "start"], &["id"]));
+        // Others make no FIFO and take no such flag, and ctr refuses it with a log URI.
+        let plain = |argv: &[&str]| -> Vec<String> {
+            global.iter().chain(argv).map(ToString::to_string).collect()
+        };
+        for argv in [
+            &["tasks", "kill", "id"][..],
+            &["run", "--log-uri", "file:///l", "img", "id"],
+            &[
+                "tasks",
+                "exec",
+                "--log-uri=binary:///b",
+                "--exec-id",
+                "e",
+                "id",
+                "true",
+            ],
+        ] {
+            assert_eq!(args(argv), plain(argv));
+        }
+    }
 
     #[test]
     fn output_within_returns_what_a_program_printed_and_its_status() {
