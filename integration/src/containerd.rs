@@ -280,6 +280,41 @@ state = "{state}"
         self.dir.path().join("state")
     }
 
+    /// Kills `shim`, the shim serving task `id` of this instance's namespace, with SIGKILL;
+    /// returns once it is gone with every thread, its socket removed. A shim killed so cannot
+    /// remove its socket, and the `delete` containerd runs after it does not either; shims put
+    /// their sockets under `/run/containerd/s`, outside this instance's directory, so the test
+    /// that kills one removes it, found in the address file the shim's `start` left in the
+    /// task's bundle.
+    pub fn kill_shim(&self, id: &str, shim: u32) -> Result<()> {
+        let address = self
+            .state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(&self.namespace)
+            .join(id)
+            .join("address");
+        let address = std::fs::read_to_string(&address)
+            .with_context(|| format!("reading {}", address.display()))?;
+        let socket = address
+            .trim()
+            .strip_prefix("unix://")
+            .unwrap_or(address.trim());
+        let pid = libc::pid_t::try_from(shim)?;
+        // SAFETY: kill(2) sends a signal to a pid; no memory is shared.
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            bail!(
+                "SIGKILL to the shim {shim}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        wait_for(
+            "the killed shim to be gone",
+            Duration::from_secs(10),
+            || (dead(shim) && processes_with(&[SHIM_BINARY, "-id", id]).is_empty()).then_some(()),
+        )?;
+        std::fs::remove_file(socket).with_context(|| format!("removing {socket}"))
+    }
+
     /// The shim run directory containerd's shims were given.
     pub fn run_dir(&self) -> PathBuf {
         self.dir.path().join("run")

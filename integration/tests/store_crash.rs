@@ -73,8 +73,7 @@ fn a_shim_killed_while_it_stores_loses_at_most_its_own_run() {
     use std::time::Duration;
 
     use chaperone_integration::containerd::{
-        dead, mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
-        CHAPERONE,
+        mounted, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE, CHAPERONE,
     };
     use chaperone_profiler::store::Profile;
 
@@ -140,22 +139,11 @@ fn a_shim_killed_while_it_stores_loses_at_most_its_own_run() {
         shims[0]
     };
     let kill_9 = |id: &str, shim: u32| {
-        // SAFETY: kill(2) with a pid read from /proc for this test's own shim.
-        let sent = unsafe { libc::kill(libc::pid_t::try_from(shim).unwrap(), libc::SIGKILL) };
-        assert_eq!(sent, 0, "SIGKILL to the shim {shim}");
         // Gone with its files: until its last thread has exited it can still hold the
         // store's locks, and a reader then sees the store as it was before its last commit
         // (the commit shows once the next connection recovers the write-ahead log).
-        wait_for(
-            "the killed shim to be gone",
-            Duration::from_secs(10),
-            || {
-                (dead(shim)
-                    && processes_with(&["containerd-shim-chaperone-v2", "-id", id]).is_empty())
-                .then_some(())
-            },
-        )
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        ctrd.kill_shim(id, shim)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     };
     // containerd cleans up after the dead shim: the task is no longer running and the
     // container goes with nothing mounted.

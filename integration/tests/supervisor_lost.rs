@@ -46,9 +46,8 @@ fn a_killed_shim_takes_its_container_down_with_it() {
     );
     assert!(!dead(pid), "the container runs before the shim is killed");
 
-    // SAFETY: kill(2) with a pid read from /proc for this test's own shim.
-    let sent = unsafe { libc::kill(libc::pid_t::try_from(shims[0]).unwrap(), libc::SIGKILL) };
-    assert_eq!(sent, 0, "SIGKILL to the shim {}", shims[0]);
+    ctrd.kill_shim(&id, shims[0])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
 
     // containerd sees its shim gone and runs the shim's delete action (runc delete --force):
     // the container's process is killed, not left sleeping under a closed notify fd.
