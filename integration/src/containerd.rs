@@ -868,7 +868,8 @@ impl Teardown {
     /// What the removal through containerd can miss: a container created after the listing (a
     /// program interrupted while it starts one), or a shim still on its way out. Shims outlive
     /// containerd, so with containerd stopped, runc's state of this instance's namespace is
-    /// removed directly and the shims it started are killed; returns once they are gone.
+    /// removed directly and the shims it started are killed; returns once they are gone, their
+    /// sockets removed (a shim killed so leaves its own, in `/run/containerd/s`).
     fn sweep(&self) {
         let root = Path::new(RUNC_ROOT).join(&self.namespace);
         let runc = || {
@@ -881,28 +882,39 @@ impl Teardown {
                 let _ = runc().args(["delete", "--force", id]).output();
             }
         }
-        for shim in self.shims() {
+        let killed = self.shims();
+        for &(shim, _) in &killed {
             // SAFETY: kill(2) on a shim this containerd started (matched by its `-address`).
             unsafe { libc::kill(shim, libc::SIGKILL) };
         }
         let _ = wait_for("the shims to exit", Duration::from_secs(10), || {
             self.shims().is_empty().then_some(())
         });
+        for socket in killed.into_iter().filter_map(|(_, socket)| socket) {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 
-    /// The running shims this containerd started: `-address` is its socket.
-    fn shims(&self) -> Vec<libc::pid_t> {
+    /// The running shims this containerd started (`-address` is its socket), with the socket
+    /// each serves (its `-socket`, given to the long-lived one).
+    fn shims(&self) -> Vec<(libc::pid_t, Option<PathBuf>)> {
         let socket = self.socket.as_os_str().as_encoded_bytes();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-            .filter(|pid| {
+            .filter_map(|pid| {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-                args.windows(2)
-                    .any(|w| w[0] == b"-address" && w[1] == socket)
+                let after = |flag: &[u8]| args.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+                (after(b"-address") == Some(socket)).then(|| {
+                    let served = after(b"-socket").map(|s| {
+                        let s = String::from_utf8_lossy(s);
+                        PathBuf::from(s.strip_prefix("unix://").unwrap_or(&s))
+                    });
+                    (pid, served)
+                })
             })
             .collect()
     }
@@ -1239,6 +1251,51 @@ mod tests {
         ] {
             assert_eq!(args(argv), plain(argv));
         }
+    }
+
+    #[test]
+    fn the_sweep_kills_this_containerds_shims_and_removes_their_sockets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let served = tmp.path().join("shim.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&served).unwrap();
+        let containerd = tmp.path().join("c.sock");
+        // A stand-in shim: blocked on its input, with a shim's flags in its command line.
+        let uri = format!("unix://{}", served.display());
+        let mut shim = Command::new("sh")
+            .args(["-c", "read line", "shim", "-address"])
+            .arg(&containerd)
+            .args(["-socket", &uri])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let teardown = Teardown {
+            socket: containerd,
+            namespace: format!("chp-unit-{}", std::process::id()),
+            pid: 0,
+            dir: tmp.path().to_owned(),
+        };
+        let pid = libc::pid_t::try_from(shim.id()).unwrap();
+        wait_for(
+            "the stand-in's command line",
+            Duration::from_secs(10),
+            || {
+                teardown
+                    .shims()
+                    .contains(&(pid, Some(served.clone())))
+                    .then_some(())
+            },
+        )
+        .unwrap();
+        teardown.sweep();
+        // The sweep's `runc list` makes runc's root of the namespace; `run` removes it after.
+        let _ = std::fs::remove_dir(Path::new(RUNC_ROOT).join(&teardown.namespace));
+        let status = shim.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(!served.exists(), "{} is left", served.display());
+        drop(listener);
     }
 
     #[test]
