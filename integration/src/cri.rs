@@ -170,6 +170,10 @@ impl CriContainerd {
             log_directory: self.logs.path().join(name).display().to_string(),
             annotations: to_map(annotations),
             linux: Some(LinuxPodSandboxConfig {
+                // As the kubelet does, a parent for the pod's cgroups: this containerd's own
+                // namespace, whose cgroup its teardown removes (without one, containerd puts
+                // them under a host-wide `/k8s.io` that stays).
+                cgroup_parent: format!("/{}", self.containerd.namespace()),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
                         network: NamespaceMode::Node as i32,
