@@ -11,12 +11,19 @@ Installs the build packages if missing (root), then runs, in order:
   1. cargo fmt --all --check
   2. cargo clippy --workspace --all-targets -- -D warnings
   3. scripts/check-crate-graph.sh (the one-way crate graph of DESIGN.md)
-  4. cargo test --workspace -- --nocapture: unit, property and dataset tests,
-     and (as root, with runc and a static busybox, installed here) the
-     integration tests that run real containers
+  4. cargo test --workspace --no-fail-fast -- --nocapture: unit, property and
+     dataset tests, and (as root, with runc and a static busybox, installed
+     here) the integration tests that run real containers; every test binary
+     runs even when one fails
   5. a closing line: "summary: N passed, N failed, N skipped"
+  6. the host-wide paths the integration tests write to, compared with
+     before step 4: containerd's shim sockets and ctr's FIFOs under
+     /run/containerd, runc roots and cgroups named chp-*, and failure logs
+     /tmp/chaperone-itest-*.log; what is new is listed ("left behind by the
+     tests: ...")
 
-Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true they fail.
+Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true they fail,
+and so does a run that leaves something behind.
 The build packages: ${BUILD_PACKAGES[*]}; the test packages: ${TEST_PACKAGES[*]}.
 
   --no-lint   skip steps 1-3
@@ -41,18 +48,31 @@ cd "$CHAPERONE_ROOT"
 
 if [ "$lint" -eq 1 ]; then
     log "cargo fmt --check"
-    cargo fmt --all --check
+    cargo fmt --all --check || die "cargo fmt --check: the code is not formatted (run cargo fmt)"
     log "cargo clippy"
-    cargo clippy --locked --workspace --all-targets -- -D warnings
+    cargo clippy --locked --workspace --all-targets -- -D warnings || die "cargo clippy failed"
     log "crate graph"
-    scripts/check-crate-graph.sh
+    scripts/check-crate-graph.sh || die "the crate graph check failed"
 fi
+
+# What of the host-wide paths the integration tests use exists now, one path a line. A host
+# containerd running containers adds to the first two too: only CI (a machine of its own) fails.
+host_paths() {
+    local p
+    for p in /run/containerd/fifo/* /run/containerd/s/* /run/containerd/runc/chp-* \
+        /sys/fs/cgroup/chp-* /sys/fs/cgroup/*/chp-* /tmp/chaperone-itest-*.log; do
+        if [ -e "$p" ]; then printf '%s\n' "$p"; fi
+    done | sort
+}
 
 log "cargo test"
 results="$(mktemp)"
-trap 'rm -f "$results"' EXIT
+before="$(mktemp)"
+trap 'rm -f "$results" "$before"' EXIT
+host_paths >"$before"
 # --nocapture: a test that skips says so on stderr, and that must be seen.
-cargo test --locked --workspace -- --nocapture 2>&1 | tee "$results"
+tested=0
+cargo test --locked --workspace --no-fail-fast -- --nocapture 2>&1 | tee "$results" || tested=$?
 
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
@@ -61,3 +81,14 @@ awk '
     /^SKIPPED:/ { s++ }
     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }
 ' "$results"
+if [ "$tested" -ne 0 ]; then
+    die "cargo test failed (exit status $tested)"
+fi
+
+left="$(host_paths | comm -13 "$before" -)"
+if [ -n "$left" ]; then
+    printf 'left behind by the tests:\n%s\n' "$left" >&2
+    if [ "${CI:-}" = "true" ]; then
+        die "the tests left host-wide paths behind (listed above)"
+    fi
+fi
