@@ -279,7 +279,6 @@ pub fn run(ctrd: &Containerd, opts: &Options, mut progress: impl FnMut(&str)) ->
             report.samples[i].http_rps.push(rps);
         }
     }
-    let _ = std::fs::write("/tmp/tp.log", ctrd.log());
     report.enforce_alerts = ctrd
         .alerts()?
         .iter()

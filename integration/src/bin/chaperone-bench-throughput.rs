@@ -18,7 +18,7 @@ const TARGET: f64 = 0.95;
 const USAGE: &str = "\
 Usage: chaperone-bench-throughput --bin-dir DIR [--rounds N] [--learn-runs N]
                                   [--iterations N] [--requests N] [--clients N]
-                                  [--port N] [--json]
+                                  [--port N] [--log FILE] [--json]
 
 Starts a private containerd (info log level) whose chaperone runtime is
 DIR/containerd-shim-chaperone-v2, builds a busybox image and measures two workloads, a
@@ -42,6 +42,7 @@ are throughput against runc-v2 (1.0 as fast; target for enforce >= 0.95 on both)
   --requests N       http requests per measurement (default 10000)
   --clients N        concurrent http clients (default 4)
   --port N           the http server's port on 127.0.0.1 (default 18282)
+  --log FILE         copy containerd's log (with the shims' lines) to FILE at the end
   --json             print one JSON object instead of the table:
                      {\"enforce_vs_runc\",\"enforce_vs_runc_loop\",\"enforce_vs_runc_http\",
                       \"learn_vs_runc\",\"learn_vs_runc_loop\",\"learn_vs_runc_http\",
@@ -60,13 +61,14 @@ SIGTERM, SIGHUP). Either way its containerd and containers are removed first.";
 struct Args {
     bin_dir: PathBuf,
     opts: Options,
+    log: Option<PathBuf>,
     json: bool,
 }
 
 /// The settings, or `None` when only help was asked for.
 fn parse() -> Result<Option<Args>, String> {
     let mut opts = Options::default();
-    let (mut bin_dir, mut json) = (None, false);
+    let (mut bin_dir, mut log, mut json) = (None, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -96,6 +98,7 @@ fn parse() -> Result<Option<Args>, String> {
         };
         match arg.as_str() {
             "--bin-dir" => bin_dir = Some(PathBuf::from(&value)),
+            "--log" => log = Some(PathBuf::from(&value)),
             "--rounds" => opts.rounds = positive()?,
             "--learn-runs" => opts.learn_runs = positive()?,
             "--iterations" => {
@@ -113,6 +116,7 @@ fn parse() -> Result<Option<Args>, String> {
     Ok(Some(Args {
         bin_dir: cli::bin_dir(bin_dir)?,
         opts,
+        log,
         json,
     }))
 }
@@ -122,6 +126,9 @@ fn main() -> ExitCode {
         let ctrd = Containerd::start_logging(&args.bin_dir, "info")?;
         ctrd.teardown().on_signals("chaperone-bench-throughput")?;
         let report = throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))?;
+        if let Some(path) = &args.log {
+            std::fs::write(path, ctrd.log())?;
+        }
         if args.json {
             say!("{}", report.to_json())?;
         } else {
