@@ -18,7 +18,8 @@ Installs the build packages if missing (root), then runs, in order:
   5. a closing line: "summary: N passed, N failed, N skipped"
   6. the host-wide paths the integration tests write to, compared with
      before step 4: containerd's shim sockets and ctr's FIFOs under
-     /run/containerd, runc roots and cgroups named chp-*, and failure logs
+     /run/containerd, runc roots, cgroups and private containerds' temp
+     directories (/tmp) named chp-*, and failure logs
      /tmp/chaperone-itest-*.log; what is new is listed ("left behind by the
      tests: ...")
 
@@ -60,7 +61,7 @@ fi
 host_paths() {
     local p
     for p in /run/containerd/fifo/* /run/containerd/s/* /run/containerd/runc/chp-* \
-        /sys/fs/cgroup/chp-* /sys/fs/cgroup/*/chp-* /tmp/chaperone-itest-*.log; do
+        /sys/fs/cgroup/chp-* /sys/fs/cgroup/*/chp-* /tmp/chp-* /tmp/chaperone-itest-*.log; do
         if [ -e "$p" ]; then printf '%s\n' "$p"; fi
     done | sort
 }
