@@ -79,6 +79,56 @@ pub fn shim_dir() -> Option<PathBuf> {
         .then(|| profile_dir.to_owned())
 }
 
+/// The binaries in [`shim_dir`] the tests run.
+const BINARIES: &[&str] = &[
+    SHIM_BINARY,
+    "containerd-shim-runc-v2-chaperone",
+    "chaperone",
+];
+
+/// The first binary in `dir` older than a file it was built from, with that file: one that
+/// `cargo build --workspace` has not rebuilt since its source changed. The files are the ones
+/// cargo's dep-info (`dir/<binary>.d`, written beside the binary) lists, which are the ones
+/// cargo rebuilds it for. Tests run the binaries as files, and `cargo test -p
+/// chaperone-integration` alone does not rebuild them (a path dependency's binaries are not
+/// built for its dependents' tests).
+pub fn stale_binary(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    BINARIES.iter().find_map(|name| {
+        let binary = dir.join(name);
+        let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok()?;
+        let dep_info = std::fs::read_to_string(dir.join(format!("{name}.d"))).ok()?;
+        let newer = dep_info_sources(&dep_info).into_iter().find(|source| {
+            std::fs::metadata(source)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })?;
+        Some((binary, newer))
+    })
+}
+
+/// The prerequisites of a make-style dep-info file (`target: a b\ c`; a space inside a
+/// path is escaped with a backslash).
+fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some((_, sources)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    let (mut paths, mut path) = (Vec::new(), String::new());
+    let mut chars = sources.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => path.extend(chars.next()),
+            ' ' => paths.push(std::mem::take(&mut path)),
+            c => path.push(c),
+        }
+    }
+    paths.push(path);
+    paths
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// The `chaperone` command-line binary built with the running test (next to the shim).
 pub fn cli_binary() -> Option<PathBuf> {
     shim_dir()
@@ -1176,11 +1226,20 @@ pub fn prerequisites() -> Option<PathBuf> {
         return None;
     }
     let shim_dir = shim_dir();
-    require(
+    let shim_dir = require(
         shim_dir.is_some(),
         "the shim binary next to the test (cargo test --workspace builds it)",
     )
-    .then_some(shim_dir)?
+    .then_some(shim_dir)??;
+    if let Some((binary, source)) = stale_binary(&shim_dir) {
+        panic!(
+            "{} is older than {}: the test would run the old code; run `cargo build --workspace` \
+             first (scripts/test.sh does)",
+            binary.display(),
+            source.display()
+        );
+    }
+    Some(shim_dir)
 }
 
 /// A started containerd with the busybox image, or `None` (skipped, loudly; a failure in CI)
@@ -1204,6 +1263,64 @@ impl Drop for Cleanup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_older_than_a_file_its_dep_info_lists_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bin, src) = (dir.path().join("bin"), dir.path().join("my src"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&src).unwrap();
+        let at = |path: &Path, secs: u64| {
+            let file = File::create(path).unwrap();
+            let when = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+            file.set_modified(when).unwrap();
+        };
+        let escaped = |p: PathBuf| p.display().to_string().replace(' ', "\\ ");
+        let (main, lib, other) = (
+            src.join("main.rs"),
+            src.join("lib.rs"),
+            src.join("other.rs"),
+        );
+        at(&main, 1_000);
+        at(&lib, 1_000);
+        at(&other, 3_000);
+        for name in [SHIM_BINARY, "chaperone"] {
+            at(&bin.join(name), 2_000);
+            let line = format!(
+                "{}: {} {}\n",
+                bin.join(name).display(),
+                escaped(main.clone()),
+                escaped(lib.clone())
+            );
+            std::fs::write(bin.join(format!("{name}.d")), line).unwrap();
+        }
+        assert_eq!(
+            stale_binary(&bin),
+            None,
+            "a file the dep-info does not list is not a source"
+        );
+
+        at(&lib, 3_000);
+        assert_eq!(
+            stale_binary(&bin),
+            Some((bin.join(SHIM_BINARY), lib.clone()))
+        );
+        at(&bin.join(SHIM_BINARY), 4_000);
+        assert_eq!(
+            stale_binary(&bin),
+            Some((bin.join("chaperone"), lib.clone()))
+        );
+        at(&bin.join("chaperone"), 4_000);
+        assert_eq!(stale_binary(&bin), None, "both rebuilt");
+
+        std::fs::remove_file(bin.join("chaperone.d")).unwrap();
+        at(&lib, 5_000);
+        assert_eq!(
+            stale_binary(&bin),
+            Some((bin.join(SHIM_BINARY), lib)),
+            "a binary without dep-info is not checked; the others still are"
+        );
+    }
 
     #[test]
     fn ctr_keeps_the_fifos_of_run_start_and_exec_beside_the_socket() {
