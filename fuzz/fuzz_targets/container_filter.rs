@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(filter) = filter else {
         return;
     };
-    assert!(runc_accepts(&filter), "runc would refuse or hang: {filter:?}");
+    assert!(
+        runc_accepts(&filter),
+        "runc would refuse or hang: {filter:?}"
+    );
     assert_eq!(filter.listener_path().as_deref(), Some(listener));
     assert_eq!(filter.default_action(), container.default_action());
     let rules = filter.syscalls().clone().unwrap_or_default();
