@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#chosen[@]} -gt 0 ] || chosen=("${TARGETS[@]}")
 
-ensure_packages "${BUILD_PACKAGES[@]}"
+ensure_packages "${BUILD_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
 require_cargo
 cd "$CHAPERONE_ROOT"
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -10,7 +10,10 @@ Usage: scripts/test.sh [--no-lint] [--help]
 Installs the build packages if missing (root), then runs, in order:
   1. cargo fmt --all --check
   2. cargo clippy --workspace --all-targets -- -D warnings
-  3. scripts/check-crate-graph.sh (the one-way crate graph of DESIGN.md)
+  3. scripts/check-crate-graph.sh (the one-way crate graph of DESIGN.md), and
+     cargo fmt --check and cargo clippy -D warnings of the fuzz targets (fuzz/,
+     a workspace of its own, built into target/fuzz; they are not run here:
+     scripts/fuzz.sh runs them)
   4. cargo test --workspace --no-fail-fast -- --nocapture: unit, property and
      dataset tests, and (as root, with runc and a static busybox, installed
      here) the integration tests that run real containers; every test binary
@@ -25,7 +28,8 @@ Installs the build packages if missing (root), then runs, in order:
 
 Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true they fail,
 and so does a run that leaves something behind.
-The build packages: ${BUILD_PACKAGES[*]}; the test packages: ${TEST_PACKAGES[*]}.
+The build packages: ${BUILD_PACKAGES[*]}; the test packages: ${TEST_PACKAGES[*]};
+for step 3, ${FUZZ_PACKAGES[*]}.
 
   --no-lint   skip steps 1-3
   --help      show this help
@@ -43,7 +47,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+packages=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+if [ "$lint" -eq 1 ]; then packages+=("${FUZZ_PACKAGES[@]}"); fi
+ensure_packages "${packages[@]}"
 require_cargo
 cd "$CHAPERONE_ROOT"
 
@@ -54,6 +60,14 @@ if [ "$lint" -eq 1 ]; then
     cargo clippy --locked --workspace --all-targets -- -D warnings || die "cargo clippy failed"
     log "crate graph"
     scripts/check-crate-graph.sh || die "the crate graph check failed"
+    # Not members of the workspace (cargo-fuzz builds them with unstable flags), so the two
+    # commands above do not see them; checked here so that an API change cannot leave them
+    # broken until the next fuzzing run.
+    log "fuzz targets: cargo fmt --check, cargo clippy"
+    cargo fmt --manifest-path fuzz/Cargo.toml --all --check \
+        || die "cargo fmt --check: the fuzz targets are not formatted (run cargo fmt --manifest-path fuzz/Cargo.toml)"
+    cargo clippy --locked --manifest-path fuzz/Cargo.toml --target-dir target/fuzz --all-targets \
+        -- -D warnings || die "cargo clippy of the fuzz targets failed"
 fi
 
 # What of the host-wide paths the integration tests use exists now, one path a line. A host

@@ -16,6 +16,9 @@ BUILD_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev linux-libc-dev protobuf-
 # bsdutils gives `script`, the terminal the tty tests run ctr on (Essential on Debian: listed
 # so that a trimmed image still gets it).
 TEST_PACKAGES=(python3 runc busybox-static containerd bsdutils)
+# What the fuzz targets (fuzz/) need besides the build packages: libfuzzer-sys compiles
+# libFuzzer, which is C++, in its build script (so `cargo check` of fuzz/ needs it too).
+FUZZ_PACKAGES=(g++)
 
 # Installs the missing Debian packages given as arguments (root only; a no-op when all are there).
 ensure_packages() {
