@@ -57,7 +57,8 @@ enum ProfileCommand {
         /// The profile (image) name.
         profile: String,
         /// off, learn, monitor, enforce or default.
-        mode: String,
+        #[arg(value_parser = store::parse_mode_setting)]
+        mode: store::ModeSetting,
     },
     /// Delete a profile and its history from the store.
     Reset {
@@ -234,7 +235,7 @@ pub fn run_profile(args: &ProfileArgs) -> Result<()> {
     match &args.command {
         ProfileCommand::List { json } => store::print_list(&loc.store()?.list()?, *json),
         ProfileCommand::Show { profile, json } => store::show(loc, profile, *json),
-        ProfileCommand::Mode { profile, mode } => store::set_mode(loc, profile, mode),
+        ProfileCommand::Mode { profile, mode } => store::set_mode(loc, profile, *mode),
         ProfileCommand::Reset { profile } => {
             loc.store()?.reset(profile)?;
             eprintln!("chaperone: profile {profile} deleted");

@@ -249,12 +249,25 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     tiered.map(drop)
 }
 
+/// The `MODE` of `chaperone profile mode KEY MODE`: a mode, or `None` for `default` (the
+/// config's mode applies again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeSetting(pub Option<Mode>);
+
+/// Reads a [`ModeSetting`]; an unknown name is a usage error (exit 2) listing the accepted
+/// ones.
+pub fn parse_mode_setting(s: &str) -> Result<ModeSetting, String> {
+    match s.trim() {
+        "default" => Ok(ModeSetting(None)),
+        m => m
+            .parse::<Mode>()
+            .map(|mode| ModeSetting(Some(mode)))
+            .map_err(|e| format!("{e}, default")),
+    }
+}
+
 /// `chaperone profile mode KEY MODE`: `default` clears the per-image mode.
-pub fn set_mode(loc: &Locations, key: &str, mode: &str) -> Result<()> {
-    let mode = match mode {
-        "default" => None,
-        m => Some(m.parse::<Mode>()?),
-    };
+pub fn set_mode(loc: &Locations, key: &str, ModeSetting(mode): ModeSetting) -> Result<()> {
     loc.store()?.set_mode(key, mode)?;
     eprintln!(
         "chaperone: profile {key}: mode {}",

@@ -88,9 +88,24 @@ fn profile_commands_list_show_mode_export_and_reset() {
     let show: Value =
         serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", &db])).unwrap();
     assert_eq!(show["mode"], "enforce");
+    // A usage error, like every unknown name on the command line.
     let bad = chaperone(&["profile", "mode", "web", "enforcing", "--db", &db]);
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("expected one of: off, learn, monitor, enforce, default"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    ok(&["profile", "mode", "web", "default", "--db", &db]);
+    let show: Value =
+        serde_json::from_str(&ok(&["profile", "show", "web", "--json", "--db", &db])).unwrap();
+    assert_eq!(
+        show["mode"],
+        Value::Null,
+        "default clears the profile's own mode"
+    );
+    ok(&["profile", "mode", "web", "enforce", "--db", &db]);
 
     let oci: Value = serde_json::from_str(&ok(&[
         "profile", "export", "web", "--format", "oci", "--db", &db,
