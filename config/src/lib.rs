@@ -42,6 +42,14 @@ pub enum ConfigError {
         /// Why.
         source: Box<toml::de::Error>,
     },
+    /// A value of the config file is out of range or not a known name.
+    #[error("invalid config file {path}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// Which value and why ([`ConfigError::Invalid`] or [`ConfigError::UnknownName`]).
+        source: Box<ConfigError>,
+    },
     /// A value is syntactically fine but out of range.
     #[error("invalid value for {field}: {reason}")]
     Invalid {
@@ -382,7 +390,10 @@ impl Config {
                 path: path.to_owned(),
                 source,
             },
-            other => other,
+            other => ConfigError::Value {
+                path: path.to_owned(),
+                source: Box::new(other),
+            },
         })
     }
 
@@ -463,6 +474,44 @@ mod tests {
     fn unknown_field_is_an_error() {
         let err = Config::parse("mod = \"learn\"").unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_used_is_named_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let chain = |err: &ConfigError| {
+            let mut text = err.to_string();
+            let mut cause = std::error::Error::source(err);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        };
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(
+            chain(&err).contains(&path.display().to_string()),
+            "{}",
+            chain(&err)
+        );
+        let cases = [
+            ("mdoe = \"learn\"", "mdoe"),
+            ("mode = learn", "mode = learn"),
+            ("[model]\ntarget_far = 0.9", "model.target_far"),
+            ("mode = \"lurn\"", "unknown variant `lurn`"),
+            ("action = \"kil\"", "unknown variant `kil`"),
+        ];
+        for (text, named) in cases {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&path).unwrap_err();
+            let chain = chain(&err);
+            assert!(
+                chain.contains(&path.display().to_string()) && chain.contains(named),
+                "{text:?}: {chain}"
+            );
+        }
     }
 
     #[test]
