@@ -365,6 +365,48 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
     );
 }
 
+/// A malformed chaperone config fails Create, naming the file and what is wrong, and leaves
+/// nothing behind; the shim reads the config at every Create, so fixing the file is enough.
+#[test]
+fn a_malformed_config_fails_create_clearly_until_it_is_fixed() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("badconfig", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let config = ctrd.chaperone_config();
+    let cases = [
+        ("mdoe = \"learn\"\n", "mdoe"),
+        ("[model]\ntarget_far = 7.0\n", "model.target_far"),
+        ("mode = learn\n", "mode = learn"),
+    ];
+    for (extra, named) in cases {
+        ctrd.set_chaperone_config(extra).unwrap();
+        let out = run_rm(&ctrd, CHAPERONE, &[], BUSYBOX_IMAGE, &id, &["true"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} must fail create");
+        assert!(
+            stderr.contains(&config.display().to_string()) && stderr.contains(named),
+            "{extra:?}: the error does not name the file and {named:?}: {stderr}"
+        );
+        assert_host_clean(&ctrd, &id, CHAPERONE);
+        ctrd.remove(&id);
+    }
+
+    ctrd.set_chaperone_config("").unwrap();
+    let out = run_rm(
+        &ctrd,
+        CHAPERONE,
+        &[],
+        BUSYBOX_IMAGE,
+        &id,
+        &["echo", "fixed"],
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("fixed"),
+        "{}",
+        ctrd.explain(format!("after the fix: {out:?}"))
+    );
+}
+
 /// A container whose own seccomp profile has a notify rule but no listener: runc refuses it
 /// ("listenerPath is not set"), and chaperone refuses it at Create, naming the rule, instead of
 /// taking the container's notifications as its own.
