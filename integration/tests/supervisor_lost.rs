@@ -63,6 +63,62 @@ fn a_killed_shim_takes_its_container_down_with_it() {
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 }
 
+/// SIGTERM to a shim (`pkill containerd-shim`, a service manager stopping a unit) is logged
+/// and ignored: the container's supervisor runs in the shim, so ending it would end the
+/// container's tracing. The container runs on, and its task is still served: an exec runs
+/// (traced, in learn mode) and the task stops when asked.
+#[test]
+fn a_shim_ignores_sigterm_and_keeps_serving_its_container() {
+    let Some(ctrd) = setup() else { return };
+    let id = format!("shim-termed-{}", std::process::id());
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.run_sleeping(CHAPERONE, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let pid = task_pid(&ctrd, &id);
+    let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
+    assert_eq!(
+        shims.len(),
+        1,
+        "{}",
+        ctrd.explain(format!("shims: {shims:?}"))
+    );
+    let shim = i32::try_from(shims[0]).unwrap();
+
+    // SAFETY: kill(2) with a pid and a signal number; no memory is passed.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGTERM) }, 0, "kill");
+    wait_for(
+        "the shim to log the SIGTERM it ignores",
+        Duration::from_secs(10),
+        || ctrd.log().contains("SIGTERM ignored").then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(!dead(shims[0]), "the shim ended on SIGTERM");
+    assert!(
+        !dead(pid),
+        "the container ended with the SIGTERM to its shim"
+    );
+
+    let out = ctrd
+        .ctr_ok(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "after-term",
+            &id,
+            "echo",
+            "served",
+        ])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(out.contains("served"), "{out}");
+    ctrd.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the task to stop", Duration::from_secs(30), || {
+        (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(!dead(shims[0]), "the shim serves until its task is deleted");
+}
+
 /// A containerd whose shims fail the supervisor of every container with `failing` in its id,
 /// cannot start one for a container with `threadless` in its id, and start one only at the
 /// second attempt for a container with `retried` in its id.
