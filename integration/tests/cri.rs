@@ -156,6 +156,41 @@ fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
     assert_eq!(containers, [expected("job"), expected("web")]);
 }
 
+/// The file the runtime's options name (`ConfigPath`, which `install-node.sh` sets) is
+/// required: without it the pod fails, naming the file, instead of running on the defaults;
+/// once the file is back, the next pod runs.
+#[test]
+fn a_missing_config_path_file_fails_the_pod_naming_it() {
+    let Some(cri) = start() else { return };
+    let file = cri.containerd.chaperone_config();
+    cri.containerd.set_chaperone_config("").unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let config = cri.pod_config(POD_NAMESPACE, "noconfig", &[]);
+    let refused = expect_refused(
+        cri.run_pod(&config, HANDLER),
+        &format!("cannot read config file {}", file.display()),
+    )
+    .unwrap_or_else(|e| panic!("{}", cri.containerd.explain(format!("{e:#}"))));
+    eprintln!("refused: {refused}");
+    let socket = cri.containerd.socket().display().to_string();
+    wait_for(
+        "the refused pod's shim to exit",
+        Duration::from_secs(10),
+        || {
+            processes_with(&["containerd-shim", "-address", &socket])
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}", cri.containerd.explain(e)));
+
+    cri.containerd.set_chaperone_config("").unwrap();
+    let pod = cri
+        .run_pod(&config, HANDLER)
+        .unwrap_or_else(|e| panic!("{}", cri.containerd.explain(format!("{e:#}"))));
+    let _guard = PodGuard(&cri, pod);
+}
+
 #[test]
 fn an_unknown_runtime_handler_is_refused_as_the_kubelet_sees_it() {
     let Some(cri) = start() else { return };
