@@ -496,6 +496,83 @@ fn an_unusable_store_follows_the_fail_mode() {
     assert!(Path::new(&ctrd.db_path()).exists());
 }
 
+/// Puts a directory where the store `db` was (and removes its WAL files): opening it then
+/// fails, also for root, whom permission bits would not stop.
+fn make_unwritable(db: &Path) -> Result<(), String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", db.display());
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("{file}: {e}"))
+            }
+            _ => {}
+        }
+    }
+    std::fs::create_dir(db).map_err(|e| format!("{}: {e}", db.display()))
+}
+
+/// A store that cannot be written when a container's learning is stored: the failure is
+/// logged with the event count, the container's own run is untouched (its output and exit
+/// code), and only that run's counts are lost: once the store is usable again, the next
+/// container learns into it.
+#[test]
+fn a_store_unwritable_at_the_flush_loses_that_run_only() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("unwritable-{}", std::process::id());
+    let id = format!("{key}-1");
+    // The container ends when the test creates /gate/go, after it has broken the store.
+    let gate = ctrd.dir().join("gate-unwritable");
+    std::fs::create_dir_all(&gate).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/gate,options=rbind:rw",
+        gate.display()
+    );
+    let out = std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            run(
+                &ctrd,
+                &id,
+                &[("chaperone.io/profile", &key)],
+                &["--mount", &mount],
+                "while [ ! -e /gate/go ]; do sleep 0.1; done; echo done",
+            )
+        });
+        // Create reads the store: it is broken only once the container runs.
+        let broken = wait_for("the container to run", Duration::from_secs(30), || {
+            (ctrd.task_status(&id).as_deref() == Some("RUNNING")).then_some(())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|()| make_unwritable(&ctrd.db_path()));
+        // Let the container end in any case, so the thread ends.
+        std::fs::write(gate.join("go"), b"").unwrap();
+        let out = running.join().unwrap();
+        broken.unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        out
+    });
+    expect_exit(&ctrd, &out, 0);
+    expect_stdout(&out, "done");
+    let log = ctrd.log();
+    let logged = log
+        .lines()
+        .any(|l| l.contains("cannot store what the container learned") && l.contains(&id));
+    assert!(
+        logged,
+        "{}",
+        ctrd.explain("the lost flush is not in the log")
+    );
+
+    std::fs::remove_dir(ctrd.db_path()).unwrap();
+    let next = format!("{key}-2");
+    let out = run(&ctrd, &next, &[("chaperone.io/profile", &key)], &[], BENIGN);
+    expect_exit(&ctrd, &out, 0);
+    let s = summary(&ctrd, &key);
+    assert_eq!(
+        s.containers, 1,
+        "only the run after the repair is stored: {s:?}"
+    );
+    assert!(s.events > 50, "{s:?}");
+}
+
 #[test]
 fn pause_freezes_the_container_until_it_is_resumed() {
     let Some(ctrd) = setup() else { return };
