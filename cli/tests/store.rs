@@ -224,6 +224,7 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     };
     // Two malformed lines, one of them not even UTF-8: each is skipped with a warning.
     let mut text = format!("{}\nnot json\n", alert("aaaa", "c1")).into_bytes();
+    let offsets = [alert("aaaa", "c1").len() + 1, text.len()];
     text.extend_from_slice(b"\xff\xfe{\"time\"\n");
     text.extend_from_slice(format!("{}\n", alert("bbbb", "c2")).as_bytes());
     std::fs::write(&log, text).unwrap();
@@ -239,6 +240,12 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         2,
         "{warned}"
     );
+    for offset in offsets {
+        assert!(
+            warned.contains(&format!("malformed alert line at byte {offset}\n")),
+            "{warned}"
+        );
+    }
     assert!(table.contains("aaaa") && table.contains("connect") && table.contains("kill"));
     let only = ok(&["alerts", "--file", log, "--json", "--container", "c2"]);
     let v: Value = serde_json::from_str(only.trim()).unwrap();
@@ -251,7 +258,8 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         .unwrap();
     let connect = sym_of("connect").unwrap();
     assert!(!before.counts.alphabet().contains(&connect));
-    ok(&["alerts", "allow", "aaaa", "--file", log, "--db", &db]);
+    // The alert after the malformed lines: they are looked past.
+    ok(&["alerts", "allow", "bbbb", "--file", log, "--db", &db]);
     let after = Store::open(Path::new(&db))
         .unwrap()
         .load("web")
@@ -277,6 +285,34 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         stderr.contains(dir) && stderr.contains("a directory"),
         "{stderr}"
     );
+}
+
+/// A store that is not one: every command that reads it exits 1 with the file and
+/// `move it aside`, and none writes to it.
+#[test]
+fn a_corrupt_store_is_an_error_and_left_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("profiles.db");
+    let garbage = vec![0x5a_u8; 8192];
+    std::fs::write(&db, &garbage).unwrap();
+    let db = db.to_str().unwrap();
+    for args in [
+        &["profile", "list"][..],
+        &["profile", "show", "web"],
+        &["profile", "mode", "web", "enforce"],
+        &["profile", "reset", "web"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--db", db]);
+        let out = chaperone(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(db) && stderr.contains("corrupt") && stderr.contains("move it aside"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(std::fs::read(db).unwrap(), garbage, "{args:?} wrote to it");
+    }
 }
 
 #[test]
