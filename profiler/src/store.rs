@@ -1119,6 +1119,13 @@ mod tests {
             .unwrap();
         let err = store.runs("img").unwrap_err();
         assert!(matches!(err, StoreError::Model { .. }), "{err:?}");
+        assert!(err.to_string().contains("img"), "names the profile: {err}");
+
+        // `chaperone profile reset` clears it: the profile learns afresh.
+        store.reset("img").unwrap();
+        assert!(store.runs("img").unwrap().is_empty());
+        store.merge("img", &learning(&[1, 2], &[]), None).unwrap();
+        assert_eq!(store.runs("img").unwrap().len(), 1);
     }
 
     #[test]
