@@ -387,6 +387,65 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_alerts_is_limited_unless_the_verdict_acts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Arc::new(Config {
+            alerts_path: tmp.path().join("alerts.jsonl"),
+            ..Config::default()
+        });
+        let lines = || -> Vec<Value> {
+            std::fs::read_to_string(&config.alerts_path)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let responder = |mode, action| {
+            let plan = Plan {
+                mode,
+                action,
+                ..Plan::fixed("c1", "web", mode, Arc::clone(&config))
+            };
+            ShimResponder::new(Arc::new(plan), None, 7, 7, None)
+        };
+        let d = deviation("connect", true);
+
+        // Monitor: the first alert is written, the rest of the interval's are counted, and
+        // the first alert after the interval carries that count.
+        let mut monitor = responder(Mode::Monitor, Action::Alert);
+        monitor.limit = RateLimit::new(Duration::from_millis(50));
+        assert_eq!(monitor.on_deviation(&d), Verdict::Continue);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut calls = 1_u64;
+        while lines().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no second alert");
+            assert_eq!(monitor.on_deviation(&d), Verdict::Continue);
+            calls += 1;
+        }
+        let written = lines();
+        assert_eq!(written.len(), 2);
+        assert_eq!(written[0]["output_fields"]["chaperone.suppressed"], 0);
+        assert_eq!(
+            written[1]["output_fields"]["chaperone.suppressed"],
+            calls - 2,
+            "every call between the two written alerts was counted"
+        );
+        assert_eq!(monitor.deviations, calls);
+
+        // Enforce with an acting verdict: every alert is written, within one interval too.
+        let mut enforce = responder(Mode::Enforce, Action::Kill);
+        enforce.limit = RateLimit::new(Duration::from_secs(3600));
+        for _ in 0..5 {
+            assert_eq!(enforce.on_deviation(&d), Verdict::KillContainer);
+        }
+        let written = lines();
+        assert_eq!(written.len(), 2 + 5);
+        assert!(written[2..]
+            .iter()
+            .all(|a| a["output_fields"]["chaperone.action"] == "kill"));
+    }
+
+    #[test]
     fn alerts_are_falco_output_lines() {
         let mut config = Config::default();
         let tmp = tempfile::tempdir().unwrap();
