@@ -539,6 +539,41 @@ mod tests {
         bytes
     }
 
+    /// A terminal or stdin cannot go with a file or binary log: Unimplemented, before anything
+    /// is opened or started.
+    #[tokio::test]
+    async fn a_file_or_binary_log_takes_no_terminal_and_no_stdin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("out.log");
+        let logger = tmp.path().join("logger");
+        let uris = [
+            format!("file://{}", log.display()),
+            format!("binary://{}", logger.display()),
+        ];
+        for uri in &uris {
+            for (terminal, stdin, says) in [
+                (true, "", "a terminal together with"),
+                (false, "/run/fifo/stdin", "stdin together with"),
+            ] {
+                let stdio = Stdio {
+                    stdin: stdin.into(),
+                    stdout: uri.clone(),
+                    stderr: uri.clone(),
+                    terminal,
+                };
+                let Err(err) = io_of(&stdio, tmp.path(), ("ns", "c1")).await else {
+                    panic!("{uri} with terminal {terminal}, stdin {stdin:?} was accepted");
+                };
+                assert!(
+                    matches!(err, ShimError::Unimplemented { .. })
+                        && err.to_string().contains(says),
+                    "{uri}: {err}"
+                );
+            }
+        }
+        assert!(!log.exists(), "the log file was opened");
+    }
+
     #[test]
     fn cri_runtime_options_name_the_config_file() {
         let req = request(
@@ -568,7 +603,12 @@ mod tests {
             ("/run/other", None)
         );
         let garbage = request("runtimeoptions.v1.Options", vec![0x12, 0xff, 0x01]);
-        options_of(&garbage).unwrap_err();
+        let err = options_of(&garbage).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot decode or encode the CRI runtime options of the create request"),
+            "{err}"
+        );
         let other = request("example.v1.Options", vec![1, 2, 3]);
         assert_eq!(options_of(&other).unwrap().runc, Options::default());
     }
