@@ -543,10 +543,15 @@ mod tests {
             json!({"annotations": {PROFILE_ANNOTATION: "img", MODE_ANNOTATION: "enforce"}});
         let err = Plan::resolve(&enforce, "c1", Arc::clone(&cfg), None).unwrap_err();
         assert!(matches!(err, ShimError::NotLearned { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "chaperone mode enforce needs a learned profile, but profile \"img\" does not exist"
+        );
 
         // Two learned containers give a model and calibration data; the store's mode applies.
+        // After the first, there is a model but nothing held out to calibrate it on.
         let store = Store::open(&cfg.db_path).unwrap();
-        for maxima in [vec![], vec![0.5_f32, 0.7]] {
+        for (n, maxima) in [vec![], vec![0.5_f32, 0.7]].into_iter().enumerate() {
             let mut counts = NgramCounts::new(3).unwrap();
             counts.learn_sequence(&[1, 2, 3, 1, 2, 3]);
             let learning = Learning {
@@ -557,6 +562,17 @@ mod tests {
                 workload: None,
             };
             store.merge("img", &learning, None).unwrap();
+            let resolved = Plan::resolve(&enforce, "c1", Arc::clone(&cfg), None);
+            match (n, resolved) {
+                (0, Err(err)) => assert!(
+                    err.to_string().ends_with(
+                        "profile \"img\" has no calibration data (learn at least two containers)"
+                    ),
+                    "{err}"
+                ),
+                (1, Ok(plan)) => assert_eq!(plan.mode, Mode::Enforce),
+                (n, other) => panic!("after {} container(s): {other:?}", n + 1),
+            }
         }
         let plan = Plan::resolve(&plain, "c1", Arc::clone(&cfg), None).unwrap();
         assert!(matches!(plan.model, Model::Reference(_)));
