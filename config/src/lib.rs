@@ -559,7 +559,11 @@ mod tests {
         let c = Config::parse("alerts_webhook = \"http://127.0.0.1:2801/\"").unwrap();
         assert_eq!(c.alerts_webhook.as_deref(), Some("http://127.0.0.1:2801/"));
         let err = Config::parse("alerts_webhook = \"https://x/\"").unwrap_err();
-        assert!(err.to_string().contains("alerts_webhook"), "{err}");
+        assert!(
+            err.to_string().contains("alerts_webhook")
+                && err.to_string().contains("https is not supported"),
+            "names the field and why: {err}"
+        );
     }
 
     #[test]
