@@ -228,12 +228,18 @@ fn a_learned_profile_kills_the_deviating_container_and_passes_the_benign_one() {
 }
 
 /// The alert log cannot take the alert (here a directory stands where it should be): the
-/// verdict is carried out all the same, and containerd's log has the failure and the alert.
+/// verdict is carried out all the same, containerd's log has the failure and the alert, and
+/// the webhook still gets it.
 #[test]
 fn an_alert_log_that_cannot_be_written_does_not_stop_the_verdict() {
     let Some(ctrd) = setup() else { return };
     let key = format!("nolog-{}", std::process::id());
     learn(&ctrd, &key);
+    let (port, posted) = webhook_receiver();
+    ctrd.set_chaperone_config(&format!(
+        "alerts_webhook = \"http://127.0.0.1:{port}/falco\"\n"
+    ))
+    .unwrap();
     std::fs::create_dir_all(ctrd.alerts_path()).unwrap();
 
     let attack = format!("{key}-attack");
@@ -252,6 +258,18 @@ fn an_alert_log_that_cannot_be_written_does_not_stop_the_verdict() {
         "{}",
         ctrd.explain("the failed write and the alert in the log")
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match posted.recv_timeout(left) {
+            Ok(a) if a["output_fields"]["container.id"] == attack.as_str() => {
+                assert_eq!(a["output_fields"]["chaperone.action"], "kill", "{a}");
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("{}", ctrd.explain("the webhook got no alert")),
+        }
+    }
 }
 
 #[test]
