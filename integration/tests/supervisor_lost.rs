@@ -32,35 +32,42 @@ fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
 #[test]
 fn a_killed_shim_takes_its_container_down_with_it() {
     let Some(ctrd) = setup() else { return };
-    let id = format!("shim-killed-{}", std::process::id());
-    let _cleanup = Cleanup(&ctrd, id.clone());
-    ctrd.run_sleeping(CHAPERONE, &id)
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    let pid = task_pid(&ctrd, &id);
-    let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
-    assert_eq!(
-        shims.len(),
-        1,
-        "{}",
-        ctrd.explain(format!("shims: {shims:?}"))
-    );
-    assert!(!dead(pid), "the container runs before the shim is killed");
+    // Whatever the fail mode: "open" keeps a container running when its supervisor fails
+    // inside a live shim, but no one is left to answer it once the shim is gone.
+    for fail_mode in ["closed", "open"] {
+        ctrd.set_chaperone_config(&format!("fail_mode = \"{fail_mode}\"\n"))
+            .unwrap();
+        let id = format!("shim-killed-{fail_mode}-{}", std::process::id());
+        let _cleanup = Cleanup(&ctrd, id.clone());
+        ctrd.run_sleeping(CHAPERONE, &id)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        let pid = task_pid(&ctrd, &id);
+        let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
+        assert_eq!(
+            shims.len(),
+            1,
+            "{}",
+            ctrd.explain(format!("shims: {shims:?}"))
+        );
+        assert!(!dead(pid), "the container runs before the shim is killed");
 
-    ctrd.kill_shim(&id, shims[0])
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+        ctrd.kill_shim(&id, shims[0])
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
 
-    // containerd sees its shim gone and runs the shim's delete action (runc delete --force):
-    // the container's process is killed, not left sleeping under a closed notify fd.
-    wait_for(
-        "the container's process to die",
-        Duration::from_secs(30),
-        || dead(pid).then_some(()),
-    )
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    wait_for("the task to stop", Duration::from_secs(30), || {
-        (ctrd.task_status(&id).as_deref() != Some("RUNNING")).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        // containerd sees its shim gone and runs the shim's delete action (runc delete
+        // --force): the container's process is killed, not left sleeping under a closed
+        // notify fd.
+        wait_for(
+            "the container's process to die",
+            Duration::from_secs(30),
+            || dead(pid).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(e)));
+        wait_for("the task to stop", Duration::from_secs(30), || {
+            (ctrd.task_status(&id).as_deref() != Some("RUNNING")).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(e)));
+    }
 }
 
 /// SIGTERM to a shim (`pkill containerd-shim`, a service manager stopping a unit) is logged
