@@ -208,8 +208,22 @@ fn metrics_and_update(runtime: &str) {
     // keeps running with the limit it had.
     let refused = update(&ctrd, &id, br#"{"memory":{"limit":1}}"#).unwrap_err();
     eprintln!("a 1-byte limit: {refused}");
+    assert!(
+        refused
+            .message()
+            .contains("unable to set memory limit to 1"),
+        "runc's reason: {refused}"
+    );
     let garbage = update(&ctrd, &id, b"{not json").unwrap_err();
     eprintln!("garbage: {garbage}");
+    // runc-v2 answers Unknown with Go's JSON error; chaperone says what the bytes should be.
+    if runtime == CHAPERONE {
+        assert_eq!(garbage.code(), tonic::Code::InvalidArgument, "{garbage}");
+        assert!(
+            garbage.message().contains("invalid OCI LinuxResources"),
+            "{garbage}"
+        );
+    }
     assert_eq!(ctrd.task_status(&id).as_deref(), Some("RUNNING"));
     assert_eq!(host_memory_limit(&ctrd, &id), new_limit);
 }
