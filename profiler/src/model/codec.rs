@@ -270,7 +270,15 @@ pub(crate) mod tests {
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(matches!(decode(&extra), Err(ModelError::Corrupt { .. })));
+        let err = decode(&extra).unwrap_err();
+        assert!(
+            matches!(err, ModelError::Corrupt { offset, .. } if offset == bytes.len()),
+            "the byte after the model: {err:?}"
+        );
+        assert!(
+            err.to_string().contains(&format!("byte {}", bytes.len())),
+            "the message gives the offset: {err}"
+        );
     }
 
     #[test]
