@@ -633,6 +633,17 @@ mod tests {
                 .threshold(),
             f32::MAX
         );
+
+        // At that threshold a scrambled order deviates no window; a never-learned syscall
+        // still deviates.
+        let mut d = Detect::new(Arc::clone(detect().scorer()), f32::MAX).unwrap();
+        let mut t = d.begin_thread();
+        for i in 0..4 * WINDOW {
+            let s = [3, 3, 2, 2, 1, 1][i % 6];
+            assert!(d.on_event(&mut t, &event(Some(s))).is_none(), "event {i}");
+        }
+        let dev = d.on_event(&mut t, &event(Some(9))).expect("never learned");
+        assert!(dev.novel);
     }
 
     /// A repeat the profile expects moves the thread on; a surprising one is the restart even
