@@ -192,6 +192,25 @@ mod tests {
         assert_eq!(body, r#"{"output":"x"}"#);
     }
 
+    /// A server that takes the connection and never answers: the delivery gives up after
+    /// its timeout (the sender thread then takes the next alert).
+    #[test]
+    fn a_server_that_never_answers_is_an_error_after_the_timeout() {
+        // Connections queue in the listener's backlog; nothing accepts or reads them.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let started = std::time::Instant::now();
+        let err = deliver(&url, b"{}").unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            took >= TIMEOUT.mul_f32(0.9),
+            "it waited for the answer: {took:?}: {err}"
+        );
+        assert!(took < TIMEOUT * 3, "not a hang: {took:?}");
+        drop(listener);
+    }
+
     #[test]
     fn nobody_listening_is_an_error_not_a_hang() {
         let port = TcpListener::bind("127.0.0.1:0")
