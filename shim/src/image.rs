@@ -190,6 +190,26 @@ mod tests {
         assert!(err.to_string().contains("nope.sock"), "{err}");
     }
 
+    /// A socket that takes the connection and never answers (a containerd that hangs): the
+    /// lookup gives up after [`LOOKUP_TIMEOUT`].
+    #[tokio::test]
+    async fn a_containerd_that_never_answers_is_a_timeout_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        // Connections wait in the backlog; nothing accepts or answers them.
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let images = Images::new(path.to_str().unwrap(), "default");
+        let started = std::time::Instant::now();
+        let err = images.of_container("c1").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, ImageError::Timeout), "{err:?}");
+        assert!(
+            took >= LOOKUP_TIMEOUT.mul_f32(0.9) && took < LOOKUP_TIMEOUT * 3,
+            "{took:?}"
+        );
+        drop(listener);
+    }
+
     #[test]
     fn a_namespace_that_is_no_header_is_refused() {
         let images = Images::new("/run/c.sock", "bad\nnamespace");
