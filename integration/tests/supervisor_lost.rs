@@ -29,6 +29,21 @@ fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
         .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("no pid for {id} in {listed}"))))
 }
 
+/// Runs a sleeping container `id` under chaperone: the pids of its init and of its shim.
+fn run_sleeping(ctrd: &Containerd, id: &str) -> (u32, u32) {
+    ctrd.run_sleeping(CHAPERONE, id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let pid = task_pid(ctrd, id);
+    let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", id]);
+    assert_eq!(
+        shims.len(),
+        1,
+        "{}",
+        ctrd.explain(format!("shims: {shims:?}"))
+    );
+    (pid, shims[0])
+}
+
 #[test]
 fn a_killed_shim_takes_its_container_down_with_it() {
     let Some(ctrd) = setup() else { return };
@@ -39,19 +54,10 @@ fn a_killed_shim_takes_its_container_down_with_it() {
             .unwrap();
         let id = format!("shim-killed-{fail_mode}-{}", std::process::id());
         let _cleanup = Cleanup(&ctrd, id.clone());
-        ctrd.run_sleeping(CHAPERONE, &id)
-            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-        let pid = task_pid(&ctrd, &id);
-        let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
-        assert_eq!(
-            shims.len(),
-            1,
-            "{}",
-            ctrd.explain(format!("shims: {shims:?}"))
-        );
+        let (pid, shim) = run_sleeping(&ctrd, &id);
         assert!(!dead(pid), "the container runs before the shim is killed");
 
-        ctrd.kill_shim(&id, shims[0])
+        ctrd.kill_shim(&id, shim)
             .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
 
         // containerd sees its shim gone and runs the shim's delete action (runc delete
@@ -79,27 +85,18 @@ fn a_shim_ignores_sigterm_and_keeps_serving_its_container() {
     let Some(ctrd) = setup() else { return };
     let id = format!("shim-termed-{}", std::process::id());
     let _cleanup = Cleanup(&ctrd, id.clone());
-    ctrd.run_sleeping(CHAPERONE, &id)
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    let pid = task_pid(&ctrd, &id);
-    let shims = processes_with(&["containerd-shim-chaperone-v2", "-id", &id]);
-    assert_eq!(
-        shims.len(),
-        1,
-        "{}",
-        ctrd.explain(format!("shims: {shims:?}"))
-    );
-    let shim = i32::try_from(shims[0]).unwrap();
+    let (pid, shim) = run_sleeping(&ctrd, &id);
 
     // SAFETY: kill(2) with a pid and a signal number; no memory is passed.
-    assert_eq!(unsafe { libc::kill(shim, libc::SIGTERM) }, 0, "kill");
+    let killed = unsafe { libc::kill(i32::try_from(shim).unwrap(), libc::SIGTERM) };
+    assert_eq!(killed, 0, "kill");
     wait_for(
         "the shim to log the SIGTERM it ignores",
         Duration::from_secs(10),
         || ctrd.log().contains("SIGTERM ignored").then_some(()),
     )
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    assert!(!dead(shims[0]), "the shim ended on SIGTERM");
+    assert!(!dead(shim), "the shim ended on SIGTERM");
     assert!(
         !dead(pid),
         "the container ended with the SIGTERM to its shim"
@@ -123,7 +120,7 @@ fn a_shim_ignores_sigterm_and_keeps_serving_its_container() {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    assert!(!dead(shims[0]), "the shim serves until its task is deleted");
+    assert!(!dead(shim), "the shim serves until its task is deleted");
 }
 
 /// A containerd whose shims fail the supervisor of every container with `failing` in its id,
