@@ -283,6 +283,62 @@ mod tests {
             .unwrap();
     }
 
+    /// Writes to `fd` (made non-blocking) until it would block, letting the runtime's other
+    /// tasks run between rounds, until five rounds in a row take nothing; the bytes taken.
+    async fn fill(fd: &OwnedFd) -> usize {
+        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+        let chunk = [b'x'; 4096];
+        let (mut total, mut idle) = (0, 0);
+        while idle < 5 {
+            let before = total;
+            while let Ok(n) = nix::unistd::write(fd, &chunk) {
+                total += n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            idle = if total == before { idle + 1 } else { 0 };
+        }
+        total
+    }
+
+    /// A terminal client that stops reading: the container's writes stop once the FIFO and
+    /// the pty are full, and the shim holds no more than one read of 32 KiB meanwhile.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_blocks_the_writer_and_the_shim_buffers_one_read() {
+        let unread = nix::pty::openpty(None, None).unwrap();
+        let pty_capacity = fill(&unread.slave).await;
+        assert!(pty_capacity > 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifo(dir.path(), "out"),
+            stderr: String::new(),
+            terminal: true,
+        };
+        let fifo_capacity = {
+            let fd = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&stdio.stdout)
+                .unwrap();
+            usize::try_from(fcntl(&fd, FcntlArg::F_GETPIPE_SZ).unwrap()).unwrap()
+        };
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (_console, _drained) = Console::start(pty.master, &stdio).unwrap();
+        // Nobody reads the FIFO: it fills, then the pty, then the container's writes stop.
+        let taken = fill(&pty.slave).await;
+        assert!(
+            taken > fifo_capacity,
+            "the copy ran: {taken} bytes taken, FIFO {fifo_capacity}"
+        );
+        assert!(
+            taken <= fifo_capacity + pty_capacity + 32 * 1024,
+            "{taken} bytes taken: more than the FIFO ({fifo_capacity}), the pty \
+             ({pty_capacity}) and one read (32 KiB) hold"
+        );
+    }
+
     #[tokio::test]
     async fn a_console_socket_receives_the_master_and_cleans_up() {
         let socket = ConsoleSocket::new().unwrap();
