@@ -365,6 +365,41 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
     );
 }
 
+/// runc failing a request (here Create, for a command the image does not have): ctr gets
+/// runc's reason, and the shim logs the failed request with its verb and the whole chain,
+/// which containerd's own log does not keep.
+#[test]
+fn a_request_runc_fails_is_reported_and_logged_with_its_verb() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("runcfails", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = run_rm(
+        &ctrd,
+        CHAPERONE,
+        &[],
+        BUSYBOX_IMAGE,
+        &id,
+        &["/no/such/program"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a missing program must fail");
+    assert!(
+        stderr.contains("/no/such/program"),
+        "runc's reason: {stderr}"
+    );
+    let logged = ctrd.log().lines().any(|l| {
+        l.contains("request failed")
+            && l.contains("request=\"create\"")
+            && l.contains("/no/such/program")
+    });
+    assert!(
+        logged,
+        "{}",
+        ctrd.explain("the failed Create is not in the log")
+    );
+    assert_host_clean(&ctrd, &id, CHAPERONE);
+}
+
 /// A malformed chaperone config fails Create, naming the file and what is wrong, and leaves
 /// nothing behind; the shim reads the config at every Create, so fixing the file is enough.
 #[test]
