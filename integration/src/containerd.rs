@@ -3,10 +3,12 @@
 //! Everything is killed, unmounted and removed on drop, also when the test fails.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -1257,6 +1259,94 @@ pub struct Cleanup<'a>(pub &'a Containerd, pub String);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         self.0.remove(&self.1);
+    }
+}
+
+/// A live `ctr events` subscription of one containerd: the event lines it has printed. Ended
+/// (and its probe containers removed) on drop.
+#[derive(Debug)]
+pub struct Events<'a> {
+    ctr: Child,
+    seen: Arc<Mutex<Vec<String>>>,
+    probes: Vec<Cleanup<'a>>,
+}
+
+impl<'a> Events<'a> {
+    /// Subscribes to `ctrd`'s events and returns once the subscription is live: once it has
+    /// reported a container created for the purpose (`TAG-probeN`). A container created before
+    /// `ctr events` subscribed is never reported (seen in CI under load), so a new probe is
+    /// created each second until one is.
+    pub fn subscribe(ctrd: &'a Containerd, tag: &str) -> Result<Self> {
+        let mut ctr = ctrd
+            .ctr_command(&["events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("ctr events")?;
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stdout = ctr.stdout.take().context("ctr events' stdout")?;
+        let lines = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout)
+                .lines()
+                .map_while(std::io::Result::ok)
+            {
+                lines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
+            }
+        });
+        let mut events = Self {
+            ctr,
+            seen,
+            probes: Vec::new(),
+        };
+        let mut polls = 0_u32;
+        wait_for("ctr events to subscribe", Duration::from_secs(20), || {
+            if polls.is_multiple_of(20) {
+                let probe = format!("{tag}-probe{}", events.probes.len());
+                ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
+                    .ok()?;
+                events.probes.push(Cleanup(ctrd, probe));
+            }
+            polls += 1;
+            let probes = &events.probes;
+            events
+                .find(|l| {
+                    l.contains("/containers/create") && probes.iter().any(|p| l.contains(&p.1))
+                })
+                .map(drop)
+        })?;
+        Ok(events)
+    }
+
+    /// The first event line so far that `matches`.
+    pub fn find(&self, matches: impl Fn(&str) -> bool) -> Option<String> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.iter().find(|l| matches(l)).cloned()
+    }
+
+    /// Waits up to `timeout` for an event line that `matches` (`what` names it in the error,
+    /// which lists the events seen).
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        wait_for(what, timeout, || self.find(&matches)).with_context(|| {
+            let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            format!("events: {seen:#?}")
+        })
+    }
+}
+
+impl Drop for Events<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctr.kill();
+        let _ = self.ctr.wait();
     }
 }
 

@@ -11,30 +11,18 @@
 // Integration tests are their own crate: no test module, and they report to the terminal.
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    output_once_printed, setup, wait_for, Cleanup, Containerd, Exchange, BUSYBOX_IMAGE, CHAPERONE,
-    RUNC_V2,
+    output_once_printed, setup, wait_for, Cleanup, Containerd, Events, Exchange, BUSYBOX_IMAGE,
+    CHAPERONE, RUNC_V2,
 };
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
     let short = if runtime == CHAPERONE { "chp" } else { "runc" };
     format!("{test}-{short}-{}", std::process::id())
-}
-
-/// A child process killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs `ctr ARGS` on a terminal of `rows` x `cols` (util-linux `script` makes it), as a user
@@ -321,47 +309,7 @@ fn out_of_memory(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("oom", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut events = Reaped(
-        ctrd.ctr_command(&["events"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ctr events runs"),
-    );
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    {
-        let seen = Arc::clone(&seen);
-        let stdout = events.0.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                seen.lock().unwrap().push(line);
-            }
-        });
-    }
-    // The subscription is live once it reports an event: a container created for the purpose.
-    // One created before `ctr events` subscribed is never reported (seen in CI under load), so
-    // a new probe is created each second until one is.
-    let mut probes: Vec<Cleanup<'_>> = Vec::new();
-    let mut polls = 0_u32;
-    wait_for("ctr events to subscribe", Duration::from_secs(20), || {
-        if polls.is_multiple_of(20) {
-            let probe = format!("{id}-probe{}", probes.len());
-            ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
-                .unwrap();
-            probes.push(Cleanup(&ctrd, probe));
-        }
-        polls += 1;
-        let seen = seen.lock().unwrap();
-        probes
-            .iter()
-            .any(|p| {
-                seen.iter()
-                    .any(|l| l.contains("/containers/create") && l.contains(&p.1))
-            })
-            .then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 
     // `tail` keeps a line that never ends in memory: it grows until the OOM killer acts. It
     // starts once /go exists, made after `ctr run -d` returned: the stock shim watches for OOM
@@ -384,31 +332,20 @@ fn out_of_memory(runtime: &str) {
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     ctrd.ctr_ok(&["tasks", "exec", "--exec-id", "go", &id, "mkdir", "/go"])
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    let oom = wait_for("a TaskOOM event", Duration::from_secs(60), || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("/tasks/oom") && l.contains(&id))
-            .cloned()
-    })
-    .unwrap_or_else(|e| panic!("{}\nevents: {:#?}", ctrd.explain(e), seen.lock().unwrap()));
+    let oom = events
+        .wait_for("a TaskOOM event", Duration::from_secs(60), |l| {
+            l.contains("/tasks/oom") && l.contains(&id)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     eprintln!("{oom}");
     // Init's exit, not the `mkdir` exec's: init's process id is the container's.
     let init = format!(r#""id":"{id}""#);
-    let exit = wait_for(
-        "the OOM-killed task's exit",
-        Duration::from_secs(30),
-        || {
-            seen.lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains("/tasks/exit") && l.contains(&init))
-                .cloned()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{}\nevents: {:#?}", ctrd.explain(e), seen.lock().unwrap()));
+    let exit = events
+        .wait_for("the OOM-killed task's exit", Duration::from_secs(30), |l| {
+            l.contains("/tasks/exit") && l.contains(&init)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert!(exit.contains(r#""exit_status":137"#), "{exit}");
-    drop(events);
 }
 
 #[test]
