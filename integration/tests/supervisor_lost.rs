@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, BUSYBOX_IMAGE,
-    CHAPERONE,
+    dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, Events,
+    BUSYBOX_IMAGE, CHAPERONE,
 };
 use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV, SPAWN_ONCE_FAULT_ENV};
 
@@ -54,6 +54,8 @@ fn a_killed_shim_takes_its_container_down_with_it() {
             .unwrap();
         let id = format!("shim-killed-{fail_mode}-{}", std::process::id());
         let _cleanup = Cleanup(&ctrd, id.clone());
+        let events = Events::subscribe(&ctrd, &id)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
         let (pid, shim) = run_sleeping(&ctrd, &id);
         assert!(!dead(pid), "the container runs before the shim is killed");
 
@@ -73,6 +75,14 @@ fn a_killed_shim_takes_its_container_down_with_it() {
             (ctrd.task_status(&id).as_deref() != Some("RUNNING")).then_some(())
         })
         .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(e)));
+        // containerd reports the exit of a task whose shim died as killed.
+        let init = format!(r#""id":"{id}""#);
+        let exit = events
+            .wait_for("the task's exit event", Duration::from_secs(30), |l| {
+                l.contains("/tasks/exit") && l.contains(&init)
+            })
+            .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(format!("{e:#}"))));
+        assert!(exit.contains(r#""exit_status":137"#), "{fail_mode}: {exit}");
     }
 }
 
