@@ -1328,6 +1328,15 @@ impl<'a> Events<'a> {
         seen.iter().find(|l| matches(l)).cloned()
     }
 
+    /// Waits up to `timeout` for the exit event of container `id`'s init (not an exec's, whose
+    /// event carries the exec's id): the event line.
+    pub fn init_exit(&self, id: &str, timeout: Duration) -> Result<String> {
+        let init = format!(r#""id":"{id}""#);
+        self.wait_for(&format!("the exit of {id}'s init"), timeout, |l| {
+            l.contains("/tasks/exit") && l.contains(&init)
+        })
+    }
+
     /// Waits up to `timeout` for an event line that `matches` (`what` names it in the error,
     /// which lists the events seen).
     pub fn wait_for(

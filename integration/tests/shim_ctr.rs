@@ -340,28 +340,38 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
 
     let bad = container_id("bad", CHAPERONE);
     let _cleanup_bad = Cleanup(&ctrd, bad.clone());
-    let out = run_rm(
+    let stderr = create_fails(
         &ctrd,
-        CHAPERONE,
         &["--annotation", "chaperone.io/mode=lurn"],
-        BUSYBOX_IMAGE,
         &bad,
         &["true"],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a bad mode must fail create");
     assert!(
         stderr.contains("chaperone.io/mode=\"lurn\"") && stderr.contains("expected one of"),
         "unclear error: {stderr}"
     );
     // containerd logs nothing of a shim's refusal: the shim's own line is the node's trace.
+    assert_failed_create_logged(&ctrd, "lurn");
+}
+
+/// `ctr run --rm` of busybox running `cmd` under chaperone with `extra` options, which must
+/// fail: its stderr.
+fn create_fails(ctrd: &Containerd, extra: &[&str], id: &str, cmd: &[&str]) -> String {
+    let out = run_rm(ctrd, CHAPERONE, extra, BUSYBOX_IMAGE, id, cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{extra:?} {cmd:?} ran: {stderr}");
+    stderr
+}
+
+/// Fails unless containerd's log has the shim's line for a failed Create mentioning `what`.
+fn assert_failed_create_logged(ctrd: &Containerd, what: &str) {
     let logged = ctrd.log().lines().any(|l| {
-        l.contains("request failed") && l.contains("request=\"create\"") && l.contains("lurn")
+        l.contains("request failed") && l.contains("request=\"create\"") && l.contains(what)
     });
     assert!(
         logged,
         "{}",
-        ctrd.explain("the failed Create is not in the log")
+        ctrd.explain(format!("the failed Create ({what}) is not in the log"))
     );
 }
 
@@ -373,30 +383,12 @@ fn a_request_runc_fails_is_reported_and_logged_with_its_verb() {
     let Some(ctrd) = setup() else { return };
     let id = container_id("runcfails", CHAPERONE);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = run_rm(
-        &ctrd,
-        CHAPERONE,
-        &[],
-        BUSYBOX_IMAGE,
-        &id,
-        &["/no/such/program"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a missing program must fail");
+    let stderr = create_fails(&ctrd, &[], &id, &["/no/such/program"]);
     assert!(
         stderr.contains("/no/such/program"),
         "runc's reason: {stderr}"
     );
-    let logged = ctrd.log().lines().any(|l| {
-        l.contains("request failed")
-            && l.contains("request=\"create\"")
-            && l.contains("/no/such/program")
-    });
-    assert!(
-        logged,
-        "{}",
-        ctrd.explain("the failed Create is not in the log")
-    );
+    assert_failed_create_logged(&ctrd, "/no/such/program");
     assert_host_clean(&ctrd, &id, CHAPERONE);
 }
 
@@ -415,9 +407,7 @@ fn a_malformed_config_fails_create_clearly_until_it_is_fixed() {
     ];
     for (extra, named) in cases {
         ctrd.set_chaperone_config(extra).unwrap();
-        let out = run_rm(&ctrd, CHAPERONE, &[], BUSYBOX_IMAGE, &id, &["true"]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra:?} must fail create");
+        let stderr = create_fails(&ctrd, &[], &id, &["true"]);
         assert!(
             stderr.contains(&config.display().to_string()) && stderr.contains(named),
             "{extra:?}: the error does not name the file and {named:?}: {stderr}"

@@ -76,11 +76,8 @@ fn a_killed_shim_takes_its_container_down_with_it() {
         })
         .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(e)));
         // containerd reports the exit of a task whose shim died as killed.
-        let init = format!(r#""id":"{id}""#);
         let exit = events
-            .wait_for("the task's exit event", Duration::from_secs(30), |l| {
-                l.contains("/tasks/exit") && l.contains(&init)
-            })
+            .init_exit(&id, Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{fail_mode}: {}", ctrd.explain(format!("{e:#}"))));
         assert!(exit.contains(r#""exit_status":137"#), "{fail_mode}: {exit}");
     }

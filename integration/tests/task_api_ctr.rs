@@ -338,12 +338,9 @@ fn out_of_memory(runtime: &str) {
         })
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     eprintln!("{oom}");
-    // Init's exit, not the `mkdir` exec's: init's process id is the container's.
-    let init = format!(r#""id":"{id}""#);
+    // Init's exit, not the `mkdir` exec's.
     let exit = events
-        .wait_for("the OOM-killed task's exit", Duration::from_secs(30), |l| {
-            l.contains("/tasks/exit") && l.contains(&init)
-        })
+        .init_exit(&id, Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert!(exit.contains(r#""exit_status":137"#), "{exit}");
 }
