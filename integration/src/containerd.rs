@@ -1303,23 +1303,25 @@ impl<'a> Events<'a> {
             seen,
             probes: Vec::new(),
         };
-        let mut polls = 0_u32;
-        wait_for("ctr events to subscribe", Duration::from_secs(20), || {
-            if polls.is_multiple_of(20) {
-                let probe = format!("{tag}-probe{}", events.probes.len());
-                ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])
-                    .ok()?;
-                events.probes.push(Cleanup(ctrd, probe));
-            }
-            polls += 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = format!("{tag}-probe{}", events.probes.len());
+            ctrd.ctr_ok(&["containers", "create", BUSYBOX_IMAGE, &probe, "true"])?;
+            events.probes.push(Cleanup(ctrd, probe));
             let probes = &events.probes;
-            events
-                .find(|l| {
-                    l.contains("/containers/create") && probes.iter().any(|p| l.contains(&p.1))
-                })
-                .map(drop)
-        })?;
-        Ok(events)
+            let reported = events.wait_for(
+                "ctr events to report a probe",
+                Duration::from_secs(1),
+                |l| l.contains("/containers/create") && probes.iter().any(|p| l.contains(&p.1)),
+            );
+            match reported {
+                Ok(_) => return Ok(events),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e.context("ctr events did not subscribe within 20 s"))
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// The first event line so far that `matches`.
