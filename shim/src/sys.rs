@@ -63,6 +63,17 @@ pub fn release_free_heap() {
     }
 }
 
+/// The bytes waiting in the pipe or FIFO `fd` (FIONREAD), for tests that watch one fill.
+#[cfg(test)]
+pub fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `bytes`, valid for the call; a descriptor it does
+    // not apply to fails with ENOTTY.
+    unsafe { fionread(fd.as_raw_fd(), &mut bytes) }?;
+    usize::try_from(bytes).map_err(io::Error::other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
