@@ -18,12 +18,12 @@ use serde_json::Value;
 use tracing::warn;
 
 /// Alerts waiting for delivery, at most.
-const QUEUE: usize = 256;
+const QUEUE_LEN: usize = 256;
 /// Connect, write and read timeout of one delivery.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-static SENDER: OnceLock<SyncSender<(HttpUrl, Vec<u8>)>> = OnceLock::new();
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The shim's one queue, started by the first alert posted.
+static QUEUE: OnceLock<Queue> = OnceLock::new();
 
 /// Queues `alert` for delivery to `url` (an `http://` URL the config validated).
 pub fn post(url: &str, alert: &Value) {
@@ -37,13 +37,29 @@ pub fn post(url: &str, alert: &Value) {
     let Ok(body) = serde_json::to_vec(alert) else {
         return;
     };
-    let sender = SENDER.get_or_init(|| {
-        let (tx, rx) = sync_channel::<(HttpUrl, Vec<u8>)>(QUEUE);
+    QUEUE
+        .get_or_init(|| Queue::start(QUEUE_LEN, deliver))
+        .offer(url, body);
+}
+
+/// Alerts waiting for one sender thread, and how many a full queue dropped.
+struct Queue {
+    sender: SyncSender<(HttpUrl, Vec<u8>)>,
+    dropped: AtomicU64,
+}
+
+impl Queue {
+    /// A queue of `len` alerts whose thread hands each to `send`; a failure is logged.
+    fn start<F>(len: usize, mut send: F) -> Self
+    where
+        F: FnMut(&HttpUrl, &[u8]) -> std::io::Result<u16> + Send + 'static,
+    {
+        let (sender, alerts) = sync_channel::<(HttpUrl, Vec<u8>)>(len);
         let spawned = std::thread::Builder::new()
             .name("chaperone-webhook".into())
             .spawn(move || {
-                for (url, body) in rx {
-                    if let Err(e) = deliver(&url, &body) {
+                for (url, body) in alerts {
+                    if let Err(e) = send(&url, &body) {
                         warn!(host = %url.host, port = url.port, error = %e, "alert webhook delivery failed");
                     }
                 }
@@ -51,17 +67,26 @@ pub fn post(url: &str, alert: &Value) {
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start the webhook thread; alerts stay in the alert log only");
         }
-        tx
-    });
-    match sender.try_send((url, body)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-            let dropped = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                warn!(
-                    dropped,
-                    "alert webhook queue full: alerts dropped (they are in the alert log)"
-                );
+        Self {
+            sender,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues one alert without waiting: false when it was dropped (the queue is full, or its
+    /// thread is gone), which is counted and logged at the 1st, 2nd, 4th, 8th ... drop.
+    fn offer(&self, url: HttpUrl, body: Vec<u8>) -> bool {
+        match self.sender.try_send((url, body)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    warn!(
+                        dropped,
+                        "alert webhook queue full: alerts dropped (they are in the alert log)"
+                    );
+                }
+                false
             }
         }
     }
@@ -209,6 +234,47 @@ mod tests {
         );
         assert!(took < TIMEOUT * 3, "not a hang: {took:?}");
         drop(listener);
+    }
+
+    /// While the thread is busy with one alert, the queue takes `len` more; the next is dropped
+    /// and counted at once, never waited for, and the queued ones are delivered in order.
+    #[test]
+    fn a_full_queue_drops_the_alert_and_counts_it_without_waiting() {
+        use std::sync::mpsc::channel;
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+        let (entered, delivering) = channel::<Vec<u8>>();
+        let (release, gate) = channel::<()>();
+        let queue = Queue::start(2, move |_, body| {
+            entered.send(body.to_vec()).unwrap();
+            gate.recv().unwrap();
+            Ok(204)
+        });
+        let url = HttpUrl::parse("http://127.0.0.1:9/").unwrap();
+        assert!(queue.offer(url.clone(), b"1".to_vec()));
+        assert_eq!(
+            delivering.recv_timeout(WAIT).unwrap(),
+            b"1",
+            "the thread holds it"
+        );
+        assert!(queue.offer(url.clone(), b"2".to_vec()));
+        assert!(queue.offer(url.clone(), b"3".to_vec()));
+        assert!(
+            !queue.offer(url.clone(), b"4".to_vec()),
+            "a queue of 2 is full"
+        );
+        assert!(!queue.offer(url, b"5".to_vec()));
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 2);
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        assert_eq!(delivering.recv_timeout(WAIT).unwrap(), b"2");
+        assert_eq!(delivering.recv_timeout(WAIT).unwrap(), b"3");
+        // The thread ends with the queue, and nothing dropped was sent.
+        drop(queue);
+        assert_eq!(
+            delivering.recv_timeout(WAIT),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
     }
 
     #[test]
