@@ -198,18 +198,18 @@ impl Listener {
     /// doubles from 5 ms to 1 s while the process or the system is out of fds or memory (the
     /// connection waits in the backlog meanwhile). Any other failure is returned.
     pub fn accept(&self) -> Result<Accepted, ListenerError> {
-        let mut pause = ACCEPT_PAUSE_MIN;
+        let mut pause = Backoff::default();
         loop {
             let conn = match self.socket.accept() {
                 Ok((conn, _)) => conn,
                 Err(e) if peer_gone(&e) => continue,
                 Err(e) if out_of_resources(&e) => {
                     self.stats.accept_retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = pause.next_pause();
                     if let Some(suppressed) = self.log.check() {
-                        tracing::warn!(error = %e, suppressed, retry_ms = pause.as_millis(), "seccomp listener: accept failed; retrying");
+                        tracing::warn!(error = %e, suppressed, retry_ms = wait.as_millis(), "seccomp listener: accept failed; retrying");
                     }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                    std::thread::sleep(wait);
                     continue;
                 }
                 Err(e) => {
@@ -220,7 +220,7 @@ impl Listener {
                     })
                 }
             };
-            pause = ACCEPT_PAUSE_MIN;
+            pause = Backoff::default();
             match handle(conn, &self.config) {
                 Ok(accepted) => {
                     self.stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +241,25 @@ impl Listener {
 
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// The pauses between `accept` retries: 5 ms, doubling up to 1 s.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(ACCEPT_PAUSE_MIN)
+    }
+}
+
+impl Backoff {
+    /// The pause before the next retry.
+    fn next_pause(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (pause * 2).min(ACCEPT_PAUSE_MAX);
+        pause
+    }
+}
 
 fn errno_of(error: &io::Error) -> Errno {
     Errno::from_raw(error.raw_os_error().unwrap_or(0))
@@ -344,4 +363,16 @@ pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, Lis
         seccomp_fd,
         peer_pid: cred.pid(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_retries_wait_5_ms_doubling_to_at_most_1_s() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<u128> = (0..11).map(|_| backoff.next_pause().as_millis()).collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+    }
 }
