@@ -501,8 +501,9 @@ mod tests {
         path
     }
 
-    /// Waits until the process `pid` (a child of the test, not reaped) is gone or a zombie.
-    async fn until_ended(pid: &str) {
+    /// Waits (at most `within`) until the process `pid` (a child of the test, not reaped) is
+    /// gone or a zombie.
+    async fn until_ended(pid: &str, within: Duration) {
         let stat = format!("/proc/{pid}/stat");
         let ended = async {
             loop {
@@ -514,7 +515,7 @@ mod tests {
                 }
             }
         };
-        tokio::time::timeout(WAIT, ended)
+        tokio::time::timeout(within, ended)
             .await
             .expect("the logging binary is ended");
     }
@@ -625,7 +626,23 @@ mod tests {
         assert_eq!(e.code(), ttrpc::Code::UNKNOWN);
         assert!(e.to_string().contains("did not say it was ready"), "{e}");
         // The failed open dropped the logger: SIGTERM.
-        until_ended(std::fs::read_to_string(&pid_file).unwrap().trim()).await;
+        until_ended(std::fs::read_to_string(&pid_file).unwrap().trim(), WAIT).await;
+    }
+
+    /// One that ignores the SIGTERM of its process's Delete is killed 12 s later, not before.
+    #[tokio::test]
+    async fn a_logging_binary_that_ignores_sigterm_is_killed_after_12_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = logger(dir.path(), "trap '' TERM; exec 5>&-; exec sleep 60");
+        let log = BinaryLog::open(&path, &[], ("c1", "default"))
+            .await
+            .unwrap();
+        let pid = log.logger.pid.to_string();
+        let termed = std::time::Instant::now();
+        drop(log);
+        until_ended(&pid, LOGGER_TERM_TIMEOUT + WAIT).await;
+        let took = termed.elapsed();
+        assert!(took >= LOGGER_TERM_TIMEOUT, "ended after {took:?}");
     }
 
     #[tokio::test]
