@@ -13,6 +13,7 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::util::{mount_rootfs, write_options, write_runtime};
 use runc::io::{Io, NullIo, FIFO};
 use runc::options::{CreateOpts, DeleteOpts};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -22,6 +23,7 @@ use crate::cgroup;
 use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, Process, Stdio};
 use crate::error::{Result, ShimError};
+use crate::events::Event;
 use crate::image::ContainerImage;
 use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
@@ -40,33 +42,6 @@ impl TaskService {
             Err(e) => {
                 warn!(container = %id, error = %e, "cannot look up the container's image in containerd; its profile is keyed by name");
                 None
-            }
-        }
-    }
-
-    /// Container `id`'s cgroup, found from its init `pid`, and the task that publishes its OOM
-    /// events. Either may be missing: that is logged, and only Stats and TaskOOM lack them.
-    async fn watch_cgroup(&self, id: &str, pid: i32) -> (Option<Cgroup>, Option<JoinHandle<()>>) {
-        let found = tokio::task::spawn_blocking(move || {
-            let cgroup = cgroup::of_process(pid)?;
-            let oom = oom::open(&cgroup);
-            Ok::<_, ShimError>((cgroup, oom))
-        })
-        .await;
-        let (cgroup, oom) = match found {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                warn!(container = %id, error = %e.chain(), "cannot find the container's cgroup; it has no Stats or OOM events");
-                return (None, None);
-            }
-            Err(_) => return (None, None),
-        };
-        let watch = oom.and_then(|source| oom::watch(source, id.to_owned(), self.events.clone()));
-        match watch {
-            Ok(task) => (Some(cgroup), Some(task)),
-            Err(e) => {
-                warn!(container = %id, error = %e.chain(), "cannot watch the container's memory cgroup; it has no OOM events");
-                (Some(cgroup), None)
             }
         }
     }
@@ -177,7 +152,7 @@ impl TaskService {
             }
         };
         init.pid = pid;
-        let (cgroup, oom_watch) = self.watch_cgroup(&req.id, pid).await;
+        let (cgroup, oom_watch) = watch_cgroup(&req.id, pid, &self.events).await;
         info!(
             container = %req.id,
             pid,
@@ -490,6 +465,38 @@ fn shares_pid_namespace(config: &serde_json::Value) -> bool {
     })
 }
 
+/// Container `id`'s cgroup, found from its init `pid`, and the task that publishes its OOM
+/// events to `events`. Either may be missing: that is logged, and only Stats (NotFound) and
+/// TaskOOM lack them; the container runs.
+async fn watch_cgroup(
+    id: &str,
+    pid: i32,
+    events: &mpsc::Sender<Event>,
+) -> (Option<Cgroup>, Option<JoinHandle<()>>) {
+    let found = tokio::task::spawn_blocking(move || {
+        let cgroup = cgroup::of_process(pid)?;
+        let oom = oom::open(&cgroup);
+        Ok::<_, ShimError>((cgroup, oom))
+    })
+    .await;
+    let (cgroup, oom) = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            warn!(container = %id, error = %e.chain(), "cannot find the container's cgroup; it has no Stats or OOM events");
+            return (None, None);
+        }
+        Err(_) => return (None, None),
+    };
+    let watch = oom.and_then(|source| oom::watch(source, id.to_owned(), events.clone()));
+    match watch {
+        Ok(task) => (Some(cgroup), Some(task)),
+        Err(e) => {
+            warn!(container = %id, error = %e.chain(), "cannot watch the container's memory cgroup; it has no OOM events");
+            (Some(cgroup), None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +514,29 @@ mod tests {
         assert!(shares_pid_namespace(
             &json!({"linux": {"namespaces": [{"type": "mount"}]}})
         ));
+    }
+
+    /// A container whose cgroup cannot be found runs without one: no OOM watch, and Stats
+    /// answers NotFound. A process that exists has its cgroup found.
+    #[tokio::test]
+    async fn a_cgroup_that_cannot_be_found_leaves_the_container_without_stats() {
+        use containerd_shim::protos::ttrpc;
+        let (events, _received) = mpsc::channel(1);
+        // No process has this pid: pid_max is at most 2^22.
+        let (cgroup, oom) = watch_cgroup("c1", i32::MAX, &events).await;
+        assert!(cgroup.is_none() && oom.is_none());
+        let stats = ttrpc::Error::from(ShimError::NoCgroup { id: "c1".into() });
+        let ttrpc::Error::RpcStatus(status) = stats else {
+            panic!("not a status: {stats:?}");
+        };
+        assert_eq!(status.code(), ttrpc::Code::NOT_FOUND);
+
+        let own = i32::try_from(std::process::id()).unwrap();
+        let (cgroup, oom) = watch_cgroup("self", own, &events).await;
+        assert!(cgroup.is_some(), "the test's own cgroup is found");
+        if let Some(watch) = oom {
+            watch.abort();
+        }
     }
 
     /// A create request whose options are `value` of type `type_url`.
