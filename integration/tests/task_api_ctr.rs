@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    output_once_printed, setup, wait_for, Cleanup, Containerd, Events, Exchange, BUSYBOX_IMAGE,
-    CHAPERONE, RUNC_V2,
+    output_once_printed, processes_with, setup, wait_for, Cleanup, Containerd, Events, Exchange,
+    BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
 };
 
 /// A container id unique to this test run.
@@ -504,7 +504,11 @@ impl Drop for TestCgroup {
 
 /// Tasks.Create with runc's options (`containerd.runc.v1.Options`) naming `shim_cgroup`, as
 /// containerd's client sends them for `WithShimCgroup`.
-fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
+fn create_with_shim_cgroup(
+    ctrd: &Containerd,
+    id: &str,
+    shim_cgroup: &str,
+) -> Result<(), tonic::Status> {
     use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
     use containerd_client::services::v1::snapshots::MountsRequest;
     use containerd_client::services::v1::tasks_client::TasksClient;
@@ -543,7 +547,7 @@ fn create_with_shim_cgroup(ctrd: &Containerd, id: &str, shim_cgroup: &str) {
     grpc(ctrd, |channel| async move {
         TasksClient::new(channel).create(request).await
     })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
+    .map(drop)
 }
 
 fn shim_in_cgroup(runtime: &str) {
@@ -564,10 +568,11 @@ fn shim_in_cgroup(runtime: &str) {
         "1000",
     ])
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    create_with_shim_cgroup(&ctrd, &id, &format!("/{path}"));
+    create_with_shim_cgroup(&ctrd, &id, &format!("/{path}"))
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
 
     // The long-lived shim serving `id` (its `start` has exited by now).
-    let shims = chaperone_integration::containerd::processes_with(&["containerd-shim", "-id", &id]);
+    let shims = processes_with(&["containerd-shim", "-id", &id]);
     assert_eq!(
         shims.len(),
         1,
@@ -596,6 +601,58 @@ fn chaperone_joins_the_shim_cgroup_of_runcs_options() {
 #[test]
 fn runc_v2_joins_the_shim_cgroup_of_runcs_options() {
     shim_in_cgroup(RUNC_V2);
+}
+
+/// A `shim_cgroup` that does not exist fails the start, naming it; the shim `start` spawned
+/// is killed, and no task is left.
+fn shim_cgroup_missing(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("noshimcg", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let missing = format!("/chaperone-test-missing-{id}");
+    let Err(status) = create_with_shim_cgroup(&ctrd, &id, &missing) else {
+        panic!("{}", ctrd.explain(format!("{missing} was joined")));
+    };
+    // Both name the cgroup; chaperone also gives the kernel's reason, runc-v2 its own.
+    let said = status.message();
+    assert!(
+        said.contains("failed to start shim") && said.contains(&missing[1..]),
+        "{}",
+        ctrd.explain(said)
+    );
+    // The kill is sent as the start fails; the process is gone soon after.
+    wait_for(
+        "the spawned shim to be gone",
+        Duration::from_secs(10),
+        || {
+            processes_with(&["containerd-shim", "-id", &id])
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(said));
+}
+
+#[test]
+fn chaperone_fails_the_start_when_the_shim_cgroup_cannot_be_joined() {
+    shim_cgroup_missing(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_fails_the_start_when_the_shim_cgroup_cannot_be_joined() {
+    shim_cgroup_missing(RUNC_V2);
 }
 
 /// The lines of the log file at `path`, sorted (none if it is missing): stdout and stderr are
