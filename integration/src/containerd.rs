@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use serde_json::json;
 
 use crate::require;
@@ -351,14 +354,7 @@ state = "{state}"
             .trim()
             .strip_prefix("unix://")
             .unwrap_or(address.trim());
-        let pid = libc::pid_t::try_from(shim)?;
-        // SAFETY: kill(2) sends a signal to a pid; no memory is shared.
-        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
-            bail!(
-                "SIGKILL to the shim {shim}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        signal(shim, Signal::SIGKILL).context("killing the shim")?;
         wait_for(
             "the killed shim to be gone",
             Duration::from_secs(10),
@@ -886,24 +882,24 @@ impl Teardown {
                 }
             }
         }
-        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+        let Ok(pid) = i32::try_from(self.pid).map(Pid::from_raw) else {
             return;
         };
-        // SAFETY: kill(2) and waitpid(2) on containerd, this process's child (not yet reaped:
-        // nothing else waits for it), with no pointer but waitpid's null status.
-        let exited = || unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) != 0 };
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // containerd is this process's child, not yet reaped: nothing else waits for it.
+        let exited = || {
+            !matches!(
+                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::StillAlive)
+            )
+        };
+        let _ = signal(self.pid, Signal::SIGTERM);
         if wait_for("containerd to exit", Duration::from_secs(10), || {
             exited().then_some(())
         })
         .is_err()
         {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            let _ = signal(self.pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
         }
         self.sweep();
         // Whatever is still mounted under the temp dir (snapshots, rootfs) goes before it does.
@@ -936,8 +932,8 @@ impl Teardown {
         }
         let killed = self.shims();
         for &(shim, _) in &killed {
-            // SAFETY: kill(2) on a shim this containerd started (matched by its `-address`).
-            unsafe { libc::kill(shim, libc::SIGKILL) };
+            // A shim this containerd started (matched by its `-address`).
+            let _ = signal(shim, Signal::SIGKILL);
         }
         let _ = wait_for("the shims to exit", Duration::from_secs(10), || {
             self.shims().is_empty().then_some(())
@@ -949,13 +945,13 @@ impl Teardown {
 
     /// The running shims this containerd started (`-address` is its socket), with the socket
     /// each serves (its `-socket`, given to the long-lived one).
-    fn shims(&self) -> Vec<(libc::pid_t, Option<PathBuf>)> {
+    fn shims(&self) -> Vec<(u32, Option<PathBuf>)> {
         let socket = self.socket.as_os_str().as_encoded_bytes();
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
         entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter_map(|pid| {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
@@ -1040,6 +1036,12 @@ pub fn dead(pid: u32) -> bool {
     threads
         .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .all(|tid| process_status(tid).is_none_or(|s| zombie(&s)))
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn signal(pid: u32, signal: Signal) -> Result<()> {
+    let target = Pid::from_raw(i32::try_from(pid)?);
+    nix::sys::signal::kill(target, signal).with_context(|| format!("{signal} to {pid}"))
 }
 
 /// Whether `pid` is [`dead`] or has SIGKILL pending: what a process that was sent SIGKILL looks
@@ -1492,7 +1494,7 @@ mod tests {
             pid: 0,
             dir: tmp.path().to_owned(),
         };
-        let pid = libc::pid_t::try_from(shim.id()).unwrap();
+        let pid = shim.id();
         wait_for(
             "the stand-in's command line",
             Duration::from_secs(10),

@@ -5,9 +5,10 @@
 #![allow(clippy::tests_outside_test_module, clippy::disallowed_macros)]
 
 use chaperone_integration::containerd::{
-    cli_binary, output_within, setup, Containerd, CTR_DEADLINE,
+    cli_binary, output_within, setup, signal, Containerd, CTR_DEADLINE,
 };
 use chaperone_integration::demo::{self, Options, Variant, VariantOutcome};
+use nix::sys::signal::Signal;
 
 #[test]
 fn the_demo_story_holds() {
@@ -229,9 +230,8 @@ fn an_interrupted_demo_leaves_nothing_behind() {
     let Some(mut started) = start_demo(PORT, false) else {
         return;
     };
-    // SAFETY: kill(2) on the child spawned above, not yet waited for.
-    let sent = unsafe { libc::kill(libc::pid_t::try_from(started.pid).unwrap(), libc::SIGINT) };
-    assert_eq!(sent, 0, "SIGINT to the demo");
+    // The child spawned above, not yet waited for.
+    signal(started.pid, Signal::SIGINT).unwrap();
     let (status, err) = exited(&mut started);
     assert_eq!(status.code(), Some(130), "{status}: {err}");
     assert!(err.contains("interrupted (signal 2)"), "{err}");

@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    dead, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd, Events,
+    dead, prerequisites, processes_with, setup, signal, wait_for, Cleanup, Containerd, Events,
     BUSYBOX_IMAGE, CHAPERONE,
 };
 use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV, SPAWN_ONCE_FAULT_ENV};
+use nix::sys::signal::Signal;
 
 fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
     let listed = ctrd
@@ -94,9 +95,7 @@ fn a_shim_ignores_sigterm_and_keeps_serving_its_container() {
     let _cleanup = Cleanup(&ctrd, id.clone());
     let (pid, shim) = run_sleeping(&ctrd, &id);
 
-    // SAFETY: kill(2) with a pid and a signal number; no memory is passed.
-    let killed = unsafe { libc::kill(i32::try_from(shim).unwrap(), libc::SIGTERM) };
-    assert_eq!(killed, 0, "kill");
+    signal(shim, Signal::SIGTERM).unwrap();
     wait_for(
         "the shim to log the SIGTERM it ignores",
         Duration::from_secs(10),
