@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::containerd::SHIM_BINARY;
+use crate::containerd::{newer_source, SHIM_BINARY};
 
 /// The exit code of a program whose standard output was closed under it (a `| head` that has
 /// read enough): what a shell reports for one that SIGPIPE ended, 128 + 13.
@@ -55,11 +55,19 @@ macro_rules! say {
     };
 }
 
-/// The `--bin-dir` given, once it holds the shim binary.
+/// The `--bin-dir` given, once it holds the shim binary, and unless it is a cargo target
+/// directory whose shim is older than its sources (the run would measure old code).
 pub fn bin_dir(given: Option<PathBuf>) -> Result<PathBuf, String> {
     let dir = given.ok_or("--bin-dir is required")?;
     if !dir.join(SHIM_BINARY).is_file() {
         return Err(format!("no {SHIM_BINARY} in {}", dir.display()));
+    }
+    if let Some(source) = newer_source(&dir, SHIM_BINARY) {
+        return Err(format!(
+            "{} is older than {}: rebuild it first (cargo build --release --workspace)",
+            dir.join(SHIM_BINARY).display(),
+            source.display()
+        ));
     }
     Ok(dir)
 }
@@ -97,6 +105,43 @@ mod tests {
     use anyhow::Context as _;
 
     use super::*;
+
+    #[test]
+    fn a_bin_dir_needs_the_shim_built_after_its_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().to_owned();
+        let err = bin_dir(Some(bin.clone())).unwrap_err();
+        assert!(
+            err.starts_with("no containerd-shim-chaperone-v2 in"),
+            "{err}"
+        );
+        let (shim, source) = (bin.join(SHIM_BINARY), bin.join("main.rs"));
+        std::fs::write(&shim, "").unwrap();
+        std::fs::write(
+            bin.join(format!("{SHIM_BINARY}.d")),
+            format!("{}: {}\n", shim.display(), source.display()),
+        )
+        .unwrap();
+        std::fs::write(&source, "").unwrap();
+        let at = |path: &std::path::Path, secs| {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        };
+        at(&shim, 1_000);
+        at(&source, 2_000);
+        let err = bin_dir(Some(bin.clone())).unwrap_err();
+        assert!(
+            err.contains("is older than") && err.contains("main.rs"),
+            "{err}"
+        );
+        at(&shim, 3_000);
+        assert_eq!(bin_dir(Some(bin.clone())).unwrap(), bin);
+    }
 
     #[test]
     fn a_closed_output_anywhere_in_the_chain_exits_141_and_other_errors_1() {

@@ -98,16 +98,22 @@ const BINARIES: &[&str] = &[
 /// chaperone-integration` alone does not rebuild them (a path dependency's binaries are not
 /// built for its dependents' tests).
 pub fn stale_binary(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    BINARIES.iter().find_map(|name| {
-        let binary = dir.join(name);
-        let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok()?;
-        let dep_info = std::fs::read_to_string(dir.join(format!("{name}.d"))).ok()?;
-        let newer = dep_info_sources(&dep_info).into_iter().find(|source| {
-            std::fs::metadata(source)
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified > built)
-        })?;
-        Some((binary, newer))
+    BINARIES
+        .iter()
+        .find_map(|name| Some((dir.join(name), newer_source(dir, name)?)))
+}
+
+/// A file the binary `dir/name` was built from that is newer than it, if any (none when
+/// there is no dep-info beside it: an installed binary).
+pub fn newer_source(dir: &Path, name: &str) -> Option<PathBuf> {
+    let built = std::fs::metadata(dir.join(name))
+        .and_then(|m| m.modified())
+        .ok()?;
+    let dep_info = std::fs::read_to_string(dir.join(format!("{name}.d"))).ok()?;
+    dep_info_sources(&dep_info).into_iter().find(|source| {
+        std::fs::metadata(source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified > built)
     })
 }
 
