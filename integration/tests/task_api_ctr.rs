@@ -502,13 +502,26 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Tasks.Create with runc's options (`containerd.runc.v1.Options`) naming `shim_cgroup`, as
-/// containerd's client sends them for `WithShimCgroup`.
+/// A container `id` of `runtime` sleeping, and its Tasks.Create with runc's options
+/// (`containerd.runc.v1.Options`) naming `shim_cgroup`, as containerd's client sends them for
+/// `WithShimCgroup`.
 fn create_with_shim_cgroup(
     ctrd: &Containerd,
+    runtime: &str,
     id: &str,
     shim_cgroup: &str,
 ) -> Result<(), tonic::Status> {
+    ctrd.ctr_ok(&[
+        "containers",
+        "create",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
     use containerd_client::services::v1::snapshots::MountsRequest;
     use containerd_client::services::v1::tasks_client::TasksClient;
@@ -557,18 +570,7 @@ fn shim_in_cgroup(runtime: &str) {
     let path = format!("chaperone-test-{id}");
     let cgroup = TestCgroup::create(&path);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    ctrd.ctr_ok(&[
-        "containers",
-        "create",
-        "--runtime",
-        runtime,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    create_with_shim_cgroup(&ctrd, &id, &format!("/{path}"))
+    create_with_shim_cgroup(&ctrd, runtime, &id, &format!("/{path}"))
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Tasks.Create: {e}"))));
 
     // The long-lived shim serving `id` (its `start` has exited by now).
@@ -609,19 +611,8 @@ fn shim_cgroup_missing(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("noshimcg", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    ctrd.ctr_ok(&[
-        "containers",
-        "create",
-        "--runtime",
-        runtime,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let missing = format!("/chaperone-test-missing-{id}");
-    let Err(status) = create_with_shim_cgroup(&ctrd, &id, &missing) else {
+    let Err(status) = create_with_shim_cgroup(&ctrd, runtime, &id, &missing) else {
         panic!("{}", ctrd.explain(format!("{missing} was joined")));
     };
     // Both name the cgroup; chaperone also gives the kernel's reason, runc-v2 its own.
