@@ -492,17 +492,14 @@ state = "{state}"
     /// Starts container `id` from [`BUSYBOX_IMAGE`] under `runtime`, detached, running
     /// `sleep 1000`.
     pub fn run_sleeping(&self, runtime: &str, id: &str) -> Result<()> {
-        self.ctr_ok(&[
-            "run",
-            "-d",
-            "--runtime",
-            runtime,
-            BUSYBOX_IMAGE,
-            id,
-            "sleep",
-            "1000",
-        ])
-        .map(drop)
+        self.sleeping(&["run", "-d"], runtime, id)
+    }
+
+    /// `ctr VERB... --runtime RUNTIME` of a container `id` from [`BUSYBOX_IMAGE`] running
+    /// `sleep 1000`: `["run", "-d"]` starts it, `["containers", "create"]` only makes it.
+    pub fn sleeping(&self, verb: &[&str], runtime: &str, id: &str) -> Result<()> {
+        let rest = ["--runtime", runtime, BUSYBOX_IMAGE, id, "sleep", "1000"];
+        self.ctr_ok(&[verb, &rest[..]].concat()).map(drop)
     }
 
     /// Builds an OCI image of Debian's static busybox and imports it as [`BUSYBOX_IMAGE`].

@@ -511,17 +511,8 @@ fn create_with_shim_cgroup(
     id: &str,
     shim_cgroup: &str,
 ) -> Result<(), tonic::Status> {
-    ctrd.ctr_ok(&[
-        "containers",
-        "create",
-        "--runtime",
-        runtime,
-        BUSYBOX_IMAGE,
-        id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.sleeping(&["containers", "create"], runtime, id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
     use containerd_client::services::v1::snapshots::MountsRequest;
     use containerd_client::services::v1::tasks_client::TasksClient;
