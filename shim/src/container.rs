@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::console::Console;
 use crate::error::{Result, ShimError};
-use crate::stdio::Logger;
+use crate::stdio::{FifoReaders, Logger};
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,8 @@ pub struct Process {
     pub drained: Option<oneshot::Receiver<()>>,
     /// Its logging binary (a `binary://` stdout), ended when the process is deleted.
     pub logger: Option<Logger>,
+    /// The shim's readers of its output FIFOs, closed when the process is deleted.
+    pub fifo_readers: Option<FifoReaders>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -70,6 +72,7 @@ impl Process {
             console: None,
             drained: None,
             logger: None,
+            fifo_readers: None,
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
 use runc::io::{IoOption, PipedIo};
 use runc::Io;
@@ -144,6 +145,84 @@ fn percent_decode(s: &str, query: bool) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// containerd's FIFOs (`ctr`, CRI) as a process's own stdio, as runc-v2 connects them. A
+/// stream the request leaves empty is /dev/null: runc's own pipe, the default, would be
+/// inherited by the process, which keeps it open, and runc's caller would wait for its end.
+#[derive(Debug)]
+pub struct FifoIo {
+    stdin: Option<PathBuf>,
+    stdout: Option<PathBuf>,
+    stderr: Option<PathBuf>,
+}
+
+/// The shim's read ends of a process's output FIFOs, kept as long as the process is (they
+/// never read). A process whose FIFOs lost their readers (`ctr run -d` returned, containerd
+/// restarting) would otherwise get EPIPE or be killed by SIGPIPE at its next write; with
+/// them its output waits in the FIFO, and once that is full its writes block until a reader
+/// is back, as under runc-v2, which keeps such a reader too.
+#[derive(Debug)]
+pub struct FifoReaders {
+    _held: Vec<OwnedFd>,
+}
+
+impl FifoIo {
+    /// The FIFOs `stdin`, `stdout` and `stderr` name (empty: none), and a reader of each
+    /// output FIFO, opened now (so that runc's opening them for writing does not wait).
+    pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<(Arc<dyn Io>, FifoReaders)> {
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(fifo_path(s)));
+        let io = Self {
+            stdin: path(stdin),
+            stdout: path(stdout),
+            stderr: path(stderr),
+        };
+        let mut held = Vec::new();
+        for fifo in [&io.stdout, &io.stderr].into_iter().flatten() {
+            let reader = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo)
+                .map_err(io_failure(fifo)("open a reader of the FIFO"))?;
+            held.push(reader.into());
+        }
+        Ok((Arc::new(io), FifoReaders { _held: held }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Io for FifoIo {
+    async fn set(&self, cmd: &mut tokio::process::Command) -> std::io::Result<()> {
+        let stdin = match &self.stdin {
+            // Non-blocking, so that opening it does not wait for containerd's writer; the
+            // process reads it blocking.
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(path)?;
+                let flags = OFlag::from_bits_retain(fcntl(&file, FcntlArg::F_GETFL)?);
+                fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+                std::process::Stdio::from(file)
+            }
+            None => std::process::Stdio::null(),
+        };
+        cmd.stdin(stdin);
+        cmd.stdout(fifo_writer(self.stdout.as_deref()).await?);
+        cmd.stderr(fifo_writer(self.stderr.as_deref()).await?);
+        Ok(())
+    }
+
+    async fn close_after_start(&self) {}
+}
+
+/// The write end of the FIFO at `path` (its reader is held), or /dev/null.
+async fn fifo_writer(path: Option<&Path>) -> std::io::Result<std::process::Stdio> {
+    let Some(path) = path else {
+        return Ok(std::process::Stdio::null());
+    };
+    let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    Ok(file.into_std().await.into())
 }
 
 /// A file log being set up for one process: the pipes runc gives it and the open file.

@@ -11,7 +11,7 @@ use containerd_shim::mount::umount_recursive;
 use containerd_shim::protos::events::task::{TaskCreate, TaskIO};
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::util::{mount_rootfs, write_options, write_runtime};
-use runc::io::{Io, NullIo, FIFO};
+use runc::io::{Io, NullIo};
 use runc::options::{CreateOpts, DeleteOpts};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ use crate::image::ContainerImage;
 use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
-use crate::stdio::{self, BinaryLog, FileLog, Target};
+use crate::stdio::{self, BinaryLog, FifoIo, FifoReaders, FileLog, Target};
 
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
@@ -305,10 +305,12 @@ pub(super) struct ProcessIo {
     pub(super) log: Option<Log>,
 }
 
-/// A process's log, when its stdout is a `file://` or `binary://` URI.
+/// Where a process's output goes besides runc: a `file://` or `binary://` log, or, for
+/// containerd's FIFOs, the shim's readers of them.
 pub(super) enum Log {
     File(FileLog),
     Binary(BinaryLog),
+    Fifo(FifoReaders),
 }
 
 impl ProcessIo {
@@ -317,6 +319,7 @@ impl ProcessIo {
     pub(super) fn started(self, process: &mut Process) {
         match self.log {
             None => {}
+            Some(Log::Fifo(readers)) => process.fifo_readers = Some(readers),
             Some(Log::File(log)) => process.drained = Some(log.start()),
             Some(Log::Binary(log)) => {
                 let (drained, logger) = log.start();
@@ -327,10 +330,10 @@ impl ProcessIo {
     }
 }
 
-/// The stdio runc gives a process: containerd's FIFOs, pipes into a `file://` log or a
-/// `binary://` logging binary (started now, for the process `id` of `namespace`), or /dev/null
-/// when none is connected or the process has a terminal (the shim copies between it and the
-/// FIFOs).
+/// The stdio runc gives a process: containerd's FIFOs (with the shim's readers of the output
+/// ones, see [`FifoReaders`]), pipes into a `file://` log or a `binary://` logging binary
+/// (started now, for the process `id` of `namespace`), or /dev/null when none is connected or
+/// the process has a terminal (the shim copies between it and the FIFOs).
 pub(super) async fn io_of(
     stdio: &Stdio,
     bundle: &Path,
@@ -379,14 +382,10 @@ pub(super) async fn io_of(
             log: None,
         });
     }
-    let fifo = |s: &str| (!s.is_empty()).then(|| stdio::fifo_path(s).to_owned());
+    let (io, readers) = FifoIo::open(&stdio.stdin, &stdio.stdout, &stdio.stderr)?;
     Ok(ProcessIo {
-        io: Arc::new(FIFO {
-            stdin: fifo(&stdio.stdin),
-            stdout: fifo(&stdio.stdout),
-            stderr: fifo(&stdio.stderr),
-        }),
-        log: None,
+        io,
+        log: Some(Log::Fifo(readers)),
     })
 }
 
