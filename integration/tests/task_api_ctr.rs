@@ -305,6 +305,49 @@ fn runc_v2_reports_metrics_and_applies_a_new_memory_limit() {
     metrics_and_update(RUNC_V2);
 }
 
+/// `ctr run -d` returns once the task has started, and the readers of its output FIFOs end
+/// with it. Output the container writes after that must not end it: runc-v2 keeps a reader of
+/// each output FIFO open, where a write with no reader would be SIGPIPE (exit 141).
+fn detached_output(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("detached", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "until [ -e /go ]; do sleep 0.05; done; echo out && echo err >&2 && exit 7; exit 9",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    // `ctr run -d` has exited: nothing reads the FIFOs any more.
+    ctrd.ctr_ok(&["tasks", "exec", "--exec-id", "go", &id, "mkdir", "/go"])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let exit = events
+        .init_exit(&id, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    assert!(
+        exit.contains(r#""exit_status":7"#),
+        "{}",
+        ctrd.explain(&exit)
+    );
+}
+
+#[test]
+fn chaperone_keeps_a_detached_container_that_writes_after_its_client_left() {
+    detached_output(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_keeps_a_detached_container_that_writes_after_its_client_left() {
+    detached_output(RUNC_V2);
+}
+
 fn out_of_memory(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("oom", runtime);
