@@ -12,7 +12,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chaperone_profiler::supervisor::receive_fds;
@@ -22,7 +22,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::net::UnixListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -96,15 +96,20 @@ impl ConsoleSocket {
 }
 
 /// A process's terminal: the pty master and the copies between it and containerd's FIFOs.
+/// The copies own the master: it is closed, which hangs the terminal up, once both have ended.
 #[derive(Debug)]
 pub struct Console {
-    master: Arc<AsyncFd<OwnedFd>>,
+    master: Weak<AsyncFd<OwnedFd>>,
     copies: Vec<JoinHandle<()>>,
 }
 
 impl Console {
     /// Starts copying between `master` and `stdio`'s FIFOs. The receiver fires when the
-    /// output has been drained (the pty was closed on the container's side).
+    /// output has been drained (the pty was closed on the container's side), or when the end
+    /// of stdin has hung the terminal up. The shim holds a writer of the stdin FIFO until
+    /// CloseIO ([`crate::stdio::HeldFifos`]), so stdin ends only after CloseIO, once
+    /// containerd's writer is closed too: then, as under runc-v2, the terminal is hung up (its
+    /// processes get SIGHUP), which is how a `kubectl exec -it` whose client went away ends.
     pub fn start(master: OwnedFd, stdio: &Stdio) -> Result<(Self, oneshot::Receiver<()>)> {
         let failed = |op, path: &str| {
             let path = PathBuf::from(path);
@@ -116,12 +121,11 @@ impl Console {
         fcntl(&master, FcntlArg::F_SETFL(flags))
             .map_err(|e| failed("make non-blocking", "the terminal")(e.into()))?;
         let master = Arc::new(sys::async_fd(master).map_err(failed("poll", "the terminal"))?);
-        // Opened read-write: the open does not wait for containerd's side of the FIFO,
-        // and an early EOF before containerd has opened its end does not end the copy.
+        // Read-only (the shim's writer keeps it from ending early); non-blocking, so the open
+        // does not wait for containerd's side.
         let stdin = (!stdio.stdin.is_empty())
             .then(|| {
                 pipe::OpenOptions::new()
-                    .read_write(true)
                     .open_receiver(fifo_path(&stdio.stdin))
                     .map_err(failed("open", &stdio.stdin))
             })
@@ -135,23 +139,36 @@ impl Console {
             })
             .transpose()?;
         let (drained, done) = oneshot::channel();
-        let mut copies = vec![tokio::spawn(copy_out(Arc::clone(&master), stdout, drained))];
+        let hangup = Arc::new(Notify::new());
+        let weak = Arc::downgrade(&master);
+        let mut copies = Vec::new();
         if let Some(stdin) = stdin {
-            copies.push(tokio::spawn(copy_in(stdin, Arc::clone(&master))));
+            let copy = copy_in(stdin, Arc::clone(&master), Arc::clone(&hangup));
+            copies.push(tokio::spawn(copy));
         }
-        Ok((Self { master, copies }, done))
+        copies.push(tokio::spawn(copy_out(master, stdout, drained, hangup)));
+        Ok((
+            Self {
+                master: weak,
+                copies,
+            },
+            done,
+        ))
     }
 
     /// Sets the terminal's size, as containerd's ResizePty asks.
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
         let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
-        sys::set_window_size(self.master.get_ref().as_fd(), clamp(height), clamp(width)).map_err(
-            |source| ShimError::Io {
-                op: "resize",
-                path: PathBuf::from("the terminal"),
-                source,
-            },
-        )
+        let failed = |source| ShimError::Io {
+            op: "resize",
+            path: PathBuf::from("the terminal"),
+            source,
+        };
+        let master = self
+            .master
+            .upgrade()
+            .ok_or_else(|| failed(std::io::ErrorKind::NotConnected.into()))?;
+        sys::set_window_size(master.get_ref().as_fd(), clamp(height), clamp(width)).map_err(failed)
     }
 }
 
@@ -163,18 +180,24 @@ impl Drop for Console {
     }
 }
 
-/// Copies the terminal's output to stdout until the pty is closed on the container's side, then
-/// says so on `drained`. Without a stdout (or once writing to it failed) the output is drained
-/// and dropped. While nobody reads the FIFO the copy waits, and so do the container's writes
-/// once the pty is full, as under runc-v2: the shim never buffers more than one read.
+/// Copies the terminal's output to stdout until the pty is closed on the container's side, or
+/// `hangup` is notified, then says so on `drained`. Without a stdout (or once writing to it
+/// failed) the output is drained and dropped. While nobody reads the FIFO the copy waits, and
+/// so do the container's writes once the pty is full, as under runc-v2: the shim never
+/// buffers more than one read.
 async fn copy_out(
     master: Arc<AsyncFd<OwnedFd>>,
     mut stdout: Option<pipe::Sender>,
     drained: oneshot::Sender<()>,
+    hangup: Arc<Notify>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        let Ok(mut ready) = master.readable().await else {
+        let readable = tokio::select! {
+            readable = master.readable() => readable,
+            () = hangup.notified() => break,
+        };
+        let Ok(mut ready) = readable else {
             break;
         };
         let n = match ready
@@ -196,13 +219,23 @@ async fn copy_out(
             }
         }
     }
-    // Closing stdout is containerd's EOF.
+    // Closing stdout is containerd's EOF; the master goes first, so that a hang-up is done
+    // when the receiver hears of it.
     drop(stdout);
+    drop(master);
     let _ = drained.send(());
 }
 
-/// Copies stdin into the terminal until the FIFO fails.
-async fn copy_in(mut stdin: pipe::Receiver, master: Arc<AsyncFd<OwnedFd>>) {
+/// Copies stdin into the terminal until stdin ends or fails, then hangs the terminal up: it
+/// notifies `hangup`, and its own hold of the master goes.
+async fn copy_in(mut stdin: pipe::Receiver, master: Arc<AsyncFd<OwnedFd>>, hangup: Arc<Notify>) {
+    copy_stdin(&mut stdin, &master).await;
+    debug!("the terminal's stdin ended: hanging the terminal up");
+    drop(master);
+    hangup.notify_one();
+}
+
+async fn copy_stdin(stdin: &mut pipe::Receiver, master: &AsyncFd<OwnedFd>) {
     let mut buf = vec![0u8; 8 * 1024];
     loop {
         let n = match stdin.read(&mut buf).await {
@@ -281,6 +314,71 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Reads `expected.len()` bytes from the container's side of the terminal.
+    async fn read_on(slave: &std::fs::File, expected: &'static [u8]) {
+        let mut reader = slave.try_clone().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut got = vec![0u8; expected.len()];
+            reader.read_exact(&mut got).unwrap();
+            assert_eq!(got, expected);
+        })
+        .await
+        .unwrap();
+    }
+
+    /// stdin ends once both the shim's writer (dropped at CloseIO) and containerd's are
+    /// closed: then the terminal is hung up, and its output copy ends.
+    #[tokio::test]
+    async fn the_end_of_stdin_after_closeio_hangs_the_terminal_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = Stdio {
+            stdin: fifo(dir.path(), "in"),
+            stdout: fifo(dir.path(), "out"),
+            stderr: String::new(),
+            terminal: true,
+        };
+        let mut held = crate::stdio::HeldFifos::open(&stdio.stdin, ["", ""]).unwrap();
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (console, drained) = Console::start(pty.master, &stdio).unwrap();
+        let slave = std::fs::File::from(pty.slave);
+        let writer = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&stdio.stdin)
+                .unwrap()
+        };
+
+        // containerd's writer closing alone does not end stdin: the shim's is still open.
+        let mut input = writer();
+        input.write_all(b"one\n").unwrap();
+        read_on(&slave, b"one\n").await;
+        drop(input);
+        let mut input = writer();
+        input.write_all(b"two\n").unwrap();
+        read_on(&slave, b"two\n").await;
+        drop(input);
+
+        held.close_stdin();
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("the hang-up ends the output copy")
+            .unwrap();
+        let err = console.resize(80, 24).unwrap_err();
+        assert!(err.to_string().contains("resize"), "{err}");
+        // The container's side reads the hang-up.
+        let mut reader = slave;
+        let read = tokio::task::spawn_blocking(move || reader.read(&mut [0u8; 8]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EIO)),
+            "{read:?}"
+        );
     }
 
     /// Writes to `fd` (made non-blocking) until it would block, letting the runtime's other

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::console::Console;
 use crate::error::{Result, ShimError};
-use crate::stdio::{FifoReaders, Logger};
+use crate::stdio::{HeldFifos, Logger};
 
 /// How a process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +55,9 @@ pub struct Process {
     pub drained: Option<oneshot::Receiver<()>>,
     /// Its logging binary (a `binary://` stdout), ended when the process is deleted.
     pub logger: Option<Logger>,
-    /// The shim's readers of its output FIFOs, closed when the process is deleted.
-    pub fifo_readers: Option<FifoReaders>,
+    /// The shim's own ends of its FIFOs, closed when the process is deleted (stdin's at
+    /// CloseIO).
+    pub held_fifos: HeldFifos,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -72,7 +73,7 @@ impl Process {
             console: None,
             drained: None,
             logger: None,
-            fifo_readers: None,
+            held_fifos: HeldFifos::default(),
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }
@@ -189,6 +190,20 @@ impl Container {
             .get(exec_id)
             .ok_or_else(|| ShimError::ProcessNotFound {
                 id: self.id.clone(),
+                exec_id: exec_id.to_owned(),
+            })
+    }
+
+    /// [`Container::process`], mutable.
+    pub fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        let id = &self.id;
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| ShimError::ProcessNotFound {
+                id: id.clone(),
                 exec_id: exec_id.to_owned(),
             })
     }

@@ -147,9 +147,10 @@ fn percent_decode(s: &str, query: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// containerd's FIFOs (`ctr`, CRI) as a process's own stdio, as runc-v2 connects them. A
-/// stream the request leaves empty is /dev/null: runc's own pipe, the default, would be
-/// inherited by the process, which keeps it open, and runc's caller would wait for its end.
+/// containerd's FIFOs (`ctr`, CRI) as a process's own stdio, as runc-v2 connects them (with
+/// [`HeldFifos`]). A stream the request leaves empty is /dev/null: runc's own pipe, the
+/// default, would be inherited by the process, which keeps it open, and runc's caller would
+/// wait for its end.
 #[derive(Debug)]
 pub struct FifoIo {
     stdin: Option<PathBuf>,
@@ -157,36 +158,62 @@ pub struct FifoIo {
     stderr: Option<PathBuf>,
 }
 
-/// The shim's read ends of a process's output FIFOs, kept as long as the process is (they
-/// never read). A process whose FIFOs lost their readers (`ctr run -d` returned, containerd
-/// restarting) would otherwise get EPIPE or be killed by SIGPIPE at its next write; with
-/// them its output waits in the FIFO, and once that is full its writes block until a reader
-/// is back, as under runc-v2, which keeps such a reader too.
-#[derive(Debug)]
-pub struct FifoReaders {
-    _held: Vec<OwnedFd>,
+/// The shim's own ends of a process's FIFOs, which never read or write, kept as long as the
+/// process is; runc-v2 keeps the same.
+/// - A reader of each output FIFO. A process whose FIFOs lost their readers (`ctr run -d`
+///   returned, containerd restarting) would otherwise get EPIPE or be killed by SIGPIPE at
+///   its next write; with it, its output waits in the FIFO, and once that is full its writes
+///   block until a reader is back.
+/// - A writer of the stdin FIFO, until CloseIO: the process (or its terminal's copy) sees
+///   the end of stdin only once CloseIO has dropped it and containerd's writer is closed.
+#[derive(Debug, Default)]
+pub struct HeldFifos {
+    stdin: Option<OwnedFd>,
+    _outputs: Vec<OwnedFd>,
+}
+
+impl HeldFifos {
+    /// Opens the shim's ends of the FIFOs `stdin` and, unless the process has a terminal
+    /// (whose copy holds its stdout FIFO itself), `stdout` and `stderr`; empty names are none.
+    pub fn open(stdin: &str, outputs: [&str; 2]) -> Result<Self> {
+        let open = |name: &str, write: bool| {
+            let path = Path::new(fifo_path(name));
+            // Read-write for stdin: a write-only open would fail while nothing reads.
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(write)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map(OwnedFd::from)
+                .map_err(io_failure(path)("open the shim's end of the FIFO"))
+        };
+        let stdin = (!stdin.is_empty()).then(|| open(stdin, true)).transpose()?;
+        let outputs = outputs
+            .into_iter()
+            .filter(|name| !name.is_empty())
+            .map(|name| open(name, false))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            stdin,
+            _outputs: outputs,
+        })
+    }
+
+    /// Drops the shim's writer of stdin (CloseIO).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
 }
 
 impl FifoIo {
-    /// The FIFOs `stdin`, `stdout` and `stderr` name (empty: none), and a reader of each
-    /// output FIFO, opened now (so that runc's opening them for writing does not wait).
-    pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<(Arc<dyn Io>, FifoReaders)> {
+    /// The io of the FIFOs `stdin`, `stdout` and `stderr` name (empty: none).
+    pub fn io(stdin: &str, stdout: &str, stderr: &str) -> Arc<dyn Io> {
         let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(fifo_path(s)));
-        let io = Self {
+        Arc::new(Self {
             stdin: path(stdin),
             stdout: path(stdout),
             stderr: path(stderr),
-        };
-        let mut held = Vec::new();
-        for fifo in [&io.stdout, &io.stderr].into_iter().flatten() {
-            let reader = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(fifo)
-                .map_err(io_failure(fifo)("open a reader of the FIFO"))?;
-            held.push(reader.into());
-        }
-        Ok((Arc::new(io), FifoReaders { _held: held }))
+        })
     }
 }
 
@@ -216,7 +243,7 @@ impl Io for FifoIo {
     async fn close_after_start(&self) {}
 }
 
-/// The write end of the FIFO at `path` (its reader is held), or /dev/null.
+/// The write end of the FIFO at `path` (the shim holds a reader), or /dev/null.
 async fn fifo_writer(path: Option<&Path>) -> std::io::Result<std::process::Stdio> {
     let Some(path) = path else {
         return Ok(std::process::Stdio::null());

@@ -28,7 +28,7 @@ use crate::image::ContainerImage;
 use crate::oom;
 use crate::plan::{load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
-use crate::stdio::{self, BinaryLog, FifoIo, FifoReaders, FileLog, Target};
+use crate::stdio::{self, BinaryLog, FifoIo, FileLog, HeldFifos, Target};
 
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
@@ -298,28 +298,27 @@ async fn mount_all(req: &CreateTaskRequest, bundle: &Path) -> Result<Option<Path
     Ok(Some(rootfs))
 }
 
-/// The stdio runc gives a process, and the file or binary log to start once runc has run (see
-/// [`crate::stdio`]).
+/// The stdio runc gives a process, the file or binary log to start once runc has run (see
+/// [`crate::stdio`]), and the shim's own ends of containerd's FIFOs.
 pub(super) struct ProcessIo {
     pub(super) io: Arc<dyn Io>,
     pub(super) log: Option<Log>,
+    pub(super) held: HeldFifos,
 }
 
-/// Where a process's output goes besides runc: a `file://` or `binary://` log, or, for
-/// containerd's FIFOs, the shim's readers of them.
+/// A process's log, when its stdout is a `file://` or `binary://` URI.
 pub(super) enum Log {
     File(FileLog),
     Binary(BinaryLog),
-    Fifo(FifoReaders),
 }
 
 impl ProcessIo {
-    /// Starts the log's copies or hands over its logging binary, if the process has a log;
-    /// its exit then waits for them.
+    /// Starts the log's copies or hands over its logging binary, if the process has a log
+    /// (its exit then waits for them), and hands over the shim's ends of the FIFOs.
     pub(super) fn started(self, process: &mut Process) {
+        process.held_fifos = self.held;
         match self.log {
             None => {}
-            Some(Log::Fifo(readers)) => process.fifo_readers = Some(readers),
             Some(Log::File(log)) => process.drained = Some(log.start()),
             Some(Log::Binary(log)) => {
                 let (drained, logger) = log.start();
@@ -330,10 +329,10 @@ impl ProcessIo {
     }
 }
 
-/// The stdio runc gives a process: containerd's FIFOs (with the shim's readers of the output
-/// ones, see [`FifoReaders`]), pipes into a `file://` log or a `binary://` logging binary
-/// (started now, for the process `id` of `namespace`), or /dev/null when none is connected or
-/// the process has a terminal (the shim copies between it and the FIFOs).
+/// The stdio runc gives a process: containerd's FIFOs (with the shim's own ends of them, see
+/// [`HeldFifos`]), pipes into a `file://` log or a `binary://` logging binary (started now,
+/// for the process `id` of `namespace`), or /dev/null when none is connected or the process
+/// has a terminal (the shim copies between it and the FIFOs).
 pub(super) async fn io_of(
     stdio: &Stdio,
     bundle: &Path,
@@ -359,6 +358,7 @@ pub(super) async fn io_of(
             return Ok(ProcessIo {
                 io: log.io(),
                 log: Some(Log::File(log)),
+                held: HeldFifos::default(),
             });
         }
         Target::Binary { path, args } => {
@@ -366,6 +366,7 @@ pub(super) async fn io_of(
             return Ok(ProcessIo {
                 io: log.io(),
                 log: Some(Log::Binary(log)),
+                held: HeldFifos::default(),
             });
         }
     }
@@ -377,15 +378,19 @@ pub(super) async fn io_of(
             path: bundle.to_owned(),
             source,
         })?;
+        // A terminal's copy holds its stdout FIFO itself.
         return Ok(ProcessIo {
             io: Arc::new(null),
             log: None,
+            held: HeldFifos::open(&stdio.stdin, ["", ""])?,
         });
     }
-    let (io, readers) = FifoIo::open(&stdio.stdin, &stdio.stdout, &stdio.stderr)?;
+    // Before runc opens them, so that its opening the outputs for writing does not wait.
+    let held = HeldFifos::open(&stdio.stdin, [&stdio.stdout, &stdio.stderr])?;
     Ok(ProcessIo {
-        io,
-        log: Some(Log::Fifo(readers)),
+        io: FifoIo::io(&stdio.stdin, &stdio.stdout, &stdio.stderr),
+        log: None,
+        held,
     })
 }
 

@@ -233,10 +233,16 @@ impl Task for TaskService {
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
-        // stdin is the container's own FIFO end: containerd closing its side is the EOF.
-        let containers = self.containers.lock().await;
-        let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        container.process(&req.exec_id)?;
+        // The shim's writer of stdin goes: once containerd's is closed too, the process (or
+        // its terminal's copy, which then hangs the terminal up) reads the end of stdin.
+        let mut containers = self.containers.lock().await;
+        let container = containers
+            .get_mut(&req.id)
+            .ok_or_else(|| not_found(&req.id))?;
+        let process = container.process_mut(&req.exec_id)?;
+        if req.stdin {
+            process.held_fifos.close_stdin();
+        }
         Ok(Empty::new())
     }
 
