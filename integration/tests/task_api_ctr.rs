@@ -349,6 +349,108 @@ fn runc_v2_keeps_a_detached_container_that_writes_after_its_client_left() {
     detached_output(RUNC_V2);
 }
 
+/// A FIFO named `name` for container `id`, in the test containerd's directory.
+fn test_fifo(ctrd: &Containerd, id: &str, name: &str) -> std::path::PathBuf {
+    let path = ctrd.dir().join(format!("{id}-{name}"));
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    path
+}
+
+/// `kubectl exec -it` whose client went away: CRI closes its writer of the exec's stdin and
+/// calls CloseIO. The terminal is then hung up, and the shell on it ends (SIGHUP), as under
+/// runc-v2. (Under chaperone the shell used to wait for input for ever.)
+fn closeio_of_a_terminal(runtime: &str) {
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{CloseIoRequest, ExecProcessRequest, StartRequest};
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("closeio", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let (stdin, stdout) = (
+        test_fifo(&ctrd, &id, "stdin"),
+        test_fifo(&ctrd, &id, "stdout"),
+    );
+    // containerd's reader of stdout, opened first as its cio does.
+    let _out = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&stdout)
+        .unwrap();
+    let spec = serde_json::json!({
+        "args": ["sh"], "cwd": "/", "env": ["PATH=/bin"], "terminal": true,
+        "user": {"uid": 0, "gid": 0},
+    });
+    let exec = namespaced(
+        &ctrd,
+        ExecProcessRequest {
+            container_id: id.clone(),
+            exec_id: "shell".into(),
+            stdin: stdin.display().to_string(),
+            stdout: stdout.display().to_string(),
+            terminal: true,
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: spec.to_string().into_bytes(),
+            }),
+            ..Default::default()
+        },
+    );
+    let start = namespaced(
+        &ctrd,
+        StartRequest {
+            container_id: id.clone(),
+            exec_id: "shell".into(),
+        },
+    );
+    grpc(&ctrd, |channel| async move {
+        let mut tasks = TasksClient::new(channel);
+        tasks.exec(exec).await?;
+        tasks.start(start).await
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Exec and Start: {e}"))));
+    // containerd's writer of stdin comes and goes; the shell lives on.
+    let mut input = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stdin)
+        .unwrap();
+    std::io::Write::write_all(&mut input, b"echo typed\n").unwrap();
+    drop(input);
+    let close = namespaced(
+        &ctrd,
+        CloseIoRequest {
+            container_id: id.clone(),
+            exec_id: "shell".into(),
+            stdin: true,
+        },
+    );
+    grpc(&ctrd, |channel| async move {
+        TasksClient::new(channel).close_io(close).await
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("CloseIO: {e}"))));
+    let exit = events
+        .wait_for("the shell's exit", Duration::from_secs(20), |l| {
+            l.contains("/tasks/exit") && l.contains(r#""id":"shell""#)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    assert!(
+        exit.contains(r#""exit_status":129"#),
+        "{}",
+        ctrd.explain(&exit)
+    );
+}
+
+#[test]
+fn chaperone_hangs_up_a_terminal_whose_stdin_was_closed() {
+    closeio_of_a_terminal(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_hangs_up_a_terminal_whose_stdin_was_closed() {
+    closeio_of_a_terminal(RUNC_V2);
+}
+
 fn out_of_memory(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("oom", runtime);
@@ -405,8 +507,8 @@ fn stdin_and_pause(runtime: &str) {
     let _cleanup = Cleanup(&ctrd, id.clone());
 
     // stdin reaches the container. (Not its end: with input that ends before the task starts,
-    // as here, a container under runc-v2 never saw EOF, while one under chaperone, which hands
-    // runc the FIFO itself, did.)
+    // as here, a container under runc-v2 never sees EOF, and, since the shim holds a writer of
+    // the stdin FIFO until CloseIO as runc-v2 does, neither does one under chaperone.)
     // It exits on a third line, sent once its output reached ctr: see Exchange.
     let script = "read line; echo got:$line; read line; echo then:$line; read _";
     let out = ctrd
