@@ -172,6 +172,8 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     if let Err(e) = server.shutdown().await {
         warn!(error = %e, "ttrpc server shutdown");
     }
+    // The Delete before containerd's Shutdown queued a TaskDelete, maybe not published yet.
+    shim.finish_events().await;
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     shim.learner().cleanup();
     Ok(())

@@ -9,7 +9,9 @@
 //! Delivery: one event at a time, in the order queued (containerd wants a task's exit before
 //! its delete), each try bounded by [`FORWARD_TIMEOUT`]; a failed try is retried after 1, 2, 3...
 //! seconds, reconnecting when the connection is gone, and the event is dropped (and logged)
-//! after [`ATTEMPTS`] tries.
+//! after [`ATTEMPTS`] tries. An exiting shim first publishes what is queued, for at most 5 s as
+//! runc-v2 does ([`Forwarder::finish`]): containerd's Shutdown follows its Delete at once, and
+//! the TaskDelete that Delete queued would otherwise go with the process.
 
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Client, EventsClient};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::protos::ttrpc::context::with_duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 /// How long one try to hand an event to containerd may take.
@@ -104,34 +107,102 @@ fn ttrpc_address(address: &str) -> String {
     )
 }
 
-/// Publishes what `rx` queues to containerd's events service at `address` (its ttrpc socket),
-/// in `namespace`, until every sender is gone.
-pub async fn forward(address: String, namespace: String, mut rx: mpsc::Receiver<Event>) {
-    let address = ttrpc_address(&address);
-    let mut client: Option<EventsClient> = None;
-    while let Some((topic, event)) = rx.recv().await {
-        let request = envelope(topic, &namespace, event);
-        let mut delivered = false;
+/// The task publishing the queued events, and how to end it.
+#[derive(Debug)]
+pub struct Forwarder {
+    task: JoinHandle<()>,
+    finish: oneshot::Sender<()>,
+}
+
+impl Forwarder {
+    /// Starts publishing what `rx` queues to containerd's events service at `address` (its
+    /// ttrpc socket), in `namespace`.
+    pub fn start(address: String, namespace: String, rx: mpsc::Receiver<Event>) -> Self {
+        let (finish, finishing) = oneshot::channel();
+        let sink = Containerd {
+            address: ttrpc_address(&address),
+            namespace,
+            client: None,
+        };
+        let task = tokio::spawn(forward(rx, finishing, sink));
+        Self { task, finish }
+    }
+
+    /// At the shim's exit: publishes what is queued by now (nothing later) and ends, waiting
+    /// at most `within` (runc-v2 waits 5 s for its publisher). Without this the last events,
+    /// the TaskDelete of the Delete containerd sends just before Shutdown among them, could be
+    /// lost with the process.
+    pub async fn finish(self, within: Duration) {
+        let _ = self.finish.send(());
+        if tokio::time::timeout(within, self.task).await.is_err() {
+            warn!(
+                waited_s = within.as_secs(),
+                "events still queued at exit were dropped"
+            );
+        }
+    }
+}
+
+/// Where [`forward`] hands the events.
+trait Sink {
+    /// Publishes one event (or gives up on it, saying so).
+    async fn publish(&mut self, event: Event);
+}
+
+/// Hands each event `rx` queues to `sink`, in order, until every sender is gone or `finish`
+/// fires; then what is queued already is still handed over, and nothing more is taken.
+async fn forward(
+    mut rx: mpsc::Receiver<Event>,
+    mut finish: oneshot::Receiver<()>,
+    mut sink: impl Sink,
+) {
+    let mut finishing = false;
+    loop {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            _ = &mut finish, if !finishing => {
+                finishing = true;
+                rx.close();
+                continue;
+            }
+        };
+        let Some(event) = next else {
+            return;
+        };
+        sink.publish(event).await;
+    }
+}
+
+/// containerd's events service.
+struct Containerd {
+    address: String,
+    namespace: String,
+    client: Option<EventsClient>,
+}
+
+impl Sink for Containerd {
+    /// Tries up to [`ATTEMPTS`] times, (re)connecting as needed.
+    async fn publish(&mut self, (topic, event): Event) {
+        let request = envelope(topic, &self.namespace, event);
         for attempt in 1..=ATTEMPTS {
-            if client.is_none() {
-                match Client::connect(&address).await {
-                    Ok(c) => client = Some(EventsClient::new(c)),
+            if self.client.is_none() {
+                match Client::connect(&self.address).await {
+                    Ok(c) => self.client = Some(EventsClient::new(c)),
                     Err(e) => {
                         warn!(topic, attempt, error = %e, "cannot connect to containerd's events service")
                     }
                 }
             }
-            if let Some(c) = &client {
+            if let Some(c) = self.client.as_ref() {
                 match c.forward(with_duration(FORWARD_TIMEOUT), &request).await {
                     Ok(_) => {
                         info!(topic, "event published");
-                        delivered = true;
-                        break;
+                        return;
                     }
                     Err(e) => {
                         warn!(topic, attempt, error = %e, "cannot publish an event to containerd");
                         if matches!(e, ttrpc::Error::RemoteClosed | ttrpc::Error::LocalClosed) {
-                            client = None;
+                            self.client = None;
                         }
                     }
                 }
@@ -140,13 +211,11 @@ pub async fn forward(address: String, namespace: String, mut rx: mpsc::Receiver<
                 tokio::time::sleep(Duration::from_secs(attempt)).await;
             }
         }
-        if !delivered {
-            warn!(
-                topic,
-                attempts = ATTEMPTS,
-                "event dropped: containerd did not take it"
-            );
-        }
+        warn!(
+            topic,
+            attempts = ATTEMPTS,
+            "event dropped: containerd did not take it"
+        );
     }
 }
 
@@ -154,6 +223,40 @@ pub async fn forward(address: String, namespace: String, mut rx: mpsc::Receiver<
 mod tests {
     use super::*;
     use containerd_shim::protos::protobuf::MessageFull;
+
+    /// The topics it was handed.
+    struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+    impl Sink for Recorded {
+        async fn publish(&mut self, (topic, _): Event) {
+            self.0.lock().unwrap().push(topic);
+        }
+    }
+
+    /// At exit, what is queued is published though senders are still alive, and then the
+    /// queue takes nothing more.
+    #[tokio::test]
+    async fn finishing_publishes_what_is_queued_and_takes_nothing_more() {
+        let (tx, rx) = mpsc::channel(8);
+        let (finish, finishing) = oneshot::channel();
+        let exit = encode(&TaskExit::default()).unwrap();
+        let delete = encode(&TaskDelete::default()).unwrap();
+        tx.send(exit.clone()).await.unwrap();
+        tx.send(delete).await.unwrap();
+        finish.send(()).unwrap();
+        let seen = std::sync::Arc::default();
+        let forwarding = tokio::spawn(forward(
+            rx,
+            finishing,
+            Recorded(std::sync::Arc::clone(&seen)),
+        ));
+        tokio::time::timeout(Duration::from_secs(10), forwarding)
+            .await
+            .expect("it ends though a sender is alive")
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["/tasks/exit", "/tasks/delete"]);
+        assert!(tx.send(exit).await.is_err(), "the queue is closed");
+    }
 
     #[test]
     fn type_urls_and_topics_are_containerds() {
@@ -257,11 +360,11 @@ mod tests {
         tx.send(encode(&oom).unwrap()).await.unwrap();
         drop(tx);
         // Nobody listens yet: the first try fails and is retried a second later.
-        let forwarder = tokio::spawn(forward(path.to_str().unwrap().to_owned(), "ns1".into(), rx));
+        let forwarder = Forwarder::start(path.to_str().unwrap().to_owned(), "ns1".into(), rx);
         tokio::task::yield_now().await;
         let recorder = std::sync::Arc::new(Recorder(tokio::sync::Mutex::default()));
         let mut server = serve(&path, std::sync::Arc::clone(&recorder)).await;
-        tokio::time::timeout(Duration::from_secs(20), forwarder)
+        tokio::time::timeout(Duration::from_secs(20), forwarder.task)
             .await
             .expect("the forwarder ends once its queue is closed and drained")
             .unwrap();

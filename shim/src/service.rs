@@ -27,6 +27,8 @@ pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub const ADDRESS_FILE: &str = "address";
 /// Events queued for containerd before Create and friends wait for the forwarder.
 const EVENT_QUEUE: usize = 128;
+/// How long an exiting shim waits for its queued events to be published (runc-v2: 5 s).
+const EVENTS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One shim process.
 pub struct Service {
@@ -36,6 +38,8 @@ pub struct Service {
     address: String,
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
+    /// The events' forwarder, once the Task service is made.
+    forwarder: std::sync::Mutex<Option<events::Forwarder>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -53,6 +57,18 @@ impl Service {
     /// The shim's learner (its listener socket and state directory).
     pub fn learner(&self) -> &Arc<Learner> {
         &self.learner
+    }
+
+    /// At exit: publishes the events queued by now, waiting at most [`EVENTS_AT_EXIT`].
+    pub async fn finish_events(&self) {
+        let forwarder = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(forwarder) = forwarder {
+            forwarder.finish(EVENTS_AT_EXIT).await;
+        }
     }
 }
 
@@ -81,6 +97,7 @@ impl Shim for Service {
             address: args.address.clone(),
             exit: Arc::new(ExitSignal::default()),
             learner: Arc::new(Learner::new(learn::state_dir(address.trim()))),
+            forwarder: std::sync::Mutex::default(),
         }
     }
 
@@ -144,11 +161,12 @@ impl Shim for Service {
         // containerd-shim's publisher names each event's type from its protobuf descriptor,
         // which costs every shim hundreds of kilobytes of reflection tables: only its address
         // is used (crate::events).
-        tokio::spawn(events::forward(
-            publisher.address.clone(),
-            self.namespace.clone(),
-            rx,
-        ));
+        let forwarder =
+            events::Forwarder::start(publisher.address.clone(), self.namespace.clone(), rx);
+        *self
+            .forwarder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(forwarder);
         task
     }
 }
