@@ -1329,6 +1329,14 @@ impl<'a> Events<'a> {
         }
     }
 
+    /// The event lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The first event line so far that `matches`.
     pub fn find(&self, matches: impl Fn(&str) -> bool) -> Option<String> {
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);

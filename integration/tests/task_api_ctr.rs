@@ -451,6 +451,63 @@ fn runc_v2_hangs_up_a_terminal_whose_stdin_was_closed() {
     closeio_of_a_terminal(RUNC_V2);
 }
 
+/// The events of a container's life reach containerd, in order, the last (TaskDelete) too:
+/// the shim exits right after Delete, at containerd's Shutdown, and must publish what it has
+/// queued first.
+fn lifecycle_events(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("events", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        BUSYBOX_IMAGE,
+        &id,
+        "true",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let ours = format!(r#""container_id":"{id}""#);
+    events
+        .wait_for("TaskDelete", Duration::from_secs(20), |l| {
+            l.contains("/tasks/delete") && l.contains(&ours)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    let topics: Vec<String> = events
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(&ours))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/tasks/"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{}",
+        ctrd.explain(format!("{topics:?}"))
+    );
+}
+
+#[test]
+fn chaperone_publishes_every_event_of_a_container_before_it_exits() {
+    lifecycle_events(CHAPERONE);
+}
+
+#[test]
+fn runc_v2_publishes_every_event_of_a_container_before_it_exits() {
+    lifecycle_events(RUNC_V2);
+}
+
 fn out_of_memory(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("oom", runtime);
