@@ -634,3 +634,66 @@ fn restarts_that_deviate_no_window_yet_are_still_restarts() {
     );
     assert_eq!((s.events, s.restarts, s.deviations), (17, 6, 0));
 }
+
+/// A scorer that learned `getppid wait4` over and over and `getppid getppid` once, the
+/// surprisal of that rare pair, and a threshold that four of them in a window pass and three
+/// do not.
+fn rare_pair() -> (Arc<NgramScorer>, f32) {
+    let mut counts = NgramCounts::new(2).unwrap();
+    let (getppid, wait4) = (sym_of("getppid").unwrap(), sym_of("wait4").unwrap());
+    let mut learned: Vec<Sym> = [getppid, wait4].repeat(5000);
+    learned.extend([getppid, getppid]);
+    counts.learn_sequence(&learned);
+    let scorer = Arc::new(NgramScorer::new(&counts, Smoothing::default()).unwrap());
+    let rare = {
+        let mut state = scorer.start();
+        scorer.step(&mut state, getppid);
+        scorer.step(&mut state, getppid)
+    };
+    assert!(!rare.novel);
+    (scorer, rare.surprisal * 3.5 / 32.0)
+}
+
+/// A sequence deviation that is denied does not happen: the thread's state stays as it was
+/// before the call, so the program's retry of it, and the kernel's restart of it after a
+/// signal cut the answer short, deviate and are denied again (each counted and reported), and
+/// an ordinary call after them is let through. Until 2026-12-07 the deviation reset the
+/// thread's window whatever its answer, and the retry went through.
+#[test]
+fn a_denied_sequence_deviation_is_denied_again_when_retried_or_restarted() {
+    let (scorer, threshold) = rare_pair();
+    // ids 1-5: `getppid` from different places, the fifth the fourth rare pair in a row.
+    let mut queue: Vec<Received> = (1..=5).map(|id| call(id, 10, "getppid", id, 0)).collect();
+    // The retry from the same place, then a retry whose answer finds it interrupted (Gone),
+    // then the kernel's restart of that call, then an ordinary `wait4`.
+    queue.extend([
+        call(6, 10, "getppid", 5, 0),
+        call(7, 10, "getppid", 5, 0),
+        call(8, 10, "getppid", 5, 0),
+        call(9, 10, "wait4", 9, 0),
+    ]);
+    let fake = Fake {
+        queue: queue.into(),
+        gone_on_send: vec![7],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        Detect::new(scorer, threshold).unwrap(),
+        Scripted::new(Verdict::Deny { errno: libc::EPERM }),
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let denied = Answer::Errno(libc::EPERM);
+    let want: Vec<(u64, Answer)> = (1..=4)
+        .map(|id| (id, Answer::Continue))
+        .chain([(5, denied), (6, denied), (7, denied), (8, denied)])
+        .chain([(9, Answer::Continue)])
+        .collect();
+    assert_eq!(sup.notifier().answers, want);
+    let s = stats.snapshot();
+    assert_eq!((s.events, s.deviations, s.restarts), (9, 4, 0));
+}

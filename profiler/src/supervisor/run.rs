@@ -283,6 +283,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             },
         );
         let call = call_key(&n);
+        let before = slot.mode;
         let deviation = if slot.last == Some(call) {
             // The same call again is either the program's repeat or the kernel's restart of
             // the call let through before; the mode decides which (ADR 0021). Either way it
@@ -306,9 +307,16 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             None => Answer::Continue,
             Some(d) => {
                 let answer = self.respond(&d, n.id);
-                if answer == Answer::Continue {
-                    if let Some(slot) = self.threads.get_mut(n.tid) {
+                if let Some(slot) = self.threads.get_mut(n.tid) {
+                    if answer == Answer::Continue {
                         slot.last = Some(call);
+                    } else {
+                        // The call does not run: the thread's state goes back to what it was
+                        // before it, so that the same call in the same place deviates again
+                        // however often it comes (the program retrying it, or the kernel
+                        // restarting it after a signal). Reset, the window would have let the
+                        // retry through.
+                        slot.mode = before;
                     }
                 }
                 answer
