@@ -252,10 +252,12 @@ impl Notifier for KernelNotifier {
     }
 
     fn kill_process(&mut self, tid: u32, id: u64) -> Result<bool> {
-        // A thread pidfd (6.9+) names exactly this thread; older kernels take leaders only.
+        // A thread pidfd (6.9+) names exactly this thread. Older kernels take leaders only:
+        // there, the pidfd of the thread's process, which SIGKILL ends all the same (until
+        // 2026-12-07 the fallback opened `tid` itself, which fails for any other thread).
         let fd = match pidfd::open(tid, true) {
             Ok(fd) => fd,
-            Err(_) => match pidfd::open(tid, false) {
+            Err(_) => match pidfd::open_process_of(tid) {
                 Ok(fd) => fd,
                 Err(crate::sys::SysError::Pidfd {
                     source: Errno::ESRCH,

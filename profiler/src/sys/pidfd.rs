@@ -40,6 +40,24 @@ pub fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens a pidfd for the process thread `tid` belongs to (its thread group, through
+/// `/proc/TID/status`'s `Tgid`): what kernels before 6.9, which take no thread ids, can open
+/// for a thread that is not its process's leader. A thread that is gone is ESRCH.
+pub fn open_process_of(tid: u32) -> Result<OwnedFd> {
+    let gone = || SysError::Pidfd {
+        op: "find the thread group of",
+        pid: tid,
+        source: Errno::ESRCH,
+    };
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| gone())?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(gone)?;
+    open(tgid, false)
+}
+
 /// Sends `signal` to the process behind `pidfd` (for a thread pidfd, SIGKILL still ends the
 /// whole thread group). ESRCH (already gone) is reported as `Ok(false)`.
 pub fn send_signal(pidfd: BorrowedFd<'_>, pid: u32, signal: Signal) -> Result<bool> {
@@ -63,5 +81,49 @@ pub fn send_signal(pidfd: BorrowedFd<'_>, pid: u32, signal: Signal) -> Result<bo
             pid,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pid a pidfd refers to, from its fdinfo.
+    fn pid_of(fd: &OwnedFd) -> u32 {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()));
+        info.unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_thread_that_is_not_its_leader_gives_its_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            let _ = wait.recv();
+        });
+        let tid = u32::try_from(rx.recv().unwrap()).unwrap();
+        assert_ne!(tid, std::process::id());
+        let fd = open_process_of(tid).unwrap();
+        assert_eq!(pid_of(&fd), std::process::id());
+        drop(done);
+        thread.join().unwrap();
+        let gone = open_process_of(tid).unwrap_err();
+        assert!(
+            matches!(
+                gone,
+                SysError::Pidfd {
+                    source: Errno::ESRCH,
+                    ..
+                }
+            ),
+            "{gone}"
+        );
     }
 }
