@@ -63,6 +63,14 @@ pub fn release_free_heap() {
     }
 }
 
+/// Sends signal number `signal` to process `pid`: any number kill(2) takes, the real-time
+/// signals (`SIGRTMIN+3`, systemd's stop signal) and 0 included, as runc-v2 passes them on.
+pub fn send_signal(pid: i32, signal: i32) -> nix::Result<()> {
+    // SAFETY: kill(2) takes two integers; a number that is no signal fails with EINVAL.
+    let rc = unsafe { libc::kill(pid, signal) };
+    nix::errno::Errno::result(rc).map(drop)
+}
+
 /// The bytes waiting in the pipe or FIFO `fd` (FIONREAD), for tests that watch one fill.
 #[cfg(test)]
 pub fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
@@ -78,6 +86,21 @@ pub fn queued_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn any_signal_number_is_sent() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        send_signal(pid, 0).unwrap();
+        assert_eq!(send_signal(pid, 99), Err(nix::errno::Errno::EINVAL));
+        let rt = libc::SIGRTMIN() + 3;
+        send_signal(pid, rt).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(rt));
+    }
 
     #[test]
     fn a_window_size_needs_a_terminal() {

@@ -2,13 +2,12 @@
 //! to an exec process.
 
 use containerd_shim::api::{Empty, KillRequest, Status};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use runc::options::KillOpts;
 
 use super::{not_found, TaskService};
 use crate::error::{Result, ShimError};
 use crate::runc::{failure, is_gone};
+use crate::sys;
 
 impl TaskService {
     pub(super) async fn kill_task(&self, req: KillRequest) -> Result<Empty> {
@@ -22,17 +21,16 @@ impl TaskService {
                     id: req.exec_id.clone(),
                 });
             }
-            let signal = i32::try_from(req.signal)
-                .ok()
-                .and_then(|s| Signal::try_from(s).ok())
-                .ok_or(ShimError::InvalidRequest {
-                    reason: "not a signal number",
-                })?;
-            return match kill(Pid::from_raw(process.pid), signal) {
+            let not_a_signal = || ShimError::InvalidRequest {
+                reason: "not a signal number",
+            };
+            let signal = i32::try_from(req.signal).map_err(|_| not_a_signal())?;
+            return match sys::send_signal(process.pid, signal) {
                 Ok(()) => Ok(Empty::new()),
                 Err(nix::errno::Errno::ESRCH) => Err(ShimError::ProcessFinished {
                     id: req.exec_id.clone(),
                 }),
+                Err(nix::errno::Errno::EINVAL) => Err(not_a_signal()),
                 Err(e) => Err(ShimError::Sys {
                     op: "signal the exec process",
                     source: e,
