@@ -163,7 +163,8 @@ fn detached_run_and_kill(runtime: &str) {
         "{}",
         text()
     );
-    // A detached one is listed, killed by its exec id, and reaped.
+    // A detached one is listed, killed by its exec id, and reaped. The signal is a real-time
+    // one (systemd's stop signal), which chaperone refused for an exec until 2026-12-07.
     ctrd.ctr_ok(&[
         "tasks",
         "exec",
@@ -181,7 +182,7 @@ fn detached_run_and_kill(runtime: &str) {
         || (listed(&ctrd) == before + 1).then_some(()),
     )
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    ctrd.ctr_ok(&["tasks", "kill", "--exec-id", "e2", "-s", "SIGKILL", &id])
+    ctrd.ctr_ok(&["tasks", "kill", "--exec-id", "e2", "-s", "SIGRTMIN+3", &id])
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     wait_for(
         "the exec process to be gone",
