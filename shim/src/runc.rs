@@ -123,7 +123,7 @@ impl RuncConfig {
         opts.build().map_err(|e| ShimError::Runc {
             op: "setup",
             id: bundle.display().to_string(),
-            detail: e.to_string(),
+            detail: format!("{e} ({})", self.binary.display()),
         })
     }
 }

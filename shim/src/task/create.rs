@@ -112,6 +112,8 @@ impl TaskService {
             reason: "bundle preparation panicked",
         })??;
         let mode = plan.mode;
+        // Before anything is registered or mounted: a failure here leaves nothing to undo.
+        let runc = runc_config.client(&bundle)?;
         if mode != Mode::Off {
             self.learner.register(plan.clone());
         }
@@ -124,7 +126,6 @@ impl TaskService {
                 return Err(e);
             }
         };
-        let runc = runc_config.client(&bundle)?;
         let stdio = Stdio {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -434,21 +435,33 @@ async fn create_init(
         .await
         .map_err(|e| failure(bundle, "create", id, &e))?;
     io.started(init);
-    let text = tokio::fs::read_to_string(&pid_file)
-        .await
-        .map_err(|source| ShimError::Io {
-            op: "read",
-            path: pid_file.clone(),
-            source,
-        })?;
-    let pid = text.trim().parse().map_err(|_| ShimError::InvalidRequest {
-        reason: "runc wrote an invalid init pid",
-    })?;
+    // From here a failure deletes the container runc made, so nothing is left of it.
+    let pid = match read_pid(&pid_file).await {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
+            return Err(e);
+        }
+    };
     if let Err(e) = attach(console, init).await {
         let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
         return Err(e);
     }
     Ok(pid)
+}
+
+/// The init pid runc wrote to `pid_file`.
+async fn read_pid(pid_file: &Path) -> Result<i32> {
+    let text = tokio::fs::read_to_string(pid_file)
+        .await
+        .map_err(|source| ShimError::Io {
+            op: "read",
+            path: pid_file.to_owned(),
+            source,
+        })?;
+    text.trim().parse().map_err(|_| ShimError::InvalidRequest {
+        reason: "runc wrote an invalid init pid",
+    })
 }
 
 /// Whether the container joins an existing pid namespace or the host's (it then has no pid
