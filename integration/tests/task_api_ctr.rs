@@ -772,6 +772,48 @@ fn create_with_shim_cgroup(
     create_task(ctrd, id, request)
 }
 
+/// runc's options naming a runc binary that does not exist: Create fails naming it (until
+/// 2026-12-07 only "Unable to locate the runc"), and leaves no task and nothing mounted.
+#[test]
+fn chaperone_fails_a_create_whose_runc_binary_is_missing_and_leaves_nothing() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("norunc", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.sleeping(&["containers", "create"], CHAPERONE, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    // Options { binary_name = 6 }: one length-delimited field.
+    let missing = "/no/such/runc";
+    let mut options = vec![(6 << 3) | 2, u8::try_from(missing.len()).unwrap()];
+    options.extend_from_slice(missing.as_bytes());
+    let request = containerd_client::services::v1::CreateTaskRequest {
+        options: Some(prost_types::Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: options,
+        }),
+        ..Default::default()
+    };
+    let Err(status) = create_task(&ctrd, &id, request) else {
+        panic!("{}", ctrd.explain("a Create with a missing runc succeeded"));
+    };
+    assert!(
+        status.message().contains(missing),
+        "{}",
+        ctrd.explain(status.message())
+    );
+    assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(""));
+    let bundle = ctrd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(ctrd.namespace())
+        .join(&id);
+    let left = chaperone_integration::containerd::mounts_under(&bundle);
+    assert!(
+        left.is_empty(),
+        "{}",
+        ctrd.explain(format!("mounted: {left:?}"))
+    );
+}
+
 /// A task whose request names only some of its streams (a Go client's `cio.WithStreams(nil,
 /// &out, nil)`): the others are /dev/null. Before, runc's own pipe stood in for them, the
 /// container inherited it, and Create waited for its end with the shim's lock held. (Debian
