@@ -121,7 +121,8 @@ impl TaskService {
         process.set_running();
         let pid = process.pid_u32();
         info!(container = %id, exec = %exec_id, pid, "exec process started");
-        drop(containers);
+        // Queued under the lock: the reaper records an exit under it too, so a process that
+        // exits at once has its TaskExit queued after this, as runc-v2 orders them.
         self.publish(TaskExecStarted {
             container_id: id.to_owned(),
             exec_id: exec_id.to_owned(),
@@ -129,6 +130,7 @@ impl TaskService {
             ..Default::default()
         })
         .await;
+        drop(containers);
         Ok(pid)
     }
 }
