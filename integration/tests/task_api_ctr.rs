@@ -475,18 +475,21 @@ fn lifecycle_events(runtime: &str) {
             l.contains("/tasks/delete") && l.contains(&ours)
         })
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
-    let topics: Vec<String> = events
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains(&ours))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("/tasks/"))
-                .map(str::to_owned)
-        })
-        .collect();
+    let topics = |matching: &str| -> Vec<String> {
+        events
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(matching))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("/tasks/"))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let init = topics(&ours);
     assert_eq!(
-        topics,
+        init,
         [
             "/tasks/create",
             "/tasks/start",
@@ -494,7 +497,25 @@ fn lifecycle_events(runtime: &str) {
             "/tasks/delete"
         ],
         "{}",
-        ctrd.explain(format!("{topics:?}"))
+        ctrd.explain(format!("{init:?}"))
+    );
+
+    // An exec process that exits at once: its exit comes after its start.
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "exec", "--exec-id", "quick", &id, "true"])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    events
+        .wait_for("the exec's exit", Duration::from_secs(20), |l| {
+            l.contains("/tasks/exit") && l.contains(r#""id":"quick""#)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    let exec = topics("quick");
+    assert_eq!(
+        exec,
+        ["/tasks/exec-added", "/tasks/exec-started", "/tasks/exit"],
+        "{}",
+        ctrd.explain(format!("{exec:?}"))
     );
 }
 
