@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chaperone_profiler::supervisor::listener::{handle, Listener, ListenerConfig, ListenerError};
-use chaperone_profiler::supervisor::{Filter, TracedChild};
+use chaperone_profiler::supervisor::{Filter, Op, TracedChild};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 /// Tests that count this process's fds must not overlap with other tests opening fds.
@@ -225,15 +225,12 @@ fn listener_socket_skips_bad_connections() {
 /// runs: lowering the fd limit must not reach the other tests' threads.
 const OUT_OF_FDS_CHILD: &str = "CHAPERONE_TEST_OUT_OF_FDS_CHILD";
 
-#[test]
-fn accept_retries_when_the_process_runs_out_of_fds() {
-    if std::env::var_os(OUT_OF_FDS_CHILD).is_some() {
-        out_of_fds_child();
-        return;
-    }
+/// Runs the test `name` again in a child process of this binary with `OUT_OF_FDS_CHILD` set,
+/// alone, and fails unless it passed there: what lowers the fd limit must not reach the other
+/// tests' threads.
+fn in_a_child_process(name: &str) {
     // The child's pipes are fds of this process too.
     let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
-    let name = "accept_retries_when_the_process_runs_out_of_fds";
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--test-threads=1", "--nocapture"])
         .env(OUT_OF_FDS_CHILD, "1")
@@ -248,10 +245,68 @@ fn accept_retries_when_the_process_runs_out_of_fds() {
     );
 }
 
+/// Lowers this process's fd limit to its lowest free fd, so that no new fd can be made;
+/// returns the limits to restore.
+fn no_fd_left() -> (u64, u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // New fds take the lowest free number: a limit at it leaves none.
+    let lowest_free = nix::unistd::dup(std::io::stdin()).unwrap();
+    let limit = u64::try_from(lowest_free.as_raw_fd()).unwrap();
+    drop(lowest_free);
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
+    (soft, hard)
+}
+
+fn restore_fds((soft, hard): (u64, u64)) {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+}
+
+#[test]
+fn accept_retries_when_the_process_runs_out_of_fds() {
+    if std::env::var_os(OUT_OF_FDS_CHILD).is_some() {
+        out_of_fds_child();
+        return;
+    }
+    in_a_child_process("accept_retries_when_the_process_runs_out_of_fds");
+}
+
+/// A supervisor whose hang-up watcher cannot start (no fd for its copy of the listener, as no
+/// thread would do) polls instead: the container is supervised, and its end is seen. Until
+/// 2026-12-07 the notifier failed, which ended the container under either fail mode.
+#[test]
+fn a_notifier_without_its_watcher_polls_instead() {
+    if std::env::var_os(OUT_OF_FDS_CHILD).is_none() {
+        in_a_child_process("a_notifier_without_its_watcher_polls_instead");
+        return;
+    }
+    use chaperone_profiler::supervisor::{Answer, KernelNotifier, Notifier, Received, Wait};
+    let filter = Filter::notify_names(&["getppid"]).unwrap();
+    let mut child = TracedChild::spawn(
+        &filter,
+        &[Op::Syscall {
+            nr: libc::SYS_getppid,
+            args: [0; 6],
+        }],
+    )
+    .unwrap();
+    let listener = child.take_listener().unwrap();
+    let limits = no_fd_left();
+    let made = KernelNotifier::new(listener, Wait::default());
+    restore_fds(limits);
+    let mut notifier = made.expect("a notifier that polls");
+    child.start().unwrap();
+    let Received::Event(event) = notifier.recv().unwrap() else {
+        panic!("expected the getppid notification");
+    };
+    notifier.send(event.id, Answer::Continue).unwrap();
+    child.wait().unwrap();
+    assert_eq!(notifier.recv().unwrap(), Received::Closed);
+}
+
 /// With a connection waiting and no fd left for `accept`, the listener retries until one is
 /// free again, then hands out the connection's notify fd.
 fn out_of_fds_child() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::Instant;
@@ -265,12 +320,7 @@ fn out_of_fds_child() {
         state_json(&["seccompFd"], 78).as_bytes(),
         &[fd.as_raw_fd()],
     );
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    // New fds take the lowest free number: a limit at it leaves none.
-    let lowest_free = nix::unistd::dup(std::io::stdin()).unwrap();
-    let limit = u64::try_from(lowest_free.as_raw_fd()).unwrap();
-    drop(lowest_free);
-    setrlimit(Resource::RLIMIT_NOFILE, limit, hard).unwrap();
+    let limits = no_fd_left();
 
     let (tx, rx) = std::sync::mpsc::channel();
     let accepting = Arc::clone(&listener);
@@ -283,7 +333,7 @@ fn out_of_fds_child() {
         assert!(Instant::now() < deadline, "accept never ran out of fds");
         std::thread::sleep(Duration::from_millis(5));
     }
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    restore_fds(limits);
     let pid = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("accept returns once fds are free")

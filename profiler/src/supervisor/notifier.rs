@@ -141,8 +141,17 @@ impl KernelNotifier {
         } else {
             false
         };
+        // Without its thread (out of threads or fds) the notifier polls instead, as it does
+        // when the watcher fails later: slower to notice a hang-up, never wrong. Failing here
+        // would end the container whatever `fail_mode` says.
         let watcher = if wait.block_in_recv {
-            Some(Watcher::start(&fd)?)
+            match Watcher::start(&fd) {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    tracing::warn!(error = %e, "seccomp supervisor: cannot start the hang-up watcher; polling instead");
+                    None
+                }
+            }
         } else {
             None
         };
