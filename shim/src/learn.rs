@@ -117,7 +117,6 @@ type Plans = Arc<Registry>;
 pub struct Learner {
     dir: PathBuf,
     bound: Mutex<bool>,
-    stats: Arc<Stats>,
     plans: Plans,
     pauser: Mutex<Option<Pauser>>,
 }
@@ -128,7 +127,6 @@ impl Learner {
         Self {
             dir,
             bound: Mutex::new(false),
-            stats: Arc::new(Stats::default()),
             plans: Arc::default(),
             pauser: Mutex::new(None),
         }
@@ -181,11 +179,10 @@ impl Learner {
         create_private_dir(&self.dir)?;
         let listener = Listener::bind(&path, ListenerConfig::default())
             .map_err(|source| ShimError::Listener { source })?;
-        let stats = Arc::clone(&self.stats);
         let plans = Arc::clone(&self.plans);
         std::thread::Builder::new()
             .name("chaperone-accept".into())
-            .spawn(move || accept_loop(&listener, &stats, &plans))
+            .spawn(move || accept_loop(&listener, &plans))
             .map_err(|source| ShimError::Io {
                 op: "start the acceptor thread for",
                 path: path.clone(),
@@ -194,11 +191,6 @@ impl Learner {
         *bound = true;
         info!(socket = %path.display(), "seccomp listener bound");
         Ok(path)
-    }
-
-    /// Counters summed over every supervisor of this shim.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
     }
 
     /// Removes the socket and the state directory (at shim exit).
@@ -221,7 +213,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         })
 }
 
-fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
+fn accept_loop(listener: &Listener, plans: &Plans) {
     loop {
         let accepted = match listener.accept() {
             Ok(a) => a,
@@ -230,7 +222,9 @@ fn accept_loop(listener: &Listener, stats: &Arc<Stats>, plans: &Plans) {
                 return;
             }
         };
-        let stats = Arc::clone(stats);
+        // Each supervisor counts for itself: its counters are a plain load and store, and its
+        // "supervisor done" line reports its own container's.
+        let stats = Arc::new(Stats::default());
         let id = accepted.state.metadata().clone().unwrap_or_default();
         let traced = plans.start(&id);
         let init = init_pid(&accepted);
