@@ -437,6 +437,27 @@ fn the_syscall_held_across_a_pause_is_denied_when_it_repeats_after_the_thaw() {
     assert_eq!(stats.snapshot().deviations, 1);
 }
 
+/// When the pausing denial reaches its call (the freeze did not interrupt the wait), no
+/// restart follows: the thread's next such call, after the thaw, is scored as any other.
+#[test]
+fn a_pausing_denial_delivered_leaves_the_next_call_to_be_scored() {
+    let fake = Fake {
+        queue: [ev(1, 7, "getppid"), ev(2, 7, "mkdir"), ev(3, 7, "mkdir")].into(),
+        ..Fake::default()
+    };
+    let (answers, responder, stats) = run(fake, Scripted::new(Verdict::PauseContainer));
+    assert_eq!(responder.actions, ["pause", "pause"]);
+    assert_eq!(
+        answers,
+        [
+            (1, Answer::Continue),
+            (2, Answer::Errno(libc::EPERM)),
+            (3, Answer::Errno(libc::EPERM)),
+        ]
+    );
+    assert_eq!(stats.snapshot().deviations, 2);
+}
+
 #[test]
 fn the_runtime_prelude_before_execve_is_not_learned() {
     let fake = Fake {

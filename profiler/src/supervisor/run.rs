@@ -331,7 +331,13 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         }
         stats::set(&self.stats.threads_live, self.threads.len() as u64);
 
-        self.answer(n.id, answer)
+        let progress = self.answer(n.id, answer)?;
+        // A pausing denial that reached its call: no restart of it will come, so the next
+        // such call of the thread is its own, to be scored (until 2026-12-07 it was denied).
+        if progress == Progress::Handled && self.paused_on == Some((n.tid, n.nr)) {
+            self.paused_on = None;
+        }
+        Ok(progress)
     }
 
     fn answer(&mut self, id: u64, answer: Answer) -> Result<Progress> {
