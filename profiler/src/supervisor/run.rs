@@ -14,7 +14,7 @@ use crate::syscalls::{sym_of, Arch, Sym};
 /// Settings of one supervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisorConfig {
-    /// Most threads with state at once (memory is fixed at start: about
+    /// Most threads with state at once (the table grows with the threads tracked, up to about
     /// `max_threads * 4/3 * size_of(state)`, 240 bytes per slot in detect mode).
     pub max_threads: usize,
     /// The errno of a denied syscall when an action does not say (EPERM).
