@@ -11,6 +11,23 @@ pub mod demo;
 pub mod runc;
 pub mod throughput;
 
+/// Two tests of one check, `$check(runtime)`: `$chaperone` under chaperone's shim and
+/// `$runc_v2` under containerd's stock runc-v2 shim, the behaviour it must match.
+#[macro_export]
+macro_rules! under_both_shims {
+    ($check:ident: $chaperone:ident, $runc_v2:ident) => {
+        #[test]
+        fn $chaperone() {
+            $check($crate::containerd::CHAPERONE);
+        }
+
+        #[test]
+        fn $runc_v2() {
+            $check($crate::containerd::RUNC_V2);
+        }
+    };
+}
+
 /// True when running under CI (`CI=true` or `CI=1`): a missing prerequisite is then a failure.
 pub fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))

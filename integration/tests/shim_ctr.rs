@@ -16,6 +16,7 @@ use chaperone_integration::containerd::{
     self, killed, mounted, processes_with, setup, wait_for, Cleanup, Containerd, Exchange,
     BUSYBOX_IMAGE, CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
+use chaperone_integration::under_both_shims;
 use chaperone_profiler::store::Store;
 
 /// A container id unique to this test run.
@@ -262,15 +263,11 @@ fn runc_v2_runs_a_container_to_completion() {
     run_to_completion(RUNC_V2);
 }
 
-#[test]
-fn chaperone_execs_in_and_kills_a_detached_container_and_cleans_up() {
-    detached_run_and_kill(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_execs_in_and_kills_a_detached_container_and_cleans_up() {
-    detached_run_and_kill(RUNC_V2);
-}
+under_both_shims!(
+    detached_run_and_kill:
+    chaperone_execs_in_and_kills_a_detached_container_and_cleans_up,
+    runc_v2_execs_in_and_kills_a_detached_container_and_cleans_up
+);
 
 #[test]
 fn a_container_whose_image_was_removed_learns_under_the_image_name() {
@@ -474,15 +471,11 @@ fn own_notify_rule_fails_create(runtime: &str) {
     assert_host_clean(&ctrd, &id, runtime);
 }
 
-#[test]
-fn chaperone_refuses_a_containers_own_notify_rule_without_a_listener() {
-    own_notify_rule_fails_create(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_refuses_a_containers_own_notify_rule_without_a_listener() {
-    own_notify_rule_fails_create(RUNC_V2);
-}
+under_both_shims!(
+    own_notify_rule_fails_create:
+    chaperone_refuses_a_containers_own_notify_rule_without_a_listener,
+    runc_v2_refuses_a_containers_own_notify_rule_without_a_listener
+);
 
 /// A program without libc for x86_64 that makes three 32-bit syscalls through `int 0x80`: the
 /// multiplexers `socketcall` and `ipc` with an operation no name covers (both fail with
@@ -611,12 +604,8 @@ fn init_exit_in_the_host_pid_namespace(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit() {
-    init_exit_in_the_host_pid_namespace(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit() {
-    init_exit_in_the_host_pid_namespace(RUNC_V2);
-}
+under_both_shims!(
+    init_exit_in_the_host_pid_namespace:
+    chaperone_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit,
+    runc_v2_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit
+);

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use chaperone_integration::containerd::{
     output_once_printed, processes_with, setup, wait_for, Cleanup, Containerd, Events, Exchange,
-    BUSYBOX_IMAGE, CHAPERONE, RUNC_V2,
+    BUSYBOX_IMAGE, CHAPERONE,
 };
+use chaperone_integration::under_both_shims;
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
@@ -133,15 +134,11 @@ fn terminal(runtime: &str) {
     assert_eq!(code, 7, "exec exit code; output {out:?}");
 }
 
-#[test]
-fn chaperone_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size() {
-    terminal(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size() {
-    terminal(RUNC_V2);
-}
+under_both_shims!(
+    terminal:
+    chaperone_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size,
+    runc_v2_gives_a_container_and_an_exec_process_a_terminal_of_the_clients_size
+);
 
 /// A value of `ctr tasks metrics`' table (`METRIC  VALUE` lines).
 fn metric(table: &str, name: &str) -> Option<u64> {
@@ -296,15 +293,11 @@ fn update(ctrd: &Containerd, id: &str, resources: &[u8]) -> Result<(), tonic::St
     })
 }
 
-#[test]
-fn chaperone_reports_metrics_and_applies_a_new_memory_limit() {
-    metrics_and_update(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_reports_metrics_and_applies_a_new_memory_limit() {
-    metrics_and_update(RUNC_V2);
-}
+under_both_shims!(
+    metrics_and_update:
+    chaperone_reports_metrics_and_applies_a_new_memory_limit,
+    runc_v2_reports_metrics_and_applies_a_new_memory_limit
+);
 
 /// `ctr run -d` returns once the task has started, and the readers of its output FIFOs end
 /// with it. Output the container writes after that must not end it: runc-v2 keeps a reader of
@@ -339,15 +332,11 @@ fn detached_output(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_keeps_a_detached_container_that_writes_after_its_client_left() {
-    detached_output(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_keeps_a_detached_container_that_writes_after_its_client_left() {
-    detached_output(RUNC_V2);
-}
+under_both_shims!(
+    detached_output:
+    chaperone_keeps_a_detached_container_that_writes_after_its_client_left,
+    runc_v2_keeps_a_detached_container_that_writes_after_its_client_left
+);
 
 /// A FIFO named `name` for container `id`, in the test containerd's directory.
 fn test_fifo(ctrd: &Containerd, id: &str, name: &str) -> std::path::PathBuf {
@@ -441,15 +430,11 @@ fn closeio_of_a_terminal(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_hangs_up_a_terminal_whose_stdin_was_closed() {
-    closeio_of_a_terminal(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_hangs_up_a_terminal_whose_stdin_was_closed() {
-    closeio_of_a_terminal(RUNC_V2);
-}
+under_both_shims!(
+    closeio_of_a_terminal:
+    chaperone_hangs_up_a_terminal_whose_stdin_was_closed,
+    runc_v2_hangs_up_a_terminal_whose_stdin_was_closed
+);
 
 /// The events of a container's life reach containerd, in order, the last (TaskDelete) too:
 /// the shim exits right after Delete, at containerd's Shutdown, and must publish what it has
@@ -519,15 +504,11 @@ fn lifecycle_events(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_publishes_every_event_of_a_container_before_it_exits() {
-    lifecycle_events(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_publishes_every_event_of_a_container_before_it_exits() {
-    lifecycle_events(RUNC_V2);
-}
+under_both_shims!(
+    lifecycle_events:
+    chaperone_publishes_every_event_of_a_container_before_it_exits,
+    runc_v2_publishes_every_event_of_a_container_before_it_exits
+);
 
 fn out_of_memory(runtime: &str) {
     let Some(ctrd) = setup() else { return };
@@ -569,15 +550,11 @@ fn out_of_memory(runtime: &str) {
     assert!(exit.contains(r#""exit_status":137"#), "{exit}");
 }
 
-#[test]
-fn chaperone_publishes_task_oom_when_a_container_runs_out_of_memory() {
-    out_of_memory(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_publishes_task_oom_when_a_container_runs_out_of_memory() {
-    out_of_memory(RUNC_V2);
-}
+under_both_shims!(
+    out_of_memory:
+    chaperone_publishes_task_oom_when_a_container_runs_out_of_memory,
+    runc_v2_publishes_task_oom_when_a_container_runs_out_of_memory
+);
 
 fn stdin_and_pause(runtime: &str) {
     let Some(ctrd) = setup() else { return };
@@ -650,15 +627,11 @@ fn stdin_and_pause(runtime: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "thawed");
 }
 
-#[test]
-fn chaperone_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
-    stdin_and_pause(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_passes_stdin_to_the_container_and_pauses_and_resumes_it() {
-    stdin_and_pause(RUNC_V2);
-}
+under_both_shims!(
+    stdin_and_pause:
+    chaperone_passes_stdin_to_the_container_and_pauses_and_resumes_it,
+    runc_v2_passes_stdin_to_the_container_and_pauses_and_resumes_it
+);
 
 /// A cgroup made by the test in every mounted hierarchy, removed (once empty) however the
 /// test ends.
@@ -945,15 +918,11 @@ fn shim_in_cgroup(runtime: &str) {
     }
 }
 
-#[test]
-fn chaperone_joins_the_shim_cgroup_of_runcs_options() {
-    shim_in_cgroup(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_joins_the_shim_cgroup_of_runcs_options() {
-    shim_in_cgroup(RUNC_V2);
-}
+under_both_shims!(
+    shim_in_cgroup:
+    chaperone_joins_the_shim_cgroup_of_runcs_options,
+    runc_v2_joins_the_shim_cgroup_of_runcs_options
+);
 
 /// A `shim_cgroup` that does not exist fails the start, naming it; the shim `start` spawned
 /// is killed, and no task is left.
@@ -986,15 +955,11 @@ fn shim_cgroup_missing(runtime: &str) {
     assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(said));
 }
 
-#[test]
-fn chaperone_fails_the_start_when_the_shim_cgroup_cannot_be_joined() {
-    shim_cgroup_missing(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_fails_the_start_when_the_shim_cgroup_cannot_be_joined() {
-    shim_cgroup_missing(RUNC_V2);
-}
+under_both_shims!(
+    shim_cgroup_missing:
+    chaperone_fails_the_start_when_the_shim_cgroup_cannot_be_joined,
+    runc_v2_fails_the_start_when_the_shim_cgroup_cannot_be_joined
+);
 
 /// The lines of the log file at `path`, sorted (none if it is missing): stdout and stderr are
 /// copied separately, so their order in the file is not the container's.
@@ -1109,15 +1074,11 @@ fn log_uri(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_writes_a_file_log_uri() {
-    log_uri(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_writes_a_file_log_uri() {
-    log_uri(RUNC_V2);
-}
+under_both_shims!(
+    log_uri:
+    chaperone_writes_a_file_log_uri,
+    runc_v2_writes_a_file_log_uri
+);
 
 /// A logging binary (as the shim starts it: ids in the environment, the query as arguments,
 /// stdout and stderr on descriptors 3 and 4, ready when it closes 5) that writes what it got
@@ -1178,15 +1139,11 @@ fn binary_log_uri(runtime: &str) {
     );
 }
 
-#[test]
-fn chaperone_hands_a_binary_log_uri_to_its_logging_binary() {
-    binary_log_uri(CHAPERONE);
-}
-
-#[test]
-fn runc_v2_hands_a_binary_log_uri_to_its_logging_binary() {
-    binary_log_uri(RUNC_V2);
-}
+under_both_shims!(
+    binary_log_uri:
+    chaperone_hands_a_binary_log_uri_to_its_logging_binary,
+    runc_v2_hands_a_binary_log_uri_to_its_logging_binary
+);
 
 /// A logging binary that cannot start fails the task's creation with the reason, and leaves no
 /// task behind.
