@@ -268,15 +268,20 @@ mod tests {
         path.to_string_lossy().into_owned()
     }
 
+    /// A terminal's stdio: FIFOs `in` and `out` in `dir`.
+    fn terminal_stdio(dir: &Path) -> Stdio {
+        Stdio {
+            stdin: fifo(dir, "in"),
+            stdout: fifo(dir, "out"),
+            stderr: String::new(),
+            terminal: true,
+        }
+    }
+
     #[tokio::test]
     async fn a_terminal_copies_both_ways_resizes_and_drains_on_close() {
         let dir = tempfile::tempdir().unwrap();
-        let stdio = Stdio {
-            stdin: fifo(dir.path(), "in"),
-            stdout: fifo(dir.path(), "out"),
-            stderr: String::new(),
-            terminal: true,
-        };
+        let stdio = terminal_stdio(dir.path());
         let pty = nix::pty::openpty(None, None).unwrap();
         let (console, drained) = Console::start(pty.master, &stdio).unwrap();
         console.resize(100, 40).unwrap();
@@ -333,12 +338,7 @@ mod tests {
     #[tokio::test]
     async fn the_end_of_stdin_after_closeio_hangs_the_terminal_up() {
         let dir = tempfile::tempdir().unwrap();
-        let stdio = Stdio {
-            stdin: fifo(dir.path(), "in"),
-            stdout: fifo(dir.path(), "out"),
-            stderr: String::new(),
-            terminal: true,
-        };
+        let stdio = terminal_stdio(dir.path());
         let mut held = crate::stdio::HeldFifos::open(&stdio.stdin, ["", ""]).unwrap();
         let pty = nix::pty::openpty(None, None).unwrap();
         let (console, drained) = Console::start(pty.master, &stdio).unwrap();
