@@ -136,6 +136,8 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         })?;
         return Ok(());
     };
+    // Removed however serving ends, an error on the way included (only a kill leaves it).
+    let _socket_file = SocketFile(socket_path(&flags.socket));
     let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
     let ttrpc_address = std::env::var(TTRPC_ADDRESS).unwrap_or_default();
     let publisher = RemotePublisher::new(&ttrpc_address)
@@ -174,9 +176,38 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     }
     // The Delete before containerd's Shutdown queued a TaskDelete, maybe not published yet.
     shim.finish_events().await;
-    let _ = std::fs::remove_file(socket_path(&flags.socket));
     shim.learner().cleanup();
     Ok(())
+}
+
+/// The socket file of a serving shim, removed when dropped.
+struct SocketFile<'a>(&'a str);
+
+impl Drop for SocketFile<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Removes the socket of `address` once nothing serves it: a server killed as it started may
+/// have bound it. A shim already serving it (of the same group) keeps it; one still dying is
+/// waited for, at most 2 s.
+pub(crate) async fn remove_unserved_socket(address: &str) {
+    let path = socket_path(address);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    warn!(socket = path, error = %e, "cannot remove the socket of a shim that failed to start");
+                }
+                return;
+            }
+            Err(_) => return,
+            Ok(_) if tokio::time::Instant::now() >= deadline => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
 }
 
 /// The path of a `unix://` address.
@@ -270,6 +301,24 @@ mod tests {
     use containerd_shim::protos::shim::oci::Options;
 
     use super::*;
+
+    /// A socket whose server is gone is removed; one that is served is kept.
+    #[tokio::test]
+    async fn only_a_socket_nothing_serves_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(stale.exists());
+        remove_unserved_socket(&format!("unix://{}", stale.display())).await;
+        assert!(!stale.exists(), "the stale socket is left");
+
+        let served = dir.path().join("served.sock");
+        let _server = std::os::unix::net::UnixListener::bind(&served).unwrap();
+        remove_unserved_socket(&format!("unix://{}", served.display())).await;
+        assert!(served.exists(), "a served socket was removed");
+
+        remove_unserved_socket(&format!("unix://{}", dir.path().join("none").display())).await;
+    }
 
     #[test]
     fn no_input_means_no_options() {

@@ -105,7 +105,17 @@ impl Shim for Service {
         let config = bundle::read_config(Path::new("."))
             .map_err(|e| containerd_shim::Error::InvalidArgument(e.chain()))?;
         let group = grouping(&config, &opts.id);
-        let address = spawn(opts, &group, Vec::new()).await?;
+        let socket = opts.socket_address(&group);
+        let address = match spawn(opts, &group, Vec::new()).await {
+            Ok(address) => address,
+            Err(e) => {
+                // The server spawned is killed when it cannot be confined (its `shim_cgroup`),
+                // and it may have bound its socket by then (runc-v2 binds it in `start` and
+                // removes it on failure).
+                crate::bootstrap::remove_unserved_socket(&socket).await;
+                return Err(e);
+            }
+        };
         write_str_to_file(ADDRESS_FILE, &address).await?;
         Ok(address)
     }
