@@ -920,7 +920,8 @@ impl Teardown {
     /// program interrupted while it starts one), or a shim still on its way out. Shims outlive
     /// containerd, so with containerd stopped, runc's state of this instance's namespace is
     /// removed directly and the shims it started are killed; returns once they are gone, their
-    /// sockets removed (a shim killed so leaves its own, in `/run/containerd/s`).
+    /// sockets removed (a shim killed so leaves its own, in `/run/containerd/s`), and any other
+    /// socket one of its shims said it serves that nothing serves any more (said on stderr).
     fn sweep(&self) {
         let root = Path::new(RUNC_ROOT).join(&self.namespace);
         let runc = || {
@@ -944,6 +945,31 @@ impl Teardown {
         for socket in killed.into_iter().filter_map(|(_, socket)| socket) {
             let _ = std::fs::remove_file(socket);
         }
+        // A shim that ended some other way without removing its socket (it should not: said
+        // loudly, for the test's output): each chaperone shim logs the socket it serves.
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        for socket in Self::served_sockets(&log) {
+            let refused = std::os::unix::net::UnixStream::connect(&socket)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+            if refused && std::fs::remove_file(&socket).is_ok() {
+                eprintln!(
+                    "teardown: removed {}, left by a shim of {} that is gone",
+                    socket.display(),
+                    self.namespace
+                );
+            }
+        }
+    }
+
+    /// The sockets chaperone's shims said they serve in a containerd log (`shim serving
+    /// socket=unix:///run/containerd/s/...`).
+    fn served_sockets(log: &str) -> Vec<PathBuf> {
+        log.lines()
+            .filter(|l| l.contains("shim serving"))
+            .filter_map(|l| l.split_once("socket=unix://"))
+            .filter_map(|(_, rest)| rest.split_whitespace().next())
+            .map(PathBuf::from)
+            .collect()
     }
 
     /// The running shims this containerd started (`-address` is its socket), with the socket
@@ -1499,6 +1525,22 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        // A socket a shim said it serves (in containerd's log) and left behind, and one that a
+        // live server still serves.
+        let (left, live) = (tmp.path().join("left.sock"), tmp.path().join("live.sock"));
+        drop(std::os::unix::net::UnixListener::bind(&left).unwrap());
+        let _live = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let said = |path: &Path| {
+            format!(
+                "2026-12-07T08:05:39Z  INFO shim serving socket=unix://{}\n",
+                path.display()
+            )
+        };
+        std::fs::write(
+            tmp.path().join("containerd.log"),
+            said(&left) + &said(&live),
+        )
+        .unwrap();
         let teardown = Teardown {
             socket: containerd,
             namespace: format!("chp-unit-{}", std::process::id()),
@@ -1526,6 +1568,8 @@ mod tests {
             Some(libc::SIGKILL)
         );
         assert!(!served.exists(), "{} is left", served.display());
+        assert!(!left.exists(), "{} is left", left.display());
+        assert!(live.exists(), "a served socket was removed");
         drop(listener);
     }
 

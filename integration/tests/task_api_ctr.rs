@@ -953,6 +953,15 @@ fn shim_cgroup_missing(runtime: &str) {
     )
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
     assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(said));
+    // Nor its socket, which the spawned server may have bound before it was killed.
+    let address =
+        containerd_shim::socket_address(&ctrd.socket().to_string_lossy(), ctrd.namespace(), &id);
+    let socket = address.trim_start_matches("unix://");
+    assert!(
+        !std::path::Path::new(socket).exists(),
+        "{}",
+        ctrd.explain(format!("{socket} is left"))
+    );
 }
 
 under_both_shims!(
