@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use chaperone_config::DEFAULT_ORDER;
 use chaperone_profiler::model::{codec, NgramCounts};
 use chaperone_profiler::syscalls::Arch;
 use chaperone_profiler::trace::{self, Format};
@@ -334,13 +333,17 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
         Some(_) => Some(args.loc.open_or_create_store()?),
         None => None,
     };
+    // A new model has the config's order, as the shim's learning has: a profile this makes
+    // at another order would fail every merge of the shim's learning into it (MergeOrder).
+    let configured =
+        || -> Result<NgramCounts> { Ok(NgramCounts::new(args.loc.config()?.model.order)?) };
     let mut counts = match (&args.merge_into, &store, &args.image) {
         (Some(path), _, _) => read_profile(path)?,
-        (None, Some(store), Some(image)) => {
-            let order = store.model(image)?.map_or(DEFAULT_ORDER, |c| c.order());
-            NgramCounts::new(order)?
-        }
-        _ => NgramCounts::new(DEFAULT_ORDER)?,
+        (None, Some(store), Some(image)) => match store.model(image)? {
+            Some(stored) => NgramCounts::new(stored.order())?,
+            None => configured()?,
+        },
+        _ => configured()?,
     };
     let format = match args.format {
         LearnFormat::Strace => Format::Strace,

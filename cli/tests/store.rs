@@ -345,6 +345,57 @@ fn learn_into_the_store_merges_runs() {
     assert_eq!(neither.status.code(), Some(2), "-o or --image is required");
 }
 
+/// A profile `learn --image` makes has the config's model order, as the shim's learning has:
+/// one at another order would refuse every merge of the shim's (until 2026-12-07 it was 8
+/// whatever the config said). An existing profile keeps its own.
+#[test]
+fn learn_makes_a_profile_of_the_configs_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db_path = {:?}\n[model]\norder = 4\n",
+            db.display().to_string()
+        ),
+    )
+    .unwrap();
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../seccomp-gen/tests/fixtures/webserver-v1.strace");
+    let learn = |image: &str| {
+        ok(&[
+            "learn",
+            "--format",
+            "strace",
+            "--from",
+            trace.to_str().unwrap(),
+            "--image",
+            image,
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+    };
+    learn("web");
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.model("web").unwrap().unwrap().order(), 4);
+    // The shim's learning, at the config's order, merges into it.
+    let mut shim = NgramCounts::new(4).unwrap();
+    shim.learn_sequence(&syms(&["read", "write"]));
+    let learning = Learning {
+        counts: shim,
+        containers: 1,
+        maxima: Vec::new(),
+        threads: Vec::new(),
+        workload: None,
+    };
+    store.merge("web", &learning, None).unwrap();
+    drop(store);
+    learn("web");
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.model("web").unwrap().unwrap().order(), 4);
+}
+
 /// `chaperone alerts | head -1`: the reader takes a line and goes away. chaperone then ends
 /// quietly with 141, as a program SIGPIPE kills, instead of panicking in a print.
 #[test]
