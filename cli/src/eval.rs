@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chaperone_config::DEFAULT_HOT_COVERAGE;
 use chaperone_profiler::detector::Kind;
 use chaperone_profiler::eval::{evaluate, EvalSet, Protocol, Report};
@@ -14,6 +14,8 @@ use chaperone_profiler::supervisor::filter::NEVER_NOTIFIED;
 use chaperone_profiler::syscalls::{sym_of, Arch, Sym};
 use chaperone_profiler::tiers::hot_set;
 use chaperone_profiler::trace::{self, Format, Trace};
+
+use crate::out::usage;
 
 /// Arguments of `chaperone eval`.
 #[derive(Debug, clap::Args)]
@@ -167,15 +169,15 @@ fn read_all(format: Format, paths: &[PathBuf], arch: Arch) -> Result<Vec<Trace>>
 fn load(args: &EvalArgs) -> Result<EvalSet> {
     if args.format == Format::Adfa {
         let Some(dir) = &args.dir else {
-            bail!("--format adfa needs the ADFA-LD directory as an argument");
+            usage!("--format adfa needs the ADFA-LD directory as an argument");
         };
         if !(args.train.is_empty() && args.normal.is_empty() && args.attack.is_empty()) {
-            bail!("--train, --normal and --attack are not used with --format adfa");
+            usage!("--train, --normal and --attack are not used with --format adfa");
         }
         return Ok(EvalSet::from(trace::read_adfa(dir)?));
     }
     if args.dir.is_some() {
-        bail!("a directory argument is only used with --format adfa; give --train, --normal and --attack");
+        usage!("a directory argument is only used with --format adfa; give --train, --normal and --attack");
     }
     for (flag, list) in [
         ("--train", &args.train),
@@ -183,7 +185,7 @@ fn load(args: &EvalArgs) -> Result<EvalSet> {
         ("--attack", &args.attack),
     ] {
         if list.is_empty() {
-            bail!("--format {} needs at least one {flag} path", args.format);
+            usage!("--format {} needs at least one {flag} path", args.format);
         }
     }
     let mut normal = read_all(args.format, &args.normal, args.arch)?;

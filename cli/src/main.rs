@@ -55,6 +55,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader has what it wanted: nothing to report.
         Err(err) if out::is_closed_output(&err) => ExitCode::from(out::CLOSED_OUTPUT),
+        Err(err) if err.downcast_ref::<out::Usage>().is_some() => {
+            eprintln!("chaperone: error: {err:#}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("chaperone: error: {err:#}");
             ExitCode::FAILURE

@@ -17,6 +17,27 @@ macro_rules! outln {
 
 pub(crate) use outln;
 
+/// A usage error found after the arguments were parsed (arguments that do not go together):
+/// exit 2, as for clap's own.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Fails with a [`Usage`] error saying `what`.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err($crate::out::Usage(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage;
+
 /// Whether `err` comes from writing to a pipe whose reader is gone.
 pub fn is_closed_output(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

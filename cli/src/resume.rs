@@ -13,7 +13,7 @@ use containerd_shim_protos::api::ResumeRequest;
 use containerd_shim_protos::ttrpc::context::with_duration;
 use containerd_shim_protos::{Client, TaskClient};
 
-use crate::out::outln;
+use crate::out::{outln, usage};
 
 /// How long the shim has to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ pub struct ResumeArgs {
 /// A path component containerd would accept as an id or namespace: no separators, not `.`/`..`.
 fn plain(what: &str, value: &str) -> Result<()> {
     if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
-        bail!("{what} {value:?} is not a valid containerd {what}");
+        usage!("{what} {value:?} is not a valid containerd {what}");
     }
     Ok(())
 }
@@ -118,6 +118,8 @@ mod tests {
         for (id, ns) in [("../abc", "k8s.io"), ("abc", ".."), ("", "k8s.io")] {
             let err = shim_address(&args(tmp.path().to_owned(), id, ns)).unwrap_err();
             assert!(err.to_string().contains("not a valid"), "{err}");
+            // A usage error: exit 2.
+            assert!(err.downcast_ref::<crate::out::Usage>().is_some(), "{err}");
         }
         std::fs::write(dir.join("address"), "tcp://1.2.3.4:5").unwrap();
         let err = shim_address(&a).unwrap_err();

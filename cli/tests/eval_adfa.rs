@@ -143,6 +143,10 @@ fn bad_inputs_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detector"));
 
     let out = chaperone(&["eval", "--format", "strace", "--train", "x"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing --normal is bad usage"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--normal"));
 }

@@ -135,3 +135,34 @@ fn traced_only_drops_what_the_supervisor_never_sees() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in [0, 1]"));
 }
+
+/// Arguments that do not go together are a usage error, exit 2, naming what is wrong (until
+/// 2026-12-07 they exited 1, as a failure).
+#[test]
+fn eval_arguments_that_do_not_go_together_exit_2() {
+    for (args, says) in [
+        (
+            &["eval", "--format", "adfa"][..],
+            "needs the ADFA-LD directory",
+        ),
+        (
+            &["eval", "--format", "adfa", "/tmp", "--train", "t"],
+            "not used with --format adfa",
+        ),
+        (
+            &["eval", "--format", "strace", "/tmp"],
+            "only used with --format adfa",
+        ),
+        (
+            &[
+                "eval", "--format", "strace", "--train", "t", "--normal", "n",
+            ],
+            "needs at least one --attack path",
+        ),
+    ] {
+        let out = chaperone(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
