@@ -739,8 +739,9 @@ fn new_rate(conn: &Connection, key: &str, window: u64) -> rusqlite::Result<Optio
     let mut rows = stmt.query([key])?;
     let (mut events, mut new) = (0_u64, 0_u64);
     while let Some(row) = rows.next()? {
-        events += to_u64(row.get(0)?);
-        new += to_u64(row.get(1)?);
+        // Saturating: a damaged row must not wrap the sums.
+        events = events.saturating_add(to_u64(row.get(0)?));
+        new = new.saturating_add(to_u64(row.get(1)?));
         if events >= window.max(1) {
             #[allow(clippy::cast_precision_loss)] // a rate
             return Ok(Some(new as f64 / events as f64));

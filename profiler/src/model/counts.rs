@@ -130,7 +130,9 @@ impl NgramCounts {
             .sum()
     }
 
-    /// Adds another learner's counts to these.
+    /// Adds another learner's counts to these. Sums saturate: learning cannot come near
+    /// `u64::MAX`, but a damaged store's counts can, and a wrapped count written back would
+    /// turn a huge count into a tiny one.
     pub fn merge(&mut self, other: &Self) -> Result<()> {
         if other.order != self.order {
             return Err(ModelError::MergeOrder {
@@ -140,10 +142,11 @@ impl NgramCounts {
         }
         self.grams.reserve(other.grams.len());
         for (&g, &c) in &other.grams {
-            *self.grams.entry(g).or_insert(0) += c;
+            let count = self.grams.entry(g).or_insert(0);
+            *count = count.saturating_add(c);
         }
-        self.events += other.events;
-        self.threads += other.threads;
+        self.events = self.events.saturating_add(other.events);
+        self.threads = self.threads.saturating_add(other.threads);
         Ok(())
     }
 
@@ -181,6 +184,24 @@ impl NgramCounts {
 mod tests {
     use super::*;
     use crate::model::key::pack;
+
+    #[test]
+    fn merging_counts_near_the_limit_saturates() {
+        let mut huge = NgramCounts::new(2).unwrap();
+        huge.learn_sequence(&[1, 2]);
+        for count in huge.grams.values_mut() {
+            *count = u64::MAX - 1;
+        }
+        (huge.events, huge.threads) = (u64::MAX, u64::MAX);
+        let before: Vec<Gram> = huge.grams.keys().copied().collect();
+        let mut more = NgramCounts::new(2).unwrap();
+        more.learn_sequence(&[1, 2, 1, 2]);
+        huge.merge(&more).unwrap();
+        for g in before {
+            assert_eq!(huge.grams[&g], u64::MAX, "{g:x}: {:?}", huge.grams);
+        }
+        assert_eq!((huge.events, huge.threads), (u64::MAX, u64::MAX));
+    }
 
     #[test]
     fn counts_every_length_with_start_marker() {
