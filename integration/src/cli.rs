@@ -116,22 +116,12 @@ mod tests {
             "{err}"
         );
         let (shim, source) = (bin.join(SHIM_BINARY), bin.join("main.rs"));
-        std::fs::write(&shim, "").unwrap();
         std::fs::write(
             bin.join(format!("{SHIM_BINARY}.d")),
             format!("{}: {}\n", shim.display(), source.display()),
         )
         .unwrap();
-        std::fs::write(&source, "").unwrap();
-        let at = |path: &std::path::Path, secs| {
-            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-            std::fs::File::options()
-                .write(true)
-                .open(path)
-                .unwrap()
-                .set_modified(time)
-                .unwrap();
-        };
+        let at = crate::containerd::file_at;
         at(&shim, 1_000);
         at(&source, 2_000);
         let err = bin_dir(Some(bin.clone())).unwrap_err();

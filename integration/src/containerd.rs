@@ -1400,6 +1400,15 @@ impl Drop for Events<'_> {
     }
 }
 
+/// Creates (or empties) the file at `path` with its modification time `secs` after the epoch,
+/// for the tests of the stale-binary check.
+#[cfg(test)]
+pub(crate) fn file_at(path: &Path, secs: u64) {
+    let file = File::create(path).unwrap();
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1410,11 +1419,7 @@ mod tests {
         let (bin, src) = (dir.path().join("bin"), dir.path().join("my src"));
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(&src).unwrap();
-        let at = |path: &Path, secs: u64| {
-            let file = File::create(path).unwrap();
-            let when = std::time::UNIX_EPOCH + Duration::from_secs(secs);
-            file.set_modified(when).unwrap();
-        };
+        let at = file_at;
         let escaped = |p: PathBuf| p.display().to_string().replace(' ', "\\ ");
         let (main, lib, other) = (
             src.join("main.rs"),
