@@ -436,18 +436,16 @@ async fn create_init(
         .map_err(|e| failure(bundle, "create", id, &e))?;
     io.started(init);
     // From here a failure deletes the container runc made, so nothing is left of it.
-    let pid = match read_pid(&pid_file).await {
-        Ok(pid) => pid,
-        Err(e) => {
-            let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
-            return Err(e);
-        }
-    };
-    if let Err(e) = attach(console, init).await {
-        let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
-        return Err(e);
+    let created = async {
+        let pid = read_pid(&pid_file).await?;
+        attach(console, init).await?;
+        Ok(pid)
     }
-    Ok(pid)
+    .await;
+    if created.is_err() {
+        let _ = runc.delete(id, Some(&DeleteOpts::new().force(true))).await;
+    }
+    created
 }
 
 /// The init pid runc wrote to `pid_file`.
