@@ -6,43 +6,52 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<USAGE
-Usage: scripts/gen-syscall-tables.sh [--check] [--help]
+Usage: scripts/gen-syscall-tables.sh [--deb FILE | --suite SUITE] [--check] [--help]
 
-Writes, under profiler/src/syscalls/:
-  x86_64.rs    from /usr/include/x86_64-linux-gnu/asm/unistd_64.h
-  i386.rs      from /usr/include/x86_64-linux-gnu/asm/unistd_32.h
-  aarch64.rs   from /usr/include/asm-generic/unistd.h, run through cpp with arm64's
-               __ARCH_WANT_* defines and __BITS_PER_LONG=64, so its #if arms and
-               __NR3264_* aliases resolve to the 64-bit names (openat=56, read=63, ...)
-  names.rs     the sorted, deduplicated union of the three tables' names
+Writes, under profiler/src/syscalls/, from the UAPI headers of a Debian linux-libc-dev
+package (6.11 or later, whose headers hold every architecture's table, themselves generated
+from the kernel's syscall_*.tbl):
+  x86_64.rs    from usr/lib/linux/uapi/x86/asm/unistd_64.h
+  i386.rs      from usr/lib/linux/uapi/x86/asm/unistd_32.h
+  aarch64.rs   from usr/lib/linux/uapi/arm64/asm/unistd_64.h
+  names.rs     the alphabet: the names already in names.rs, in their order, then the names
+               of the three tables it lacks, sorted, as one more block; and BY_NAME, the
+               alphabet's symbols in name order. A symbol is a name's place in the alphabet
+               and profiles store symbols, so names are only ever appended (ADR 0025); a
+               name of names.rs that no table has any more is an error.
 Each file starts with a DO-NOT-EDIT header naming this script and the package version.
-Installs linux-libc-dev and cpp with apt-get when missing (root only).
+Installs apt's and dpkg's tools when missing (root only).
 
-  --check   generate into a temporary directory and fail if the checked-in files differ
-  --help    show this help
+  --deb FILE      read the headers from this linux-libc-dev .deb
+  --suite SUITE   download the newest linux-libc-dev of this Debian suite from
+                  deb.debian.org, checked against the archive's signing keys (default:
+                  trixie-backports, which follows the newest kernels)
+  --check         generate into a temporary directory and fail if the checked-in files
+                  differ (from a suite: fails too when the suite has a newer kernel with
+                  new syscalls, which is the reason to run it)
+  --help          show this help
 
 Exit codes: 0 done (or up to date), 1 failure (or out of date), 2 bad arguments.
 USAGE
 }
 
 check=0
+deb=""
+suite="trixie-backports"
 while [ $# -gt 0 ]; do
     case "$1" in
         --check) check=1; shift ;;
+        --deb)
+            [ $# -ge 2 ] || { printf -- '--deb needs a file\n' >&2; usage >&2; exit 2; }
+            deb="$2"; shift 2 ;;
+        --suite)
+            [ $# -ge 2 ] || { printf -- '--suite needs a suite name\n' >&2; usage >&2; exit 2; }
+            suite="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) printf 'unknown argument: %s\n' "$1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
-ensure_packages linux-libc-dev cpp
-
-HDR_64=/usr/include/x86_64-linux-gnu/asm/unistd_64.h
-HDR_32=/usr/include/x86_64-linux-gnu/asm/unistd_32.h
-HDR_GENERIC=/usr/include/asm-generic/unistd.h
-for h in "$HDR_64" "$HDR_32" "$HDR_GENERIC"; do
-    [ -r "$h" ] || die "missing $h (is linux-libc-dev installed for amd64?)"
-done
-PKG_VERSION="$(dpkg-query -W -f='${Version}' linux-libc-dev)"
 DEST="$CHAPERONE_ROOT/profiler/src/syscalls"
 
 work="$(mktemp -d)"
@@ -50,39 +59,52 @@ trap 'rm -rf "$work"' EXIT
 out="$work/out"
 mkdir -p "$out"
 
+# Downloads the newest linux-libc-dev of suite $1 into $work/dl with apt, from lists of that
+# suite alone (the machine's own sources and lists are not touched). apt checks the suite's
+# Release file against the Debian archive keyring.
+download_deb() {
+    ensure_packages apt debian-archive-keyring
+    local state="$work/apt"
+    mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$work/dl"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' \
+        "$1" >"$state/sources.list"
+    local opts=(
+        -o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq
+    )
+    log "downloading the newest linux-libc-dev of $1"
+    apt-get "${opts[@]}" update || die "apt-get update of suite $1 failed"
+    (cd "$work/dl" && apt-get "${opts[@]}" download "linux-libc-dev/$1") ||
+        die "downloading linux-libc-dev from suite $1 failed"
+    local found=("$work"/dl/linux-libc-dev_*.deb)
+    [ -f "${found[0]}" ] || die "suite $1 gave no linux-libc-dev package"
+    deb="${found[0]}"
+}
+
+ensure_packages dpkg
+if [ -z "$deb" ]; then
+    download_deb "$suite"
+fi
+[ -r "$deb" ] || die "cannot read $deb"
+PKG_VERSION="$(dpkg-deb -f "$deb" Version)" || die "$deb is not a Debian package"
+[ "$(dpkg-deb -f "$deb" Package)" = linux-libc-dev ] || die "$deb is not linux-libc-dev"
+dpkg-deb -x "$deb" "$work/deb" || die "cannot unpack $deb"
+
+UAPI=usr/lib/linux/uapi
+HDR_64="$UAPI/x86/asm/unistd_64.h"
+HDR_32="$UAPI/x86/asm/unistd_32.h"
+HDR_ARM64="$UAPI/arm64/asm/unistd_64.h"
+for h in "$HDR_64" "$HDR_32" "$HDR_ARM64"; do
+    [ -r "$work/deb/$h" ] ||
+        die "linux-libc-dev $PKG_VERSION has no $h: it needs 6.11 or later (Debian 13's or newer)"
+done
+
 # Prints "NUMBER NAME" lines, sorted by number, for the plain "#define __NR_name N" headers.
 plain_table() {
     awk '$1 == "#define" && $2 ~ /^__NR_[a-z0-9_]+$/ && $3 ~ /^[0-9]+$/ {
         print $3, substr($2, 6)
     }' "$1" | sort -n
-}
-
-# Prints "NUMBER NAME" lines for aarch64: arm64's uapi asm/unistd.h (Linux 5.14 to 6.11) is
-# these defines plus asm-generic/unistd.h. The preprocessor evaluates the header's #if arms;
-# awk then resolves the "#define __NR_fcntl __NR3264_fcntl" aliases of the 64-bit branch.
-aarch64_table() {
-    mkdir -p "$work/inc/asm"
-    printf '#define __BITS_PER_LONG 64\n' >"$work/inc/asm/bitsperlong.h"
-    cat >"$work/arm64.h" <<'ARM64'
-#define __ARCH_WANT_RENAMEAT
-#define __ARCH_WANT_NEW_STAT
-#define __ARCH_WANT_SET_GET_RLIMIT
-#define __ARCH_WANT_TIME32_SYSCALLS
-#define __ARCH_WANT_SYS_CLONE3
-#define __ARCH_WANT_MEMFD_SECRET
-#include <asm-generic/unistd.h>
-ARM64
-    cpp -P -dM -undef -nostdinc -I "$work/inc" -I /usr/include "$work/arm64.h" |
-        awk '$1 == "#define" && $2 ~ /^__NR(3264)?_[a-z0-9_]+$/ && NF == 3 { def[$2] = $3 }
-            END {
-                for (m in def) {
-                    if (m !~ /^__NR_/ || m == "__NR_syscalls" || m == "__NR_arch_specific_syscall") continue
-                    v = def[m]
-                    while (v in def) v = def[v]
-                    if (v !~ /^[0-9]+$/) { print "unresolved " m " = " v > "/dev/stderr"; exit 1 }
-                    print v, substr(m, 6)
-                }
-            }' | sort -n
 }
 
 # Fails unless the "NUMBER NAME" table in $1 has unique numbers and unique names.
@@ -115,22 +137,23 @@ emit_arch() {
     } >"$out/$2"
 }
 
-plain_table "$HDR_64" >"$work/x86_64.tbl"
-plain_table "$HDR_32" >"$work/i386.tbl"
-aarch64_table >"$work/aarch64.tbl"
+plain_table "$work/deb/$HDR_64" >"$work/x86_64.tbl"
+plain_table "$work/deb/$HDR_32" >"$work/i386.tbl"
+plain_table "$work/deb/$HDR_ARM64" >"$work/aarch64.tbl"
 
 for arch in x86_64 i386 aarch64; do
     [ -s "$work/$arch.tbl" ] || die "$arch: no syscalls found"
     check_unique "$work/$arch.tbl" "$arch"
 done
 
-# Spot checks against numbers everyone knows, so a wrong #if arm cannot slip through.
+# Spot checks against numbers everyone knows, so a wrong header cannot slip through.
 expect() {
     grep -qx "$2 $3" "$work/$1.tbl" || die "$1: expected $3 = $2, got: $(grep " $3\$" "$work/$1.tbl" || echo none)"
 }
 expect x86_64 0 read
 expect x86_64 59 execve
 expect x86_64 231 exit_group
+expect x86_64 452 fchmodat2
 expect i386 3 read
 expect i386 102 socketcall
 expect i386 192 mmap2
@@ -149,16 +172,45 @@ fi
 
 emit_arch "$work/x86_64.tbl" x86_64.rs "$HDR_64" x86_64
 emit_arch "$work/i386.tbl" i386.rs "$HDR_32" i386
-emit_arch "$work/aarch64.tbl" aarch64.rs "$HDR_GENERIC, with arm64's __ARCH_WANT_* defines" aarch64
+emit_arch "$work/aarch64.tbl" aarch64.rs "$HDR_ARM64" aarch64
+
+# The alphabet so far: names.rs's NAMES entries (names and block comments), in their order.
+# A missing names.rs starts an empty alphabet.
+if [ -f "$DEST/names.rs" ]; then
+    awk '/^pub const NAMES: &\[&str\] = &\[$/ { on = 1; next }
+        on && /^\];$/ { exit }
+        on' "$DEST/names.rs" >"$work/alphabet.lines"
+else
+    : >"$work/alphabet.lines"
+fi
+sed -n 's/^    "\([a-z0-9_]*\)",$/\1/p' "$work/alphabet.lines" >"$work/alphabet.names"
+awk '{ print $2 }' "$work/x86_64.tbl" "$work/i386.tbl" "$work/aarch64.tbl" |
+    LC_ALL=C sort -u >"$work/tables.names"
+gone="$(LC_ALL=C comm -23 <(LC_ALL=C sort "$work/alphabet.names") "$work/tables.names" | head -n 5)"
+[ -z "$gone" ] || die "in names.rs but in no table of linux-libc-dev $PKG_VERSION: $(echo $gone)." \
+    "Symbols are never removed (ADR 0025): decide by hand"
+LC_ALL=C comm -13 <(LC_ALL=C sort "$work/alphabet.names") "$work/tables.names" >"$work/new.names"
 
 {
     header names.rs "the names of x86_64.rs, i386.rs and aarch64.rs"
-    printf '\n//! The union of every architecture'"'"'s syscall names.\n\n'
-    printf '/// Every syscall name of every supported architecture, sorted (byte-wise) and deduplicated.\n'
-    printf '/// A [`super::Sym`] is an index into this list.\n'
+    printf '\n//! The alphabet: every architecture'"'"'s syscall names, each once, in the order they came.\n\n'
+    printf '/// Every syscall name of every supported architecture, each once. A [`super::Sym`] is an\n'
+    printf '/// index into this list, and profiles store symbols, so the list only grows: the names a\n'
+    printf '/// newer kernel adds are appended as a block, sorted (ADR 0025).\n'
     printf 'pub const NAMES: &[&str] = &[\n'
-    awk '{ print $2 }' "$work/x86_64.tbl" "$work/i386.tbl" "$work/aarch64.tbl" |
-        LC_ALL=C sort -u | awk '{ printf "    \"%s\",\n", $1 }'
+    cat "$work/alphabet.lines"
+    if [ -s "$work/new.names" ]; then
+        printf '    // From Debian linux-libc-dev %s, sorted.\n' "$PKG_VERSION"
+        awk '{ printf "    \"%s\",\n", $1 }' "$work/new.names"
+    fi
+    printf '];\n\n'
+    printf '/// The symbols of [`NAMES`] in byte-wise order of their names, for lookups by name.\n'
+    printf 'pub(super) const BY_NAME: &[u16] = &[\n'
+    cat "$work/alphabet.names" "$work/new.names" | awk '{ print NR - 1, $1 }' |
+        LC_ALL=C sort -k2,2 | awk '
+            { line = line (n % 12 ? " " : "    ") $1 ","; n++ }
+            n % 12 == 0 { print line; line = "" }
+            END { if (line != "") print line }'
     printf '];\n'
 } >"$out/names.rs"
 
@@ -181,4 +233,4 @@ for f in "${files[@]}"; do
 done
 log "wrote ${files[*]} to profiler/src/syscalls/ (linux-libc-dev $PKG_VERSION;" \
     "$(wc -l <"$work/x86_64.tbl") x86_64, $(wc -l <"$work/i386.tbl") i386," \
-    "$(wc -l <"$work/aarch64.tbl") aarch64 syscalls)"
+    "$(wc -l <"$work/aarch64.tbl") aarch64 syscalls; $(wc -l <"$work/new.names") new names)"
