@@ -1,8 +1,8 @@
 //! How risky a syscall is to see appear in a profile, for `chaperone diff`.
 //!
 //! A hand-kept judgement, not generated data: high-risk syscalls are those container escapes and
-//! privilege escalations go through (running new code, other processes' memory, mounts, identity,
-//! kernel modules and eBPF, kexec, kernel keyrings, file handles); medium are network endpoints
+//! privilege escalations go through (running new code, other processes' memory, mounts, identity
+//! and security labels, kernel modules and eBPF, kexec, kernel keyrings, file handles); medium are network endpoints
 //! and namespace or process creation (the flags that would make `clone` dangerous are not in the
 //! profile); everything else is low.
 
@@ -48,6 +48,7 @@ pub const HIGH: &[&str] = &[
     "delete_module",
     "execve",
     "execveat",
+    "fchroot",
     "finit_module",
     "fsconfig",
     "fsmount",
@@ -59,12 +60,14 @@ pub const HIGH: &[&str] = &[
     "kexec_file_load",
     "kexec_load",
     "keyctl",
+    "lsm_set_self_attr",
     "mount",
     "mount_setattr",
     "move_mount",
     "name_to_handle_at",
     "open_by_handle_at",
     "open_tree",
+    "open_tree_attr",
     "perf_event_open",
     "pivot_root",
     "process_vm_readv",
