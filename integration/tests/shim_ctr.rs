@@ -502,41 +502,56 @@ void _start(void) {
 /// and so is a syscall only 32-bit x86 has (before, the filter's default allowed it unseen).
 #[cfg(target_arch = "x86_64")]
 fn thirty_two_bit_multiplexers(runtime: &str) {
-    use chaperone_profiler::syscalls::sym_of;
+    runs_and_learns(
+        runtime,
+        "int80",
+        INT80_C,
+        &["socketcall", "ipc", "getuid32"],
+        "",
+    );
+}
+
+/// Runs the C program `source` (built by `compile_static`) as the only program of an image
+/// called `name`, under `runtime`; it must exit 0. Under chaperone its image's profile must
+/// then hold each of `names`; `hint` is added to the message of one that it lacks.
+#[cfg(target_arch = "x86_64")]
+fn runs_and_learns(runtime: &str, name: &str, source: &str, names: &[&str], hint: &str) {
+    use chaperone_profiler::syscalls::{name_of, sym_of};
     let Some(ctrd) = setup() else { return };
-    let image = "docker.io/library/chaperone-int80:itest";
-    let program = chaperone_integration::compile_static(ctrd.dir(), "int80", INT80_C, &[]);
-    ctrd.import_image(image, &[("bin/int80", &program, 0o755)])
+    let image = format!("docker.io/library/chaperone-{name}:itest");
+    let program = chaperone_integration::compile_static(ctrd.dir(), name, source, &[]);
+    let path = format!("bin/{name}");
+    ctrd.import_image(&image, &[(&path, &program, 0o755)])
         .unwrap();
-    let id = container_id("int80", runtime);
+    let id = container_id(name, runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = run_rm(&ctrd, runtime, &[], image, &id, &["/bin/int80"]);
+    let out = run_rm(&ctrd, runtime, &[], &image, &id, &[&format!("/{path}")]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         ctrd.explain(format!(
-            "exit of the int 0x80 program: {}",
+            "exit of the {name} program: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     );
     if runtime == RUNC_V2 {
         return;
     }
-    let digest = ctrd.image_digest(image).unwrap();
+    let digest = ctrd.image_digest(&image).unwrap();
     let profile = wait_for("the run stored", Duration::from_secs(10), || {
         Store::open(&ctrd.db_path()).ok()?.load(&digest).ok()?
     })
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let alphabet = profile.counts.alphabet();
-    for name in ["socketcall", "ipc", "getuid32"] {
-        let sym = sym_of(name).unwrap();
+    for want in names {
+        let sym = sym_of(want).unwrap_or_else(|| panic!("{want} is not in the alphabet"));
         assert!(
             alphabet.contains(&sym),
-            "{name} not learned; the profile has {:?}",
+            "{want} not learned{hint}; the profile has {:?}",
             alphabet
                 .iter()
-                .filter_map(|&s| chaperone_profiler::syscalls::name_of(s))
+                .filter_map(|&s| name_of(s))
                 .collect::<Vec<_>>()
         );
     }
@@ -552,6 +567,57 @@ fn chaperone_learns_32_bit_multiplexers_whatever_their_operation_and_32_bit_only
 #[test]
 fn runc_v2_runs_the_32_bit_syscall_program() {
     thirty_two_bit_multiplexers(RUNC_V2);
+}
+
+/// A program without libc for x86_64 that makes two syscalls newer than Linux 6.1, whose
+/// tables chaperone's alphabet stopped at before (ADR 0025): `fchmodat2` (Linux 6.6) on a path
+/// that does not exist and `cachestat` (6.5) on a closed fd. Both fail (ENOENT and EBADF, or
+/// ENOSYS on an older kernel), but the filter sees them first; then it exits 0.
+#[cfg(target_arch = "x86_64")]
+const NEWER_C: &str = r#"
+static long sys4(long nr, long a, long b, long c, long d) {
+    long r;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+void _start(void) {
+    sys4(452, -100, (long)"/no-such-file", 0, 0); /* fchmodat2(AT_FDCWD, ...) */
+    sys4(451, 999, 0, 0, 0); /* cachestat */
+    sys4(231, 0, 0, 0, 0); /* exit_group(0) */
+    for (;;) {}
+}
+"#;
+
+/// A container's syscalls newer than Linux 6.1 are notified and learned by name. Before the
+/// tables came from 6.1's headers, the filter did not name them, so where the container had
+/// no profile of its own the default action let them run unseen in every mode: `fchmodat2`
+/// did what `fchmodat` does, past enforcement. runc names them to the kernel through its
+/// libseccomp, which must know them (Debian 12's 2.5.4-1+deb12u1 knows those up to 6.7's).
+#[cfg(target_arch = "x86_64")]
+fn syscalls_newer_than_6_1(runtime: &str) {
+    runs_and_learns(
+        runtime,
+        "newer",
+        NEWER_C,
+        &["fchmodat2", "cachestat"],
+        " (does runc's libseccomp know it? `scmp_sys_resolver NAME`)",
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn chaperone_learns_syscalls_newer_than_linux_6_1_by_name() {
+    syscalls_newer_than_6_1(CHAPERONE);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn runc_v2_runs_the_newer_syscalls_program() {
+    syscalls_newer_than_6_1(RUNC_V2);
 }
 
 /// A container sharing the host's pid namespace has nobody to take its processes down when its
