@@ -468,17 +468,18 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
         .find(|a| a["output_fields"]["chaperone.alert_id"].as_str() == Some(id))
         .with_context(|| format!("no alert {id} in {}", path.display()))?;
     let fields = &alert["output_fields"];
+    let unusable = |what: &str| format!("alert {id} in {} {what}", path.display());
     let key = fields["chaperone.profile"]
         .as_str()
-        .context("the alert names no profile")?;
+        .with_context(|| unusable("names no profile (chaperone.profile)"))?;
     let window: Vec<u16> = fields["chaperone.window"]
         .as_array()
-        .context("the alert has no syscall window")?
+        .with_context(|| unusable("has no syscall window (chaperone.window)"))?
         .iter()
         .filter_map(|n| n.as_str().and_then(sym_of))
         .collect();
     if window.is_empty() {
-        bail!("alert {id} has no known syscalls in its window");
+        bail!(unusable("has no known syscalls in its window"));
     }
     let store = loc.store()?;
     let order = store

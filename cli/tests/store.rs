@@ -287,6 +287,50 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     );
 }
 
+/// An alert that `allow` cannot use (no profile, no window, no syscall chaperone knows in its
+/// window) is an error naming the alert, the log and what is missing; the profile is left
+/// as it was.
+#[test]
+fn an_unusable_alert_is_an_error_naming_it_and_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let log = tmp.path().join("alerts.jsonl");
+    let lines = [
+        json!({"output_fields": {"chaperone.alert_id": "nokey", "chaperone.window": ["read"]}}),
+        json!({"output_fields": {"chaperone.alert_id": "nowin", "chaperone.profile": "web"}}),
+        json!({"output_fields": {"chaperone.alert_id": "unknown", "chaperone.profile": "web",
+            "chaperone.window": ["no_such_syscall", 7]}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, text).unwrap();
+    let log = log.to_str().unwrap();
+    let before = Store::open(Path::new(&db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap();
+    for (id, missing) in [
+        ("nokey", "names no profile (chaperone.profile)"),
+        ("nowin", "has no syscall window (chaperone.window)"),
+        ("unknown", "has no known syscalls in its window"),
+    ] {
+        let out = chaperone(&["alerts", "allow", id, "--file", log, "--db", &db]);
+        assert_eq!(out.status.code(), Some(1), "{id}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("alert {id} in {log} {missing}")),
+            "{stderr}"
+        );
+    }
+    let after = Store::open(Path::new(&db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.counts, before.counts);
+    assert_eq!(after.summary.events, before.summary.events);
+}
+
 /// A store that is not one: every command that reads it exits 1 with the file and
 /// `move it aside`, and none writes to it.
 #[test]
