@@ -207,6 +207,15 @@ enum Check {
     BeforeWrites,
 }
 
+/// One state of the store that its reads share: see [`Store::snapshot`]. Dropping it ends
+/// the read transaction (nothing was written through it).
+#[derive(Debug)]
+#[must_use = "the reads share one state only while the snapshot lives"]
+pub struct Snapshot<'a> {
+    /// Held for its drop, which ends the transaction; `None` inside another snapshot.
+    _tx: Option<rusqlite::Transaction<'a>>,
+}
+
 /// A connection to the profile store.
 #[derive(Debug)]
 pub struct Store {
@@ -340,6 +349,21 @@ impl Store {
                 .map_err(self.sql("record the schema version"))?;
         }
         tx.commit().map_err(self.sql("commit the migration"))
+    }
+
+    /// Begins a read transaction: while the returned [`Snapshot`] lives, every query of this
+    /// store sees one committed state of the file, whatever other connections commit
+    /// meanwhile (a WAL reader keeps what it saw at its first read). Taken while one is open,
+    /// it is a no-op: the outer one holds the state. Methods that write must not be called
+    /// while it lives.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        if !self.conn.is_autocommit() {
+            return Ok(Snapshot { _tx: None });
+        }
+        // Unchecked for the same reason as `immediate`.
+        rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
+            .map(|tx| Snapshot { _tx: Some(tx) })
+            .map_err(self.sql("begin a read transaction"))
     }
 
     fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
@@ -504,6 +528,7 @@ impl Store {
 
     /// The summaries of every profile, by key.
     pub fn list(&self) -> Result<Vec<Summary>> {
+        let _one_state = self.snapshot()?;
         let keys: Vec<String> = {
             let mut stmt = self
                 .conn
@@ -534,6 +559,9 @@ impl Store {
 
     /// The summary of profile `key`, if it exists.
     pub fn summary(&self, key: &str) -> Result<Option<Summary>> {
+        // Its figures come from three queries: of one state, or a merge between them would
+        // pair one run's totals with another's calibration data.
+        let _one_state = self.snapshot()?;
         let row: Option<(Option<String>, i64, i64, i64, i64)> = self
             .conn
             .query_row(
@@ -582,6 +610,7 @@ impl Store {
 
     /// Profile `key` with its model, if it exists.
     pub fn load(&self, key: &str) -> Result<Option<Profile>> {
+        let _one_state = self.snapshot()?;
         let Some(summary) = self.summary(key)? else {
             return Ok(None);
         };
@@ -960,6 +989,36 @@ mod tests {
             });
             assert!(failures.is_empty(), "round {round}: {failures:?}");
         }
+    }
+
+    /// Reads under a snapshot see one state while another connection merges between them;
+    /// a snapshot inside another is the outer one; once it ends, the merge is seen.
+    #[test]
+    fn reads_under_a_snapshot_see_one_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        let writer = Store::open(&path).unwrap();
+        writer
+            .merge("img", &learning(&[1, 2, 3], &[0.5, 0.6]), None)
+            .unwrap();
+        let reader = Store::open_to_read(&path).unwrap();
+        {
+            let _outer = reader.snapshot().unwrap();
+            let before = reader.summary("img").unwrap().unwrap();
+            let threshold = reader.threshold("img", 0.0).unwrap();
+            writer
+                .merge("img", &learning(&[4, 5, 6, 7], &[9.0]), None)
+                .unwrap();
+            let _inner = reader.snapshot().unwrap();
+            let p = reader.load("img").unwrap().unwrap();
+            assert_eq!(p.summary, before);
+            assert_eq!(p.counts.events(), 3);
+            assert_eq!(reader.threshold("img", 0.0).unwrap(), threshold);
+            assert_eq!(reader.runs("img").unwrap().len(), 1);
+        }
+        let after = reader.summary("img").unwrap().unwrap();
+        assert_eq!((after.events, after.calibration), (7, 3));
+        assert_eq!(reader.runs("img").unwrap().len(), 2);
     }
 
     #[test]
