@@ -154,6 +154,12 @@ impl Plan {
             Ok(store) => store,
             Err(source) => return plan.store_failed(source),
         };
+        // The mode, the model, its runs and its threshold of one state of the store: a
+        // learning flush committing between them would pair one with another's.
+        let _one_state = match store.snapshot() {
+            Ok(s) => s,
+            Err(source) => return plan.store_failed(source),
+        };
         let summary = match store.summary(&key) {
             Ok(s) => s,
             Err(source) => return plan.store_failed(source),
