@@ -159,6 +159,8 @@ fn tiered_model(store: &Store, key: &str, config: &Config) -> Result<Option<(usi
 pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let config = loc.config()?;
     let store = loc.store()?;
+    // Every figure of one state of the store, while shims may be merging runs.
+    let _one_state = store.snapshot()?;
     let Some(p) = store.summary(key)? else {
         bail!("no profile {key:?} in {}", store.path().display());
     };
