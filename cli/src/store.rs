@@ -165,12 +165,23 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
         bail!("no profile {key:?} in {}", store.path().display());
     };
     let far = config.model.target_far;
-    let threshold = store.threshold(key, far)?;
-    // A model that cannot be used is reported after everything else the store could give.
+    // What cannot be read or used (a damaged row, a model learning cannot make) is shown as
+    // such, and the first error is reported after everything else the store could give.
+    let threshold = store.threshold(key, far);
     let tiered = tiered_model(&store, key, &config);
-    let workloads = store.workloads(key)?;
+    let workloads = store.workloads(key);
+    let failed = || -> Result<()> {
+        threshold.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        tiered.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        workloads.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        Ok(())
+    };
     if json_out {
-        let mut v = summary_json(&p, Some((far, threshold)));
+        let mut v = summary_json(&p, threshold.as_ref().ok().map(|t| (far, *t)));
+        if let Err(e) = &threshold {
+            v["target_far"] = json!(far);
+            v["threshold"] = json!({ "error": format!("{e:#}") });
+        }
         v["tiered"] = match &tiered {
             Ok(Some((hot, p))) => json!({
                 "hot_syscalls": hot,
@@ -181,20 +192,23 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
             Ok(None) => Value::Null,
             Err(e) => json!({ "error": format!("{e:#}") }),
         };
-        v["workloads"] = workloads
-            .iter()
-            .map(|s| {
-                json!({
-                    "namespace": s.workload.namespace,
-                    "pod": s.workload.pod,
-                    "container": s.workload.container,
-                    "runs": s.runs,
-                    "last": s.last,
+        v["workloads"] = match &workloads {
+            Ok(w) => w
+                .iter()
+                .map(|s| {
+                    json!({
+                        "namespace": s.workload.namespace,
+                        "pod": s.workload.pod,
+                        "container": s.workload.container,
+                        "runs": s.runs,
+                        "last": s.last,
+                    })
                 })
-            })
-            .collect();
+                .collect(),
+            Err(e) => json!({ "error": format!("{e:#}") }),
+        };
         outln!("{v}")?;
-        return tiered.map(drop);
+        return failed();
     }
     outln!("profile:            {}", p.key)?;
     outln!(
@@ -214,11 +228,12 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     )?;
     outln!("held-out threads:   {}", p.calibration)?;
     match threshold {
-        Some(t) => outln!(
+        Ok(Some(t)) => outln!(
             "learned threshold:  {t:.3} nats/event (target false-alarm rate {far}{})",
             threshold_basis(far, usize::try_from(p.calibration).unwrap_or(usize::MAX))
         )?,
-        None => outln!("learned threshold:  - (learn at least two containers)")?,
+        Ok(None) => outln!("learned threshold:  - (learn at least two containers)")?,
+        Err(_) => outln!("learned threshold:  - (its data cannot be read: see the error below)")?,
     }
     match &tiered {
         Ok(Some((hot, t))) => {
@@ -241,14 +256,18 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
         )?,
         Err(_) => outln!("tiered threshold:   - (the model cannot be used: see the error below)")?,
     }
-    if !workloads.is_empty() {
-        outln!("learned from (Kubernetes namespace/pod/container, runs; newest first):")?;
-        for s in &workloads {
-            let w = &s.workload;
-            outln!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs)?;
+    match &workloads {
+        Ok(seen) if !seen.is_empty() => {
+            outln!("learned from (Kubernetes namespace/pod/container, runs; newest first):")?;
+            for s in seen {
+                let w = &s.workload;
+                outln!("  {}/{}/{}  {}", w.namespace, w.pod, w.container, s.runs)?;
+            }
         }
+        Ok(_) => {}
+        Err(_) => outln!("learned from:       - (cannot be read: see the error below)")?,
     }
-    tiered.map(drop)
+    failed()
 }
 
 /// The `MODE` of `chaperone profile mode KEY MODE`: a mode, or `None` for `default` (the

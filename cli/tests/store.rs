@@ -205,6 +205,49 @@ fn profile_show_gives_the_tiered_filters_threshold() {
     assert!(stderr.contains("\"web\""), "{stderr}");
 }
 
+/// A calibration or workload row that cannot be read: `profile show` still shows everything
+/// else, marks what it could not read, then reports the error and exits 1 (in JSON too).
+#[test]
+fn profile_show_shows_what_it_can_read_around_a_damaged_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "INSERT INTO calibration (key, score) VALUES ('web', 'not a number')",
+        [],
+    )
+    .unwrap();
+    // A pod name that is not text (SQLite keeps what it is given).
+    conn.execute(
+        "INSERT INTO workloads (key, namespace, pod, container, runs, last, run)
+         VALUES ('web', 'shop', x'ff', 'c', 1, 0, 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = chaperone(&["profile", "show", "web", "--db", &db]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    for line in [
+        "containers learned: 2",
+        "learned threshold:  - (its data cannot be read: see the error below)",
+        "learned from:       - (cannot be read: see the error below)",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(stderr.contains("read calibration data"), "{stderr}");
+
+    let out = chaperone(&["profile", "show", "web", "--json", "--db", &db]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["containers"], 2, "{v}");
+    assert!(v["threshold"]["error"].is_string(), "{v}");
+    assert!(v["workloads"]["error"].is_string(), "{v}");
+}
+
 #[test]
 fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     let tmp = tempfile::tempdir().unwrap();
