@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -442,6 +443,32 @@ impl ModelConfig {
     }
 }
 
+/// `time` as RFC 3339 UTC with nanoseconds, as Falco writes it: the time of alerts, and of
+/// what the CLI reports.
+pub fn rfc3339(time: SystemTime) -> String {
+    let d = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,5 +627,19 @@ mod tests {
         assert_eq!(p.min_events, PromotionPolicy::default().min_events);
         let err = Config::parse("[promotion]\nto = \"learn\"\n").unwrap_err();
         assert!(err.to_string().contains("promotion.to"), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29 is a leap day; 2100-03-01 follows a non-leap February.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(4_107_542_400)),
+            "2100-03-01T00:00:00.000000000Z"
+        );
     }
 }
