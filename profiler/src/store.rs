@@ -21,7 +21,7 @@ use crate::supervisor::{window_threshold, Learned};
 use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// How long a writer waits for another shim's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Held-out maxima kept per profile (the newest; older ones came from a less converged model).
@@ -187,6 +187,18 @@ pub struct Merged {
     pub new_grams: u64,
     /// The mode the promotion policy moved the profile to, if it did.
     pub promoted: Option<Mode>,
+}
+
+/// What [`Store::allow_alert`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Allowed {
+    /// The alert's window was merged now.
+    Merged(Merged),
+    /// The alert was allowed before, at this Unix time: nothing was merged again.
+    Before {
+        /// When it was allowed.
+        at: u64,
+    },
 }
 
 /// A loaded profile, ready to score with.
@@ -380,8 +392,48 @@ impl Store {
         learning: &Learning,
         policy: Option<&PromotionPolicy>,
     ) -> Result<Merged> {
+        let tx = self.immediate()?;
+        let merged = self.merge_in(&tx, key, learning, policy)?;
+        tx.commit().map_err(self.sql("commit the merge"))?;
+        Ok(merged)
+    }
+
+    /// Merges alert `alert`'s syscall window (`learning`) into profile `key`, once: an alert
+    /// allowed before is not merged again, and what is returned says when it was. The check,
+    /// the merge and the record of the alert are one transaction.
+    pub fn allow_alert(&self, key: &str, alert: &str, learning: &Learning) -> Result<Allowed> {
         let sql = |op| self.sql(op);
         let tx = self.immediate()?;
+        let before: Option<i64> = tx
+            .query_row(
+                "SELECT at FROM allowed_alerts WHERE key = ?1 AND alert = ?2",
+                [key, alert],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("read the allowed alerts"))?;
+        if let Some(at) = before {
+            return Ok(Allowed::Before { at: to_u64(at) });
+        }
+        let merged = self.merge_in(&tx, key, learning, None)?;
+        tx.execute(
+            "INSERT INTO allowed_alerts (key, alert, at) VALUES (?1, ?2, ?3)",
+            params![key, alert, to_i64(unix_now())],
+        )
+        .map_err(sql("record the allowed alert"))?;
+        tx.commit().map_err(sql("commit the merge"))?;
+        Ok(Allowed::Merged(merged))
+    }
+
+    /// [`Store::merge`] inside the write transaction `tx`, which the caller commits.
+    fn merge_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        key: &str,
+        learning: &Learning,
+        policy: Option<&PromotionPolicy>,
+    ) -> Result<Merged> {
+        let sql = |op| self.sql(op);
         let row: Option<(Vec<u8>, Option<String>)> = tx
             .query_row(
                 "SELECT model, mode FROM profiles WHERE key = ?1",
@@ -507,7 +559,7 @@ impl Store {
                     )
                     .map_err(sql("read the profile"))?;
                 let rate =
-                    new_rate(&tx, key, policy.window_events).map_err(sql("read learning runs"))?;
+                    new_rate(tx, key, policy.window_events).map_err(sql("read learning runs"))?;
                 if converged(policy, to_u64(containers), to_u64(events), rate) {
                     tx.execute(
                         "UPDATE profiles SET mode = ?2 WHERE key = ?1",
@@ -518,7 +570,6 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(sql("commit the merge"))?;
         Ok(Merged {
             events: learning.counts.events(),
             new_grams,
@@ -728,6 +779,8 @@ impl Store {
             .map_err(self.sql("reset recorded threads"))?;
         tx.execute("DELETE FROM workloads WHERE key = ?1", [key])
             .map_err(self.sql("reset workloads"))?;
+        tx.execute("DELETE FROM allowed_alerts WHERE key = ?1", [key])
+            .map_err(self.sql("reset allowed alerts"))?;
         let changed = tx
             .execute("DELETE FROM profiles WHERE key = ?1", [key])
             .map_err(self.sql("reset the profile"))?;
@@ -827,6 +880,14 @@ const MIGRATIONS: &[&str] = &[
         last      INTEGER NOT NULL,
         run       INTEGER NOT NULL, -- the learning run (seq) of its last merge: orders them
         PRIMARY KEY (key, namespace, pod, container)
+    );
+",
+    "
+    CREATE TABLE allowed_alerts (
+        key   TEXT NOT NULL REFERENCES profiles(key),
+        alert TEXT NOT NULL, -- chaperone.alert_id
+        at    INTEGER NOT NULL,
+        PRIMARY KEY (key, alert)
     );
 ",
 ];
@@ -1216,6 +1277,43 @@ mod tests {
         store.load("img").unwrap_err();
     }
 
+    /// `chaperone alerts allow`: an alert's window merges once; the same alert again merges
+    /// nothing and says when it was allowed; another alert merges; a reset forgets them.
+    #[test]
+    fn an_alert_is_allowed_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("p.db")).unwrap();
+        store
+            .merge("img", &learning(&[1, 2, 3], &[]), None)
+            .unwrap();
+        let window = learning(&[1, 7, 8], &[]);
+        let Allowed::Merged(m) = store.allow_alert("img", "a1", &window).unwrap() else {
+            panic!("the first allow merges");
+        };
+        assert_eq!(m.events, 3);
+        let once = store.load("img").unwrap().unwrap();
+        assert_eq!(once.summary.events, 6);
+        let again = store.allow_alert("img", "a1", &window).unwrap();
+        let Allowed::Before { at } = again else {
+            panic!("the second allow merges nothing: {again:?}");
+        };
+        assert!(at > 0 && at <= unix_now());
+        let twice = store.load("img").unwrap().unwrap();
+        assert_eq!(twice.counts, once.counts);
+        assert_eq!(twice.summary, once.summary);
+        assert_eq!(store.runs("img").unwrap().len(), 2);
+        let other = store.allow_alert("img", "a2", &window).unwrap();
+        assert!(matches!(other, Allowed::Merged(_)), "{other:?}");
+        assert_eq!(store.load("img").unwrap().unwrap().summary.events, 9);
+
+        store.reset("img").unwrap();
+        store
+            .merge("img", &learning(&[1, 2, 3], &[]), None)
+            .unwrap();
+        let after_reset = store.allow_alert("img", "a1", &window).unwrap();
+        assert!(matches!(after_reset, Allowed::Merged(_)), "{after_reset:?}");
+    }
+
     #[test]
     fn a_version_1_store_is_migrated_and_keeps_its_profiles() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1236,6 +1334,10 @@ mod tests {
         assert!(store.runs("old").unwrap().is_empty());
         store.merge("old", &learning(&[1, 2], &[]), None).unwrap();
         assert_eq!(store.runs("old").unwrap().len(), 1);
+        let allowed = store
+            .allow_alert("old", "a1", &learning(&[3, 4], &[]))
+            .unwrap();
+        assert!(matches!(allowed, Allowed::Merged(_)), "{allowed:?}");
         let version: u32 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
