@@ -4,13 +4,13 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use chaperone_config::{Config, Mode, DEFAULT_CONFIG_PATH};
+use chaperone_config::{rfc3339, Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::detector::stats::{self, Basis};
 use chaperone_profiler::model::NgramCounts;
-use chaperone_profiler::store::{Learning, Store, Summary};
+use chaperone_profiler::store::{Allowed, Learning, Store, Summary};
 use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
@@ -509,23 +509,25 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
         .order();
     let mut counts = NgramCounts::new(order)?;
     counts.learn_sequence(&window);
-    let merged = store.merge(
-        key,
-        &Learning {
-            counts,
-            containers: 0,
-            maxima: Vec::new(),
-            // The window is what a tiered supervisor saw: its model learns it too.
-            threads: vec![window.clone()],
-            workload: None,
-        },
-        None,
-    )?;
-    eprintln!(
-        "chaperone: alert {id}: {} syscalls of its window joined profile {key} ({} new n-grams)",
-        window.len(),
-        merged.new_grams
-    );
+    let learning = Learning {
+        counts,
+        containers: 0,
+        maxima: Vec::new(),
+        // The window is what a tiered supervisor saw: its model learns it too.
+        threads: vec![window.clone()],
+        workload: None,
+    };
+    match store.allow_alert(key, id, &learning)? {
+        Allowed::Merged(merged) => eprintln!(
+            "chaperone: alert {id}: {} syscalls of its window joined profile {key} ({} new n-grams)",
+            window.len(),
+            merged.new_grams
+        ),
+        Allowed::Before { at } => eprintln!(
+            "chaperone: alert {id} was allowed into profile {key} before ({}): nothing to do",
+            rfc3339(UNIX_EPOCH + Duration::from_secs(at))
+        ),
+    }
     Ok(())
 }
 

@@ -313,6 +313,22 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         "the window joined the profile"
     );
     assert_eq!(after.summary.containers, before.summary.containers);
+    // The same alert again: nothing merged twice, exit 0, and said so.
+    let again = chaperone(&["alerts", "allow", "bbbb", "--file", log, "--db", &db]);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("alert bbbb was allowed into profile web before (20")
+            && said.contains("nothing to do"),
+        "{said}"
+    );
+    let still = Store::open(Path::new(&db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.counts, after.counts);
+    assert_eq!(still.summary.events, after.summary.events);
 
     let out = chaperone(&["alerts", "allow", "zzzz", "--file", log, "--db", &db]);
     assert_eq!(out.status.code(), Some(1));
