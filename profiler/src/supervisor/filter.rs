@@ -44,7 +44,11 @@ use crate::syscalls::{name_of, Arch};
 /// for a supervisor that cannot exist yet), and `restart_syscall`, which the kernel makes a
 /// thread enter to resume a sleep that a stop (SIGSTOP, a debugger) interrupted: no program
 /// calls it and no profile learns it, so traced it was a never-seen syscall after every
-/// SIGSTOP/SIGCONT, and denied it failed the sleep with EPERM. Sorted.
+/// SIGSTOP/SIGCONT, and denied it failed the sleep with EPERM. So are `uprobe` and
+/// `uretprobe` (x86_64, Linux 6.11 and later) for the same reason: the kernel's trampolines
+/// enter them when a host tracer probes a function of the process, never the program; a
+/// denial crashes the probed process (later kernels pass `uretprobe` by seccomp, ADR 0025).
+/// Sorted.
 pub const NEVER_NOTIFIED: &[&str] = &[
     "clock_nanosleep",
     "futex",
@@ -60,6 +64,8 @@ pub const NEVER_NOTIFIED: &[&str] = &[
     "sched_yield",
     "sigaltstack",
     "tgkill",
+    "uprobe",
+    "uretprobe",
     "write",
 ];
 
