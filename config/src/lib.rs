@@ -167,6 +167,21 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// What the filter of a container without a seccomp profile of its own does, in every traced
+    /// mode, with the syscalls it cannot name: those newer than chaperone's syscall tables, and
+    /// those runc's libseccomp cannot resolve (runc skips such names). No rule covers them, so
+    /// they take the filter's default action (ADR 0026).
+    Unnamed, "unnamed action", {
+        /// Fail them with ENOSYS, as a kernel without them does (and Docker's default profile
+        /// with calls newer than it knows): a program falls back to the older call it keeps
+        /// for such kernels, which the filter names, so it is learned and scored.
+        Enosys => "enosys",
+        /// Let them run unseen by any supervisor, as under runc without chaperone.
+        Allow => "allow",
+    }
+);
+
 /// A plain `http://` URL split for a request: host, port (default 80) and path (default `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
@@ -331,6 +346,9 @@ pub struct FilterConfig {
     pub hot_coverage: f64,
     /// What enforce mode does with a never-learned syscall.
     pub unseen: Unseen,
+    /// What the filter of a container without its own seccomp profile does with the syscalls
+    /// it cannot name, in every traced mode.
+    pub unnamed: Unnamed,
     /// Syscall names never allowed in the kernel however often they were learned (`execve` and
     /// `execveat` never are). Process creation (`clone`, `clone3`, `fork`, `vfork`) here makes
     /// a spawned process wait for the supervisor, at one notification per process.
@@ -342,6 +360,7 @@ impl Default for FilterConfig {
         Self {
             hot_coverage: DEFAULT_HOT_COVERAGE,
             unseen: Unseen::Notify,
+            unnamed: Unnamed::Enosys,
             always_traced: Vec::new(),
         }
     }
@@ -603,6 +622,15 @@ mod tests {
         assert_eq!(c.filter.hot_coverage, 0.5);
         assert_eq!(c.filter.unseen, Unseen::Kill);
         assert_eq!(Config::default().filter.unseen, Unseen::Notify);
+        assert_eq!(Config::default().filter.unnamed, Unnamed::Enosys);
+        let allow = Config::parse("[filter]\nunnamed = \"allow\"\n").unwrap();
+        assert_eq!(allow.filter.unnamed, Unnamed::Allow);
+        let err = Config::parse("[filter]\nunnamed = \"deny\"").unwrap_err();
+        let chain = format!("{err} {:?}", std::error::Error::source(&err));
+        assert!(
+            chain.contains("enosys") && chain.contains("allow"),
+            "{chain}"
+        );
     }
 
     #[test]
