@@ -1,13 +1,14 @@
 //! A container's own seccomp profile (its OCI config's `linux.seccomp`, which a pod's
 //! `seccompProfile` or `ctr --seccomp-profile` sets), rewritten by the shim into the learn-mode
 //! filter or a runtime filter: a filter, or a clear `FilterError`; never a panic. A filter
-//! keeps every rule of the profile that does not allow, keeps its default action, sends the fd
-//! to chaperone's listener, and is one runc accepts and that cannot hang runc init.
+//! keeps every rule of the profile that does not allow, keeps its default action (whatever
+//! `[filter] unnamed` says: that is for containers without a profile), sends the fd to
+//! chaperone's listener, and is one runc accepts and that cannot hang runc init.
 #![no_main]
 
 use std::path::Path;
 
-use chaperone_config::Unseen;
+use chaperone_config::{Unnamed, Unseen};
 use chaperone_profiler::supervisor::filter::{learn_filter, runc_accepts};
 use chaperone_seccomp_gen::tiered::{runtime_filter, Tiers};
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let listener = Path::new("/run/chaperone/s/fuzz.sock");
-    // The low bit: learn mode, or a runtime filter with the next two bits' unseen handling.
+    // The low bit: learn mode, or a runtime filter with the next two bits' unseen handling and
+    // the fourth bit's unnamed handling.
     let filter = if how & 1 == 0 {
         learn_filter(Some(&container), listener, Some("fuzz"))
     } else {
@@ -30,8 +32,20 @@ fuzz_target!(|data: &[u8]| {
             1 => Unseen::Errno,
             _ => Unseen::Kill,
         };
+        let unnamed = if how & 8 == 0 {
+            Unnamed::Enosys
+        } else {
+            Unnamed::Allow
+        };
         let tiers = Tiers::from_names(["read", "write", "futex"], ["openat", "socket", "execve"]);
-        runtime_filter(Some(&container), &tiers, unseen, listener, Some("fuzz"))
+        runtime_filter(
+            Some(&container),
+            &tiers,
+            unseen,
+            unnamed,
+            listener,
+            Some("fuzz"),
+        )
     };
     let Ok(filter) = filter else {
         return;

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use chaperone_config::Unseen;
+use chaperone_config::{Unnamed, Unseen};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::supervisor::filter::{never_notified, tiered_filter, FilterError, Tier};
 use chaperone_profiler::syscalls::{name_of, Sym};
@@ -87,16 +87,18 @@ impl Tiers {
 }
 
 /// The runtime filter of a container whose own profile is `container` (`None`: unconfined):
-/// each syscall that profile allows gets its tier; its denials are kept; the notify fd goes to
-/// `listener` with `metadata`.
+/// each syscall that profile allows gets its tier; its denials are kept; without a profile,
+/// what the filter cannot name gets `unnamed`; the notify fd goes to `listener` with
+/// `metadata`.
 pub fn runtime_filter(
     container: Option<&LinuxSeccomp>,
     tiers: &Tiers,
     unseen: Unseen,
+    unnamed: Unnamed,
     listener: &Path,
     metadata: Option<&str>,
 ) -> Result<LinuxSeccomp, FilterError> {
-    tiered_filter(container, listener, metadata, |name| {
+    tiered_filter(container, listener, metadata, unnamed, |name| {
         tiers.tier_of(name, unseen)
     })
 }
@@ -129,7 +131,15 @@ mod tests {
             ["close", "openat", "read"]
         );
         for unseen in [Unseen::Notify, Unseen::Errno, Unseen::Kill] {
-            let f = runtime_filter(None, &tiers, unseen, Path::new("/s.sock"), Some("c")).unwrap();
+            let f = runtime_filter(
+                None,
+                &tiers,
+                unseen,
+                Unnamed::Allow,
+                Path::new("/s.sock"),
+                Some("c"),
+            )
+            .unwrap();
             assert!(runc_accepts(&f));
             assert_eq!(f.default_action(), LinuxSeccompAction::ScmpActAllow);
             let action_of = |name: &str| {

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use chaperone_config::Unseen;
+use chaperone_config::{Unnamed, Unseen};
 use chaperone_profiler::supervisor::filter::{runc_accepts, Tier};
 use chaperone_seccomp_gen::merge::evaluate;
 use chaperone_seccomp_gen::oci::allows;
@@ -19,6 +19,18 @@ use proptest::prelude::*;
 
 fn unseen() -> impl Strategy<Value = Unseen> {
     proptest::sample::select(&[Unseen::Notify, Unseen::Errno, Unseen::Kill][..])
+}
+
+fn unnamed() -> impl Strategy<Value = Unnamed> {
+    proptest::sample::select(&[Unnamed::Allow, Unnamed::Enosys][..])
+}
+
+/// The default action of an unconfined container's filter: what it cannot name gets.
+fn unnamed_default(unnamed: Unnamed) -> LinuxSeccompAction {
+    match unnamed {
+        Unnamed::Allow => LinuxSeccompAction::ScmpActAllow,
+        Unnamed::Enosys => LinuxSeccompAction::ScmpActErrno,
+    }
 }
 
 fn tiers() -> impl Strategy<Value = Tiers> {
@@ -63,12 +75,20 @@ proptest! {
         container in proptest::option::of(base()),
         tiers in tiers(),
         unseen in unseen(),
+        unnamed in unnamed(),
     ) {
-        let filter = runtime_filter(container.as_ref(), &tiers, unseen, Path::new("/s"), None)
-            .unwrap();
+        let filter =
+            runtime_filter(container.as_ref(), &tiers, unseen, unnamed, Path::new("/s"), None)
+                .unwrap();
         prop_assert!(runc_accepts(&filter));
         let own = container.clone().unwrap_or_else(unconfined);
-        prop_assert_eq!(filter.default_action(), own.default_action());
+        // A container's own default stays; an unconfined one's is `unnamed`'s.
+        let default = if container.is_some() {
+            own.default_action()
+        } else {
+            unnamed_default(unnamed)
+        };
+        prop_assert_eq!(filter.default_action(), default);
         for name in NAMES {
             // Names a conditional rule mentions keep the container's default for the other
             // arguments (documented in the filter module).
@@ -102,8 +122,15 @@ proptest! {
         // A profile libseccomp refuses (two rules for one call with different actions) is not
         // one runc would run.
         prop_assume!(common::try_compile(&container).is_ok());
-        let mut filter = runtime_filter(Some(&container), &tiers, unseen, Path::new("/s"), None)
-            .unwrap();
+        let mut filter = runtime_filter(
+            Some(&container),
+            &tiers,
+            unseen,
+            Unnamed::Enosys,
+            Path::new("/s"),
+            None,
+        )
+        .unwrap();
         filter.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
         if let Err(e) = common::try_compile(&filter) {
             prop_assert!(false, "{e}\ncontainer {container:?}\nfilter {filter:?}");
@@ -112,10 +139,50 @@ proptest! {
 }
 
 #[test]
-fn the_unconfined_filter_compiles_for_each_unseen_action() {
+fn the_unconfined_filter_compiles_for_each_unseen_and_unnamed_action() {
     let tiers = Tiers::from_names(["read", "openat"], ["socket", "execve"]);
     for unseen in [Unseen::Notify, Unseen::Errno, Unseen::Kill] {
-        let filter = runtime_filter(None, &tiers, unseen, Path::new("/s"), Some("c")).unwrap();
-        common::compile(&filter);
+        for unnamed in [Unnamed::Allow, Unnamed::Enosys] {
+            let filter =
+                runtime_filter(None, &tiers, unseen, unnamed, Path::new("/s"), Some("c")).unwrap();
+            common::compile(&filter);
+        }
+    }
+}
+
+/// What an unconfined container's filter names no rule for (here `tuxcall`, which no kernel
+/// implements, so it gets no rule; a syscall runc's libseccomp cannot resolve is skipped the
+/// same way) takes `unnamed`: allowed, or failed with ENOSYS. The hot syscalls are allowed by
+/// a rule when the default does not allow.
+#[test]
+fn what_the_unconfined_filter_cannot_name_gets_the_unnamed_action() {
+    let tiers = Tiers::from_names(["read"], ["read", "socket"]);
+    for (unnamed, action, errno) in [
+        (Unnamed::Allow, LinuxSeccompAction::ScmpActAllow, None),
+        (Unnamed::Enosys, LinuxSeccompAction::ScmpActErrno, Some(38)),
+    ] {
+        let f =
+            runtime_filter(None, &tiers, Unseen::Errno, unnamed, Path::new("/s"), None).unwrap();
+        assert_eq!(f.default_action(), action, "{unnamed:?}");
+        assert_eq!(f.default_errno_ret(), errno, "{unnamed:?}");
+        assert_eq!(evaluate(&f, "tuxcall", &[0; 6]), action, "{unnamed:?}");
+        let rules_read = f
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.names().iter().any(|n| n == "read"));
+        assert_eq!(rules_read, unnamed != Unnamed::Allow, "{unnamed:?}");
+        assert_eq!(
+            evaluate(&f, "read", &[0; 6]),
+            LinuxSeccompAction::ScmpActAllow
+        );
+        assert_eq!(
+            evaluate(&f, "socket", &[0; 6]),
+            LinuxSeccompAction::ScmpActNotify
+        );
+        assert_eq!(
+            evaluate(&f, "bind", &[0; 6]),
+            LinuxSeccompAction::ScmpActErrno
+        );
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use chaperone_config::Mode;
-use chaperone_profiler::supervisor::filter::learn_filter;
+use chaperone_profiler::supervisor::filter::notify_filter;
 use chaperone_seccomp_gen::runtime_filter;
 use oci_spec::runtime::LinuxSeccomp;
 use serde_json::Value;
@@ -54,9 +54,17 @@ pub fn add_filter(config: &mut Value, id: &str, plan: &Plan, socket: &Path) -> R
                 },
             )?),
         };
+    let unnamed = plan.config.filter.unnamed;
     let filter = match &plan.tiers {
-        None => learn_filter(existing.as_ref(), socket, Some(id)),
-        Some(tiers) => runtime_filter(existing.as_ref(), tiers, plan.unseen(), socket, Some(id)),
+        None => notify_filter(existing.as_ref(), socket, Some(id), unnamed),
+        Some(tiers) => runtime_filter(
+            existing.as_ref(),
+            tiers,
+            plan.unseen(),
+            unnamed,
+            socket,
+            Some(id),
+        ),
     }
     .map_err(|source| ShimError::Filter {
         id: id.to_owned(),
@@ -173,13 +181,45 @@ mod tests {
             socket.to_str().unwrap()
         );
         assert_eq!(new["linux"]["seccomp"]["listenerMetadata"], "c1");
+        // `[filter] unnamed = "enosys"` (the default): what no rule names fails with ENOSYS,
+        // and what is never notified (runc's own syscalls) has its allow rule.
+        assert_eq!(new["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(new["linux"]["seccomp"]["defaultErrnoRet"], 38);
+        let rules = new["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+        let with = |action: &str, name: &str| {
+            rules.iter().any(|r| {
+                r["action"] == action && r["names"].as_array().unwrap().contains(&json!(name))
+            })
+        };
+        assert!(with("SCMP_ACT_NOTIFY", "openat"));
+        assert!(with("SCMP_ACT_ALLOW", "futex"));
+
+        // `unnamed = "allow"`: the default allows them, and the allowed need no rule.
+        let mut config = chaperone_config::Config::default();
+        config.filter.unnamed = chaperone_config::Unnamed::Allow;
+        let dir = bundle_with(&original);
+        prepare(
+            dir.path(),
+            read_config(dir.path()).unwrap(),
+            "c1",
+            move |_| {
+                Ok(Plan::fixed(
+                    "c",
+                    "k",
+                    Mode::Learn,
+                    std::sync::Arc::new(config),
+                ))
+            },
+            || Ok(socket.clone()),
+        )
+        .unwrap();
+        let new = read_config(dir.path()).unwrap();
         assert_eq!(new["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
-        let notified = new["linux"]["seccomp"]["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["action"] == "SCMP_ACT_NOTIFY");
-        assert!(notified);
+        let rules = new["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+        assert!(
+            rules.iter().all(|r| r["action"] == "SCMP_ACT_NOTIFY"),
+            "{rules:?}"
+        );
     }
 
     #[test]

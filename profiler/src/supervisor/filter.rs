@@ -26,6 +26,10 @@
 //! allowed name given its [`Tier`] instead of notify: allowed in the kernel, notified, or
 //! failed or killed in the kernel; the container's own denials stay as they are.
 //!
+//! A container without a profile of its own gets a filter whose default action is `[filter]
+//! unnamed`'s, for the syscalls no name covers (newer than the tables, or unknown to runc's
+//! libseccomp): by default ENOSYS, with every name in a rule, the allowed ones too (ADR 0026).
+//!
 //! One gap, in both: in a profile whose default action allows, a name that only rules with
 //! argument conditions mention keeps the default for the arguments those rules do not match,
 //! so those calls are neither traced nor given a tier (never weaker, but unseen). Docker's and
@@ -37,6 +41,8 @@ use std::sync::OnceLock;
 
 use oci_spec::runtime::{Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall};
 
+use chaperone_config::Unnamed;
+
 use crate::syscalls::{name_of, Arch};
 
 /// Syscalls never notified: `write` (runc refuses it), what runc init's Go runtime may call
@@ -47,7 +53,7 @@ use crate::syscalls::{name_of, Arch};
 /// SIGSTOP/SIGCONT, and denied it failed the sleep with EPERM. So are `uprobe` and
 /// `uretprobe` (x86_64, Linux 6.11 and later) for the same reason: the kernel's trampolines
 /// enter them when a host tracer probes a function of the process, never the program; a
-/// denial crashes the probed process (later kernels pass `uretprobe` by seccomp, ADR 0025).
+/// denial breaks the probed function's return (ADR 0025).
 /// Sorted.
 pub const NEVER_NOTIFIED: &[&str] = &[
     "clock_nanosleep",
@@ -197,6 +203,7 @@ impl Tier {
 }
 
 const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
 
 /// The names of the 32-bit x86 table that the x86_64 and aarch64 tables lack (87: the
 /// multiplexers `socketcall` and `ipc`, the `*64` and `*32` variants such as `mmap2`, `stat64`,
@@ -260,17 +267,33 @@ pub fn learn_filter(
     listener: &Path,
     metadata: Option<&str>,
 ) -> Result<LinuxSeccomp, FilterError> {
-    tiered_filter(container, listener, metadata, |_| Tier::Notify)
+    notify_filter(container, listener, metadata, Unnamed::Allow)
+}
+
+/// [`learn_filter`] with `unnamed` for the syscalls an unconfined container's filter cannot
+/// name (see [`Unnamed`]; [`learn_filter`] allows them): the shim's filter in learn mode, and
+/// in monitor and enforce mode for a profile without recorded runs.
+pub fn notify_filter(
+    container: Option<&LinuxSeccomp>,
+    listener: &Path,
+    metadata: Option<&str>,
+    unnamed: Unnamed,
+) -> Result<LinuxSeccomp, FilterError> {
+    tiered_filter(container, listener, metadata, unnamed, |_| Tier::Notify)
 }
 
 /// The filter for a container whose own profile is `container` (`None`: unconfined): each
 /// syscall name that profile allows gets `tier_of(name)`, what it does not allow keeps its
 /// action (never weaker), and the notify fd goes to `listener` with `metadata`. A name of
 /// [`NEVER_NOTIFIED`] given [`Tier::Notify`] is allowed instead (runc init would deadlock).
+/// Without a container profile, the syscalls the filter cannot name (newer than chaperone's
+/// tables, or unknown to runc's libseccomp, which skips such names) take the default action,
+/// `unnamed`'s (ADR 0026); a container's own profile keeps its default action.
 pub fn tiered_filter(
     container: Option<&LinuxSeccomp>,
     listener: &Path,
     metadata: Option<&str>,
+    unnamed: Unnamed,
     tier_of: impl Fn(&str) -> Tier,
 ) -> Result<LinuxSeccomp, FilterError> {
     let tier_of = |name: &str| match tier_of(name) {
@@ -310,11 +333,29 @@ pub fn tiered_filter(
         }
         None => {
             let mut s = LinuxSeccomp::default();
-            s.set_default_action(LinuxSeccompAction::ScmpActAllow);
+            // On aarch64 the filter also covers 32-bit Arm, whose private syscalls (`set_tls`,
+            // `cacheflush`, ...) chaperone's tables lack: failing them would break every
+            // 32-bit Arm program, so there they stay allowed.
+            let unnamed = match Arch::native() {
+                Some(Arch::Aarch64) => Unnamed::Allow,
+                _ => unnamed,
+            };
+            let (action, errno) = match unnamed {
+                Unnamed::Allow => (LinuxSeccompAction::ScmpActAllow, None),
+                Unnamed::Enosys => (LinuxSeccompAction::ScmpActErrno, Some(ENOSYS)),
+            };
+            s.set_default_action(action);
+            s.set_default_errno_ret(errno);
             s.set_architectures(Some(native_architectures()));
             s
         }
     };
+    // Names no rule mentions follow the default action. When it allows, those of another
+    // tier get a rule and allowed ones need none; the default of an unconfined container's
+    // filter that does not allow (`unnamed`) is for what no name covers, so every name gets
+    // its rule.
+    let default_allows = allows(out.default_action());
+    let name_every_syscall = default_allows || container.is_none();
 
     let mut rules = Vec::new();
     let mut mentioned: BTreeSet<&str> = BTreeSet::new();
@@ -331,9 +372,7 @@ pub fn tiered_filter(
         }
         rules.extend(by_tier.into_iter().map(|(t, names)| rule(r, names, t)));
     }
-    if allows(out.default_action()) {
-        // Names no rule mentions follow the default action, which allows: those of another
-        // tier get a rule. Allowed ones need none.
+    if name_every_syscall {
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
         let names = all_names();
         let x86_only = if covers_x86(&out) {
@@ -347,7 +386,7 @@ pub fn tiered_filter(
             .filter(|n| !mentioned.contains(n) && NEVER_IMPLEMENTED.binary_search(n).is_err())
         {
             let tier = tier_of(n);
-            if tier != Tier::Allow {
+            if tier != Tier::Allow || !default_allows {
                 by_tier.entry(tier).or_default().push(n.to_owned());
             }
         }
