@@ -572,7 +572,8 @@ fn runc_v2_runs_the_32_bit_syscall_program() {
 /// A program without libc for x86_64 that makes two syscalls newer than Linux 6.1, whose
 /// tables chaperone's alphabet stopped at before (ADR 0025): `fchmodat2` (Linux 6.6) on a path
 /// that does not exist and `cachestat` (6.5) on a closed fd. Both fail (ENOENT and EBADF, or
-/// ENOSYS on an older kernel), but the filter sees them first; then it exits 0.
+/// ENOSYS on an older kernel), but the filter sees them first; then it exits 0. Built with
+/// `-DSTATMOUNT`, it calls `statmount` (6.8) instead and exits with its errno.
 #[cfg(target_arch = "x86_64")]
 const NEWER_C: &str = r#"
 static long sys4(long nr, long a, long b, long c, long d) {
@@ -585,9 +586,15 @@ static long sys4(long nr, long a, long b, long c, long d) {
     return r;
 }
 void _start(void) {
+#ifdef STATMOUNT
+    /* statmount(NULL, NULL, 0, 0): EFAULT where the kernel has it; exits with the errno */
+    long r = sys4(457, 0, 0, 0, 0);
+    sys4(231, r < 0 ? -r : 0, 0, 0, 0);
+#else
     sys4(452, -100, (long)"/no-such-file", 0, 0); /* fchmodat2(AT_FDCWD, ...) */
     sys4(451, 999, 0, 0, 0); /* cachestat */
     sys4(231, 0, 0, 0, 0); /* exit_group(0) */
+#endif
     for (;;) {}
 }
 "#;
@@ -618,6 +625,50 @@ fn chaperone_learns_syscalls_newer_than_linux_6_1_by_name() {
 #[test]
 fn runc_v2_runs_the_newer_syscalls_program() {
     syscalls_newer_than_6_1(RUNC_V2);
+}
+
+/// A syscall the filter of a container without its own profile cannot name takes the filter's
+/// default action, `[filter] unnamed` (ADR 0026). `statmount` (Linux 6.8) is one where runc's
+/// libseccomp cannot resolve it (Debian 12's cannot), so runc skips the name: under the
+/// default `unnamed = "enosys"` it fails with ENOSYS, as on a kernel without it; under
+/// `unnamed = "allow"`, and under runc-v2, the kernel answers (EFAULT, for its NULL request).
+/// Where the libseccomp knows it, the filter names it and chaperone lets it through, traced.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_syscall_the_filter_cannot_name_fails_with_enosys_unless_unnamed_is_allow() {
+    const ENOSYS: i32 = 38;
+    let Some(ctrd) = setup() else { return };
+    let image = "docker.io/library/chaperone-statmount:itest";
+    let program =
+        chaperone_integration::compile_static(ctrd.dir(), "statmount", NEWER_C, &["-DSTATMOUNT"]);
+    ctrd.import_image(image, &[("bin/statmount", &program, 0o755)])
+        .unwrap();
+    let exit_of = |runtime: &str, tag: &str| {
+        let id = container_id(&format!("statmount-{tag}"), runtime);
+        let _cleanup = Cleanup(&ctrd, id.clone());
+        let out = run_rm(&ctrd, runtime, &[], image, &id, &["/bin/statmount"]);
+        out.status
+            .code()
+            .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("{tag}: {out:?}"))))
+    };
+    let kernel = exit_of(RUNC_V2, "runc");
+    if !chaperone_integration::require(kernel != ENOSYS, "a kernel with statmount (Linux 6.8+)") {
+        return;
+    }
+    let named = libseccomp::ScmpSyscall::from_name("statmount").is_ok();
+    eprintln!("statmount: the kernel answers errno {kernel}; libseccomp names it: {named}");
+    let enosys = exit_of(CHAPERONE, "enosys");
+    let want = if named { kernel } else { ENOSYS };
+    assert_eq!(
+        enosys,
+        want,
+        "{}",
+        ctrd.explain("unnamed = enosys (the default)")
+    );
+    ctrd.set_chaperone_config("[filter]\nunnamed = \"allow\"\n")
+        .unwrap();
+    let allowed = exit_of(CHAPERONE, "allow");
+    assert_eq!(allowed, kernel, "{}", ctrd.explain("unnamed = allow"));
 }
 
 /// A container sharing the host's pid namespace has nobody to take its processes down when its
