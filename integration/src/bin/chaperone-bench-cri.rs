@@ -17,7 +17,8 @@ const TARGET: f64 = 1.10;
 
 const USAGE: &str = "\
 Usage: chaperone-bench-cri --bin-dir DIR [--rounds N] [--warm-up N] [--mode MODE]
-                           [--seccomp runtime-default|unconfined] [--log FILE] [--json]
+                           [--seccomp runtime-default|unconfined] [--unnamed enosys|allow]
+                           [--log FILE] [--json]
 
 Starts a private containerd (info log level) with its CRI plugin, the runc runtime handler
 and chaperone's (deploy/containerd-runtime.toml; the node's mode: learn unless --mode), builds a
@@ -38,11 +39,15 @@ over runc's (target <= 1.10).
                   default) or runtime-default (containerd's default profile, as the Pod
                   Security Standards' restricted level requires); runc pays for compiling
                   it too, chaperone intersects it with its own filter
+  --unnamed U     set chaperone's [filter] unnamed: enosys (the config's default; with an
+                  unconfined container every syscall name gets a rule) or allow
+                  (docs/adr/0026); without it the config does not name it
   --log FILE      copy containerd's log (with the shims' lines, which give each
                   container's plan_ms, runc_create_ms and total_ms) to FILE at the end
   --json          print one JSON object instead of the table:
                   {\"pod_start_runc_ms\",\"pod_start_chaperone_ms\",\"pod_start_vs_runc\",
                    \"pod_start_rounds\",\"pod_start_mode\",\"pod_start_seccomp\",
+                   \"pod_start_unnamed\",
                    \"pod_start_steps_ms\":{\"runc\":{\"sandbox\",\"create\",\"start\"},
                                          \"chaperone\":{...}}}
   --help          this text
@@ -61,6 +66,7 @@ struct Args {
     mode: String,
     log: Option<PathBuf>,
     runtime_default: bool,
+    unnamed: Option<&'static str>,
     json: bool,
 }
 
@@ -70,6 +76,7 @@ fn parse() -> Result<Option<Args>, String> {
     let mut mode = "learn".to_owned();
     let mut log = None;
     let mut runtime_default = false;
+    let mut unnamed = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -94,6 +101,11 @@ fn parse() -> Result<Option<Args>, String> {
                     ))
                 }
             },
+            "--unnamed" => match value("--unnamed")?.as_str() {
+                "enosys" => unnamed = Some("enosys"),
+                "allow" => unnamed = Some("allow"),
+                u => return Err(format!("--unnamed must be enosys or allow, got {u:?}")),
+            },
             "--log" => log = Some(PathBuf::from(value("--log")?)),
             "--mode" => match value("--mode")?.as_str() {
                 m @ ("learn" | "enforce" | "off") => mode = m.to_owned(),
@@ -112,6 +124,7 @@ fn parse() -> Result<Option<Args>, String> {
         mode,
         log,
         runtime_default,
+        unnamed,
         json,
     }))
 }
@@ -130,18 +143,24 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .on_signals("chaperone-bench-cri")?;
     cri.runtime_default_seccomp = args.runtime_default;
     let mut warm_up = args.warm_up;
+    let config = |top: &str| match args.unnamed {
+        Some(u) => format!("{top}[filter]\nunnamed = \"{u}\"\n"),
+        None => top.to_owned(),
+    };
+    let unnamed = args.unnamed.unwrap_or("default");
     if args.mode == "enforce" {
         // Enforce needs a learned profile with calibration data and recorded runs.
         let learning = warm_up.max(4);
         eprintln!("learning the image's profile from {learning} pods");
-        cri.containerd.set_chaperone_config("mode = \"learn\"\n")?;
+        cri.containerd
+            .set_chaperone_config(&config("mode = \"learn\"\n"))?;
         bench_pod_start(&cri, BUSYBOX_IMAGE, learning, 0, |_| {})?;
         cri.containerd
-            .set_chaperone_config("mode = \"enforce\"\naction = \"alert\"\n")?;
+            .set_chaperone_config(&config("mode = \"enforce\"\naction = \"alert\"\n"))?;
         warm_up = 1;
     } else {
         cri.containerd
-            .set_chaperone_config(&format!("mode = \"{}\"\n", args.mode))?;
+            .set_chaperone_config(&config(&format!("mode = \"{}\"\n", args.mode)))?;
     }
     let report = bench_pod_start(&cri, BUSYBOX_IMAGE, args.rounds, warm_up, |line| {
         eprintln!("{line}")
@@ -158,14 +177,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let mut json = report.to_json();
         json["pod_start_mode"] = args.mode.clone().into();
         json["pod_start_seccomp"] = seccomp.into();
+        json["pod_start_unnamed"] = unnamed.into();
         say!("{json}")?;
         return Ok(());
     }
     let ratio = report.ratio();
     say!(
-        "pod start through CRI (two containers, seccomp {seccomp}; chaperone's mode {}), \
-         medians of {} pods, ms:",
+        "pod start through CRI (two containers, seccomp {seccomp}; chaperone's mode {}, \
+         unnamed {}), medians of {} pods, ms:",
         args.mode,
+        unnamed,
         args.rounds
     )?;
     say!("  handler       total  RunPodSandbox  CreateContainer  StartContainer")?;
