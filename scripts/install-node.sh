@@ -32,9 +32,12 @@ Installs chaperone on this node for containerd 1.6/1.7 (config version 2) and Ku
     block: containerd drops its built-in runc entry as soon as the config names any runtime;
   * chaperone's config ROOT/etc/chaperone/config.toml, unless one exists (never overwritten).
 
-Running it again changes nothing. It refuses (exit 1, config untouched) a containerd config
-that is not version 2, that defines runtimes.chaperone itself (outside the markers), whose
-markers are broken, or that containerd (when it can be run here) rejects once patched.
+Running it again changes nothing. A config that is a symbolic link is patched where the link
+points (an absolute target is taken under ROOT); one pointing at nothing is refused. It
+refuses (exit 1, config untouched) a containerd config that is not version 2, that defines
+runtimes.chaperone itself (outside the markers) or writes the runtimes as an inline table,
+whose markers are broken, or that containerd (when it can be run here) rejects once patched. A config with 'imports' is patched without
+containerd's check: the imported files are the host's, not this environment's.
 
   --root DIR                host root everything is installed under (default /)
   --bin-dir DIR             where the binaries are taken from (default: this script's
@@ -44,8 +47,9 @@ markers are broken, or that containerd (when it can be run here) rejects once pa
   --containerd-config PATH  containerd's config (default ROOT/etc/containerd/config.toml)
   --config FILE             chaperone config to install when none exists yet (default: a
                             minimal commented one, mode = "learn")
-  --restart                 restart containerd afterwards (systemctl; with --root other than /,
-                            in the host's namespaces through nsenter -t 1: needs hostPID)
+  --restart                 restart containerd afterwards when its config changed (systemctl;
+                            with --root other than /, in the host's namespaces through
+                            nsenter -t 1: needs hostPID); an unchanged config needs none
   --uninstall               remove the binaries and the marked block; chaperone's config, its
                             profile store and the backup are left in place
   --dry-run                 print what would change (a diff of containerd's config), change
@@ -120,6 +124,27 @@ while [ "${prefix%/}" != "$prefix" ]; do prefix="${prefix%/}"; done
 target_bin="$prefix/usr/local/bin"
 containerd_config="${containerd_config:-$prefix/etc/containerd/config.toml}"
 chaperone_config="$prefix/etc/chaperone/config.toml"
+
+# Follows the symbolic links of $1 as the host sees them (an absolute target is under ROOT) and
+# prints the path of the file itself, which may not exist. Fails after 40 links.
+resolve_links() {
+    local path="$1" target n=0
+    while [ -L "$path" ]; do
+        n=$((n + 1))
+        [ "$n" -le 40 ] || return 1
+        target="$(readlink "$path")" || return 1
+        case "$target" in
+            /*) path="$prefix$target" ;;
+            *) path="$(dirname "$path")/$target" ;;
+        esac
+    done
+    printf '%s\n' "$path"
+}
+containerd_config_named="$containerd_config"
+containerd_config="$(resolve_links "$containerd_config")" ||
+    die "$containerd_config_named: too many levels of symbolic links"
+chaperone_config="$(resolve_links "$chaperone_config")" ||
+    die "$prefix/etc/chaperone/config.toml: too many levels of symbolic links"
 
 if [ -z "$bin_dir" ]; then
     bin_dir="$script_dir"
@@ -223,6 +248,18 @@ update_containerd_config() {
     return 0
 }
 
+# With --restart, restarts containerd when its config changed (or would, in a dry run).
+changed=0
+restart_if_changed() {
+    if [ "$restart" -eq 0 ]; then
+        return 0
+    elif [ "$changed" -eq 1 ]; then
+        restart_containerd
+    else
+        log "containerd's config is unchanged: no restart needed"
+    fi
+}
+
 # --- Uninstall ----------------------------------------------------------------------------
 if [ "$uninstall" -eq 1 ]; then
     for bin in "${BINARIES[@]}"; do
@@ -243,11 +280,11 @@ if [ "$uninstall" -eq 1 ]; then
     else
         outside_block "$containerd_config" >"$work/config.toml" ||
             die "$containerd_config: unbalanced or repeated chaperone marker lines; remove the block by hand"
-        update_containerd_config "$work/config.toml" || true
+        update_containerd_config "$work/config.toml" && changed=1
     fi
     log "left in place: chaperone's config $chaperone_config, its profile store and alert log"
     log "(/var/lib/chaperone, /var/log/chaperone) and any backup $containerd_config.chaperone.bak"
-    [ "$restart" -eq 0 ] || restart_containerd
+    restart_if_changed
     exit 0
 fi
 
@@ -259,7 +296,10 @@ done
 [ ${#missing[@]} -eq 0 ] ||
     die "missing in $bin_dir: ${missing[*]} (build them with scripts/install.sh or cargo build --release, or pass --bin-dir)"
 [ -f "$fragment" ] || die "runtime fragment $fragment not found (pass --fragment)"
-code_lines <"$fragment" | grep -Eq '^[[:space:]]*\[.*runtimes\.("?)chaperone("?)\][[:space:]]*$' ||
+# Through a file, not a pipe: grep -q stops at its first match, and the writer's SIGPIPE would
+# fail the pipeline (pipefail) for a fragment longer than a pipe holds.
+code_lines <"$fragment" >"$work/fragment.code" || die "cannot read $fragment"
+grep -Eq '^[[:space:]]*\[.*runtimes\.("?)chaperone("?)\][[:space:]]*$' "$work/fragment.code" ||
     die "$fragment does not define [...containerd.runtimes.chaperone]"
 ! grep -Fxq -e "$BEGIN_MARKER" -e "$END_MARKER" "$fragment" ||
     die "$fragment contains the marker lines itself"
@@ -268,6 +308,11 @@ if [ -n "$chaperone_config_src" ]; then
 fi
 
 # containerd's config as it is, an empty one when missing.
+if [ "$containerd_config" != "$containerd_config_named" ]; then
+    [ -e "$containerd_config" ] ||
+        die "$containerd_config_named is a symbolic link to $containerd_config, which does not exist; fix the link or pass --containerd-config"
+    log "containerd config $containerd_config_named is a symbolic link: patching $containerd_config"
+fi
 if [ -f "$containerd_config" ]; then
     cp "$containerd_config" "$work/current.toml" || die "cannot read $containerd_config"
 elif [ -e "$containerd_config" ]; then
@@ -281,9 +326,11 @@ code_lines <"$work/outside.toml" >"$work/code.toml"
 
 # Version 2, a top-level key (before the first table).
 version="$(awk '/^[[:space:]]*\[/ { exit } /^[[:space:]]*version[[:space:]]*=/ { v = $0; sub(/^[^=]*=[[:space:]]*/, "", v); sub(/[[:space:]]*$/, "", v); print v; exit }' "$work/code.toml")"
-if ! grep -q '[^[:space:]]' "$work/outside.toml"; then
-    # Missing or empty config (or only our block): containerd's defaults plus our fragment.
-    printf 'version = 2\n' >"$work/outside.toml"
+if ! grep -q '[^[:space:]]' "$work/code.toml"; then
+    # Missing or empty config, or only comments (or only our block): containerd's defaults plus
+    # our fragment. Comments are kept, after the version line.
+    { printf 'version = 2\n'; cat "$work/outside.toml"; } >"$work/versioned.toml"
+    mv "$work/versioned.toml" "$work/outside.toml"
 elif [ "$version" != 2 ]; then
     case "$version" in
         "") die "$containerd_config has no 'version = 2' line: it is a version 1 config, which this fragment does not fit; rewrite it in version 2 (compare 'containerd config default') first" ;;
@@ -291,16 +338,29 @@ elif [ "$version" != 2 ]; then
         *) die "$containerd_config has version = $version: only version 2 is supported" ;;
     esac
 fi
-# A table header, a dotted key or an inline table naming the runtime.
-if grep -Eq '^[[:space:]]*\[.*runtimes\.("?)chaperone("?)[[:space:]]*[].]' "$work/code.toml" ||
-    grep -Eq 'runtimes\.("?)chaperone("?)(\.[^=]*)?[[:space:]]*=|^[[:space:]]*("?)chaperone("?)[[:space:]]*=[[:space:]]*\{' "$work/code.toml"; then
+# Whether the TOML text of file $2 defines the runtime named $1, in any of TOML's forms: a table
+# header ([...runtimes.NAME] or [...runtimes.NAME.options]), a dotted key (runtimes.NAME.x = ...,
+# or NAME.x = ... in a [...runtimes] table), or an inline table (NAME = {...}, runtimes = {
+# NAME = {...} }); keys bare or quoted either way.
+defines_runtime() {
+    local q="[\"']?"
+    grep -Eq "^[[:space:]]*\\[.*runtimes\\.${q}$1${q}[[:space:]]*[].]" "$2" ||
+        grep -Eq "runtimes\\.${q}$1${q}(\\.[^=]*)?[[:space:]]*=" "$2" ||
+        grep -Eq "^[[:space:]]*${q}$1${q}(\\.[^=]*)?[[:space:]]*=" "$2" ||
+        grep -Eq "runtimes[[:space:]]*=[[:space:]]*\\{.*${q}$1${q}[[:space:]]*=" "$2"
+}
+if defines_runtime chaperone "$work/code.toml"; then
     die "$containerd_config already defines runtimes.chaperone outside the chaperone markers; remove that definition and run this again"
+fi
+# An inline table is closed in TOML: no [...runtimes.chaperone] table can be added to it.
+if grep -Eq '(^|[.[:space:]])runtimes[[:space:]]*=[[:space:]]*\{' "$work/code.toml"; then
+    die "$containerd_config writes the runtimes as an inline table (runtimes = { ... }), which TOML lets nothing add to; write each runtime as a [...containerd.runtimes.NAME] table and run this again"
 fi
 
 # The CRI plugin disabled: the runtime is configured but unused until it is enabled.
 disabled="$(awk '/^[[:space:]]*disabled_plugins[[:space:]]*=/ { on = 1 } on { printf "%s ", $0 } on && /\]/ { exit }' "$work/code.toml")"
 cri_disabled=0
-if printf '%s' "$disabled" | grep -Eq '"(cri|io\.containerd\.grpc\.v1\.cri)"'; then
+if grep -Eq '"(cri|io\.containerd\.grpc\.v1\.cri)"' <<<"$disabled"; then
     cri_disabled=1
     warn "$containerd_config disables the CRI plugin (disabled_plugins): Kubernetes cannot use containerd, nor chaperone's runtime, until it is enabled"
 fi
@@ -315,8 +375,7 @@ default_runtime="$(sed -n 's/^[[:space:]]*default_runtime_name[[:space:]]*=[[:sp
     printf '# deploy/containerd-runtime.toml, or remove the markers to take it over.\n'
     # The fragment without leading and trailing blank lines.
     awk 'NF { for (; blank > 0; blank--) print ""; print; started = 1; next } started { blank++ }' "$fragment"
-    if [ "${default_runtime:-runc}" = runc ] &&
-        ! grep -Eq '^[[:space:]]*\[.*runtimes\.("?)runc("?)[[:space:]]*[].]' "$work/code.toml"; then
+    if [ "${default_runtime:-runc}" = runc ] && ! defines_runtime runc "$work/code.toml"; then
         printf '\n'
         printf '# containerd default runtime, runc, as containerd defines it when no runtime is configured:\n'
         printf '# without it the CRI plugin would not load once the runtime above is configured.\n'
@@ -336,9 +395,12 @@ else
     cat "$work/outside.toml" "$work/block.toml" >"$work/new.toml"
 fi
 
-# containerd's own verdict, when a containerd binary runs here.
+# containerd's own verdict, when a containerd binary runs here and the config is whole: the
+# files an 'imports' key names are the host's, which it would look for here.
 ctrd="$(find_containerd)"
-if [ -n "$ctrd" ]; then
+if grep -Eq '^[[:space:]]*imports[[:space:]]*=' "$work/code.toml"; then
+    warn "$containerd_config imports other files: the patched config is not checked by containerd here"
+elif [ -n "$ctrd" ]; then
     if ! "$ctrd" --config "$work/new.toml" config dump >"$work/dump.toml" 2>"$work/dump.err"; then
         cat "$work/dump.err" >&2
         die "$ctrd rejects the patched config; $containerd_config left unchanged"
@@ -369,7 +431,7 @@ for bin in "${BINARIES[@]}"; do
     fi
 done
 
-update_containerd_config "$work/new.toml" || true
+update_containerd_config "$work/new.toml" && changed=1
 
 if [ -e "$chaperone_config" ]; then
     if [ -n "$chaperone_config_src" ] && ! cmp -s "$chaperone_config_src" "$chaperone_config"; then
@@ -394,8 +456,8 @@ else
 fi
 
 if [ "$restart" -eq 1 ]; then
-    restart_containerd
-elif [ "$dry_run" -eq 0 ]; then
+    restart_if_changed
+elif [ "$dry_run" -eq 0 ] && [ "$changed" -eq 1 ]; then
     log "restart containerd for the runtime to take effect (systemctl restart containerd, or --restart)"
 fi
 [ "$dry_run" -eq 0 ] || log "dry run: nothing was changed"
