@@ -404,6 +404,168 @@ fn configs_it_cannot_patch_safely_are_refused_untouched() {
     }
 }
 
+/// The runc runtime written in TOML's other forms (dotted keys, single-quoted keys) is seen, so
+/// the block adds no second runc (which would not parse); the chaperone runtime written as a
+/// dotted key in a `[...runtimes]` table is refused like a table is, and so are runtimes
+/// written as an inline table, which TOML lets nothing add to.
+#[test]
+fn runtimes_in_any_toml_form_are_seen() {
+    let cri = "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n";
+    for (what, runc) in [
+        (
+            "dotted keys",
+            format!("{cri}  runtimes.runc.runtime_type = \"io.containerd.runc.v2\"\n"),
+        ),
+        (
+            "single-quoted keys",
+            "[plugins.'io.containerd.grpc.v1.cri'.containerd.runtimes.'runc']\n  runtime_type = \"io.containerd.runc.v2\"\n".to_owned(),
+        ),
+    ] {
+        let text = format!("version = 2\n\n{runc}");
+        let node = Node::with_config(&text);
+        node.install(&[]);
+        let patched = node.config_text();
+        let config: Table =
+            toml::from_str(&patched).unwrap_or_else(|e| panic!("{what}: {e}\n{patched}"));
+        assert_eq!(
+            runtime(&config, &["chaperone", "runtime_type"]).as_str(),
+            Some(RUNTIME_TYPE),
+            "{what}"
+        );
+        // The block's own runc table, added when the config has none, is not there.
+        assert!(!patched.contains("# containerd default runtime, runc"), "{what}:\n{patched}");
+    }
+    let dotted = format!(
+        "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes]\n  chaperone.runtime_type = \"{RUNTIME_TYPE}\"\n"
+    );
+    let inline = format!(
+        "version = 2\n\n{cri}  runtimes = {{ runc = {{ runtime_type = \"io.containerd.runc.v2\" }} }}\n"
+    );
+    for (text, message) in [
+        (dotted, "already defines runtimes.chaperone"),
+        (inline, "inline table"),
+    ] {
+        let node = Node::with_config(&text);
+        let out = node.run(&[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert_eq!(node.config_text(), text);
+    }
+}
+
+/// A containerd config that is a symbolic link is patched where it points, an absolute target
+/// taken under the root (a DaemonSet's `--root /host`), and the link stays; one pointing at
+/// nothing is refused, the link untouched.
+#[test]
+fn a_symlinked_config_is_patched_through_the_link() {
+    let node = Node::new();
+    let real = node.root().join("etc/k8s/containerd.toml");
+    fs::create_dir_all(real.parent().unwrap()).unwrap();
+    fs::create_dir_all(node.config().parent().unwrap()).unwrap();
+    fs::write(&real, DEBIAN_CONFIG).unwrap();
+    std::os::unix::fs::symlink("/etc/k8s/containerd.toml", node.config()).unwrap();
+    let out = node.install(&[]);
+    assert!(
+        stderr(&out).contains("is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fs::symlink_metadata(node.config())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let patched = fs::read_to_string(&real).unwrap();
+    assert!(patched.contains(BEGIN), "{patched}");
+    assert!(real
+        .with_file_name("containerd.toml.chaperone.bak")
+        .exists());
+    node.install(&["--uninstall"]);
+    assert_eq!(fs::read_to_string(&real).unwrap(), DEBIAN_CONFIG);
+    assert!(fs::symlink_metadata(node.config())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    let dangling = Node::new();
+    fs::create_dir_all(dangling.config().parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/etc/nowhere/containerd.toml", dangling.config()).unwrap();
+    let out = dangling.run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("which does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(fs::symlink_metadata(dangling.config())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!dangling.installed("chaperone").exists());
+}
+
+/// A config of comments only is containerd's defaults, like an empty one: patched, the
+/// comments kept. A config that imports others is patched without containerd's check (the
+/// imported files are the host's), and says so.
+#[test]
+fn comment_only_and_importing_configs_are_patched() {
+    let comments = "# containerd config, managed by ops\n# (defaults)\n";
+    let node = Node::with_config(comments);
+    node.install(&[]);
+    let patched = node.config_text();
+    assert!(
+        patched.starts_with("version = 2\n") && patched.contains(comments),
+        "{patched}"
+    );
+    assert!(toml::from_str::<Table>(&patched).is_ok(), "{patched}");
+
+    let importing = DEBIAN_CONFIG.replace(
+        "version = 2\n",
+        "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+    );
+    let node = Node::with_config(&importing);
+    let out = node.install(&[]);
+    assert!(
+        stderr(&out).contains("imports other files"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(node.config_text().contains(BEGIN));
+}
+
+/// A fragment longer than a pipe holds is read whole every time (its check once failed at
+/// random: grep -q stopped early, and the writer's SIGPIPE failed the pipeline).
+#[test]
+fn a_long_fragment_is_accepted_every_time() {
+    let stock = fs::read_to_string(repo_file("deploy/containerd-runtime.toml")).unwrap();
+    let mut long = stock.clone();
+    for i in 0..200 {
+        long.push_str(&format!(
+            "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.extra{i}]\n  runtime_type = \"{RUNTIME_TYPE}\"\n  pod_annotations = [\"chaperone.io/*\"]\n"
+        ));
+    }
+    assert!(long.len() > 16_384);
+    let node = Node::with_config(DEBIAN_CONFIG);
+    let fragment = node.dir.path().join("long.toml");
+    fs::write(&fragment, long).unwrap();
+    for _ in 0..5 {
+        node.install(&["--fragment", fragment.to_str().unwrap(), "--dry-run"]);
+    }
+}
+
+/// `--restart` restarts containerd only when its config changed: a second run, which changes
+/// nothing, does not restart it (seen in a dry run, which prints what it would run).
+#[test]
+fn restart_only_follows_a_change() {
+    let node = Node::with_config(DEBIAN_CONFIG);
+    let out = node.install(&["--restart", "--dry-run"]);
+    assert!(stderr(&out).contains("would run:"), "{}", stderr(&out));
+    node.install(&[]);
+    let out = node.install(&["--restart", "--dry-run"]);
+    let err = stderr(&out);
+    assert!(!err.contains("would run:"), "{err}");
+    assert!(err.contains("no restart needed"), "{err}");
+}
+
 #[test]
 fn a_missing_binary_is_an_error_before_any_change() {
     let node = Node::with_config(DEBIAN_CONFIG);
