@@ -6,6 +6,7 @@
 //! a base profile is read ([`parse_base`]): its fields are a superset of the OCI object's, so an
 //! OCI `linux.seccomp` object (or a whole `config.json`) parses too.
 
+use chaperone_profiler::syscalls::{sym_of, Arch};
 use oci_spec::runtime::{
     Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSyscall,
@@ -44,8 +45,9 @@ pub struct DockerProfile {
 pub struct ArchMap {
     /// The main architecture.
     pub architecture: OciArch,
-    /// The compat architectures that come with it.
-    #[serde(default)]
+    /// The compat architectures that come with it (`null` in moby's own `default.json` for
+    /// RISC-V, which moby's Go reads as none).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub sub_architectures: Vec<OciArch>,
 }
 
@@ -202,23 +204,38 @@ impl DockerProfile {
     }
 }
 
-/// moby's names of the architectures chaperone exports for.
-const MOBY_ARCHES: [&str; 2] = ["amd64", "arm64"];
+/// A JSON `null` as an empty list, as Go's decoder reads it.
+fn null_as_empty<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The architectures chaperone exports for, with moby's names for them.
+const MOBY_ARCHES: [(Arch, &str); 2] = [(Arch::X86_64, "amd64"), (Arch::Aarch64, "arm64")];
 
 /// Whether moby applies rule `r` to a container with no capability beyond Docker's default set
-/// on both amd64 and arm64: it requires no capability (`includes.caps`) and no kernel version
-/// (`includes.minKernel`), its `includes.arches` (if any) names both and its `excludes.arches`
-/// neither. `excludes.caps` is met: such a container lacks the capabilities moby lists there.
+/// on amd64 and arm64: it requires no capability (`includes.caps`) and no kernel version
+/// (`includes.minKernel`), and on each of the two architectures where one of its syscalls
+/// exists, its `includes.arches` (if any) names that architecture and its `excludes.arches`
+/// does not. So `arch_prctl`, allowed on amd64 only, counts: arm64 has no such syscall.
+/// `excludes.caps` is met: such a container lacks the capabilities moby lists there.
 pub fn applies_unprivileged(r: &DockerSyscall) -> bool {
+    let exists_on = |arch: Arch| {
+        r.names
+            .iter()
+            .chain(&r.name)
+            .any(|n| sym_of(n).and_then(|s| arch.number(s)).is_some())
+    };
     r.includes.caps.is_empty()
         && r.includes.min_kernel.is_none()
-        && (r.includes.arches.is_empty()
-            || MOBY_ARCHES
-                .iter()
-                .all(|a| r.includes.arches.iter().any(|x| x == a)))
-        && !MOBY_ARCHES
-            .iter()
-            .any(|a| r.excludes.arches.iter().any(|x| x == a))
+        && MOBY_ARCHES.iter().all(|&(arch, moby)| {
+            !exists_on(arch)
+                || ((r.includes.arches.is_empty() || r.includes.arches.iter().any(|x| x == moby))
+                    && !r.excludes.arches.iter().any(|x| x == moby))
+        })
 }
 
 /// The export of `oci` as moby JSON.
@@ -288,6 +305,39 @@ mod tests {
                 ("unshare", LinuxSeccompAction::ScmpActAllow)
             ]
         );
+    }
+
+    /// moby's own `default.json` has `"subArchitectures": null` (RISC-V) and allows
+    /// `arch_prctl` on amd64 and x32 only: it parses, and `arch_prctl` is kept (arm64 has no such
+    /// syscall). An allow rule restricted to amd64 for a syscall arm64 has too is still dropped,
+    /// and so is one that needs a kernel version.
+    #[test]
+    fn mobys_arch_rules_are_taken_where_the_syscall_exists() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "archMap": [
+                {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]},
+                {"architecture": "SCMP_ARCH_RISCV64", "subArchitectures": null}
+            ],
+            "syscalls": [
+                {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"arches": ["amd64", "x32"]}},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"arches": ["amd64"]}},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW",
+                 "includes": {"minKernel": "4.8"}}
+            ]
+        }"#;
+        let oci = parse_base(json).unwrap();
+        assert_eq!(oci.architectures().as_ref().unwrap().len(), 3);
+        let kept: Vec<&str> = oci
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names().iter().map(String::as_str))
+            .collect();
+        assert_eq!(kept, ["arch_prctl"]);
     }
 
     #[test]
