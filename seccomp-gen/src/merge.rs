@@ -7,7 +7,8 @@
 //! |---|---|
 //! | a rule without arguments that does not allow (errno, kill, trap, trace) | that rule, verbatim |
 //! | a rule without arguments that allows (allow, log) | allowed |
-//! | only rules with argument conditions | those rules, verbatim: allowed only where the base allows it |
+//! | only rules with argument conditions, in a base that denies by default | those rules, verbatim: allowed only where the base allows it |
+//! | only rules with argument conditions, in a base that allows by default | allowed, but where a conditional rule of the base denies it (kept verbatim) |
 //! | none | the base's default action decides |
 //!
 //! Every base rule that does not allow is kept verbatim (with its errno: Docker's `clone3`
@@ -98,7 +99,9 @@ pub fn merge(
         let s = seen.get(name).copied().unwrap_or_default();
         if s.deny {
             Treatment::Denied
-        } else if s.allow || (base_default_allows && !s.arg_deny) {
+        } else if s.allow || base_default_allows {
+            // Under a base that allows by default, its conditional denials (kept verbatim)
+            // are the only limits: the kernel keeps the most restrictive of the matching rules.
             Treatment::Allowed
         } else if s.arg_deny || s.arg_allow {
             Treatment::Conditional
@@ -114,7 +117,15 @@ pub fn merge(
         out.set_default_errno_ret(base.default_errno_ret());
     } else {
         out.set_default_action(default.action());
-        out.set_default_errno_ret(default.errno());
+        // Failing like the base, when both fail: its errno (ENOSYS in containerd's and
+        // CRI-O's defaults, so that libc falls back to an older call), else ours.
+        let same = default.action() == LinuxSeccompAction::ScmpActErrno
+            && base.default_action() == LinuxSeccompAction::ScmpActErrno;
+        out.set_default_errno_ret(if same {
+            base.default_errno_ret().or(default.errno())
+        } else {
+            default.errno()
+        });
     }
 
     // What the base denies, verbatim.
@@ -274,6 +285,23 @@ mod tests {
     }
 
     const ALLOW: LinuxSeccompAction = LinuxSeccompAction::ScmpActAllow;
+
+    /// The base's errno for its default action is kept when the export fails by default too:
+    /// containerd's and CRI-O's defaults fail with ENOSYS (38). Over a base that allows, the
+    /// export's own (EPERM).
+    #[test]
+    fn the_bases_default_errno_is_kept() {
+        let ours: BTreeSet<&str> = ["read"].into();
+        let mut enosys = base();
+        enosys.set_default_errno_ret(Some(38));
+        let m = merge(&ours, DefaultAction::Errno, &enosys).unwrap();
+        assert_eq!(m.default_action(), LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(m.default_errno_ret(), Some(38));
+        let mut open = LinuxSeccomp::default();
+        open.set_default_action(ALLOW);
+        let m = merge(&ours, DefaultAction::Errno, &open).unwrap();
+        assert_eq!(m.default_errno_ret(), DefaultAction::Errno.errno());
+    }
 
     #[test]
     fn keeps_denials_and_conditions() {

@@ -1,4 +1,5 @@
-//! `--merge BASE` never allows what BASE does not: a property over random small profiles.
+//! `--merge BASE` never allows what BASE does not, and allows what was learned where BASE does:
+//! properties over random small profiles.
 
 // Integration tests are their own crates: their tests have no test module.
 #![allow(clippy::tests_outside_test_module)]
@@ -45,6 +46,12 @@ proptest! {
                 );
                 if !ours.contains(name) && default != DefaultAction::Log {
                     prop_assert!(!allows(got), "{name} is not learned");
+                }
+                // And the converse: what was learned and the base allows stays allowed (a
+                // base allowing by default once denied the learned call outright where one
+                // of its rules denied it only under conditions).
+                if ours.contains(name) && allows(want) {
+                    prop_assert!(allows(got), "{name}({arg0}): learned and allowed by the base, merged {got:?}");
                 }
             }
         }
