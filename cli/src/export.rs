@@ -262,8 +262,13 @@ fn run_export(args: &ExportArgs, loc: &Locations) -> Result<()> {
         }
         None => None,
     };
-    let mut arches = args.arch.clone();
-    arches.dedup();
+    // Each architecture once, in the order given.
+    let mut arches = Vec::new();
+    for arch in &args.arch {
+        if !arches.contains(arch) {
+            arches.push(*arch);
+        }
+    }
     let options = ExportOptions {
         arches: if arches.is_empty() {
             DEFAULT_ARCHES.to_vec()

@@ -44,6 +44,29 @@ fn allowed(p: &LinuxSeccomp) -> Vec<String> {
         .collect()
 }
 
+/// An architecture given twice is exported once (`dedup` took out only neighbours).
+#[test]
+fn an_architecture_given_twice_is_exported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
+        "profile",
+        "export",
+        "--profile",
+        &v1,
+        "--format",
+        "oci",
+        "--arch",
+        "x86_64,aarch64,x86_64",
+    ]))
+    .unwrap();
+    let arches = oci.architectures().clone().unwrap_or_default();
+    let mut unique = arches.clone();
+    unique.sort_by_key(|a| format!("{a:?}"));
+    unique.dedup();
+    assert_eq!(arches.len(), unique.len(), "{arches:?}");
+}
+
 #[test]
 fn learn_then_export_every_format() {
     let dir = tempfile::tempdir().unwrap();
