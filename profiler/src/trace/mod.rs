@@ -11,8 +11,8 @@
 //!
 //! [`read_traces`] reads any format from a file or a directory tree. Malformed input is a
 //! [`TraceError::Parse`] naming the file, the 1-based line and what is wrong; no reader panics on
-//! any input. Events that are not syscalls of the tables (sysdig pseudo-events, strace's
-//! `syscall_0x1c1`) are not errors: they are left out and counted in [`Skipped`]
+//! any input. Events that are not syscalls of the tables (sysdig pseudo-events, strace's `????`
+//! or a number no table has) are not errors: they are left out and counted in [`Skipped`]
 //! ([`read_traces_with_skipped`], [`parse_sysdig`], [`parse_strace`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +30,7 @@ mod sysdig;
 mod unm;
 
 pub use adfa::{family_of, parse_adfa, read_adfa, read_adfa_file, AdfaData, AttackTrace};
-pub use strace::{parse_strace, read_strace};
+pub use strace::{parse_strace, parse_strace_in, read_strace};
 pub use sysdig::{parse_sysdig, read_sysdig};
 pub use unm::{parse_unm, read_unm};
 
@@ -263,7 +263,8 @@ pub struct Parsed {
 ///
 /// A directory is read recursively: every regular file below it (symlinks to files included,
 /// symlinked directories not followed), in path order. `arch` is the numbering of
-/// [`Format::Unm`]; ADFA-LD is always i386 and the text formats carry names.
+/// [`Format::Unm`], and of the calls `strace` printed by number; ADFA-LD is always i386 and the
+/// text formats otherwise carry names.
 pub fn read_traces(format: Format, path: &Path, arch: Arch) -> Result<Vec<Trace>> {
     read_traces_with_skipped(format, path, arch).map(|parsed| parsed.traces)
 }
@@ -285,7 +286,7 @@ pub fn read_traces_with_skipped(format: Format, path: &Path, arch: Arch) -> Resu
             Format::Adfa => out.traces.push(read_adfa_file(file)?),
             Format::Unm => out.traces.extend(read_unm(file, arch)?),
             Format::Sysdig => append(&mut out, sysdig::read_sysdig_with_skipped(file)?),
-            Format::Strace => append(&mut out, strace::read_strace_with_skipped(file)?),
+            Format::Strace => append(&mut out, strace::read_strace_with_skipped(file, arch)?),
         }
     }
     Ok(out)
@@ -321,7 +322,7 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub(crate) fn read_file_with(
     path: &Path,
     what: &'static str,
-    parse: fn(io::BufReader<std::fs::File>, &Path) -> Result<Parsed>,
+    parse: impl FnOnce(io::BufReader<std::fs::File>, &Path) -> Result<Parsed>,
 ) -> Result<Parsed> {
     let file = std::fs::File::open(path).map_err(|source| io_error(path, source))?;
     let parsed = parse(io::BufReader::with_capacity(1 << 16, file), path)?;

@@ -11,48 +11,188 @@
 //!
 //! strace's own messages (`strace: Process 1235 attached`, `[ Process PID=1 runs in 32 bit
 //! mode. ]`), `-k` stack frames and a `<unfinished ...>` pushed onto its own line by such a
-//! message are skipped too. Lines without a pid belong to one process: pid 0, or the number
-//! after the last `.` of the file name when it has one (`strace -ff -o trace` writes
-//! `trace.<pid>`). Names that are not syscalls of the tables (`syscall_0x1c1`, `????`) are left
-//! out and counted in [`Skipped`].
+//! message are skipped too. On stderr, strace writes "Process N attached" in the middle of the
+//! `clone` line that made N; the rest of that call then comes on the next line, and is skipped
+//! like a resumed one. A timestamp of whole seconds (`--timestamps=unix,s`) is a number, told
+//! from a pid by being larger than any pid can be.
+//!
+//! Lines without a pid belong to one process. With `-o FILE`, strace prefixes every line when it
+//! traces more than one process; on stderr it writes `[pid N]` only while it traces more than
+//! one. So an unprefixed line belongs to the first process (pid 0, or the number after the last
+//! `.` of the file name when it has one: `strace -ff -o trace` writes `trace.<pid>`), which on
+//! stderr keeps that key when it later appears as `[pid N]` (the pid no "Process N attached"
+//! announced), or, once the first has exited, to the one process still traced.
+//!
+//! A syscall strace has no name for is printed by number (`syscall_0x1c4`, older versions
+//! `syscall_452`): it is looked up in x86_64's table (strace's numbers are the traced
+//! architecture's; [`parse_strace_in`] takes another). Names that are not syscalls of the
+//! tables (`????`, a number no table has) are left out and counted in [`Skipped`].
 
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::Path;
 
 use super::lines::{excerpt, is_digits, not_a_number, parse_u32, LineReader};
 use super::{Format, LineError, Parsed, Result, Skipped, Threads, Trace};
-use crate::syscalls::sym_of_bytes;
+use crate::syscalls::{sym_of_bytes, Arch, Sym};
+
+/// The largest pid Linux gives (`PID_MAX_LIMIT`, 2^22): a larger number is not a pid.
+const PID_MAX: u32 = 1 << 22;
+
+/// How many lines after a call that a "Process N attached" message cut off its rest may come.
+const CUT_OFF_LINES: u32 = 16;
 
 /// Reads an `strace -f` output file: one trace per pid, named `"<path>:<pid>"`.
 pub fn read_strace(path: &Path) -> Result<Vec<Trace>> {
-    read_strace_with_skipped(path).map(|parsed| parsed.traces)
+    read_strace_with_skipped(path, Arch::X86_64).map(|parsed| parsed.traces)
 }
 
-/// [`read_strace`], also returning the calls left out.
-pub(crate) fn read_strace_with_skipped(path: &Path) -> Result<Parsed> {
-    super::read_file_with(path, "strace calls", parse_strace)
+/// [`read_strace`], also returning the calls left out; numbered calls are looked up in `arch`.
+pub(crate) fn read_strace_with_skipped(path: &Path, arch: Arch) -> Result<Parsed> {
+    super::read_file_with(path, "strace calls", |reader, path| {
+        parse_strace_in(reader, path, arch)
+    })
 }
 
 /// Parses `strace -f` output from `reader`; `path` names the traces and appears in errors.
 pub fn parse_strace(reader: impl BufRead, path: &Path) -> Result<Parsed> {
-    let default_pid = pid_of_file_name(path).unwrap_or(0);
+    parse_strace_in(reader, path, Arch::X86_64)
+}
+
+/// [`parse_strace`], looking the calls strace printed by number up in `arch`'s table.
+pub fn parse_strace_in(reader: impl BufRead, path: &Path, arch: Arch) -> Result<Parsed> {
     let mut lines = LineReader::new(reader, path);
     let mut threads = Threads::new(path);
     let mut skipped = Skipped::default();
+    let mut processes = Processes::new(pid_of_file_name(path).unwrap_or(0));
+    // Lines left in which the rest of a call that strace's message cut off may come.
+    let mut cut_off = 0_u32;
     while let Some((number, line)) = lines.next_line()? {
+        let attached = attached_in(line);
+        let after_cut = std::mem::take(&mut cut_off).saturating_sub(1);
         match parse_line(line) {
-            Ok(Line::Call { pid, name }) => match sym_of_bytes(name) {
-                Some(sym) => threads.push(pid.unwrap_or(default_pid), sym),
-                None => skipped.add(name),
-            },
-            Ok(Line::Resumed | Line::Signal | Line::Exit | Line::Blank) => {}
+            Ok(Line::Call { pid, name }) => {
+                // The process of the call, before the child its message announces.
+                let pid = processes.of(pid);
+                if attached.is_some() {
+                    cut_off = CUT_OFF_LINES;
+                } else {
+                    cut_off = after_cut;
+                }
+                match sym_of_call(name, arch) {
+                    Some(sym) => threads.push(pid, sym),
+                    None => skipped.add(name),
+                }
+            }
+            Ok(Line::Exit { pid }) => {
+                let pid = processes.of(pid);
+                processes.exited(pid);
+                cut_off = after_cut;
+            }
+            Ok(Line::Resumed | Line::Signal | Line::Blank) => cut_off = after_cut,
+            // The rest of the call the message cut off.
+            Err(_) if after_cut > 0 => {}
             Err(reason) => return Err(lines.error(number, reason)),
+        }
+        if let Some(pid) = attached {
+            processes.attached(pid);
         }
     }
     Ok(Parsed {
         traces: threads.into_traces(),
         skipped,
     })
+}
+
+/// The pid in strace's "Process N attached" message, wherever it is in `line` (on stderr it
+/// can cut the `clone` line that made N).
+fn attached_in(line: &[u8]) -> Option<u32> {
+    const MESSAGE: &[u8] = b"strace: Process ";
+    let at = line.windows(MESSAGE.len()).position(|w| w == MESSAGE)?;
+    let (pid, rest) = split_token(&line[at + MESSAGE.len()..]);
+    rest.starts_with(b"attached")
+        .then(|| parse_u32(pid))
+        .flatten()
+}
+
+/// The symbol of a name strace printed: a syscall of the tables, or a number strace has no
+/// name for (`syscall_0x1c4`, `syscall_452`) looked up in `arch`'s table.
+fn sym_of_call(name: &[u8], arch: Arch) -> Option<Sym> {
+    sym_of_bytes(name).or_else(|| {
+        let number = name.strip_prefix(b"syscall_")?;
+        let nr = match number.strip_prefix(b"0x") {
+            Some(hex) => u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?,
+            None => parse_u32(number)?,
+        };
+        arch.sym(nr)
+    })
+}
+
+/// Which process each line belongs to (see the module documentation): the pid of a prefixed
+/// line, except the first process's, which keeps its key; for an unprefixed line, the first
+/// process, or the one process still traced once it has exited.
+struct Processes {
+    /// The key of the first process's trace.
+    first: u32,
+    /// Whether unprefixed lines were given to the first process (stderr output starts so).
+    first_unprefixed: bool,
+    /// The first process's pid, once a prefixed line showed it.
+    first_pid: Option<u32>,
+    /// Pids strace announced as attached (children, never the first).
+    attached: BTreeSet<u32>,
+    /// The processes traced and not exited, by key.
+    alive: BTreeSet<u32>,
+}
+
+impl Processes {
+    fn new(first: u32) -> Self {
+        Self {
+            first,
+            first_unprefixed: false,
+            first_pid: None,
+            attached: BTreeSet::new(),
+            alive: BTreeSet::from([first]),
+        }
+    }
+
+    fn attached(&mut self, pid: u32) {
+        self.attached.insert(pid);
+        self.alive.insert(pid);
+    }
+
+    /// The key of a line with pid prefix `pid`.
+    fn of(&mut self, pid: Option<u32>) -> u32 {
+        match pid {
+            Some(pid) if Some(pid) == self.first_pid => self.first,
+            Some(pid) => {
+                if self.first_unprefixed
+                    && self.first_pid.is_none()
+                    && !self.attached.contains(&pid)
+                    && !self.alive.contains(&pid)
+                {
+                    // The first process, shown by its pid now that strace traces two (stderr).
+                    self.first_pid = Some(pid);
+                    return self.first;
+                }
+                self.alive.insert(pid);
+                pid
+            }
+            None => {
+                let first_alive = self.alive.contains(&self.first);
+                match self.alive.first() {
+                    Some(&only) if !first_alive && self.alive.len() == 1 => only,
+                    _ => {
+                        self.first_unprefixed |= first_alive;
+                        self.first
+                    }
+                }
+            }
+        }
+    }
+
+    fn exited(&mut self, key: u32) {
+        self.alive.remove(&key);
+    }
 }
 
 /// The pid in a `strace -ff` output file name (`trace.1234`).
@@ -79,7 +219,10 @@ pub(crate) enum Line<'a> {
     /// `--- SIGNAL ... ---`.
     Signal,
     /// `+++ exited with N +++` or `+++ killed by SIGNAL +++`.
-    Exit,
+    Exit {
+        /// The pid prefix, if the line has one.
+        pid: Option<u32>,
+    },
 }
 
 /// Parses one line.
@@ -104,13 +247,19 @@ pub(crate) fn parse_line(line: &[u8]) -> std::result::Result<Line<'_>, LineError
     } else {
         let (first, after) = split_token(rest);
         if is_digits(first) {
-            pid = Some(parse_u32(first).ok_or_else(|| not_a_number("pid", first))?);
-            rest = after;
+            let number = parse_u32(first).ok_or_else(|| not_a_number("pid", first))?;
+            // A number larger than any pid is a timestamp of whole seconds.
+            if number <= PID_MAX {
+                pid = Some(number);
+                rest = after;
+            }
         }
     }
     loop {
         let (first, after) = split_token(rest);
-        if !is_timestamp(first) {
+        // After the pid, a bare number can only be a timestamp (`--timestamps=unix,s`).
+        let seconds = is_digits(first) && !after.is_empty();
+        if !(is_timestamp(first) || seconds) {
             break;
         }
         rest = after;
@@ -135,7 +284,7 @@ pub(crate) fn parse_line(line: &[u8]) -> std::result::Result<Line<'_>, LineError
         return Ok(Line::Signal);
     }
     if rest.starts_with(b"+++") {
-        return Ok(Line::Exit);
+        return Ok(Line::Exit { pid });
     }
     let name_len = rest
         .iter()
@@ -235,8 +384,14 @@ mod tests {
             parse_line(b"1234 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED} ---"),
             Ok(Line::Signal)
         );
-        assert_eq!(parse_line(b"1235 +++ exited with 0 +++"), Ok(Line::Exit));
-        assert_eq!(parse_line(b"+++ killed by SIGKILL +++"), Ok(Line::Exit));
+        assert_eq!(
+            parse_line(b"1235 +++ exited with 0 +++"),
+            Ok(Line::Exit { pid: Some(1235) })
+        );
+        assert_eq!(
+            parse_line(b"+++ killed by SIGKILL +++"),
+            Ok(Line::Exit { pid: None })
+        );
         assert_eq!(
             parse_line(b"strace: Process 1235 attached"),
             Ok(Line::Blank)
@@ -293,6 +448,27 @@ mod tests {
                 token: "99999999999".into()
             })
         );
+    }
+
+    #[test]
+    fn numbered_calls_are_looked_up_in_the_architectures_table() {
+        for (name, want) in [
+            ("syscall_0x1c4", Some("fchmodat2")),
+            ("syscall_452", Some("fchmodat2")),
+            ("syscall_0x1c1", Some("futex_waitv")),
+            ("syscall_0x3e7", None),
+            ("syscall_0x", None),
+            ("syscall_0xzz", None),
+            ("????", None),
+            ("read", Some("read")),
+        ] {
+            let got = sym_of_call(name.as_bytes(), Arch::X86_64).and_then(crate::syscalls::name_of);
+            assert_eq!(got, want, "{name}");
+        }
+        // aarch64 numbers its calls otherwise: 63 is read there, uname on x86_64.
+        let on = |arch| sym_of_call(b"syscall_63", arch).and_then(crate::syscalls::name_of);
+        assert_eq!(on(Arch::Aarch64), Some("read"));
+        assert_eq!(on(Arch::X86_64), Some("uname"));
     }
 
     #[test]
