@@ -65,7 +65,8 @@ pub struct EvalArgs {
     /// Split protocol: p1 or p2.
     #[arg(long, default_value = "p1", value_parser = parse_protocol)]
     protocol: Protocol,
-    /// Syscall numbering of the unm format: x86_64, i386 or aarch64 (adfa is always i386).
+    /// Syscall numbering of the unm format, and of the calls strace printed by number
+    /// (`syscall_0x1c4`): x86_64, i386 or aarch64 (adfa is always i386).
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
     /// Drop the syscalls the live supervisor never traces from every trace first: those never

@@ -314,8 +314,8 @@ pub struct LearnArgs {
     /// Trace format.
     #[arg(long, value_enum)]
     format: LearnFormat,
-    /// Architecture the traces were recorded on (their names are the same on every
-    /// architecture; kept for numbered formats).
+    /// Architecture the traces were recorded on: the numbering of the calls strace printed by
+    /// number (`syscall_0x1c4`); names are the same on every architecture.
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
     /// Write the learned profile to this file.
