@@ -4,7 +4,8 @@
 //! as `kubectl` shows objects. A string is written plain only when it is an identifier-like word
 //! (letters, digits, `_`, `-`, `.`, `/`, starting with a letter or `_`) that YAML 1.1 or 1.2
 //! would not read as another type (`no`, `on`, `null`, ...); every other string is double-quoted
-//! with JSON's escapes (a double-quoted YAML scalar accepts them).
+//! with JSON's escapes (a double-quoted YAML scalar accepts them), and `\uXXXX` for the
+//! characters JSON leaves raw but YAML does not accept (DEL, the C1 controls, U+2028, U+2029).
 
 use serde_json::Value;
 
@@ -43,11 +44,21 @@ fn plain_ok(s: &str) -> bool {
 
 fn string(s: &str) -> String {
     if plain_ok(s) {
-        s.to_owned()
-    } else {
-        // A JSON string literal is a valid double-quoted YAML scalar.
-        Value::String(s.to_owned()).to_string()
+        return s.to_owned();
     }
+    // A JSON string literal is a double-quoted YAML scalar, but for what JSON leaves raw and YAML
+    // does not accept there: DEL and the C1 controls (U+0085 is a line break to YAML 1.1), and
+    // the line and paragraph separators. Those get YAML's `\uXXXX` escape.
+    let json = Value::String(s.to_owned()).to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}') {
+            out.push_str(&format!("\\u{:04X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn scalar(v: &Value) -> String {
@@ -126,5 +137,16 @@ mod tests {
             "---\na: \"no\"\nb:\n  - 1\n  - x\nc: {}\nd:\n  - e: []\n    f: true\n  - - 2\n\
              g: \"q\\\"\\n\"\nh: SCMP_ACT_ALLOW\ni: \"1e3\"\n"
         );
+    }
+
+    /// DEL, a C1 control and U+2028, which JSON leaves raw, are escaped; the result reads back
+    /// as the same string.
+    #[test]
+    fn characters_yaml_does_not_take_raw_are_escaped() {
+        let name = "a\u{7f}b\u{85}c\u{2028}d";
+        let yaml = to_yaml(&serde_json::json!({ "name": name }));
+        assert_eq!(yaml, "---\nname: \"a\\u007Fb\\u0085c\\u2028d\"\n");
+        let docs = yaml_rust2::YamlLoader::load_from_str(&yaml).unwrap();
+        assert_eq!(docs[0]["name"].as_str(), Some(name));
     }
 }
