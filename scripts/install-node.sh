@@ -7,6 +7,8 @@ set -euo pipefail
 
 BEGIN_MARKER='# BEGIN chaperone runtime (managed by install-node.sh)'
 END_MARKER='# END chaperone runtime'
+# In the block when the config ended without a newline before it: --uninstall restores that.
+NO_EOL_NOTE='# (the file ended without a newline before this block; --uninstall restores that)'
 BINARIES=(chaperone containerd-shim-chaperone-v2 containerd-shim-runc-v2-chaperone)
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -280,6 +282,10 @@ if [ "$uninstall" -eq 1 ]; then
     else
         outside_block "$containerd_config" >"$work/config.toml" ||
             die "$containerd_config: unbalanced or repeated chaperone marker lines; remove the block by hand"
+        if grep -Fxq -e "$NO_EOL_NOTE" "$containerd_config" && [ -z "$(tail -c 1 "$work/config.toml")" ] &&
+            [ -s "$work/config.toml" ]; then
+            head -c -1 "$work/config.toml" >"$work/config.noeol" && mv "$work/config.noeol" "$work/config.toml"
+        fi
         update_containerd_config "$work/config.toml" && changed=1
     fi
     log "left in place: chaperone's config $chaperone_config, its profile store and alert log"
@@ -368,11 +374,19 @@ fi
 # The block. containerd 1.6/1.7 replace their default runtimes map (with runc) by the config's as
 # soon as it names one runtime; the CRI plugin then fails to load when its default runtime
 # (runc unless default_runtime_name says otherwise) is not in the config.
+# A config ending without a newline gets one before the block; the block says so.
+no_eol=0
+if grep -Fxq -e "$NO_EOL_NOTE" "$work/current.toml" ||
+    { [ -s "$work/current.toml" ] && [ -n "$(tail -c 1 "$work/current.toml")" ] &&
+        ! grep -Fxq -e "$BEGIN_MARKER" "$work/current.toml"; }; then
+    no_eol=1
+fi
 default_runtime="$(sed -n 's/^[[:space:]]*default_runtime_name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$work/code.toml" | head -n 1)"
 {
     printf '%s\n' "$BEGIN_MARKER"
     printf '# Rewritten by install-node.sh on every run; --uninstall removes it. Edit its source,\n'
     printf '# deploy/containerd-runtime.toml, or remove the markers to take it over.\n'
+    [ "$no_eol" -eq 0 ] || printf '%s\n' "$NO_EOL_NOTE"
     # The fragment without leading and trailing blank lines.
     awk 'NF { for (; blank > 0; blank--) print ""; print; started = 1; next } started { blank++ }' "$fragment"
     if [ "${default_runtime:-runc}" = runc ] && ! defines_runtime runc "$work/code.toml"; then
