@@ -532,6 +532,21 @@ fn comment_only_and_importing_configs_are_patched() {
     assert!(node.config_text().contains(BEGIN));
 }
 
+/// A config ending without a newline gets one before the block, and `--uninstall` gives the
+/// file back as it was, byte for byte; a second install changes nothing.
+#[test]
+fn uninstall_restores_a_config_without_a_final_newline() {
+    let original = DEBIAN_CONFIG.trim_end_matches('\n');
+    let node = Node::with_config(original);
+    node.install(&[]);
+    let patched = node.config_text();
+    assert!(toml::from_str::<Table>(&patched).is_ok(), "{patched}");
+    node.install(&[]);
+    assert_eq!(node.config_text(), patched, "a second run changes nothing");
+    node.install(&["--uninstall"]);
+    assert_eq!(node.config_text(), original);
+}
+
 /// A fragment longer than a pipe holds is read whole every time (its check once failed at
 /// random: grep -q stopped early, and the writer's SIGPIPE failed the pipeline).
 #[test]
