@@ -44,22 +44,19 @@ fn allowed(p: &LinuxSeccomp) -> Vec<String> {
         .collect()
 }
 
+/// `chaperone profile export --profile PROFILE --format oci` and `extra`, parsed.
+fn export_oci(profile: &str, extra: &[&str]) -> LinuxSeccomp {
+    let mut args = vec!["profile", "export", "--profile", profile, "--format", "oci"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&ok(&args)).unwrap()
+}
+
 /// An architecture given twice is exported once (`dedup` took out only neighbours).
 #[test]
 fn an_architecture_given_twice_is_exported_once() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
-    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
-        "profile",
-        "export",
-        "--profile",
-        &v1,
-        "--format",
-        "oci",
-        "--arch",
-        "x86_64,aarch64,x86_64",
-    ]))
-    .unwrap();
+    let oci = export_oci(&v1, &["--arch", "x86_64,aarch64,x86_64"]);
     let arches = oci.architectures().clone().unwrap_or_default();
     let mut unique = arches.clone();
     unique.sort_by_key(|a| format!("{a:?}"));
@@ -72,15 +69,7 @@ fn learn_then_export_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
 
-    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
-        "profile",
-        "export",
-        "--profile",
-        &v1,
-        "--format",
-        "oci",
-    ]))
-    .unwrap();
+    let oci = export_oci(&v1, &[]);
     assert_eq!(oci.default_action(), LinuxSeccompAction::ScmpActErrno);
     assert_eq!(oci.default_errno_ret(), Some(1));
     let names = allowed(&oci);
@@ -139,17 +128,7 @@ fn merge_keeps_the_bases_denials() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = learn(dir.path(), "webserver-v2.strace", "v2.profile");
     let base = fixture("docker-base.json");
-    let oci: LinuxSeccomp = serde_json::from_str(&ok(&[
-        "profile",
-        "export",
-        "--profile",
-        &v2,
-        "--format",
-        "oci",
-        "--merge",
-        base.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let oci = export_oci(&v2, &["--merge", base.to_str().unwrap()]);
     let names = allowed(&oci);
     assert!(names.iter().any(|n| n == "read"));
     // v2 learned ptrace, but the base allows it only with CAP_SYS_ADMIN: denied.

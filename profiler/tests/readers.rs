@@ -31,6 +31,15 @@ fn names(trace: &Trace) -> Vec<&'static str> {
         .collect()
 }
 
+/// Each trace's source and syscall names, and the file's path as traces name it.
+fn sources_and_names(path: &Path, traces: &[Trace]) -> (String, Vec<(String, Vec<&'static str>)>) {
+    let got = traces
+        .iter()
+        .map(|t| (t.source.clone(), names(t)))
+        .collect();
+    (path.display().to_string(), got)
+}
+
 /// The (line, reason) of a parse error that names `path`.
 fn parse_error(result: Result<impl std::fmt::Debug, TraceError>, path: &Path) -> (u64, LineError) {
     match result.expect_err("malformed input must be an error") {
@@ -181,11 +190,7 @@ fn adfa_files_are_read_leniently() {
 fn unm_splits_interleaved_processes() {
     let path = fixture("unm/ok/login.int");
     let traces = read_unm(&path, Arch::I386).expect("valid");
-    let label = path.display().to_string();
-    let got: Vec<_> = traces
-        .iter()
-        .map(|t| (t.source.clone(), names(t)))
-        .collect();
+    let (label, got) = sources_and_names(&path, &traces);
     assert_eq!(
         got,
         [
@@ -237,12 +242,7 @@ fn unm_malformed_lines_are_errors() {
 fn sysdig_counts_enter_events_per_thread() {
     let path = fixture("sysdig/ok/threads.sc");
     let parsed = read_traces_with_skipped(Format::Sysdig, &path, Arch::X86_64).expect("valid");
-    let label = path.display().to_string();
-    let got: Vec<_> = parsed
-        .traces
-        .iter()
-        .map(|t| (t.source.clone(), names(t)))
-        .collect();
+    let (label, got) = sources_and_names(&path, &parsed.traces);
     assert_eq!(
         got,
         [
@@ -342,11 +342,7 @@ fn strace_o_output_splits_by_pid_and_counts_unfinished_calls_once() {
 fn strace_stderr_output_with_unprefixed_lines() {
     let path = fixture("strace/ok/stderr.strace");
     let traces = read_strace(&path).expect("valid");
-    let label = path.display().to_string();
-    let got: Vec<_> = traces
-        .iter()
-        .map(|t| (t.source.clone(), names(t)))
-        .collect();
+    let (label, got) = sources_and_names(&path, &traces);
     assert_eq!(
         got,
         [
@@ -367,11 +363,7 @@ fn strace_stderr_output_with_unprefixed_lines() {
 fn strace_stderr_output_cut_by_attach_messages() {
     let path = fixture("strace/ok/stderr-split.strace");
     let traces = read_strace(&path).expect("valid");
-    let label = path.display().to_string();
-    let got: Vec<_> = traces
-        .iter()
-        .map(|t| (t.source.clone(), names(t)))
-        .collect();
+    let (label, got) = sources_and_names(&path, &traces);
     assert_eq!(
         got,
         [
