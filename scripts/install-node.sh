@@ -38,8 +38,9 @@ Running it again changes nothing. A config that is a symbolic link is patched wh
 points (an absolute target is taken under ROOT); one pointing at nothing is refused. It
 refuses (exit 1, config untouched) a containerd config that is not version 2, that defines
 runtimes.chaperone itself (outside the markers) or writes the runtimes as an inline table,
-whose markers are broken, or that containerd (when it can be run here) rejects once patched. A config with 'imports' is patched without
-containerd's check: the imported files are the host's, not this environment's.
+whose markers are broken, or that containerd (when it can be run here) rejects once
+patched. A config with 'imports' is patched without containerd's check: the imported files
+are the host's, not this environment's.
 
   --root DIR                host root everything is installed under (default /)
   --bin-dir DIR             where the binaries are taken from (default: this script's
