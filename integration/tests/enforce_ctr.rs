@@ -123,9 +123,14 @@ fn summary(ctrd: &Containerd, key: &str) -> Summary {
 
 /// Learns `LEARN_RUNS` benign containers into profile `key`; checks the store after each.
 fn learn(ctrd: &Containerd, key: &str) {
+    learn_script(ctrd, key, BENIGN);
+}
+
+/// [`learn`] with containers that run `sh -c script`.
+fn learn_script(ctrd: &Containerd, key: &str, script: &str) {
     for n in 1..=LEARN_RUNS {
         let id = format!("{key}-learn{n}");
-        let out = run(ctrd, &id, &[("chaperone.io/profile", key)], &[], BENIGN);
+        let out = run(ctrd, &id, &[("chaperone.io/profile", key)], &[], script);
         expect_exit(ctrd, &out, 0);
         // Delete waits for the supervisors to store, so the count is there when ctr returns.
         let s = summary(ctrd, key);
@@ -619,32 +624,14 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     assert_eq!(alerts[0]["output_fields"]["chaperone.action"], "pause");
 
     // Thawed by chaperone's own command, which asks the shim as containerd would.
-    let cli = cli_binary().expect("the chaperone binary next to the shim");
-    let out = output_within(
-        std::process::Command::new(cli)
-            .arg("resume")
-            .arg("--state")
-            .arg(ctrd.state_dir())
-            .args(["--namespace", ctrd.namespace()])
-            .arg(&id),
-        CTR_DEADLINE,
-    )
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let out = resume(&ctrd, &id);
     assert!(out.status.success(), "{}", ctrd.explain(text(&out)));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("resumed {id}")
     );
     // A second resume is refused: the task is no longer paused.
-    let again = output_within(
-        std::process::Command::new(cli_binary().unwrap())
-            .args(["resume", "--state"])
-            .arg(ctrd.state_dir())
-            .args(["--namespace", ctrd.namespace()])
-            .arg(&id),
-        CTR_DEADLINE,
-    )
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let again = resume(&ctrd, &id);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     wait_for("the task to finish", Duration::from_secs(20), || {
         (ctrd.task_status(&id).as_deref() == Some("STOPPED")).then_some(())
@@ -658,6 +645,82 @@ fn pause_freezes_the_container_until_it_is_resumed() {
         ctrd.explain(format!("alerts: {:?}", alerts_of(&ctrd, &id)))
     );
     assert!(!out_dir.join("made").exists());
+}
+
+/// `chaperone resume ID` against the test's containerd.
+fn resume(ctrd: &Containerd, id: &str) -> std::process::Output {
+    let cli = cli_binary().expect("the chaperone binary next to the shim");
+    output_within(
+        std::process::Command::new(cli)
+            .args(["resume", "--state"])
+            .arg(ctrd.state_dir())
+            .args(["--namespace", ctrd.namespace(), id]),
+        CTR_DEADLINE,
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+}
+
+/// Two processes deviate at once: each pauses the container at most once, and their calls,
+/// held across the pause, are denied when the thaw restarts them. Before 2026-12-07 only the
+/// last pausing call was remembered, and every resume paused the container again (still
+/// paused after 12 resumes).
+#[test]
+fn two_deviating_processes_pause_once_each_and_the_resumes_hold() {
+    let Some(ctrd) = setup() else { return };
+    let key = format!("pause2-{}", std::process::id());
+    // The shell waits for two children while learning, so that only the `mkdir`s deviate.
+    // (A call the program retries for ever when denied, such as a `wait` never learned,
+    // pauses the container again after every resume: ADR 0021's "denied again".)
+    learn_script(&ctrd, &key, &format!("{BENIGN}; (true) & (true) & wait"));
+    let out_dir = ctrd.dir().join("out-pause2");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/out,options=rbind:rw",
+        out_dir.display()
+    );
+    let script = format!(
+        "{BENIGN}; (mkdir /out/a || echo a > /out/denied-a) & \
+         (mkdir /out/b || echo b > /out/denied-b) & wait; echo end > /out/end"
+    );
+    let id = format!("{key}-attack");
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    start_enforced(&ctrd, &key, "pause", &["--mount", &mount], &id, &script);
+
+    let mut resumes = 0;
+    loop {
+        let status = wait_for("the task to pause or end", Duration::from_secs(20), || {
+            ctrd.task_status(&id)
+                .filter(|s| s == "PAUSED" || s == "STOPPED")
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        if status == "STOPPED" {
+            break;
+        }
+        assert!(
+            resumes < 4,
+            "{}",
+            ctrd.explain(format!(
+                "still pausing after {resumes} resumes; alerts: {:?}",
+                alerts_of(&ctrd, &id)
+            ))
+        );
+        let out = resume(&ctrd, &id);
+        assert!(out.status.success(), "{}", ctrd.explain(text(&out)));
+        resumes += 1;
+    }
+    let alerts = alerts_of(&ctrd, &id);
+    let pauses = alerts
+        .iter()
+        .filter(|a| a["output_fields"]["chaperone.action"] == "pause")
+        .count();
+    assert!(
+        (1..=2).contains(&pauses) && pauses == resumes,
+        "{pauses} pauses, {resumes} resumes: {alerts:?}"
+    );
+    for name in ["denied-a", "denied-b", "end"] {
+        assert!(out_dir.join(name).exists(), "{name}: {alerts:?}");
+    }
+    assert!(!out_dir.join("a").exists() && !out_dir.join("b").exists());
 }
 
 #[test]

@@ -437,6 +437,67 @@ fn the_syscall_held_across_a_pause_is_denied_when_it_repeats_after_the_thaw() {
     assert_eq!(stats.snapshot().deviations, 1);
 }
 
+/// Two threads held when the container is frozen: thread 7's `mkdir` pauses it, and thread
+/// 8's, queued meanwhile, is interrupted by the freeze and after the thaw pauses it again
+/// (it was never scored). Each restart is then denied unscored: before 2026-12-07 only the
+/// last pausing call was remembered, so thread 7's restart paused the container a third time,
+/// and so on after every resume.
+#[test]
+fn the_syscalls_of_two_threads_held_across_pauses_are_each_denied_on_their_restart() {
+    let fake = Fake {
+        queue: [
+            ev(1, 7, "getppid"),
+            ev(2, 8, "getppid"),
+            ev(3, 7, "mkdir"),
+            ev(4, 8, "mkdir"),
+            ev(5, 7, "mkdir"),
+            ev(6, 8, "mkdir"),
+            ev(7, 7, "getppid"),
+            ev(8, 8, "getppid"),
+        ]
+        .into(),
+        gone_on_send: vec![3, 4],
+        ..Fake::default()
+    };
+    let (answers, responder, stats) = run(fake, Scripted::new(Verdict::PauseContainer));
+    assert_eq!(responder.actions, ["pause", "pause"]);
+    let denied = Answer::Errno(libc::EPERM);
+    assert_eq!(
+        answers,
+        [
+            (1, Answer::Continue),
+            (2, Answer::Continue),
+            (3, denied),
+            (4, denied),
+            (5, denied),
+            (6, denied),
+            (7, Answer::Continue),
+            (8, Answer::Continue),
+        ]
+    );
+    assert_eq!(stats.snapshot().deviations, 2);
+}
+
+/// A thread held across a pause whose next call is another one has moved on: a later call
+/// like the held one is its own, and is scored.
+#[test]
+fn a_held_call_is_forgotten_once_its_thread_makes_another() {
+    let fake = Fake {
+        queue: [
+            ev(1, 7, "getppid"),
+            ev(2, 7, "mkdir"),
+            ev(3, 7, "getppid"),
+            ev(4, 7, "mkdir"),
+        ]
+        .into(),
+        gone_on_send: vec![2],
+        ..Fake::default()
+    };
+    let (_, responder, stats) = run(fake, Scripted::new(Verdict::PauseContainer));
+    assert_eq!(responder.actions, ["pause", "pause"]);
+    assert_eq!(stats.snapshot().deviations, 2);
+}
+
 /// When the pausing denial reaches its call (the freeze did not interrupt the wait), no
 /// restart follows: the thread's next such call, after the thaw, is scored as any other.
 #[test]

@@ -131,6 +131,31 @@ fn call_key(n: &Notification) -> u64 {
     h.finish()
 }
 
+/// The syscalls held across a pause, one per thread (see `Supervisor::paused_on`). A thread
+/// that died held would keep its entry; the oldest entries go past [`PausedCalls::MAX`].
+#[derive(Debug, Default)]
+struct PausedCalls(Vec<(u32, i32)>);
+
+impl PausedCalls {
+    /// More threads than this deviating at once is past any container's pausing.
+    const MAX: usize = 64;
+
+    /// Records that thread `tid` was held in syscall `nr` when its container was paused.
+    fn insert(&mut self, tid: u32, nr: i32) {
+        self.take(tid);
+        if self.0.len() == Self::MAX {
+            self.0.remove(0);
+        }
+        self.0.push((tid, nr));
+    }
+
+    /// Forgets thread `tid`'s entry, returning its syscall.
+    fn take(&mut self, tid: u32) -> Option<i32> {
+        let i = self.0.iter().position(|&(t, _)| t == tid)?;
+        Some(self.0.remove(i).1)
+    }
+}
+
 /// One container's supervisor: owns the notifier, the mode (with its model) and the responder.
 /// Nothing in it is shared with another container's supervisor except the read-only scorer.
 #[derive(Debug)]
@@ -145,10 +170,13 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     deny_errno: i32,
     exit: Option<Sym>,
     exit_group: Option<Sym>,
-    /// The (tid, nr) of a syscall held while its container was frozen. Freezing interrupts the
-    /// kernel's wait, so the syscall is notified again when the container is thawed; that
-    /// repeat is denied without being scored again (else the same deviation would pause again).
-    paused_on: Option<(u32, i32)>,
+    /// The syscalls held while their container was frozen, as (tid, nr): the deviating one
+    /// that paused it, and those of other threads that paused it again after a thaw. Freezing
+    /// interrupts the kernel's wait, so each is notified again when the container is thawed;
+    /// that repeat is denied without being scored again (else the same deviation would pause
+    /// again, and with two such threads every thaw would pause the container anew). An entry
+    /// goes with its thread's next notification, whatever it is.
+    paused_on: PausedCalls,
     /// The container was killed: until its processes are gone, every syscall they still make
     /// is denied without being scored, so none goes on running meanwhile (a process forked
     /// just before the deviation would otherwise have its `execve` let through).
@@ -193,7 +221,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             deny_errno: config.deny_errno,
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
-            paused_on: None,
+            paused_on: PausedCalls::default(),
             container_killed: false,
             held: None,
             prelude: Prelude::new(config.skip_until_exec),
@@ -234,8 +262,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         self.held = Some(n.id);
         bump(&self.stats.events);
         self.clock += 1;
-        if self.paused_on.is_some() && self.paused_on == Some((n.tid, n.nr)) {
-            self.paused_on = None;
+        if self.paused_on.take(n.tid) == Some(n.nr) {
             tracing::debug!(
                 tid = n.tid,
                 nr = n.nr,
@@ -334,8 +361,8 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
         let progress = self.answer(n.id, answer)?;
         // A pausing denial that reached its call: no restart of it will come, so the next
         // such call of the thread is its own, to be scored (until 2026-12-07 it was denied).
-        if progress == Progress::Handled && self.paused_on == Some((n.tid, n.nr)) {
-            self.paused_on = None;
+        if progress == Progress::Handled {
+            self.paused_on.take(n.tid);
         }
         Ok(progress)
     }
@@ -374,7 +401,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 match self.responder.pause_container(d) {
                     Ok(()) => {
                         bump(&self.stats.paused);
-                        self.paused_on = Some((d.tid, d.nr));
+                        self.paused_on.insert(d.tid, d.nr);
                     }
                     Err(e) => self.action_failed("pause container", d, &e),
                 }
