@@ -253,10 +253,12 @@ impl Responder for ShimResponder {
         self.deviations += 1;
         let verdict = verdict(self.plan.mode, self.plan.action);
         // Alert-only floods are rate-limited (the next alert counts what was held back); an
-        // alert whose verdict acts on the container is always written.
+        // alert whose verdict acts on the container is always written, and does not count as
+        // held back (until 2026-12-07 it did: the first after a second said it had suppressed
+        // alerts that had all been written).
         let allowed = match verdict {
             Verdict::Continue => self.limit.check(),
-            _ => Some(self.limit.check().unwrap_or(0)),
+            _ => Some(0),
         };
         if let Some(suppressed) = allowed {
             let alert = alert_json(
@@ -408,17 +410,21 @@ mod tests {
         );
         assert_eq!(monitor.deviations, calls);
 
-        // Enforce with an acting verdict: every alert is written, within one interval too.
+        // Enforce with an acting verdict: every alert is written, within one interval too,
+        // and none counts as suppressed, after the interval either.
         let mut enforce = responder(Mode::Enforce, Action::Kill);
-        enforce.limit = RateLimit::new(Duration::from_secs(3600));
+        enforce.limit = RateLimit::new(Duration::from_millis(50));
         for _ in 0..5 {
             assert_eq!(enforce.on_deviation(&d), Verdict::KillContainer);
         }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(enforce.on_deviation(&d), Verdict::KillContainer);
         let written = lines();
-        assert_eq!(written.len(), 2 + 5);
+        assert_eq!(written.len(), 2 + 6);
         assert!(written[2..]
             .iter()
-            .all(|a| a["output_fields"]["chaperone.action"] == "kill"));
+            .all(|a| a["output_fields"]["chaperone.action"] == "kill"
+                && a["output_fields"]["chaperone.suppressed"] == 0));
     }
 
     #[test]
