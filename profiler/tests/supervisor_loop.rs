@@ -88,6 +88,8 @@ struct Scripted {
     journal: Journal,
     verdict: Verdict,
     fail_actions: bool,
+    /// What `container_killed` says: another supervisor of the container killed it.
+    killed_elsewhere: bool,
     actions: Vec<&'static str>,
 }
 
@@ -101,6 +103,9 @@ impl Responder for Scripted {
     fn kill_container(&mut self, _d: &Deviation) -> std::result::Result<(), ActionError> {
         self.act("kill")
     }
+    fn container_killed(&self) -> bool {
+        self.killed_elsewhere
+    }
 }
 
 impl Scripted {
@@ -109,6 +114,7 @@ impl Scripted {
             journal: Journal::default(),
             verdict,
             fail_actions: false,
+            killed_elsewhere: false,
             actions: Vec::new(),
         }
     }
@@ -435,6 +441,25 @@ fn the_syscall_held_across_a_pause_is_denied_when_it_repeats_after_the_thaw() {
         ]
     );
     assert_eq!(stats.snapshot().deviations, 1);
+}
+
+/// Once another supervisor of the container (an exec process's) has killed it, this one
+/// denies everything it receives unscored, the calls the profile knows too.
+#[test]
+fn a_container_killed_by_another_supervisor_gets_every_call_denied() {
+    let fake = Fake {
+        queue: [ev(1, 7, "getppid"), ev(2, 7, "mkdir"), ev(3, 8, "getppid")].into(),
+        ..Fake::default()
+    };
+    let responder = Scripted {
+        killed_elsewhere: true,
+        ..Scripted::new(Verdict::KillContainer)
+    };
+    let (answers, responder, stats) = run(fake, responder);
+    let denied = Answer::Errno(libc::EPERM);
+    assert_eq!(answers, [(1, denied), (2, denied), (3, denied)]);
+    assert!(responder.actions.is_empty());
+    assert_eq!(stats.snapshot().deviations, 0);
 }
 
 /// Two threads held when the container is frozen: thread 7's `mkdir` pauses it, and thread

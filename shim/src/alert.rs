@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -218,6 +219,8 @@ pub struct ShimResponder {
     /// The container's init, which "kill container" kills.
     init: u32,
     scorer: Option<Arc<NgramScorer>>,
+    /// Set once any supervisor of the container has killed it (see [`Self::sharing_kill`]).
+    killed: Arc<AtomicBool>,
     log: AlertLog,
     limit: RateLimit,
     /// Deviations seen.
@@ -241,10 +244,20 @@ impl ShimResponder {
             pid,
             init,
             scorer,
+            killed: Arc::default(),
             log,
             limit: RateLimit::new(ALERT_INTERVAL),
             deviations: 0,
         }
+    }
+
+    /// Shares `killed` with the container's other supervisors: a kill by any of them makes
+    /// the others deny what they receive unscored (before 2026-12-07 an exec process's kill
+    /// left the init's supervisor scoring and letting through until the pid namespace died).
+    #[must_use]
+    pub fn sharing_kill(mut self, killed: Arc<AtomicBool>) -> Self {
+        self.killed = killed;
+        self
     }
 }
 
@@ -302,13 +315,19 @@ impl Responder for ShimResponder {
 
     fn kill_container(&mut self, _d: &Deviation) -> Result<(), ActionError> {
         // The container's init is the first process of its pid namespace: killing it makes the
-        // kernel kill every other process of the namespace, an exec process's too.
+        // kernel kill every other process of the namespace, an exec process's too. A container
+        // in its pod's pid namespace has no namespace of its own: the rest of it is killed when
+        // the shim reaps init (`runc kill --all`, task/exits.rs).
         kill_pid(self.init)
-            .map(|_| ())
+            .map(|_| self.killed.store(true, Ordering::Relaxed))
             .map_err(|e| ActionError::Failed {
                 action: "kill container",
                 source: Box::new(e),
             })
+    }
+
+    fn container_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
     }
 }
 
@@ -337,6 +356,35 @@ mod tests {
             threshold: 1.25,
             recent,
         }
+    }
+
+    #[test]
+    fn a_kill_by_one_supervisor_is_seen_by_the_container_s_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Arc::new(Config {
+            alerts_path: tmp.path().join("alerts.jsonl"),
+            ..Config::default()
+        });
+        let plan = Arc::new(Plan {
+            action: Action::Kill,
+            ..Plan::fixed("c1", "web", Mode::Enforce, config)
+        });
+        // The container's init: a process of this test's own, waiting on its stdin.
+        let mut init = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = init.id();
+        let killed = Arc::new(AtomicBool::new(false));
+        let mut exec = ShimResponder::new(Arc::clone(&plan), None, pid + 1, pid, None)
+            .sharing_kill(Arc::clone(&killed));
+        let of_init =
+            ShimResponder::new(plan, None, pid, pid, None).sharing_kill(Arc::clone(&killed));
+        assert!(!of_init.container_killed());
+        exec.kill_container(&deviation("connect", true)).unwrap();
+        assert!(exec.container_killed() && of_init.container_killed());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(init.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 
     #[test]

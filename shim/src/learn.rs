@@ -77,6 +77,8 @@ pub type Pauser = tokio::sync::mpsc::UnboundedSender<PauseRequest>;
 struct Traced {
     plan: Arc<Plan>,
     pauser: Option<Pauser>,
+    /// Set once any of the container's supervisors has killed it.
+    killed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Plans by container id, and the supervisors running per container.
@@ -147,6 +149,7 @@ impl Learner {
         let traced = Traced {
             plan: Arc::new(plan),
             pauser,
+            killed: Arc::default(),
         };
         self.plans.lock().0.insert(traced.plan.id.clone(), traced);
     }
@@ -272,7 +275,8 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
                 pid,
                 init,
                 Some(Arc::clone(detect.scorer())),
-            );
+            )
+            .sharing_kill(traced.killed);
             detect_run(accepted, fault, detect.clone(), responder, Arc::clone(&stats)).map(|deviations| {
                 let s = stats.snapshot();
                 info!(container = %id, pid, deviations, notifications = s.events, prelude = s.prelude, restarts = s.restarts, denied = s.denied, gone = s.gone, paused = s.paused, action_failures = s.action_failures, "supervisor done");

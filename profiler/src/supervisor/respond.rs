@@ -108,6 +108,12 @@ pub trait Responder {
             action: "kill container",
         })
     }
+
+    /// Whether another supervisor of the same container (an exec process's, or its init's)
+    /// has killed it: what this one receives is then denied unscored, as after its own kill.
+    fn container_killed(&self) -> bool {
+        false
+    }
 }
 
 /// A responder that gives the same verdict to every deviation (and counts them).

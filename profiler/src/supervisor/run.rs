@@ -179,7 +179,8 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     paused_on: PausedCalls,
     /// The container was killed: until its processes are gone, every syscall they still make
     /// is denied without being scored, so none goes on running meanwhile (a process forked
-    /// just before the deviation would otherwise have its `execve` let through).
+    /// just before the deviation would otherwise have its `execve` let through). A kill by
+    /// another supervisor of the container comes through [`Responder::container_killed`].
     container_killed: bool,
     prelude: Prelude,
     exec: [Option<Sym>; 2],
@@ -270,7 +271,7 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             );
             return self.answer(n.id, Answer::Errno(self.deny_errno));
         }
-        if self.container_killed {
+        if self.container_killed || self.responder.container_killed() {
             return self.answer(n.id, Answer::Errno(self.deny_errno));
         }
         let arch = Arch::from_audit_arch(n.arch);
