@@ -663,7 +663,7 @@ fn resume(ctrd: &Containerd, id: &str) -> std::process::Output {
 /// Two processes deviate at once: each pauses the container at most once, and their calls,
 /// held across the pause, are denied when the thaw restarts them. Before 2026-12-07 only the
 /// last pausing call was remembered, and every resume paused the container again (still
-/// paused after 12 resumes).
+/// paused after 12 resumes). Each alert names the process that deviated.
 #[test]
 fn two_deviating_processes_pause_once_each_and_the_resumes_hold() {
     let Some(ctrd) = setup() else { return };
@@ -719,6 +719,12 @@ fn two_deviating_processes_pause_once_each_and_the_resumes_hold() {
     );
     for name in ["denied-a", "denied-b", "end"] {
         assert!(out_dir.join(name).exists(), "{name}: {alerts:?}");
+    }
+    // Each `mkdir` runs in a subshell of its own, single-threaded: the alert's process is
+    // that subshell (Falco's `proc.pid`), not the container's init.
+    for a in &alerts {
+        let f = &a["output_fields"];
+        assert_eq!(f["proc.pid"], f["thread.tid"], "{a}");
     }
     assert!(!out_dir.join("a").exists() && !out_dir.join("b").exists());
 }

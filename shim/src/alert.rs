@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use chaperone_config::{rfc3339, Action, Mode};
 use chaperone_profiler::model::NgramScorer;
+use chaperone_profiler::pidfd;
 use chaperone_profiler::supervisor::{
     explain, kill_pid, ActionError, Deviation, RateLimit, Responder, Verdict,
 };
@@ -214,7 +215,8 @@ impl AlertLog {
 pub struct ShimResponder {
     plan: Arc<Plan>,
     pauser: Option<Pauser>,
-    /// The traced process (the container's init, or an exec process).
+    /// The traced process (the container's init, or an exec process): an alert's `proc.pid`
+    /// when the deviating thread is already gone.
     pid: u32,
     /// The container's init, which "kill container" kills.
     init: u32,
@@ -274,9 +276,12 @@ impl Responder for ShimResponder {
             _ => Some(0),
         };
         if let Some(suppressed) = allowed {
+            // Falco's `proc.pid` is the process that made the call: the deviating thread's
+            // (until 2026-12-07 it was always the traced process, a forked child's parent).
+            let pid = pidfd::thread_group(d.tid).unwrap_or(self.pid);
             let alert = alert_json(
                 &self.plan,
-                self.pid,
+                pid,
                 d,
                 verdict,
                 self.scorer.as_deref(),

@@ -44,18 +44,22 @@ pub fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
 /// `/proc/TID/status`'s `Tgid`): what kernels before 6.9, which take no thread ids, can open
 /// for a thread that is not its process's leader. A thread that is gone is ESRCH.
 pub fn open_process_of(tid: u32) -> Result<OwnedFd> {
-    let gone = || SysError::Pidfd {
+    let tgid = thread_group(tid).ok_or(SysError::Pidfd {
         op: "find the thread group of",
         pid: tid,
         source: Errno::ESRCH,
-    };
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).map_err(|_| gone())?;
-    let tgid = status
+    })?;
+    open(tgid, false)
+}
+
+/// The process (thread group) thread `tid` belongs to, from `/proc/TID/status`'s `Tgid`;
+/// `None` when the thread is gone.
+pub fn thread_group(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(gone)?;
-    open(tgid, false)
 }
 
 /// Sends `signal` to the process behind `pidfd` (for a thread pidfd, SIGKILL still ends the
