@@ -4,7 +4,8 @@
 //! resource limits (Update), TaskOOM when a container runs out of memory, stdin, Pause/Resume,
 //! the shim joining the cgroup runc's options name, and `file://` and `binary://` log URIs.
 //! Every test also runs against
-//! containerd's stock `io.containerd.runc.v2` to check the test itself. Needs root, containerd,
+//! containerd's stock `io.containerd.runc.v2` to check the test itself, but where chaperone
+//! differs on purpose (a paused container signalled with `kill --all` stays frozen). Needs root, containerd,
 //! runc, a static busybox and util-linux's `script` (Debian package bsdutils; scripts/test.sh
 //! installs them all).
 
@@ -632,6 +633,86 @@ under_both_shims!(
     chaperone_passes_stdin_to_the_container_and_pauses_and_resumes_it,
     runc_v2_passes_stdin_to_the_container_and_pauses_and_resumes_it
 );
+
+/// Whether the cgroup of process `pid` is frozen: v1's `freezer.state`, v2's `cgroup.freeze`.
+fn frozen(pid: u32) -> bool {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    cgroups.lines().any(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+        let state = match controllers {
+            Some("freezer") => format!("/sys/fs/cgroup/freezer{path}/freezer.state"),
+            Some("") => format!("/sys/fs/cgroup{path}/cgroup.freeze"),
+            _ => return false,
+        };
+        matches!(
+            std::fs::read_to_string(state).unwrap_or_default().trim(),
+            "FROZEN" | "1"
+        )
+    })
+}
+
+/// `ctr tasks kill --all` with a signal other than SIGKILL, sent to a paused container, reaches
+/// its processes once it is resumed, and leaves it frozen meanwhile. runc's `kill --all` thaws
+/// the container, as runc-v2 lets it (until 2026-12-07 chaperone did too): a container paused
+/// by chaperone's pause verdict then ran on while its task said PAUSED, and could be neither
+/// resumed nor paused again.
+#[test]
+fn chaperone_keeps_a_paused_container_frozen_when_kill_all_signals_it() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("killall", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = ctrd.dir().join("out-killall");
+    std::fs::create_dir_all(&out).unwrap();
+    let mount = format!("type=bind,src={},dst=/out,options=rbind:rw", out.display());
+    let script = "trap 'echo got > /out/signalled; exit 0' USR1; echo ready > /out/ready; \
+                  while :; do sleep 1; done";
+    ctrd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        CHAPERONE,
+        "--mount",
+        &mount,
+        BUSYBOX_IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for("the container to be ready", Duration::from_secs(20), || {
+        out.join("ready").exists().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    // The container's shell (not `ctr run`, whose arguments name the script too).
+    let pids: Vec<u32> = processes_with(&["/out/signalled"])
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n"))
+        .collect();
+    assert_eq!(pids.len(), 1, "the container's shell: {pids:?}");
+
+    ctrd.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(frozen(pids[0]));
+    ctrd.ctr_ok(&["tasks", "kill", "--all", "--signal", "SIGUSR1", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert_eq!(ctrd.task_status(&id).as_deref(), Some("PAUSED"));
+    assert!(frozen(pids[0]), "kill --all thawed the paused container");
+    assert!(!out.join("signalled").exists());
+
+    ctrd.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    wait_for(
+        "the signal's trap to end the task",
+        Duration::from_secs(20),
+        || {
+            (out.join("signalled").exists() && ctrd.task_status(&id).as_deref() == Some("STOPPED"))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+}
 
 /// A cgroup made by the test in every mounted hierarchy, removed (once empty) however the
 /// test ends.

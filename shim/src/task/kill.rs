@@ -9,6 +9,8 @@ use crate::error::{Result, ShimError};
 use crate::runc::{failure, is_gone};
 use crate::sys;
 
+const SIGKILL: u32 = 9;
+
 impl TaskService {
     pub(super) async fn kill_task(&self, req: KillRequest) -> Result<Empty> {
         let containers = self.containers.lock().await;
@@ -21,11 +23,7 @@ impl TaskService {
                     id: req.exec_id.clone(),
                 });
             }
-            let not_a_signal = || ShimError::InvalidRequest {
-                reason: "not a signal number",
-            };
-            let signal = i32::try_from(req.signal).map_err(|_| not_a_signal())?;
-            return match sys::send_signal(process.pid, signal) {
+            return match sys::send_signal(process.pid, signal_number(req.signal)?) {
                 Ok(()) => Ok(Empty::new()),
                 Err(nix::errno::Errno::ESRCH) => Err(ShimError::ProcessFinished {
                     id: req.exec_id.clone(),
@@ -40,6 +38,33 @@ impl TaskService {
         if container.init.status() == Status::STOPPED && !req.all {
             return Err(ShimError::ProcessFinished { id: req.id.clone() });
         }
+        // runc's `kill --all` freezes the cgroup, signals every process and thaws it: a paused
+        // container (containerd's Pause, or chaperone's pause verdict holding a deviation)
+        // would run on while its task says paused, and could no longer be paused or resumed.
+        // Its processes are signalled where they are instead, and get the signal when resumed.
+        // SIGKILL still goes through runc, which thaws them so that they die.
+        if req.all && container.init.status() == Status::PAUSED && req.signal != SIGKILL {
+            let pids = container
+                .runc
+                .ps(&req.id)
+                .await
+                .map_err(|e| failure(&container.bundle, "ps", &req.id, &e))?;
+            let signal = signal_number(req.signal)?;
+            // Frozen, a process cannot exit, so its pid is not reused meanwhile.
+            for pid in pids.into_iter().filter_map(|p| i32::try_from(p).ok()) {
+                match sys::send_signal(pid, signal) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(nix::errno::Errno::EINVAL) => return Err(not_a_signal()),
+                    Err(e) => {
+                        return Err(ShimError::Sys {
+                            op: "signal a process of the paused container",
+                            source: e,
+                        })
+                    }
+                }
+            }
+            return Ok(Empty::new());
+        }
         let opts = KillOpts::new().all(req.all);
         match container.runc.kill(&req.id, req.signal, Some(&opts)).await {
             Ok(()) => Ok(Empty::new()),
@@ -47,4 +72,14 @@ impl TaskService {
             Err(e) => Err(failure(&container.bundle, "kill", &req.id, &e)),
         }
     }
+}
+
+fn not_a_signal() -> ShimError {
+    ShimError::InvalidRequest {
+        reason: "not a signal number",
+    }
+}
+
+fn signal_number(signal: u32) -> Result<i32> {
+    i32::try_from(signal).map_err(|_| not_a_signal())
 }
