@@ -202,3 +202,51 @@ fn an_unknown_runtime_handler_is_refused_as_the_kubelet_sees_it() {
     let socket = cri.containerd.socket().display().to_string();
     assert!(processes_with(&["containerd-shim", "-address", &socket]).is_empty());
 }
+
+/// A kubelet whose cgroup driver is systemd gives slice units as cgroup parents, and CRI turns
+/// them into cgroups paths of systemd's form (`<pod>.slice:cri-containerd:<id>`), which only
+/// runc's systemd driver takes. Under `io.containerd.chaperone.v2` CRI sends runc no options
+/// (no `SystemdCgroup`), so the shim tells runc from the path. Before 2026-12-07 runc's cgroupfs
+/// driver made a directory named after the whole path, outside the pod's slice: the pod ran
+/// out of its limits and accounting, and nothing said so. Where systemd runs, the container is
+/// in its unit under the pod's slice; where it does not (this test machine), runc's systemd
+/// driver fails the pod, and the error says why.
+#[test]
+fn a_slice_cgroup_parent_makes_runc_use_systemd_s_cgroup_driver() {
+    let Some(cri) = start() else { return };
+    let ctrd = &cri.containerd;
+    ctrd.set_chaperone_config("mode = \"off\"\n").unwrap();
+    let mut config = cri.pod_config(POD_NAMESPACE, "systemd-driver", &[]);
+    let pod_slice = format!("kubepods-besteffort-pod{}.slice", std::process::id());
+    if let Some(linux) = config.linux.as_mut() {
+        linux.cgroup_parent = format!("/kubepods.slice/kubepods-besteffort.slice/{pod_slice}");
+    }
+    let web: &[&str] = &[
+        "/bin/sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 1; done",
+    ];
+    let started = cri.start_pod(HANDLER, &config, BUSYBOX_IMAGE, &[("web", web)]);
+    if Path::new("/run/systemd/system").is_dir() {
+        let (pod, _) = started.unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+        let _guard = PodGuard(&cri, pod.id.clone());
+        let (code, cgroups) = cri
+            .exec_sync(&pod.containers[0], &["cat", "/proc/self/cgroup"])
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+        assert_eq!(code, 0, "{cgroups}");
+        let unit = format!("{pod_slice}/cri-containerd-{}.scope", pod.containers[0]);
+        assert!(cgroups.contains(&unit), "not in {unit}:\n{cgroups}");
+    } else {
+        eprintln!("no systemd on this host: the pod must fail in runc's systemd cgroup driver");
+        let Err(error) = started else {
+            panic!("the pod started without systemd");
+        };
+        let error = format!("{error:#}");
+        eprintln!("{error}");
+        assert!(
+            error.contains("systemd") || error.contains("dbus"),
+            "{}",
+            ctrd.explain(&error)
+        );
+    }
+}

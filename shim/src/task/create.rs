@@ -74,9 +74,18 @@ impl TaskService {
         let mut containers = self.containers.lock().await;
         already_exists(&containers)?;
         let CreateOptions {
-            runc: options,
+            runc: mut options,
             config_path,
         } = options_of(&req)?;
+        if !options.systemd_cgroup && systemd_cgroups_path(&spec) {
+            // CRI sends runc's options only to runtimes named `io.containerd.runc.*`, so under
+            // `io.containerd.chaperone.v2` nothing says `SystemdCgroup`; but a cgroups path of
+            // systemd's form, which CRI writes for a kubelet with the systemd cgroup driver, is
+            // meaningless to runc's cgroupfs driver (it would make a directory of that name, out
+            // of the pod's slice).
+            info!(container = %req.id, "the cgroups path is a systemd unit: runc uses systemd's cgroup driver");
+            options.systemd_cgroup = true;
+        }
         write_options(&bundle, &options)
             .await
             .map_err(|source| ShimError::Shim {
@@ -212,6 +221,24 @@ impl TaskService {
 const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 /// The protobuf type of the generic options CRI sends runtimes that are not runc-style.
 const CRI_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+/// Whether the spec's `linux.cgroupsPath` has the form runc's systemd cgroup driver takes and
+/// its cgroupfs driver cannot: `slice:prefix:name`, the slice empty or a `.slice` unit, as CRI
+/// writes it (`kubepods-burstable-pod<uid>.slice:cri-containerd:<id>`) for a kubelet whose
+/// cgroup driver is systemd. A path of directories never has it.
+fn systemd_cgroups_path(spec: &serde_json::Value) -> bool {
+    let Some(path) = spec["linux"]["cgroupsPath"].as_str() else {
+        return false;
+    };
+    let parts: Vec<&str> = path.split(':').collect();
+    matches!(
+        parts.as_slice(),
+        [slice, _, name]
+            if !slice.contains('/')
+                && (slice.is_empty() || slice.ends_with(".slice"))
+                && !name.is_empty()
+    )
+}
+
 /// `config_path`'s field number in CRI's `runtimeoptions.v1.Options`.
 const CRI_CONFIG_PATH_FIELD: u32 = 2;
 
@@ -529,6 +556,32 @@ mod tests {
         assert!(shares_pid_namespace(
             &json!({"linux": {"namespaces": [{"type": "mount"}]}})
         ));
+    }
+
+    #[test]
+    fn a_cgroups_path_of_systemd_s_form_is_recognised() {
+        let path = |p: &str| json!({"linux": {"cgroupsPath": p}});
+        for systemd in [
+            "kubepods-besteffort-pod1b2c.slice:cri-containerd:0123abcd",
+            "system.slice:docker:abc",
+            ":cri-containerd:abc",
+        ] {
+            assert!(systemd_cgroups_path(&path(systemd)), "{systemd}");
+        }
+        for cgroupfs in [
+            "/kubepods/besteffort/pod1b2c/0123abcd",
+            "/default/c1",
+            "c1",
+            "kubepods.slice/x.slice:cri-containerd:abc",
+            "a.slice:cri-containerd:",
+            "a.slice:b:c:d",
+            "notaslice:cri-containerd:abc",
+            "",
+        ] {
+            assert!(!systemd_cgroups_path(&path(cgroupfs)), "{cgroupfs}");
+        }
+        assert!(!systemd_cgroups_path(&json!({"linux": {}})));
+        assert!(!systemd_cgroups_path(&json!({})));
     }
 
     /// A container whose cgroup cannot be found runs without one: no OOM watch, and Stats
