@@ -30,8 +30,6 @@ pub const ACTION_ANNOTATION: &str = "chaperone.io/action";
 pub const PROFILE_ANNOTATION: &str = "chaperone.io/profile";
 /// The image reference CRI puts on every container.
 pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
-/// The image id some CRI implementations add (`sha256:<hex>`).
-pub const CRI_IMAGE_ID_ANNOTATION: &str = "io.kubernetes.cri.image-id";
 /// CRI's kind of container: `sandbox` (the pod's pause container) or `container`.
 pub const CRI_CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 /// The pod's namespace, as CRI gives it.
@@ -263,8 +261,7 @@ fn model_for(
 }
 
 /// The profile a container belongs to: the `chaperone.io/profile` annotation, else the image's
-/// digest (`sha256:<hex>`) when CRI gives one (an image name pinned `@sha256:`, else the image
-/// id), else the digest containerd's image store gives for the container's image (`image`,
+/// digest (`sha256:<hex>`) when CRI gives one (an image name pinned `@sha256:`), else the digest containerd's image store gives for the container's image (`image`,
 /// see [`crate::image`]), else the image name CRI gives, else the image name of containerd's
 /// container record, else the container's executable (`exec:<args[0]>`), so that containers
 /// of one command share a profile even when nothing names their image.
@@ -309,12 +306,14 @@ fn annotated_key(spec: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The digest CRI gives: of an image name pinned `@sha256:`, else the image id.
+/// The digest CRI gives: of an image name pinned `@sha256:`. (Not an image id: containerd's CRI
+/// sets no such annotation, and CRI's image id is the digest of the image's config, where
+/// profiles are keyed by the repo digest, ADR 0011; until 2026-12-07 an
+/// `io.kubernetes.cri.image-id` annotation was taken as the key.)
 fn cri_digest(spec: &Value) -> Option<String> {
     annotation(spec, CRI_IMAGE_ANNOTATION)
         .and_then(|name| name.rsplit_once('@'))
         .and_then(|(_, digest)| sha256_digest(digest))
-        .or_else(|| annotation(spec, CRI_IMAGE_ID_ANNOTATION).and_then(sha256_digest))
 }
 
 /// The image name CRI gives, else the one of containerd's container record.
@@ -452,15 +451,17 @@ mod tests {
         );
         assert_eq!(profile_key(&json!({}), None), "exec:unknown");
         let hex = "ab".repeat(32);
-        let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("docker.io/library/nginx@sha256:{hex}"),
-                                            CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", "cd".repeat(32))}});
+        let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("docker.io/library/nginx@sha256:{hex}")}});
         assert_eq!(profile_key(&pinned, None), format!("sha256:{hex}"));
-        let tagged = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1",
-                                            CRI_IMAGE_ID_ANNOTATION: format!("sha256:{}", hex.to_uppercase())}});
-        assert_eq!(profile_key(&tagged, None), format!("sha256:{hex}"));
-        let bad_id = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1", CRI_IMAGE_ID_ANNOTATION: "sha256:xyz"}});
-        assert_eq!(profile_key(&bad_id, None), "nginx:1");
-        let named = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ID_ANNOTATION: format!("sha256:{hex}")}});
+        let upper = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("nginx@sha256:{}", hex.to_uppercase())}});
+        assert_eq!(profile_key(&upper, None), format!("sha256:{hex}"));
+        let bad = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx@sha256:xyz"}});
+        assert_eq!(profile_key(&bad, None), "nginx@sha256:xyz");
+        // An image id (the image config's digest) is not the key: profiles go by repo digest.
+        let image_id = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1",
+                                              "io.kubernetes.cri.image-id": format!("sha256:{hex}")}});
+        assert_eq!(profile_key(&image_id, None), "nginx:1");
+        let named = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: format!("nginx@sha256:{hex}")}});
         assert_eq!(profile_key(&named, None), "web");
     }
 
@@ -486,7 +487,7 @@ mod tests {
         // CRI's name wins over the record's when neither has a digest.
         assert_eq!(profile_key(&cri, Some(&removed)), "nginx:1");
         let cri_digest = format!("sha256:{}", "cd".repeat(32));
-        let pinned = json!({"annotations": {CRI_IMAGE_ID_ANNOTATION: cri_digest.clone()}});
+        let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("nginx@{cri_digest}")}});
         assert_eq!(profile_key(&pinned, Some(&known)), cri_digest);
         let named = json!({"annotations": {PROFILE_ANNOTATION: "web"}});
         assert_eq!(profile_key(&named, Some(&known)), "web");
