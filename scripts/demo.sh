@@ -26,11 +26,17 @@ at the end; the machine's containerd, if any, is not touched):
 DEMO OPTIONS are passed to chaperone-demo: --port N (default 18080), --benign-runs N,
 --attack-runs N, --max-learn-runs N, --variation-runs N (false alarms on 9 benign
 traffic variants, detections of 8 injected commands), --hot-coverage F (see
-target/release/chaperone-demo --help).
+chaperone-demo --help, in cargo's target directory once built).
 
-Exit codes: 0 the story held; 1 it did not, or a step failed; 2 bad arguments.
+The options are checked before anything is installed or built.
+
+Exit codes: 0 the story held; 1 it did not, or a step failed; 2 bad arguments; 141 its
+standard output was closed (| head); 128 + N ended by signal N (SIGINT, SIGTERM, SIGHUP).
+Either way the demo's containerd and containers are removed first.
 USAGE
 }
+
+bad_argument() { printf '%s (see scripts/demo.sh --help)\n' "$1" >&2; exit 2; }
 
 prefix=/usr/local
 demo_args=()
@@ -38,17 +44,30 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) [ $# -ge 2 ] || { usage >&2; exit 2; }; prefix="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
-        *) demo_args+=("$1"); shift ;;
+        # chaperone-demo's own options, checked here so that a typo fails before the
+        # packages, the build and the install rather than after them.
+        --port|--benign-runs|--attack-runs|--max-learn-runs|--variation-runs)
+            [ $# -ge 2 ] || bad_argument "$1 needs a value"
+            [[ "$2" =~ ^[0-9]+$ ]] || bad_argument "$1 $2: not a whole number"
+            demo_args+=("$1" "$2"); shift 2 ;;
+        --hot-coverage)
+            [ $# -ge 2 ] || bad_argument "$1 needs a value"
+            [[ "$2" =~ ^(0|1|0?\.[0-9]+|1\.0*|0\.)$ ]] || bad_argument "$1 $2: not a number from 0 to 1"
+            demo_args+=("$1" "$2"); shift 2 ;;
+        *) bad_argument "unknown argument: $1" ;;
     esac
 done
+[ -n "$prefix" ] || bad_argument "an empty --prefix"
+case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
 
 [ "$(id -u)" -eq 0 ] || die "the demo runs containers: run it as root"
 ensure_packages "${BUILD_PACKAGES[@]}" runc containerd busybox-static
-"$CHAPERONE_ROOT/scripts/install.sh" --prefix "$prefix"
+"$CHAPERONE_ROOT/scripts/install.sh" --prefix "$prefix" || die "installing chaperone failed"
 
 require_cargo
 cd "$CHAPERONE_ROOT"
 log "building the demo driver"
-cargo build --release --locked -p chaperone-integration --bin chaperone-demo
+cargo build --release --locked -p chaperone-integration --bin chaperone-demo \
+    || die "building the demo driver failed"
 log "running the demo"
-exec target/release/chaperone-demo --bin-dir "$prefix/bin" "${demo_args[@]}"
+exec "$(cargo_target_dir)/release/chaperone-demo" --bin-dir "$prefix/bin" ${demo_args[@]+"${demo_args[@]}"}

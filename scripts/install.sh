@@ -18,7 +18,10 @@ seccomp user notification, whatever glibc the node has.
   --deps-only    install the packages, build nothing
   --help         show this help
 
-Exit codes: 0 done, 1 a step failed, 2 bad arguments.
+The binaries are taken from cargo's target directory (CARGO_TARGET_DIR when set). A relative
+PREFIX is taken from the directory the script is run in.
+
+Exit codes: 0 done, 1 a step failed (packages, build or install), 2 bad arguments.
 USAGE
 }
 
@@ -33,16 +36,20 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+[ -n "$prefix" ] || { printf 'an empty --prefix\n' >&2; usage >&2; exit 2; }
+case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
+
 ensure_packages "${BUILD_PACKAGES[@]}"
 [ "$deps_only" -eq 1 ] && exit 0
 
 require_cargo
 cd "$CHAPERONE_ROOT"
 log "building release binaries"
-cargo build --release --locked -p chaperone
+cargo build --release --locked -p chaperone || die "building chaperone failed"
 build_shim_release || die "building the shim failed"
-install -d "$prefix/bin"
+release="$(cargo_target_dir)/release"
+install -d "$prefix/bin" || die "cannot create $prefix/bin"
 for bin in chaperone "${SHIM_BINARIES[@]}"; do
-    install -m 0755 "target/release/$bin" "$prefix/bin/$bin"
+    install -m 0755 "$release/$bin" "$prefix/bin/$bin" || die "cannot install $prefix/bin/$bin"
     log "installed $prefix/bin/$bin"
 done

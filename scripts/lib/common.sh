@@ -30,8 +30,9 @@ ensure_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}: run as root or install them"
     log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get could not install ${missing[*]}"
 }
 
 # The shim's binaries: the runtime and its runc-style alias (the same program).
@@ -49,6 +50,15 @@ build_shim_release() {
         cargo rustc --release --locked -p containerd-shim-chaperone-v2 --bin "$bin" \
             -- -C target-feature=+crt-static || return 1
     done
+}
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR, or `build.target-dir` of a cargo config,
+# else the repository's `target` (cargo metadata knows).
+cargo_target_dir() {
+    local dir
+    dir="$(cd "$CHAPERONE_ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
+        | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+    printf '%s\n' "${dir:-$CHAPERONE_ROOT/target}"
 }
 
 # Fails unless cargo is on PATH (the one prerequisite the scripts do not install).
