@@ -119,7 +119,7 @@ PY
 cd "$CHAPERONE_ROOT"
 log "building $SHIM_BINARY (release)"
 build_shim_release >&2 || die "building the shim failed"
-shim_dir="${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release"
+shim_dir="$(cargo_target_dir)/release"
 [ -x "$shim_dir/$SHIM_BINARY" ] || die "the build left no $shim_dir/$SHIM_BINARY"
 shim_dir="$(cd "$shim_dir" && pwd)"
 

@@ -110,7 +110,7 @@ if $throughput; then
         --bin chaperone-bench-cri >&2 \
         || die "building the throughput benchmark failed"
     build_shim_release >&2 || die "building the shim failed"
-    bin_dir="$(cd "${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}/release" && pwd)"
+    bin_dir="$(cd "$(cargo_target_dir)/release" && pwd)"
     log "running the throughput benchmark ($rounds rounds)"
     if $json; then
         "$bin_dir/chaperone-bench-throughput" --bin-dir "$bin_dir" --rounds "$rounds" --json \

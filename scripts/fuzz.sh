@@ -102,7 +102,7 @@ printf '\000{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86","
 seed model_codec
 seed profile_store
 cargo build --locked --release -p chaperone
-chaperone=target/release/chaperone
+chaperone="$(cargo_target_dir)/release/chaperone"
 "$chaperone" learn --from profiler/tests/fixtures/traces/strace/ok --format strace \
     -o "$corpus/model_codec/strace.profile" >/dev/null
 "$chaperone" learn --from profiler/tests/fixtures/traces/sysdig/ok --format sysdig \

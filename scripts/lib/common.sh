@@ -58,7 +58,7 @@ cargo_target_dir() {
     local dir
     dir="$(cd "$CHAPERONE_ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
         | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-    printf '%s\n' "${dir:-$CHAPERONE_ROOT/target}"
+    printf '%s\n' "${dir:-${CARGO_TARGET_DIR:-$CHAPERONE_ROOT/target}}"
 }
 
 # Fails unless cargo is on PATH (the one prerequisite the scripts do not install).
