@@ -82,6 +82,10 @@ pub enum ListenerError {
         /// The allowed uid.
         expected: u32,
     },
+    /// The peer closed its connection without sending anything: a check that the socket is
+    /// served (the shim's `delete` makes one), not runc.
+    #[error("the peer sent nothing")]
+    Empty,
     /// The peer sent nothing in time.
     #[error("the peer sent no complete message within {timeout:?}")]
     Timeout {
@@ -232,6 +236,12 @@ impl Listener {
     }
 
     fn rejected(&self, error: &ListenerError) {
+        if matches!(error, ListenerError::Empty) {
+            // Nothing was offered, so nothing was refused (before 2026-12-07 every pod's
+            // teardown logged a warning for its `delete`'s check).
+            tracing::debug!("seccomp listener: a connection closed without a message");
+            return;
+        }
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
         if let Some(suppressed) = self.log.check() {
             tracing::warn!(error = %error, suppressed, "seccomp listener: connection refused");
@@ -323,6 +333,9 @@ pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, Lis
             }
             Err(source) => return Err(ListenerError::Read { source }),
         };
+        if got.len == 0 && got.fds.is_empty() && message.is_empty() {
+            return Err(ListenerError::Empty);
+        }
         // Owned at once: whatever happens next, they are closed unless handed out.
         fds.extend(got.fds);
         truncated |= got.ctrunc;
