@@ -22,6 +22,22 @@ use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = 4;
+
+/// The schema a store has, and the oldest schema whose builds can still use it, from its
+/// `PRAGMA user_version`: the schema in the low 16 bits; in the high 16, when a later schema
+/// only adds what earlier builds can ignore (a table, a column with a default), the schema
+/// those builds have (0: none older than its own). So a build reads and writes a store of a
+/// newer schema that declares it compatible, and a newer CLI that migrated a node's store
+/// does not lock the node's older shims out. This build's schema declares nothing (all of
+/// its builds know it); builds before 2026-12-07 read the whole value as the schema.
+fn schema_of(user_version: u32) -> (u32, u32) {
+    let schema = user_version & 0xffff;
+    let oldest = match user_version >> 16 {
+        0 => schema,
+        oldest => oldest,
+    };
+    (schema, oldest)
+}
 /// How long a writer waits for another shim's transaction before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Held-out maxima kept per profile (the newest; older ones came from a less converged model).
@@ -310,11 +326,12 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(self.sql("set the busy timeout"))?;
         // Reading the header first turns "not a database" into a clear error before any write.
-        let version: u32 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("read the schema version"))?;
-        if version > SCHEMA_VERSION {
+        let (version, oldest) = schema_of(
+            self.conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(self.sql("read the schema version"))?,
+        );
+        if oldest > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
                 path: self.path.clone(),
                 found: version,
@@ -349,9 +366,10 @@ impl Store {
     /// may be migrating at the same time: the version is re-read under the write lock.
     fn migrate(&self) -> Result<()> {
         let tx = self.immediate()?;
-        let version: u32 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(self.sql("read the schema version"))?;
+        let (version, _) = schema_of(
+            tx.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(self.sql("read the schema version"))?,
+        );
         for (to, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
                 .map_err(self.sql("migrate the schema"))?;
@@ -832,7 +850,9 @@ fn new_rate(conn: &Connection, key: &str, window: u64) -> rusqlite::Result<Optio
     Ok(None)
 }
 
-/// The schema, one migration per version (index 0 takes version 0 to 1).
+/// The schema, one migration per version (index 0 takes version 0 to 1). A migration that only
+/// adds what older builds can ignore should also declare the oldest schema that can still use
+/// the store ([`schema_of`]): its version recorded as `oldest << 16 | version`.
 const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE profiles (
@@ -1163,6 +1183,50 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
             "{err:?}"
         );
+        // Schema 99 usable by builds of schema 5 and later: still not this one.
+        let set = |raw: u32| {
+            Connection::open(&path)
+                .unwrap()
+                .pragma_update(None, "user_version", raw)
+                .unwrap();
+        };
+        set(5 << 16 | 99);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+    }
+
+    /// A newer schema that declares this build's schema compatible (it only adds what this
+    /// build can ignore) is used as it is: read, written, and not migrated back or forth.
+    #[test]
+    fn a_newer_schema_that_declares_this_one_compatible_is_used_as_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        Store::open(&path)
+            .unwrap()
+            .merge("img", &learning(&[1, 2], &[]), None)
+            .unwrap();
+        let raw = SCHEMA_VERSION << 16 | (SCHEMA_VERSION + 1);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE from_the_future (x INTEGER)")
+                .unwrap();
+            conn.pragma_update(None, "user_version", raw).unwrap();
+        }
+        for open in [Store::open, Store::open_to_read] {
+            let store = open(&path).unwrap();
+            store.merge("img", &learning(&[1, 2], &[]), None).unwrap();
+            assert!(store.summary("img").unwrap().is_some());
+        }
+        let conn = Connection::open(&path).unwrap();
+        let after: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(after, raw);
+        assert_eq!(schema_of(raw), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        assert_eq!(schema_of(SCHEMA_VERSION), (SCHEMA_VERSION, SCHEMA_VERSION));
     }
 
     #[test]
