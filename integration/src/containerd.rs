@@ -336,6 +336,16 @@ state = "{state}"
         self.dir.path()
     }
 
+    /// A directory `name` of the temp dir (made), and the `ctr run --mount` value that shows
+    /// it to a container as `/out`, read-write: where tests' containers leave what they did.
+    pub fn out_dir(&self, name: &str) -> (PathBuf, String) {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let mount = format!("type=bind,src={},dst=/out,options=rbind:rw", dir.display());
+        (dir, mount)
+    }
+
     /// containerd's state directory (`state` in its config).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

@@ -282,12 +282,7 @@ fn deny_fails_only_the_offending_syscall_and_monitor_only_alerts() {
     let Some(ctrd) = setup() else { return };
     let key = format!("deny-{}", std::process::id());
     learn(&ctrd, &key);
-    let out_dir = ctrd.dir().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/out,options=rbind:rw",
-        out_dir.display()
-    );
+    let (out_dir, mount) = ctrd.out_dir("out");
     let script = format!("{BENIGN}; mkdir /out/made && echo made || echo denied; echo after");
 
     // Alerts also go to a webhook.
@@ -601,12 +596,7 @@ fn pause_freezes_the_container_until_it_is_resumed() {
     let Some(ctrd) = setup() else { return };
     let key = format!("pause-{}", std::process::id());
     learn(&ctrd, &key);
-    let out_dir = ctrd.dir().join("out-pause");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/out,options=rbind:rw",
-        out_dir.display()
-    );
+    let (out_dir, mount) = ctrd.out_dir("out-pause");
     let script = format!(
         "{BENIGN}; mkdir /out/made && echo made > /out/result || echo denied > /out/result"
     );
@@ -672,12 +662,7 @@ fn two_deviating_processes_pause_once_each_and_the_resumes_hold() {
     // (A call the program retries for ever when denied, such as a `wait` never learned,
     // pauses the container again after every resume: ADR 0021's "denied again".)
     learn_script(&ctrd, &key, &format!("{BENIGN}; (true) & (true) & wait"));
-    let out_dir = ctrd.dir().join("out-pause2");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/out,options=rbind:rw",
-        out_dir.display()
-    );
+    let (out_dir, mount) = ctrd.out_dir("out-pause2");
     let script = format!(
         "{BENIGN}; (mkdir /out/a || echo a > /out/denied-a) & \
          (mkdir /out/b || echo b > /out/denied-b) & wait; echo end > /out/end"

@@ -679,12 +679,7 @@ fn init_exit_in_the_host_pid_namespace(runtime: &str) {
     let Some(ctrd) = setup() else { return };
     let id = container_id("hostpid", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out_dir = ctrd.dir().join(format!("out-{id}"));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/out,options=rbind:rw",
-        out_dir.display()
-    );
+    let (out_dir, mount) = ctrd.out_dir(&format!("out-{id}"));
     // This test's own pid namespace, the host's (pid 1's may not be readable here).
     let host = format!("pid:/proc/{}/ns/pid", std::process::id());
     ctrd.ctr_ok(&[

@@ -662,9 +662,7 @@ fn chaperone_keeps_a_paused_container_frozen_when_kill_all_signals_it() {
     let Some(ctrd) = setup() else { return };
     let id = container_id("killall", CHAPERONE);
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let out = ctrd.dir().join("out-killall");
-    std::fs::create_dir_all(&out).unwrap();
-    let mount = format!("type=bind,src={},dst=/out,options=rbind:rw", out.display());
+    let (out, mount) = ctrd.out_dir("out-killall");
     let script = "trap 'echo got > /out/signalled; exit 0' USR1; echo ready > /out/ready; \
                   while :; do sleep 1; done";
     ctrd.ctr_ok(&[
