@@ -13,11 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    self, killed, mounted, processes_with, setup, wait_for, Cleanup, Containerd, Exchange,
-    BUSYBOX_IMAGE, CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
+    self, killed, mounted, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd,
+    Exchange, BUSYBOX_IMAGE, CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
 use chaperone_integration::under_both_shims;
 use chaperone_profiler::store::Store;
+use chaperone_shim::image::LOOKUP_FAULT_ENV;
 
 /// A container id unique to this test run.
 fn container_id(test: &str, runtime: &str) -> String {
@@ -303,6 +304,64 @@ fn a_container_whose_image_was_removed_learns_under_the_image_name() {
         "{}",
         ctrd.explain("a warning for a removed image")
     );
+}
+
+/// containerd cannot say which image a container runs (injected: its lookup times out), so
+/// its profile, and whether it is enforced, are unknown. With the default `fail_mode =
+/// "closed"` Create fails and says why; with `"open"` the container runs with a warning, keyed
+/// by the image's name CRI gives, else (here: `ctr run` gives none) its command. Before
+/// 2026-12-07 it always ran so, an enforced image unenforced.
+#[test]
+fn a_failed_image_lookup_follows_the_fail_mode() {
+    let Some(shim_dir) = prerequisites() else {
+        return;
+    };
+    let ctrd = Containerd::start_env(&shim_dir, &[(LOOKUP_FAULT_ENV, "lookup-fails")])
+        .expect("containerd starts");
+    ctrd.import_busybox().expect("busybox image imports");
+    let run = |id: &str| {
+        ctrd.ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            CHAPERONE,
+            BUSYBOX_IMAGE,
+            id,
+            "echo",
+            "ran",
+        ])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)))
+    };
+
+    let refused = container_id("lookup-fails-closed", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, refused.clone());
+    let out = run(&refused);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("cannot look up the container's image"),
+        "{}",
+        ctrd.explain(format!("{out:?}"))
+    );
+    assert!(stderr.contains("fail_mode is closed"), "{stderr}");
+
+    ctrd.set_chaperone_config("fail_mode = \"open\"\n").unwrap();
+    let keyed_by_name = container_id("lookup-fails-open", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, keyed_by_name.clone());
+    let out = run(&keyed_by_name);
+    assert!(out.status.success(), "{}", ctrd.explain(format!("{out:?}")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+    assert!(
+        Store::open(&ctrd.db_path())
+            .unwrap()
+            .summary("exec:echo")
+            .unwrap()
+            .is_some(),
+        "{}",
+        ctrd.explain("no profile keyed by the container's command")
+    );
+    assert!(ctrd
+        .log()
+        .contains("fail_mode is open, so its profile is keyed by the image's name CRI gives"));
 }
 
 #[test]

@@ -97,6 +97,15 @@ pub enum ShimError {
         /// Why.
         source: StoreError,
     },
+    /// containerd could not say which image the container runs, so its profile is unknown
+    /// (and the fail mode is `closed`).
+    #[error(
+        "cannot look up the container's image in containerd, so its profile is unknown, and fail_mode is closed"
+    )]
+    ImageLookup {
+        /// Why.
+        source: crate::image::ImageError,
+    },
     /// Monitor or enforce mode for a profile that cannot detect yet.
     #[error("chaperone mode {mode} needs a learned profile, but profile {key:?} {reason}")]
     NotLearned {
@@ -247,6 +256,7 @@ impl ShimError {
             Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
             Self::Listener { .. }
             | Self::Store { .. }
+            | Self::ImageLookup { .. }
             | Self::Model { .. }
             | Self::Runc { .. }
             | Self::Io { .. }

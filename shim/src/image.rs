@@ -5,8 +5,9 @@
 //! Asked on Create, over containerd's gRPC socket (the shim's `-address`), only when the OCI
 //! config names neither a profile nor a digest: a `ctr run` container, or a CRI container
 //! whose image CRI names by tag only. One connection per shim, made when its task service
-//! starts (else by the first lookup); each lookup is bounded by [`LOOKUP_TIMEOUT`]. A failed lookup is not the container's failure: the
-//! profile key then falls back to the name CRI gives, or the container's command.
+//! starts (else by the first lookup); each lookup is bounded by [`LOOKUP_TIMEOUT`]. A failed
+//! lookup follows the fail mode (`crate::plan::image_lookup_failed`): `closed` fails the
+//! container, `open` keys its profile by the name CRI gives, or the container's command.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,9 @@ use tokio::sync::OnceCell;
 
 /// How long one lookup (both requests, and connecting the first time) may take.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Debug builds only, for tests: the lookup of a container whose id contains this variable's
+/// value fails as if containerd had not answered in time.
+pub const LOOKUP_FAULT_ENV: &str = "CHAPERONE_TEST_FAIL_IMAGE_LOOKUP";
 
 /// The header containerd reads a request's namespace from.
 const NAMESPACE_HEADER: &str = "containerd-namespace";
@@ -91,6 +95,9 @@ impl Images {
     /// The image of container `id`: `None` when its record names no image (a container made
     /// from a bare rootfs).
     pub async fn of_container(&self, id: &str) -> Result<Option<ContainerImage>, ImageError> {
+        if crate::learn::fault_injected(LOOKUP_FAULT_ENV, id) {
+            return Err(ImageError::Timeout);
+        }
         tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup(id))
             .await
             .map_err(|_| ImageError::Timeout)?

@@ -422,7 +422,7 @@ const SPAWN_RETRY_PAUSES: [Duration; 3] = [
 ];
 
 /// Whether the fault `variable` names is injected into container `id` (debug builds only).
-fn fault_injected(variable: &str, id: &str) -> bool {
+pub(crate) fn fault_injected(variable: &str, id: &str) -> bool {
     cfg!(debug_assertions)
         && std::env::var(variable).is_ok_and(|v| !v.is_empty() && id.contains(v.as_str()))
 }

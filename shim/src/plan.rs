@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::bundle::annotation;
 use crate::error::{Result, ShimError};
-use crate::image::ContainerImage;
+use crate::image::{ContainerImage, ImageError};
 
 /// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
 pub const MODE_ANNOTATION: &str = "chaperone.io/mode";
@@ -188,6 +188,22 @@ impl Plan {
     /// Where alerts go.
     pub fn alerts_path(&self) -> &PathBuf {
         &self.config.alerts_path
+    }
+}
+
+/// containerd could not say which image container `id` runs (its profile is keyed by the
+/// image's digest, ADR 0011), so its profile, and with it its mode, are unknown. With
+/// `fail_mode = "closed"` that fails the container, as an unusable store does: keyed by its
+/// image's name instead, a container of an enforced image would run in the node's default
+/// mode, unenforced (before 2026-12-07 it did, with a warning). With `"open"` it is keyed by
+/// the image's name CRI gives, else its command ([`profile_key`]), with a warning.
+pub fn image_lookup_failed(id: &str, error: ImageError, config: &Config) -> Result<()> {
+    match config.fail_mode {
+        FailMode::Closed => Err(ShimError::ImageLookup { source: error }),
+        FailMode::Open => {
+            warn!(container = %id, error = %error, "cannot look up the container's image in containerd; fail_mode is open, so its profile is keyed by the image's name CRI gives, else its command");
+            Ok(())
+        }
     }
 }
 

@@ -24,26 +24,25 @@ use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, Process, Stdio};
 use crate::error::{Result, ShimError};
 use crate::events::Event;
-use crate::image::ContainerImage;
+use crate::image::{ContainerImage, ImageError};
 use crate::oom;
-use crate::plan::{load_config, needs_image, Plan};
+use crate::plan::{image_lookup_failed, load_config, needs_image, Plan};
 use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
 use crate::stdio::{self, BinaryLog, FifoIo, FileLog, HeldFifos, Target};
 
 impl TaskService {
     /// What containerd's stores say of container `id`'s image, when its profile depends on it
-    /// ([`needs_image`]). A failed lookup is logged and the key falls back to a name.
-    async fn image_of(&self, id: &str, spec: &serde_json::Value) -> Option<ContainerImage> {
+    /// ([`needs_image`]). What a failed lookup does depends on the fail mode
+    /// ([`image_lookup_failed`]).
+    async fn image_of(
+        &self,
+        id: &str,
+        spec: &serde_json::Value,
+    ) -> std::result::Result<Option<ContainerImage>, ImageError> {
         if !needs_image(spec) {
-            return None;
+            return Ok(None);
         }
-        match self.images.of_container(id).await {
-            Ok(image) => image,
-            Err(e) => {
-                warn!(container = %id, error = %e, "cannot look up the container's image in containerd; its profile is keyed by name");
-                None
-            }
-        }
+        self.images.of_container(id).await
     }
 
     pub(super) async fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
@@ -69,7 +68,10 @@ impl TaskService {
         // containers lock, which also holds back the exit reaper and every other request.
         let spec = bundle::read_config(&bundle)?;
         let shared_pid_ns = shares_pid_namespace(&spec);
-        let image = self.image_of(&req.id, &spec).await;
+        let (image, lookup_failed) = match self.image_of(&req.id, &spec).await {
+            Ok(image) => (image, None),
+            Err(e) => (None, Some(e)),
+        };
         let looked_up = began.elapsed();
         let mut containers = self.containers.lock().await;
         already_exists(&containers)?;
@@ -105,6 +107,9 @@ impl TaskService {
         let dir = bundle.clone();
         let plan = tokio::task::spawn_blocking(move || {
             let config = Arc::new(load_config(config_path.as_deref())?);
+            if let Some(error) = lookup_failed {
+                image_lookup_failed(&id, error, &config)?;
+            }
             let prepared = bundle::prepare(
                 &dir,
                 spec,
