@@ -10,9 +10,8 @@ use chaperone_config::DEFAULT_HOT_COVERAGE;
 use chaperone_profiler::detector::Kind;
 use chaperone_profiler::eval::{evaluate, EvalSet, Protocol, Report};
 use chaperone_profiler::model::NgramCounts;
-use chaperone_profiler::supervisor::filter::NEVER_NOTIFIED;
-use chaperone_profiler::syscalls::{sym_of, Arch, Sym};
-use chaperone_profiler::tiers::hot_set;
+use chaperone_profiler::syscalls::Arch;
+use chaperone_profiler::tiers::{hot_set, untraced};
 use chaperone_profiler::trace::{self, Format, Trace};
 
 use crate::out::usage;
@@ -216,8 +215,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             counts.learn_sequence(&t.events);
         }
         let hot = hot_set(&counts, args.hot_coverage, &BTreeSet::new());
-        let mut untraced: BTreeSet<Sym> = NEVER_NOTIFIED.iter().filter_map(|n| sym_of(n)).collect();
-        untraced.extend(&hot);
+        let untraced = untraced(&hot);
         let dropped = set.retain(|s| !untraced.contains(&s));
         progress.say(&format!(
             "--traced-only: dropped {dropped} events of {} syscalls chaperone does not trace ({} hot at coverage {})",

@@ -151,7 +151,7 @@ fn tiered_model(store: &Store, key: &str, config: &Config) -> Result<Option<(usi
         .map_err(|n| anyhow!("filter.always_traced: {n:?} is not a syscall name"))?;
     let hot = hot_set(&counts, config.filter.hot_coverage, &traced);
     let runs = store.runs(key)?;
-    let projected = train_projected(&runs, &hot, counts.order(), config.model.target_far)?;
+    let projected = train_projected(&counts, &runs, &hot, config.model.target_far)?;
     Ok(projected.map(|p| (hot.len(), p)))
 }
 

@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let hot = hot_set(&counts, coverage, &BTreeSet::new());
             let stored = store.runs(KEY)?;
             let read_at = Instant::now();
-            let model = train_projected(&stored, &hot, counts.order(), config.target_far)?
+            let model = train_projected(&counts, &stored, &hot, config.target_far)?
                 .ok_or("no projected model")?;
             runs_read.push(read_at - start);
             trained.push(read_at.elapsed());

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::detector::stats;
 use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
+use crate::supervisor::filter::never_notified_syms;
 use crate::supervisor::{max_window, window_threshold};
 use crate::syscalls::{sym_of, Sym};
 
@@ -38,11 +39,14 @@ pub fn frequencies(counts: &NgramCounts) -> Vec<(Sym, u64)> {
 /// cover `coverage` of the learned events (0 gives the empty set: everything seen is traced).
 /// A syscall tied in frequency with the last one taken is taken too, so the set does not
 /// depend on the order of equals. [`ALWAYS_TRACED`] syscalls and those in `traced` are never
-/// hot (and their events do not count towards the coverage).
+/// hot, nor are those no filter notifies (`NEVER_NOTIFIED`: they run in the kernel in every
+/// tier, and only a profile learned from a trace file has them); the events of all of these do
+/// not count towards the coverage.
 pub fn hot_set(counts: &NgramCounts, coverage: f64, traced: &BTreeSet<Sym>) -> BTreeSet<Sym> {
     let always: Vec<Sym> = ALWAYS_TRACED.iter().filter_map(|n| sym_of(n)).collect();
+    let never: BTreeSet<Sym> = never_notified_syms().collect();
     let mut freq = frequencies(counts);
-    freq.retain(|(s, _)| !always.contains(s) && !traced.contains(s));
+    freq.retain(|(s, _)| !always.contains(s) && !traced.contains(s) && !never.contains(s));
     let total: u64 = freq.iter().map(|&(_, c)| c).sum();
     let mut hot = BTreeSet::new();
     if total == 0 || coverage <= 0.0 {
@@ -65,13 +69,20 @@ pub fn hot_set(counts: &NgramCounts, coverage: f64, traced: &BTreeSet<Sym>) -> B
     hot
 }
 
-/// A thread with the hot syscalls removed: what a tiered supervisor sees of it.
-pub fn project(thread: &[Sym], hot: &BTreeSet<Sym>) -> Vec<Sym> {
+/// A thread with the `untraced` syscalls removed: what a tiered supervisor sees of it when
+/// those are the hot set and `NEVER_NOTIFIED` ([`untraced`]).
+pub fn project(thread: &[Sym], untraced: &BTreeSet<Sym>) -> Vec<Sym> {
     thread
         .iter()
         .copied()
-        .filter(|s| !hot.contains(s))
+        .filter(|s| !untraced.contains(s))
         .collect()
+}
+
+/// What a tiered filter with the `hot` set lets run in the kernel, unseen by the supervisor:
+/// the hot syscalls and those no filter notifies.
+pub fn untraced(hot: &BTreeSet<Sym>) -> BTreeSet<Sym> {
+    hot.iter().copied().chain(never_notified_syms()).collect()
 }
 
 /// A model of the traced alphabet and its calibrated window threshold.
@@ -87,23 +98,31 @@ pub struct Projected {
     pub calibration: usize,
 }
 
-/// Trains the model of the traced alphabet from learned `runs` (each a run's threads), with
-/// the `hot` syscalls removed, and calibrates its threshold to a per-thread false-alarm rate
-/// `far` on held-out data: runs at even positions are scored by a model of the odd ones and
-/// the other way round (with a single run, its threads are split the same way), and each
-/// thread's highest window score is one calibration point. The returned scorer learns from
-/// every run. `None` when no projected thread is left to learn from or to calibrate on.
+/// Trains the model of the traced alphabet of `profile` from its recorded `runs` (each a
+/// run's threads), with what the filter does not trace removed (the `hot` syscalls and
+/// `NEVER_NOTIFIED`: [`untraced`]), in the profile's order, and calibrates its threshold to a
+/// per-thread false-alarm rate `far` on held-out data: runs at even positions are scored by a
+/// model of the odd ones and the other way round (with a single run, its threads are split the
+/// same way), and each thread's highest window score is one calibration point. The returned
+/// scorer learns from every run, and knows every traced syscall the profile learned: one that
+/// the store's runs no longer hold (older runs are trimmed, and a run's recording is capped)
+/// is learned once on its own, as a rare syscall at a thread's start. Before 2026-12-07 such a
+/// syscall was new to the model, and every container that made it deviated: a long-running
+/// container's `execve`, once its first flush was trimmed, on every start. `None` when no
+/// projected thread is left to learn from or to calibrate on.
 pub fn train_projected(
+    profile: &NgramCounts,
     runs: &[Vec<Vec<Sym>>],
     hot: &BTreeSet<Sym>,
-    order: usize,
     far: f64,
 ) -> Result<Option<Projected>, ModelError> {
+    let order = profile.order();
+    let untraced = untraced(hot);
     let projected: Vec<Vec<Vec<Sym>>> = runs
         .iter()
         .map(|run| {
             run.iter()
-                .map(|t| project(t, hot))
+                .map(|t| project(t, &untraced))
                 .filter(|t| !t.is_empty())
                 .collect::<Vec<_>>()
         })
@@ -143,12 +162,21 @@ pub fn train_projected(
     let Some(threshold) = stats::calibrate(&maxima, far) else {
         return Ok(None);
     };
-    let all: Vec<&[Sym]> = folds.iter().flatten().copied().collect();
+    let mut all: Vec<&[Sym]> = folds.iter().flatten().copied().collect();
+    let events = all.iter().map(|t| t.len() as u64).sum();
+    let recorded: BTreeSet<Sym> = all.iter().flat_map(|t| t.iter().copied()).collect();
+    let lost: Vec<[Sym; 1]> = profile
+        .alphabet()
+        .into_iter()
+        .filter(|s| !untraced.contains(s) && !recorded.contains(s))
+        .map(|s| [s])
+        .collect();
+    all.extend(lost.iter().map(|s| s.as_slice()));
     let scorer = scorer_of(&all, order)?;
     Ok(Some(Projected {
         scorer: Arc::new(scorer),
         threshold: window_threshold(threshold),
-        events: all.iter().map(|t| t.len() as u64).sum(),
+        events,
         calibration: maxima.len(),
     }))
 }
@@ -164,6 +192,11 @@ fn scorer_of(threads: &[&[Sym]], order: usize) -> Result<NgramScorer, ModelError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The profile that learned `runs`, order 3.
+    fn profile(runs: &[Vec<Vec<Sym>>]) -> NgramCounts {
+        counts(&runs.iter().flatten().map(Vec::as_slice).collect::<Vec<_>>())
+    }
 
     fn counts(threads: &[&[Sym]]) -> NgramCounts {
         let mut c = NgramCounts::new(3).unwrap();
@@ -211,8 +244,12 @@ mod tests {
     }
 
     #[test]
-    fn projection_removes_the_hot_syscalls() {
+    fn projection_removes_the_hot_syscalls_and_those_never_notified() {
         assert_eq!(project(&[1, 5, 1, 6, 1], &BTreeSet::from([1])), vec![5, 6]);
+        let getpid = sym_of("getpid").unwrap();
+        let untraced = untraced(&BTreeSet::from([1]));
+        assert!(untraced.contains(&1) && untraced.contains(&getpid));
+        assert_eq!(project(&[getpid, 5, 1, 6], &untraced), vec![5, 6]);
     }
 
     #[test]
@@ -221,7 +258,9 @@ mod tests {
         let thread: Vec<Sym> = (0..200).map(|i| [1, 10, 2, 11][i % 4]).collect();
         let runs = vec![vec![thread.clone()], vec![thread.clone()], vec![thread]];
         let hot = BTreeSet::from([1, 2]);
-        let p = train_projected(&runs, &hot, 3, 0.01).unwrap().unwrap();
+        let p = train_projected(&profile(&runs), &runs, &hot, 0.01)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.events, 300);
         assert_eq!(p.calibration, 3);
         let normal: Vec<Sym> = (0..100).map(|i| [10, 11][i % 2]).collect();
@@ -238,7 +277,9 @@ mod tests {
             vec![vec![2, 13, 11, 1, 10, 12], vec![11]],
         ];
         let hot = BTreeSet::from([1, 2]);
-        let p = train_projected(&runs, &hot, 3, 0.01).unwrap().unwrap();
+        let p = train_projected(&profile(&runs), &runs, &hot, 0.01)
+            .unwrap()
+            .unwrap();
         let projected: Vec<Vec<Sym>> = runs.iter().flatten().map(|t| project(t, &hot)).collect();
         let together = counts(&projected.iter().map(Vec::as_slice).collect::<Vec<_>>());
         assert_eq!(p.events, together.events());
@@ -253,12 +294,45 @@ mod tests {
     #[test]
     fn nothing_to_learn_or_calibrate_on_gives_none() {
         let hot = BTreeSet::from([1]);
-        assert!(train_projected(&[], &hot, 3, 0.01).unwrap().is_none());
+        let none = |runs: &[Vec<Vec<Sym>>]| {
+            train_projected(&profile(runs), runs, &hot, 0.01)
+                .unwrap()
+                .is_none()
+        };
+        assert!(none(&[]));
         // Everything hot: no projected thread is left.
-        let runs = vec![vec![vec![1, 1, 1]], vec![vec![1]]];
-        assert!(train_projected(&runs, &hot, 3, 0.01).unwrap().is_none());
+        assert!(none(&[vec![vec![1, 1, 1]], vec![vec![1]]]));
         // One run with one thread: nothing held out.
-        let runs = vec![vec![vec![5, 6, 7]]];
-        assert!(train_projected(&runs, &hot, 3, 0.01).unwrap().is_none());
+        assert!(none(&[vec![vec![5, 6, 7]]]));
+    }
+
+    /// A traced syscall the profile learned but its recorded runs no longer hold (trimmed,
+    /// or past a run's recording cap) is known to the projected model, as a rare syscall at
+    /// a thread's start, not new to it: before 2026-12-07 it deviated on every container.
+    #[test]
+    fn a_learned_syscall_the_runs_no_longer_hold_is_known_to_the_projected_model() {
+        let execve = sym_of("execve").unwrap();
+        let getpid = sym_of("getpid").unwrap();
+        let thread: Vec<Sym> = (0..200).map(|i| [1, 10, 2, 11][i % 4]).collect();
+        let runs = vec![
+            vec![thread.clone()],
+            vec![thread.clone()],
+            vec![thread.clone()],
+        ];
+        let mut started = vec![execve, getpid];
+        started.extend(&thread);
+        // The profile also learned a run that began with `execve`: the store trimmed it.
+        let mut learned = profile(&runs);
+        learned.learn_sequence(&started);
+        let hot = BTreeSet::from([1, 2]);
+        let p = train_projected(&learned, &runs, &hot, 0.01)
+            .unwrap()
+            .unwrap();
+        let mut state = p.scorer.start();
+        let first = p.scorer.step(&mut state, execve);
+        assert!(!first.novel, "execve, learned by the profile, is not new");
+        // Only what the live supervisor sees is added: not a never-notified syscall.
+        assert!(p.scorer.step(&mut p.scorer.start(), getpid).novel);
+        assert_eq!(p.events, 300, "the events learned from the runs");
     }
 }

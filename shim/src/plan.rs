@@ -245,9 +245,7 @@ fn model_for(
             let runs = store
                 .runs(key)
                 .map_err(|source| ShimError::Store { source })?;
-            if let Some(p) =
-                train_projected(&runs, &hot, counts.order(), far).map_err(model_error(key))?
-            {
+            if let Some(p) = train_projected(&counts, &runs, &hot, far).map_err(model_error(key))? {
                 info!(
                     profile = key,
                     hot = hot.len(),

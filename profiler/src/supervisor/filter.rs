@@ -80,6 +80,13 @@ pub fn never_notified(name: &str) -> bool {
     NEVER_NOTIFIED.binary_search(&name).is_ok()
 }
 
+/// The symbols of [`NEVER_NOTIFIED`].
+pub fn never_notified_syms() -> impl Iterator<Item = crate::syscalls::Sym> {
+    NEVER_NOTIFIED
+        .iter()
+        .filter_map(|n| crate::syscalls::sym_of(n))
+}
+
 /// Syscall names the kernel reserves but implements in no ABI chaperone covers (their table
 /// entries have no entry point, or only `sys_ni_syscall`, on every kernel since 3.1): a call
 /// fails with ENOSYS whatever the filter says. A filter that allows by default gives them no
