@@ -114,7 +114,7 @@ pub struct ExportArgs {
     /// The SPO object's name (default: the profile file's stem, made a valid object name).
     #[arg(long)]
     name: Option<String>,
-    /// Write here instead of standard output.
+    /// Write here instead of standard output (`-`: standard output).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
@@ -172,7 +172,9 @@ fn parse_action(s: &str) -> Result<DefaultAction, String> {
 /// Writes `text` to `path` whole or not at all: into a new file beside it, flushed to disk, then
 /// renamed over it. A profile that `learn -o` extends, or an export a pipeline ships, is never
 /// left half written by a full disk or a kill. An existing file keeps its permissions; a
-/// symbolic link is written through.
+/// symbolic link is written through. What is not a regular file (a device such as
+/// `/dev/null` or `/dev/stdout`'s terminal, a named pipe) is written to as it is: until
+/// 2026-12-07 the rename replaced it with a file.
 fn replace_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let target = match fs::symlink_metadata(path) {
@@ -183,6 +185,21 @@ fn replace_file(path: &Path, text: &[u8]) -> std::io::Result<()> {
         })?,
         _ => path.to_owned(),
     };
+    match fs::metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            ))
+        }
+        Ok(m) if !m.is_file() => {
+            return fs::OpenOptions::new()
+                .write(true)
+                .open(&target)?
+                .write_all(text);
+        }
+        _ => {}
+    }
     let name = target
         .file_name()
         .ok_or_else(|| std::io::Error::other("names no file"))?;
@@ -214,8 +231,9 @@ pub fn read_profile(path: &Path) -> Result<NgramCounts> {
     codec::decode(&bytes).with_context(|| format!("cannot read the profile {}", path.display()))
 }
 
+/// Writes `text` to `output`, or to standard output without one or when it is `-`.
 fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
-    match output {
+    match output.filter(|p| p.as_os_str() != "-") {
         Some(path) => {
             replace_file(path, text).with_context(|| format!("cannot write {}", path.display()))
         }
@@ -318,7 +336,7 @@ pub struct LearnArgs {
     /// number (`syscall_0x1c4`); names are the same on every architecture.
     #[arg(long, default_value = "x86_64", value_parser = parse_arch)]
     arch: Arch,
-    /// Write the learned profile to this file.
+    /// Write the learned profile to this file (`-`: standard output).
     #[arg(short, long, value_name = "PROFILE")]
     output: Option<PathBuf>,
     /// Merge what the traces hold into this profile (image) of the store instead (one

@@ -349,3 +349,74 @@ fn output_files_are_replaced_whole_or_left_alone() {
     );
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+/// What `-o` names that is not a regular file is written to, never replaced: a named pipe
+/// (its reader gets the profile), a device (as root: a null device made here). `-o -` is
+/// standard output. Until 2026-12-07 the rename replaced each with a file (`-o /dev/null` as
+/// root replaced the machine's `/dev/null`).
+#[test]
+#[allow(clippy::disallowed_macros)] // says that the device case is left out
+fn output_that_is_no_regular_file_is_written_to_not_replaced() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let export = |out: &str| {
+        chaperone(&[
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "-o",
+            out,
+        ])
+    };
+    let stdout = export("-");
+    assert!(stdout.status.success());
+    let want = String::from_utf8(stdout.stdout).unwrap();
+    serde_json::from_str::<LinuxSeccomp>(&want).expect("the profile on standard output");
+
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        })
+    };
+    assert!(export(fifo.to_str().unwrap()).status.success());
+    assert_eq!(reader.join().unwrap(), want);
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // /proc/self belongs to the process's effective user.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    if root {
+        let null = dir.path().join("null");
+        let made = std::process::Command::new("mknod")
+            .args(["-m", "666"])
+            .arg(&null)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(export(null.to_str().unwrap()).status.success());
+        assert!(std::fs::metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    } else {
+        eprintln!("not root: the device case is left out (CI runs it as root)");
+    }
+}
