@@ -133,7 +133,7 @@ impl Source<'_> {
         match self {
             Source::File(path) => read_profile(path),
             Source::Store(loc, key) => {
-                let store = loc.store()?;
+                let store = loc.read_store()?;
                 store
                     .model(key)?
                     .with_context(|| format!("no profile {key:?} in {}", store.path().display()))
@@ -250,7 +250,7 @@ fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
 pub fn run_profile(args: &ProfileArgs) -> Result<()> {
     let loc = &args.loc;
     match &args.command {
-        ProfileCommand::List { json } => store::print_list(&loc.store()?.list()?, *json),
+        ProfileCommand::List { json } => store::print_list(&loc.read_store()?.list()?, *json),
         ProfileCommand::Show { profile, json } => store::show(loc, profile, *json),
         ProfileCommand::Mode { profile, mode } => store::set_mode(loc, profile, *mode),
         ProfileCommand::Reset { profile } => {

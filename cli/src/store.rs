@@ -61,8 +61,18 @@ impl Locations {
         Ok(Store::open(&self.db_path()?)?)
     }
 
-    /// Opens the store; a missing one is an error (reading commands never create it).
+    /// Opens the store to change it; a missing one is an error.
     pub fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.existing_db()?)?)
+    }
+
+    /// Opens the store to read it only (`Store::open_read_only`: nothing is created, migrated
+    /// or switched, and a read-only mount or file is read); a missing one is an error.
+    pub fn read_store(&self) -> Result<Store> {
+        Ok(Store::open_read_only(&self.existing_db()?)?)
+    }
+
+    fn existing_db(&self) -> Result<PathBuf> {
         let path = self.db_path()?;
         if !path.exists() {
             bail!(
@@ -70,7 +80,7 @@ impl Locations {
                 path.display()
             );
         }
-        Ok(Store::open(&path)?)
+        Ok(path)
     }
 }
 
@@ -158,7 +168,7 @@ fn tiered_model(store: &Store, key: &str, config: &Config) -> Result<Option<(usi
 /// `chaperone profile show KEY`.
 pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let config = loc.config()?;
-    let store = loc.store()?;
+    let store = loc.read_store()?;
     // Every figure of one state of the store, while shims may be merging runs.
     let _one_state = store.snapshot()?;
     let Some(p) = store.summary(key)? else {

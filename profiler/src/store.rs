@@ -67,6 +67,16 @@ pub enum StoreError {
         /// What SQLite said.
         reason: String,
     },
+    /// A reading command found a store of an older schema, which it does not migrate.
+    #[error(
+        "the profile store {path} has schema version {found}, older than this build's {SCHEMA_VERSION}; reading does not migrate it: run a command that writes to it (such as `chaperone profile mode`), or let a shim of this version open it"
+    )]
+    OlderSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: u32,
+    },
     /// The database was written by a newer chaperone.
     #[error(
         "the profile store {path} has schema version {found}, newer than this build's {SCHEMA_VERSION}; upgrade chaperone"
@@ -266,6 +276,74 @@ impl Store {
     /// first; writers (a container's learning) open it with [`Store::open`].
     pub fn open_to_read(path: &Path) -> Result<Self> {
         Self::open_checked(path, Check::BeforeWrites)
+    }
+
+    /// Opens the store to read only, as the CLI's reading commands do: nothing is created,
+    /// migrated or switched (WAL stays as it is), so a store on a read-only mount or one the
+    /// user may only read opens, and a newer CLI leaves a node's store to its shims. When
+    /// SQLite cannot open it for shared reading (its `-shm` file cannot be made beside it), it
+    /// is read as an immutable snapshot, without locks. Every page is checked. A store of an
+    /// older schema is [`StoreError::OlderSchema`].
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let open = |uri: bool| -> Result<Self> {
+            let (name, mut flags) = if uri {
+                let mut name = std::ffi::OsString::from("file:");
+                name.push(uri_path(path));
+                name.push("?immutable=1");
+                (PathBuf::from(name), OpenFlags::SQLITE_OPEN_URI)
+            } else {
+                (path.to_owned(), OpenFlags::empty())
+            };
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(&name, flags).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                source: Box::new(e),
+            })?;
+            let store = Self {
+                conn,
+                path: path.to_owned(),
+            };
+            store.check_read_only()?;
+            Ok(store)
+        };
+        match open(false) {
+            Err(e) if cannot_share(&e) => open(true),
+            done => done,
+        }
+    }
+
+    fn check_read_only(&self) -> Result<()> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(self.sql("set the busy timeout"))?;
+        let (version, oldest) = schema_of(
+            self.conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(self.sql("read the schema version"))?,
+        );
+        if oldest > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        let check: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(self.sql("check the database"))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: check,
+            });
+        }
+        Ok(())
     }
 
     fn open_checked(path: &Path, check: Check) -> Result<Self> {
@@ -969,6 +1047,34 @@ fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError
     Ok(threads)
 }
 
+/// Whether opening for shared reading failed for want of writing beside the file (a WAL
+/// store's `-shm`), not for the file itself.
+fn cannot_share(error: &StoreError) -> bool {
+    use rusqlite::ffi::ErrorCode;
+    let StoreError::Sql { source, .. } = error else {
+        return false;
+    };
+    matches!(
+        source.sqlite_error_code(),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
+    )
+}
+
+/// `path` for an SQLite URI: absolute, with `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = String::new();
+    for c in absolute.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn classify(path: &Path, op: &'static str, source: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
     match source.sqlite_error_code() {
@@ -1196,6 +1302,52 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
             "{err:?}"
         );
+    }
+
+    /// A reading command's open creates, migrates and switches nothing, and reads a store it
+    /// cannot share (here its `-shm` cannot be made: a directory has the name; on a
+    /// read-only mount it cannot be created) as an immutable snapshot. An older schema is
+    /// refused, untouched.
+    #[test]
+    fn reading_only_changes_nothing_and_reads_what_it_cannot_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("none/profiles.db");
+        Store::open_read_only(&missing).unwrap_err();
+        assert!(!missing.parent().unwrap().exists(), "nothing created");
+
+        let path = tmp.path().join("profiles.db");
+        Store::open(&path)
+            .unwrap()
+            .merge("img", &learning(&[1, 2], &[]), None)
+            .unwrap();
+        let read = Store::open_read_only(&path).unwrap();
+        assert_eq!(read.summary("img").unwrap().unwrap().containers, 1);
+        let err = read.merge("img", &learning(&[1], &[]), None).unwrap_err();
+        assert!(err.to_string().contains("profiles.db"), "{err}");
+        drop(read);
+
+        let shm = tmp.path().join("profiles.db-shm");
+        let _ = std::fs::remove_file(&shm);
+        std::fs::create_dir(&shm).unwrap();
+        let read = Store::open_read_only(&path).unwrap();
+        assert_eq!(read.summary("img").unwrap().unwrap().containers, 1);
+        drop(read);
+        std::fs::remove_dir(&shm).unwrap();
+
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 3)
+            .unwrap();
+        let err = Store::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OlderSchema { found: 3, .. }),
+            "{err:?}"
+        );
+        let version: u32 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3, "not migrated");
     }
 
     /// A newer schema that declares this build's schema compatible (it only adds what this
