@@ -17,6 +17,56 @@ macro_rules! outln {
 
 pub(crate) use outln;
 
+/// Prints `rows`, the first the header, in columns as wide as their widest cell, three spaces
+/// apart as kubectl prints them; the columns `right` names are aligned right. (Fixed widths,
+/// before 2026-12-07, were overrun by a 71-character image digest.)
+pub fn print_table(rows: &[Vec<String>], right: &[usize]) -> io::Result<()> {
+    use std::io::Write as _;
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[c].saturating_sub(cell.chars().count()));
+            let last = c + 1 == row.len();
+            match (right.contains(&c), last) {
+                (true, _) => line.push_str(&format!("{pad}{cell}")),
+                (false, true) => line.push_str(cell),
+                (false, false) => line.push_str(&format!("{cell}{pad}")),
+            }
+            if !last {
+                line.push_str("   ");
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// `text` for a table cell: control characters (a newline in a profile's name) escaped, so a
+/// row stays one line.
+pub fn cell(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// A usage error found after the arguments were parsed (arguments that do not go together):
 /// exit 2, as for clap's own.
 #[derive(Debug)]
@@ -65,5 +115,11 @@ mod tests {
             .unwrap_err();
         assert!(!is_closed_output(&other));
         assert!(!is_closed_output(&anyhow::anyhow!("no profile")));
+    }
+
+    #[test]
+    fn control_characters_in_a_cell_are_escaped() {
+        assert_eq!(cell("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(cell("sha256:ab"), "sha256:ab");
     }
 }

@@ -15,7 +15,7 @@ use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
 
-use crate::out::outln;
+use crate::out::{cell, outln, print_table};
 
 /// Names the config file, as for the shim.
 const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
@@ -92,27 +92,27 @@ pub fn print_list(profiles: &[Summary], json_out: bool) -> Result<()> {
         }
         return Ok(());
     }
-    outln!(
-        "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
+    let header = [
         "PROFILE",
         "MODE",
         "CONTAINERS",
         "EVENTS",
         "N-GRAMS",
-        "NEW/1K"
-    )?;
-    for p in profiles {
-        outln!(
-            "{:<32} {:<8} {:>10} {:>12} {:>9} {:>9}",
-            p.key,
-            p.mode.map_or("default", Mode::as_str),
-            p.containers,
-            p.events,
-            p.grams,
+        "NEW/1K",
+    ];
+    let mut rows = vec![header.map(str::to_owned).to_vec()];
+    rows.extend(profiles.iter().map(|p| {
+        vec![
+            cell(&p.key),
+            p.mode.map_or("default", Mode::as_str).to_owned(),
+            p.containers.to_string(),
+            p.events.to_string(),
+            p.grams.to_string(),
             p.new_per_1000
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
-        )?;
-    }
+        ]
+    }));
+    print_table(&rows, &[2, 3, 4, 5])?;
     Ok(())
 }
 
@@ -311,7 +311,8 @@ pub fn set_mode(loc: &Locations, key: &str, ModeSetting(mode): ModeSetting) -> R
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Alerts are JSON lines in Falco's output format in the config's alerts_path \
-(default /var/log/chaperone/alerts.jsonl).
+(default /var/log/chaperone/alerts.jsonl). The table cuts container ids to 13 characters, as \
+crictl does; --json gives every field whole.
 
 Exit status: 0 success; 1 error (unreadable log, unknown alert, unusable store); 2 bad usage; \
 141 standard output closed early (`| head`).")]
@@ -371,7 +372,7 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
     }
     if !args.json {
         outln!(
-            "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6}",
+            "{:<16} {:<30} {:<8} {:<13} {:<16} {:<12} {:>6}",
             "ID",
             "TIME",
             "PRIORITY",
@@ -476,13 +477,16 @@ fn print_from(file: &mut fs::File, offset: u64, args: &AlertsArgs) -> Result<u64
             std::io::Write::write_all(&mut std::io::stdout().lock(), &line)?;
             continue;
         }
-        let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+        let text = |v: &Value| cell(v.as_str().unwrap_or("-"));
+        // The container's id cut to 13 characters, as crictl prints ids (`--json` has it
+        // whole), so that a 64-character id keeps the row's columns in place.
+        let container: String = text(&fields["container.id"]).chars().take(13).collect();
         outln!(
-            "{:<16} {:<30} {:<8} {:<20} {:<16} {:<7} {:>6.2}",
+            "{:<16} {:<30} {:<8} {:<13} {:<16} {:<12} {:>6.2}",
             text(&fields["chaperone.alert_id"]),
             text(&alert["time"]),
             text(&alert["priority"]),
-            text(&fields["container.id"]),
+            container,
             text(&fields["evt.type"]),
             text(&fields["chaperone.action"]),
             fields["chaperone.score"].as_f64().unwrap_or(f64::NAN),

@@ -636,3 +636,40 @@ fn following_alerts_survives_truncation_and_rotation() {
     assert!(stderr.contains("was truncated"), "{stderr}");
     assert!(stderr.contains("was replaced"), "{stderr}");
 }
+
+/// `profile list` sizes its columns to their widest value: a 71-character digest key keeps
+/// every row's columns in line (until 2026-12-07 it overran a fixed 32-character column), and a
+/// newline in a key is escaped, not a second line.
+#[test]
+fn profile_list_columns_fit_their_widest_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("profiles.db");
+    let store = Store::open(&db).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    for key in [digest.as_str(), "web", "two\nlines"] {
+        let mut counts = NgramCounts::new(4).unwrap();
+        counts.learn_sequence(&syms(&["openat", "read", "close"]));
+        let learning = Learning {
+            counts,
+            containers: 1,
+            maxima: Vec::new(),
+            threads: Vec::new(),
+            workload: None,
+        };
+        store.merge(key, &learning, None).unwrap();
+    }
+    drop(store);
+    let text = ok(&["profile", "list", "--db", db.to_str().unwrap()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("two\\nlines ")),
+        "{text}"
+    );
+    // Every column starts where the header's does, and every row is as long.
+    let mode = lines[0].find("MODE").unwrap();
+    for line in &lines[1..] {
+        assert_eq!(line.find("default"), Some(mode), "{text}");
+        assert_eq!(line.len(), lines[0].len(), "{text}");
+    }
+}
