@@ -46,17 +46,17 @@ pub struct EvalArgs {
     /// ADFA-LD directory (only with --format adfa).
     dir: Option<PathBuf>,
     /// Normal traces to learn from (not with adfa).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", num_args = 1..)]
     train: Vec<PathBuf>,
     /// Held-back normal traces for the threshold and the false-alarm rate (not with adfa).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", num_args = 1..)]
     normal: Vec<PathBuf>,
     /// Attack traces, one family per path (not with adfa).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", num_args = 1..)]
     attack: Vec<PathBuf>,
     /// Target false-alarm rate the threshold is calibrated to (below one in the calibration
     /// traces, the threshold extrapolates their scores' tail: docs/adr/0023).
-    #[arg(long, default_value_t = 0.05, value_parser = parse_far)]
+    #[arg(long, default_value_t = 0.05, value_parser = parse_far, allow_negative_numbers = true)]
     far: f64,
     /// Detector to evaluate: ngram, sets, cover, hmm, markov, stide, or all.
     #[arg(long, default_value = "ngram", value_parser = parse_detectors)]

@@ -53,6 +53,39 @@ fn strace_traces_evaluate_with_one_family_per_attack_path() {
     }
 }
 
+/// Each of --train, --normal and --attack takes several paths, as the synopsis writes them
+/// (`--train PATH...`, a shell glob): before 2026-12-07 only one, and the rest was taken for
+/// the ADFA-LD directory argument.
+#[test]
+fn each_set_takes_several_paths() {
+    let ok = fixtures().join("strace/ok");
+    let path = |name: &str| ok.join(name).to_str().unwrap().to_owned();
+    let (a, b, c) = (
+        path("stderr.strace"),
+        path("fork-o.strace"),
+        path("unix-seconds.strace"),
+    );
+    let out = chaperone(&[
+        "eval", "--format", "strace", "--train", &a, &b, &c, "--normal", &a, &b, &c, "--attack",
+        &b, &c, "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let families: Vec<&String> = report["families"].as_object().unwrap().keys().collect();
+    assert_eq!(families, ["fork-o", "unix-seconds"], "{report}");
+}
+
 #[test]
 fn unm_traces_take_an_architecture() {
     let ok = fixtures().join("unm/ok");
@@ -158,6 +191,11 @@ fn eval_arguments_that_do_not_go_together_exit_2() {
                 "eval", "--format", "strace", "--train", "t", "--normal", "n",
             ],
             "needs at least one --attack path",
+        ),
+        // A negative rate is read as a value, and refused as one.
+        (
+            &["eval", "--format", "adfa", "/tmp", "--far", "-0.1"],
+            "-0.1 is not in (0, 1)",
         ),
     ] {
         let out = chaperone(args);
