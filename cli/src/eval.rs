@@ -14,7 +14,7 @@ use chaperone_profiler::syscalls::Arch;
 use chaperone_profiler::tiers::{hot_set, untraced};
 use chaperone_profiler::trace::{self, Format, Trace};
 
-use crate::out::usage;
+use crate::out::{report_skipped, usage};
 
 /// Arguments of `chaperone eval`.
 #[derive(Debug, clap::Args)]
@@ -158,10 +158,10 @@ fn family_of(path: &Path) -> String {
 fn read_all(format: Format, paths: &[PathBuf], arch: Arch) -> Result<Vec<Trace>> {
     let mut out = Vec::new();
     for p in paths {
-        out.extend(
-            trace::read_traces(format, p, arch)
-                .with_context(|| format!("reading {}", p.display()))?,
-        );
+        let parsed = trace::read_traces_with_skipped(format, p, arch)
+            .with_context(|| format!("reading {}", p.display()))?;
+        report_skipped(p, &parsed.skipped);
+        out.extend(parsed.traces);
     }
     Ok(out)
 }

@@ -13,6 +13,7 @@ use chaperone_seccomp_gen::oci::DEFAULT_ARCHES;
 use chaperone_seccomp_gen::spo::export_spo;
 use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
 
+use crate::out::report_skipped;
 use crate::store::{self, Locations};
 use chaperone_profiler::store::Learning;
 
@@ -375,9 +376,10 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
     let mut events = 0_u64;
     let mut threads = Vec::new();
     for path in &args.from {
-        let traces = trace::read_traces(format, path, args.arch)
+        let parsed = trace::read_traces_with_skipped(format, path, args.arch)
             .with_context(|| format!("cannot learn from {}", path.display()))?;
-        for t in traces {
+        report_skipped(path, &parsed.skipped);
+        for t in parsed.traces {
             counts.learn_sequence(&t.events);
             events += t.events.len() as u64;
             // The store keeps the threads for the tiered filter's model.

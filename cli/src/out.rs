@@ -67,6 +67,33 @@ pub fn cell(text: &str) -> String {
         .collect()
 }
 
+/// Says on stderr what a trace reader left out as no syscall chaperone knows (a sysdig event
+/// that is not a syscall, a name newer than the tables or misspelt), so that nothing is
+/// dropped unsaid: the total and the most frequent names. (Before 2026-12-07 only a debug log
+/// line said it, which the CLI does not print.)
+pub fn report_skipped(path: &std::path::Path, skipped: &chaperone_profiler::trace::Skipped) {
+    if skipped.is_empty() {
+        return;
+    }
+    let mut names: Vec<(&str, u64)> = skipped.iter().collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|(name, n)| format!("{} ({n})", cell(name)))
+        .collect();
+    let more = if names.len() > 5 { ", ..." } else { "" };
+    #[allow(clippy::disallowed_macros)] // a notice on stderr, as the other messages
+    {
+        eprintln!(
+            "chaperone: {}: left out {} events that are no syscall chaperone knows: {}{more}",
+            path.display(),
+            skipped.total(),
+            shown.join(", ")
+        );
+    }
+}
+
 /// A usage error found after the arguments were parsed (arguments that do not go together):
 /// exit 2, as for clap's own.
 #[derive(Debug)]

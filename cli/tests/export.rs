@@ -420,3 +420,31 @@ fn output_that_is_no_regular_file_is_written_to_not_replaced() {
         eprintln!("not root: the device case is left out (CI runs it as root)");
     }
 }
+
+/// A call name no table has (misspelt, or newer) is left out and said on stderr, with the
+/// count: before 2026-12-07 it was dropped unsaid, and missing from the exported allow-list.
+#[test]
+fn learn_says_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("one.strace");
+    std::fs::write(
+        &trace,
+        "100 opne(\"/etc/passwd\", O_RDONLY) = 3\n100 read(3, \"\", 1) = 0\n",
+    )
+    .unwrap();
+    let out = chaperone(&[
+        "learn",
+        "--from",
+        trace.to_str().unwrap(),
+        "--format",
+        "strace",
+        "-o",
+        dir.path().join("one.profile").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("left out 1 events that are no syscall chaperone knows: opne (1)"),
+        "{stderr}"
+    );
+}

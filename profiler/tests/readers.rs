@@ -446,6 +446,38 @@ fn strace_malformed_lines_are_errors() {
 
 // ---- generic entry point -----------------------------------------------------------------------
 
+/// A LID-DS recording directory: each capture (`.sc`) has its metadata (`.json`) and results
+/// (`.res`) beside it. In a directory sysdig reads the captures only (until 2026-12-07 the
+/// `.json` failed the whole read); a file named on its own is read whatever its name.
+#[test]
+fn a_sysdig_directory_is_read_for_its_captures_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = std::fs::read(fixture("sysdig/ok/threads.sc")).unwrap();
+    std::fs::write(dir.path().join("run_1.sc"), &capture).unwrap();
+    std::fs::write(dir.path().join("run_1.json"), "{\"exploit\": false}\n").unwrap();
+    std::fs::write(dir.path().join("run_1.res"), "cpu 1\n").unwrap();
+    let from_dir = read_traces(Format::Sysdig, dir.path(), Arch::X86_64).expect("the .sc only");
+    let alone = read_traces(
+        Format::Sysdig,
+        &fixture("sysdig/ok/threads.sc"),
+        Arch::X86_64,
+    )
+    .unwrap();
+    assert!(!from_dir.is_empty());
+    assert_eq!(
+        from_dir.iter().map(|t| &t.events).collect::<Vec<_>>(),
+        alone.iter().map(|t| &t.events).collect::<Vec<_>>()
+    );
+    let renamed = dir.path().join("capture.txt");
+    std::fs::write(&renamed, &capture).unwrap();
+    assert_eq!(
+        read_traces(Format::Sysdig, &renamed, Arch::X86_64)
+            .unwrap()
+            .len(),
+        alone.len()
+    );
+}
+
 #[test]
 fn read_traces_walks_directories_in_path_order() {
     let parsed = read_traces_with_skipped(Format::Strace, &fixture("strace/ok"), Arch::X86_64)

@@ -262,7 +262,9 @@ pub struct Parsed {
 /// Reads every trace of `path`, a file or a directory, in `format`.
 ///
 /// A directory is read recursively: every regular file below it (symlinks to files included,
-/// symlinked directories not followed), in path order. `arch` is the numbering of
+/// symlinked directories not followed), in path order; for [`Format::Sysdig`] only the `.sc`
+/// files, as LID-DS keeps other files beside its captures (a file named on its own is read
+/// whatever its name). `arch` is the numbering of
 /// [`Format::Unm`], and of the calls `strace` printed by number; ADFA-LD is always i386 and the
 /// text formats otherwise carry names.
 pub fn read_traces(format: Format, path: &Path, arch: Arch) -> Result<Vec<Trace>> {
@@ -275,6 +277,11 @@ pub fn read_traces_with_skipped(format: Format, path: &Path, arch: Arch) -> Resu
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
         list_files(path, &mut files)?;
+        // A LID-DS recording keeps its metadata (`.json`) and results (`.res`) beside its
+        // capture (`.sc`): in a directory, sysdig reads only the captures.
+        if format == Format::Sysdig {
+            files.retain(|f| f.extension().is_some_and(|e| e == "sc"));
+        }
         files.sort();
         files
     } else {
