@@ -26,17 +26,25 @@ namespace, its shim unreachable, or the shim refused, e.g. because it is not pau
 pub struct ResumeArgs {
     /// The container id (as in `ctr tasks ls` or `crictl ps`).
     id: String,
-    /// containerd namespace of the container (Kubernetes uses k8s.io).
+    /// containerd namespace of the container (Kubernetes uses k8s.io); an empty
+    /// CONTAINERD_NAMESPACE counts as unset, as for ctr.
     #[arg(
         long,
         short = 'n',
         env = "CONTAINERD_NAMESPACE",
-        default_value = "default"
+        default_value = "default",
+        value_parser = namespace_or_default
     )]
     namespace: String,
     /// containerd's state directory (`state` in its config).
     #[arg(long, value_name = "DIR", default_value = "/run/containerd")]
     state: PathBuf,
+}
+
+/// `value`, or containerd's `default` namespace when it is empty (`CONTAINERD_NAMESPACE=`, which
+/// ctr reads as unset).
+fn namespace_or_default(value: &str) -> Result<String, std::convert::Infallible> {
+    Ok(if value.is_empty() { "default" } else { value }.to_owned())
 }
 
 /// A path component containerd would accept as an id or namespace: no separators, not `.`/`..`.

@@ -673,3 +673,23 @@ fn profile_list_columns_fit_their_widest_value() {
         assert_eq!(line.len(), lines[0].len(), "{text}");
     }
 }
+
+/// `CONTAINERD_NAMESPACE=` (set, empty) counts as unset, as for ctr: `resume` looks in the
+/// `default` namespace (until 2026-12-07 it refused the empty name with exit 2).
+#[test]
+fn an_empty_containerd_namespace_is_the_default_one() {
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["resume", "abcd", "--state"])
+        .arg(state.path())
+        .env("CHAPERONE_CONFIG", "/dev/null")
+        .env("CONTAINERD_NAMESPACE", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no task \"abcd\" in namespace \"default\""),
+        "{stderr}"
+    );
+}
