@@ -18,7 +18,8 @@ use crate::store::{self, Locations};
 use chaperone_profiler::store::Learning;
 
 const EXIT_CODES: &str = "\
-Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.";
+Exit status: 0 success; 1 error (unreadable or malformed trace or profile, no syscall in the \
+traces, unusable store); 2 bad usage.";
 
 /// `chaperone profile ...`.
 #[derive(Debug, clap::Args)]
@@ -160,6 +161,17 @@ impl Source<'_> {
             name.to_owned()
         }
     }
+}
+
+/// A profile name: not empty, and without control characters (a table row per profile).
+fn profile_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("a profile name cannot be empty".to_owned());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("a profile name cannot hold control characters".to_owned());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -342,7 +354,7 @@ pub struct LearnArgs {
     output: Option<PathBuf>,
     /// Merge what the traces hold into this profile (image) of the store instead (one
     /// learning run; the profile is created if needed).
-    #[arg(long, value_name = "NAME", conflicts_with = "merge_into")]
+    #[arg(long, value_name = "NAME", conflicts_with = "merge_into", value_parser = profile_name)]
     image: Option<String>,
     /// Extend this profile file instead of starting empty (it may be the same file as -o).
     #[arg(long, value_name = "PROFILE")]
@@ -353,6 +365,21 @@ pub struct LearnArgs {
 
 /// Runs `chaperone learn`.
 pub fn run_learn(args: &LearnArgs) -> Result<()> {
+    // The traces first: one that cannot be read, or none with a syscall, leaves no store made.
+    let format = match args.format {
+        LearnFormat::Strace => Format::Strace,
+        LearnFormat::Sysdig => Format::Sysdig,
+    };
+    let mut threads = Vec::new();
+    for path in &args.from {
+        let parsed = trace::read_traces_with_skipped(format, path, args.arch)
+            .with_context(|| format!("cannot learn from {}", path.display()))?;
+        report_skipped(path, &parsed.skipped);
+        threads.extend(parsed.traces.into_iter().map(|t| t.events));
+    }
+    if threads.iter().all(Vec::is_empty) {
+        bail!("no syscalls in the traces: nothing to learn");
+    }
     let store = match &args.image {
         Some(_) => Some(args.loc.open_or_create_store()?),
         None => None,
@@ -369,27 +396,10 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
         },
         _ => configured()?,
     };
-    let format = match args.format {
-        LearnFormat::Strace => Format::Strace,
-        LearnFormat::Sysdig => Format::Sysdig,
-    };
     let mut events = 0_u64;
-    let mut threads = Vec::new();
-    for path in &args.from {
-        let parsed = trace::read_traces_with_skipped(format, path, args.arch)
-            .with_context(|| format!("cannot learn from {}", path.display()))?;
-        report_skipped(path, &parsed.skipped);
-        for t in parsed.traces {
-            counts.learn_sequence(&t.events);
-            events += t.events.len() as u64;
-            // The store keeps the threads for the tiered filter's model.
-            if store.is_some() {
-                threads.push(t.events);
-            }
-        }
-    }
-    if counts.events() == 0 {
-        bail!("no syscalls in the traces: nothing to learn");
+    for t in &threads {
+        counts.learn_sequence(t);
+        events += t.len() as u64;
     }
     if let (Some(store), Some(image)) = (&store, &args.image) {
         let learning = Learning {

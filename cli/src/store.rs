@@ -242,7 +242,9 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
             "learned threshold:  {t:.3} nats/event (target false-alarm rate {far}{})",
             threshold_basis(far, usize::try_from(p.calibration).unwrap_or(usize::MAX))
         )?,
-        Ok(None) => outln!("learned threshold:  - (learn at least two containers)")?,
+        Ok(None) => outln!(
+            "learned threshold:  - (no held-out threads: the shim keeps them from the second container it learns on; `chaperone learn` gives none)"
+        )?,
         Err(_) => outln!("learned threshold:  - (its data cannot be read: see the error below)")?,
     }
     match &tiered {
@@ -358,7 +360,9 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
     let mut file = match fs::File::open(&path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.follow => None,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // The config's log not there yet is no alert so far; a file named with --file that
+        // is not there is a mistake to report (exit 1).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.file.is_none() => {
             eprintln!("chaperone: no alerts ({} does not exist)", path.display());
             return Ok(());
         }

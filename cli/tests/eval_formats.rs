@@ -86,6 +86,36 @@ fn each_set_takes_several_paths() {
     assert_eq!(families, ["fork-o", "unix-seconds"], "{report}");
 }
 
+/// P2 takes its calibration and test sets from normal traces at positions 1 and 2 mod 3: with
+/// two normal traces the test set is empty, and the error asks for three (it said two).
+#[test]
+fn p2_with_two_normal_traces_asks_for_three() {
+    let ok = fixtures().join("strace/ok");
+    let path = |name: &str| ok.join(name).to_str().unwrap().to_owned();
+    // Files of one process each: two normal traces.
+    let (a, b) = (path("unix-seconds.strace"), path("nested/trace.4321"));
+    let out = chaperone(&[
+        "eval",
+        "--format",
+        "strace",
+        "--train",
+        &a,
+        "--normal",
+        &a,
+        &b,
+        "--attack",
+        &b,
+        "--protocol",
+        "p2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("give at least three normal traces"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unm_traces_take_an_architecture() {
     let ok = fixtures().join("unm/ok");

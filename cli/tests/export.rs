@@ -448,3 +448,36 @@ fn learn_says_what_it_left_out() {
         "{stderr}"
     );
 }
+
+/// `learn --image` reads its traces before it opens the store: traces without a syscall fail
+/// with no store made (until 2026-12-07 an empty 57 kB store was left behind), and an empty or
+/// multi-line profile name is refused as bad usage.
+#[test]
+fn learn_into_a_store_checks_before_it_makes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("none.strace");
+    std::fs::write(&trace, "+++ exited with 0 +++\n").unwrap();
+    let db = dir.path().join("profiles.db");
+    let learn = |image: &str| {
+        chaperone(&[
+            "learn",
+            "--from",
+            trace.to_str().unwrap(),
+            "--format",
+            "strace",
+            "--image",
+            image,
+            "--db",
+            db.to_str().unwrap(),
+        ])
+    };
+    let out = learn("web");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no syscalls in the traces"));
+    assert!(!db.exists(), "no store made");
+    for bad in ["", "two\nlines"] {
+        let out = learn(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!db.exists());
+    }
+}

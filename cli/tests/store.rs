@@ -345,6 +345,12 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         stderr.contains(dir) && stderr.contains("a directory"),
         "{stderr}"
     );
+
+    // A log named with --file that is not there is an error (a typo), not "no alerts".
+    let typo = tmp.path().join("alerst.jsonl");
+    let out = chaperone(&["alerts", "--file", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alerst.jsonl"));
 }
 
 /// An alert that `allow` cannot use (no profile, no window, no syscall chaperone knows in its

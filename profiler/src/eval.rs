@@ -124,6 +124,15 @@ impl Protocol {
         }
         split
     }
+
+    /// What an empty calibration or test set needs: P1 takes them from two normal traces
+    /// (odd and even positions), P2 from three (positions 1 and 2 mod 3).
+    fn normal_traces_needed(self) -> &'static str {
+        match self {
+            Protocol::P1 => "give at least two normal traces",
+            Protocol::P2 => "give at least three normal traces",
+        }
+    }
 }
 
 /// The outcome of evaluating one detector (one JSON line with `--json`).
@@ -192,12 +201,12 @@ pub fn evaluate(
         (
             "calibration",
             &split.calibrate,
-            "give at least two normal traces",
+            protocol.normal_traces_needed(),
         ),
         (
             "false-alarm test",
             &split.test,
-            "give at least two normal traces",
+            protocol.normal_traces_needed(),
         ),
     ] {
         if list.is_empty() {
