@@ -90,9 +90,24 @@ const UNRECORDED: u16 = u16::MAX;
 struct Recording {
     events: Vec<u32>,
     threads: u16,
+    /// Bumped by each [`Recording::take_threads`], which numbers threads from 0 again: a live
+    /// thread numbered in an earlier epoch takes a new number at its next event. (Until
+    /// 2026-12-07 numbers ran on across flushes, and a run stopped recording for good after
+    /// 65,535 threads.)
+    epoch: u32,
 }
 
 impl Recording {
+    /// Thread `no`, numbered in `epoch`, as numbered now (renumbered in a new epoch).
+    #[inline]
+    fn current(&mut self, no: &mut u16, epoch: &mut u32) -> u16 {
+        if *epoch != self.epoch {
+            *epoch = self.epoch;
+            *no = self.new_thread();
+        }
+        *no
+    }
+
     fn new_thread(&mut self) -> u16 {
         if self.events.capacity() == 0 || self.threads == UNRECORDED {
             return UNRECORDED;
@@ -119,9 +134,13 @@ impl Recording {
         for e in self.events.drain(..) {
             // Both halves were packed from u16 values.
             let (t, sym) = ((e >> 16) as usize, (e & 0xFFFF) as Sym);
-            threads[t].push(sym);
+            if let Some(thread) = threads.get_mut(t) {
+                thread.push(sym);
+            }
         }
         threads.retain(|t| !t.is_empty());
+        self.threads = 0;
+        self.epoch = self.epoch.wrapping_add(1);
         threads
     }
 }
@@ -131,6 +150,8 @@ impl Recording {
 pub struct LearnThread {
     context: ThreadContext,
     no: u16,
+    /// The recording epoch `no` was given in.
+    epoch: u32,
     state: u32,
     window: Window,
     max: f32,
@@ -170,7 +191,7 @@ impl Learn {
     pub fn recording(mut self) -> Self {
         self.recording = Recording {
             events: Vec::with_capacity(MAX_RECORDED_EVENTS),
-            threads: 0,
+            ..Recording::default()
         };
         self
     }
@@ -217,6 +238,7 @@ impl Learn {
         LearnThread {
             context,
             no,
+            epoch: self.recording.epoch,
             state: self.reference.as_ref().map_or(0, |r| r.start()),
             window: Window::default(),
             max: 0.0,
@@ -242,7 +264,8 @@ impl Mode for Learn {
         match event.sym {
             Some(sym) => {
                 self.counts.observe(&mut thread.context, sym);
-                self.recording.push(thread.no, sym);
+                let no = self.recording.current(&mut thread.no, &mut thread.epoch);
+                self.recording.push(no, sym);
                 if let Some(reference) = &self.reference {
                     let surprisal = reference.step(&mut thread.state, sym).surprisal;
                     thread.max = thread.max.max(thread.window.push(surprisal));
@@ -720,6 +743,28 @@ mod tests {
         let mut merged = first.counts;
         merged.merge(&rest.counts).unwrap();
         assert_eq!(merged, whole.into_parts().counts);
+    }
+
+    /// Each flush numbers threads afresh: a run of more than 65,535 threads records the ones
+    /// after its next flush, and a live thread keeps being recorded under its new number. Until
+    /// 2026-12-07 numbers ran on, and recording stopped for good at the 65,536th thread.
+    #[test]
+    fn recording_numbers_threads_afresh_after_each_flush() {
+        let mut l = Learn::new(NgramCounts::new(2).unwrap()).recording();
+        let mut live = l.begin_thread();
+        let _ = l.on_event(&mut live, &event(Some(1)));
+        for _ in 0..70_000 {
+            let mut t = l.begin_thread();
+            let _ = l.on_event(&mut t, &event(Some(2)));
+        }
+        let first = l.take();
+        assert_eq!(first.threads.len(), usize::from(UNRECORDED));
+        assert_eq!(first.counts.events(), 70_001);
+        let mut new = l.begin_thread();
+        let _ = l.on_event(&mut new, &event(Some(3)));
+        let _ = l.on_event(&mut live, &event(Some(4)));
+        let rest = l.into_parts();
+        assert_eq!(rest.threads, vec![vec![3], vec![4]]);
     }
 
     #[test]
