@@ -16,7 +16,7 @@ use chaperone_config::{Mode, PromotionPolicy};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::detector::stats;
-use crate::model::{codec, ModelError, NgramCounts};
+use crate::model::{codec, ModelError, NgramCounts, BOS};
 use crate::supervisor::{window_threshold, Learned};
 use crate::syscalls::Sym;
 
@@ -1036,12 +1036,16 @@ fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError
             .and_then(|n| n.checked_add(at))
             .filter(|&end| end <= bytes.len())
             .ok_or_else(|| corrupt(at, "thread longer than the data"))?;
-        threads.push(
-            bytes[at..end]
-                .chunks_exact(2)
-                .map(|c| Sym::from_le_bytes([c[0], c[1]]))
-                .collect(),
-        );
+        let thread: Vec<Sym> = bytes[at..end]
+            .chunks_exact(2)
+            .map(|c| Sym::from_le_bytes([c[0], c[1]]))
+            .collect();
+        // No syscall is numbered at or past the start-of-thread marker: learning one would
+        // spill into the next lane of the packed n-grams.
+        if let Some(i) = thread.iter().position(|&s| s >= BOS) {
+            return Err(corrupt(at + 2 * i, "a recorded syscall past the symbols"));
+        }
+        threads.push(thread);
         at = end;
     }
     Ok(threads)
@@ -1445,6 +1449,12 @@ mod tests {
         assert_eq!(decode_threads(&blob).unwrap(), threads);
         for bad in [&blob[..blob.len() - 1], &blob[..3], &[][..], &[9, 0][..]] {
             assert!(decode_threads(bad).is_err(), "{bad:?}");
+        }
+        // A symbol at or past the start marker (65,534) would spill into the next lane of a
+        // packed n-gram when learned.
+        for past in [BOS, Sym::MAX] {
+            let err = decode_threads(&encode_threads(&[vec![1, past]])).unwrap_err();
+            assert!(err.to_string().contains("past the symbols"), "{err}");
         }
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("p.db");
