@@ -76,7 +76,7 @@ pub struct EvalArgs {
     traced_only: bool,
     /// With --traced-only: the share of the training events the hot set covers, as
     /// `[filter] hot_coverage` in the shim's config (0 keeps every syscall but the never-notified).
-    #[arg(long, default_value_t = DEFAULT_HOT_COVERAGE, value_parser = parse_coverage, value_name = "SHARE")]
+    #[arg(long, default_value_t = DEFAULT_HOT_COVERAGE, value_parser = parse_coverage, value_name = "SHARE", requires = "traced_only")]
     hot_coverage: f64,
     /// Print one JSON object per detector on its own line.
     #[arg(long)]

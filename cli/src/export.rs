@@ -13,7 +13,7 @@ use chaperone_seccomp_gen::oci::DEFAULT_ARCHES;
 use chaperone_seccomp_gen::spo::export_spo;
 use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions};
 
-use crate::out::report_skipped;
+use crate::out::{report_skipped, usage};
 use crate::store::{self, Locations};
 use chaperone_profiler::store::Learning;
 
@@ -276,6 +276,9 @@ pub fn run_profile(args: &ProfileArgs) -> Result<()> {
 }
 
 fn run_export(args: &ExportArgs, loc: &Locations) -> Result<()> {
+    if args.name.is_some() && args.format != ExportFormat::Spo {
+        usage!("--name names the SeccompProfile object: it goes with --format spo");
+    }
     let source = match (&args.profile, &args.image) {
         (Some(path), _) => Source::File(path),
         (None, Some(key)) => Source::Store(loc, key),

@@ -15,7 +15,7 @@ use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
 
-use crate::out::{cell, outln, print_table};
+use crate::out::{cell, outln, print_table, usage};
 
 /// Names the config file, as for the shim.
 const CONFIG_ENV: &str = "CHAPERONE_CONFIG";
@@ -355,6 +355,9 @@ pub fn run_alerts(args: &AlertsArgs) -> Result<()> {
         None => args.loc.config()?.alerts_path,
     };
     if let Some(AlertsCommand::Allow { id }) = &args.command {
+        if args.follow || args.json || args.container.is_some() {
+            usage!("--follow, --json and --container are for listing alerts, not for allow");
+        }
         return allow(&args.loc, &path, id);
     }
     let mut file = match fs::File::open(&path) {

@@ -481,3 +481,38 @@ fn learn_into_a_store_checks_before_it_makes_one() {
         assert!(!db.exists());
     }
 }
+
+/// An option that would do nothing where it is given is refused as bad usage (exit 2), not
+/// ignored: until 2026-12-07 `eval --hot-coverage` without `--traced-only`, `export --name`
+/// with a format other than spo, and `alerts --json allow ID` ran as if it were not there.
+#[test]
+fn options_that_would_do_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
+    let log = dir.path().join("alerts.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        &["eval", "--format", "adfa", "/tmp", "--hot-coverage", "0.5"][..],
+        &[
+            "profile",
+            "export",
+            "--profile",
+            &v1,
+            "--format",
+            "oci",
+            "--name",
+            "web",
+        ],
+        &["alerts", "--file", log, "--json", "allow", "abc"],
+        &["alerts", "--file", log, "--follow", "allow", "abc"],
+    ] {
+        let out = chaperone(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
