@@ -67,6 +67,16 @@ pub enum StoreError {
         /// What SQLite said.
         reason: String,
     },
+    /// The store cannot be read here: SQLite cannot make the file it shares readers with
+    /// (`-shm`, beside the store), and committed changes wait in its `-wal`, which only a
+    /// shared read applies.
+    #[error(
+        "cannot read the profile store {path} here: its -shm file cannot be made beside it, and its -wal holds changes only a reader that can make it would see; read it as a user who may write its directory, or copy it with its -wal somewhere writable"
+    )]
+    Unshared {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A reading command found a store of an older schema, which it does not migrate.
     #[error(
         "the profile store {path} has schema version {found}, older than this build's {SCHEMA_VERSION}; reading does not migrate it: run a command that writes to it (such as `chaperone profile mode`), or let a shim of this version open it"
@@ -282,8 +292,9 @@ impl Store {
     /// migrated or switched (WAL stays as it is), so a store on a read-only mount or one the
     /// user may only read opens, and a newer CLI leaves a node's store to its shims. When
     /// SQLite cannot open it for shared reading (its `-shm` file cannot be made beside it), it
-    /// is read as an immutable snapshot, without locks. Every page is checked. A store of an
-    /// older schema is [`StoreError::OlderSchema`].
+    /// is read as an immutable snapshot of its main file, without locks, unless its `-wal`
+    /// holds changes, which such a read would miss ([`StoreError::Unshared`]). Every page is
+    /// checked. A store of an older schema is [`StoreError::OlderSchema`].
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let open = |uri: bool| -> Result<Self> {
             let (name, mut flags) = if uri {
@@ -307,7 +318,10 @@ impl Store {
             Ok(store)
         };
         match open(false) {
-            Err(e) if cannot_share(&e) => open(true),
+            Err(e) if cannot_share(&e) => {
+                immutable_sees_all(path)?;
+                open(true)
+            }
             done => done,
         }
     }
@@ -1051,6 +1065,19 @@ fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError
     Ok(threads)
 }
 
+/// An immutable read sees the main file only: when the store's `-wal` holds changes, they
+/// would be missed without a word, so it is [`StoreError::Unshared`] instead.
+fn immutable_sees_all(path: &Path) -> Result<()> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(StoreError::Unshared {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Whether opening for shared reading failed for want of writing beside the file (a WAL
 /// store's `-shm`), not for the file itself.
 fn cannot_share(error: &StoreError) -> bool {
@@ -1352,6 +1379,34 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 3, "not migrated");
+
+        // Changes committed into the WAL and not yet copied back (a writer that died, or a
+        // copy of a live store), and no `-shm` to share: an immutable read would miss them,
+        // so it is refused, saying why.
+        let path = tmp.path().join("wal.db");
+        Store::open(&path)
+            .unwrap()
+            .merge("img", &learning(&[1, 2], &[]), None)
+            .unwrap();
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute("UPDATE profiles SET containers = 7", [])
+            .unwrap();
+        // Left open for good, as by a writer killed: closing it would checkpoint the WAL.
+        std::mem::forget(writer);
+        // (A reader that cannot make the `-shm`: a user who may not write the directory; root
+        // can, so the check is called as the fallback calls it.)
+        assert!(
+            std::fs::metadata(tmp.path().join("wal.db-wal"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        let err = immutable_sees_all(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Unshared { .. }), "{err:?}");
+        assert!(err.to_string().contains("-wal holds changes"), "{err}");
+        immutable_sees_all(&tmp.path().join("profiles.db")).unwrap();
     }
 
     /// A newer schema that declares this build's schema compatible (it only adds what this
