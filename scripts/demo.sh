@@ -48,7 +48,10 @@ while [ $# -gt 0 ]; do
         # packages, the build and the install rather than after them.
         --port|--benign-runs|--attack-runs|--max-learn-runs|--variation-runs)
             [ $# -ge 2 ] || bad_argument "$1 needs a value"
-            [[ "$2" =~ ^[0-9]+$ ]] || bad_argument "$1 $2: not a whole number"
+            [[ "$2" =~ ^[0-9]{1,9}$ ]] || bad_argument "$1 $2: not a whole number (at most 9 digits)"
+            if [ "$1" = --port ] && ! (( 10#$2 >= 1 && 10#$2 <= 65535 )); then
+                bad_argument "--port $2: not a port (1 to 65535)"
+            fi
             demo_args+=("$1" "$2"); shift 2 ;;
         --hot-coverage)
             [ $# -ge 2 ] || bad_argument "$1 needs a value"

@@ -145,6 +145,9 @@ fn demo_sh_refuses_a_bad_option_before_anything_else() {
     let cwd = tempfile::tempdir().unwrap();
     for bad in [
         &["--port", "abc"][..],
+        &["--port", "70000"],
+        &["--port", "0"],
+        &["--attack-runs", "99999999999999999999"],
         &["--hot-coverage", "1.5"],
         &["--benign-runs"],
         &["--no-such-option"],
