@@ -16,12 +16,14 @@
 //! cannot resolve. Each rule lists its names from the highest native number down (see
 //! `order_for_runc`).
 //!
-//! The container's own filter is never weakened: its default action and every rule whose action
-//! is not `SCMP_ACT_ALLOW` (errno, kill, trap, trace, log) are kept as they are; each allow rule
-//! becomes the same rule (same names, same argument conditions) with `SCMP_ACT_NOTIFY`, which
-//! still runs the syscall after the supervisor answers "continue"; `write` keeps its allow rule.
-//! Only when the default action allows (or logs) are the names no rule mentions added as one
-//! notify rule. So a syscall the container's profile denies is denied by the same rule, and one
+//! The container's own filter is never weakened: its default action and every rule that does
+//! not allow (errno, kill, trap, trace) are kept as they are; each allow or log rule becomes
+//! the same rule (same names, same argument conditions) with `SCMP_ACT_NOTIFY`, which still
+//! runs the syscall after the supervisor answers "continue"; `write` keeps its allow rule. A
+//! rule whose action is the default's is left out, as runc leaves it out (made a notify rule,
+//! it would override the profile's conditional denials of its syscalls). Only when the default
+//! action allows (or logs) are the names no rule mentions added as one notify rule, but for a
+//! 32-bit multiplexer (`socketcall`, `ipc`) of calls the profile names. So a syscall the container's profile denies is denied by the same rule, and one
 //! it allows is allowed after being seen. The tiered filter is built the same way, with each
 //! allowed name given its [`Tier`] instead of notify: allowed in the kernel, notified, or
 //! failed or killed in the kernel; the container's own denials stay as they are.
@@ -173,6 +175,64 @@ fn native_architectures() -> Vec<OciArch> {
             }
             archs
         }
+    }
+}
+
+/// The syscalls libseccomp also reaches through a multiplexer on 32-bit x86: the socket calls
+/// through `socketcall`, the SysV IPC calls through `ipc`.
+const MULTIPLEXED: [(&str, &[&str]); 2] = [
+    (
+        "socketcall",
+        &[
+            "accept",
+            "accept4",
+            "bind",
+            "connect",
+            "getpeername",
+            "getsockname",
+            "getsockopt",
+            "listen",
+            "recv",
+            "recvfrom",
+            "recvmmsg",
+            "recvmsg",
+            "send",
+            "sendmmsg",
+            "sendmsg",
+            "sendto",
+            "setsockopt",
+            "shutdown",
+            "socket",
+            "socketpair",
+        ],
+    ),
+    (
+        "ipc",
+        &[
+            "msgctl",
+            "msgget",
+            "msgrcv",
+            "msgsnd",
+            "semctl",
+            "semget",
+            "semop",
+            "semtimedop",
+            "shmat",
+            "shmctl",
+            "shmdt",
+            "shmget",
+        ],
+    ),
+];
+
+/// An action as runc gives it to libseccomp: errno and trace carry a number (EPERM when the
+/// profile gives none), the others none. Two rules with the same one do the same.
+fn runc_action(action: LinuxSeccompAction, errno: Option<u32>) -> (LinuxSeccompAction, u32) {
+    match action {
+        LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace => {
+            (action, errno.unwrap_or(EPERM))
+        }
+        _ => (action, 0),
     }
 }
 
@@ -367,18 +427,45 @@ pub fn tiered_filter(
     let mut rules = Vec::new();
     let mut mentioned: BTreeSet<&str> = BTreeSet::new();
     let existing = container.and_then(|c| c.syscalls().as_ref());
+    let default = runc_action(out.default_action(), out.default_errno_ret());
     for r in existing.into_iter().flatten() {
+        // runc skips a rule whose action is the default's: it does nothing. An allowing one
+        // (an allow rule of a profile that allows by default) made into a tier's rule would
+        // override the profile's conditional denials of the same syscall, as libseccomp lets
+        // an unconditional rule replace conditional ones: it is left out here too.
+        if allows(r.action()) && runc_action(r.action(), r.errno_ret()) == default {
+            continue;
+        }
         mentioned.extend(r.names().iter().map(String::as_str));
-        if r.action() != LinuxSeccompAction::ScmpActAllow {
+        if !allows(r.action()) {
             rules.push(r.clone());
             continue;
         }
+        // An allowing rule (allow, or log) gives each name its tier; a log rule stays one where
+        // its names are allowed in the kernel.
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
         for n in r.names() {
             by_tier.entry(tier_of(n)).or_default().push(n.clone());
         }
-        rules.extend(by_tier.into_iter().map(|(t, names)| rule(r, names, t)));
+        rules.extend(by_tier.into_iter().map(|(t, names)| {
+            let mut tiered = rule(r, names, t);
+            if t == Tier::Allow {
+                tiered.set_action(r.action());
+            }
+            tiered
+        }));
     }
+    // On 32-bit x86, libseccomp makes a rule on a socket or SysV IPC call also a rule on its
+    // multiplexer (`socketcall` or `ipc`, on the operation's argument), and a rule on the
+    // whole multiplexer replaces those: one of ours would undo the profile's. So the
+    // multiplexer of a family the profile names is left to the profile (unseen where its
+    // default allows: the gap above).
+    let multiplexed: BTreeSet<&str> = MULTIPLEXED
+        .iter()
+        .filter(|(_, family)| family.iter().any(|n| mentioned.contains(n)))
+        .map(|(multiplexer, _)| *multiplexer)
+        .collect();
+    mentioned.extend(multiplexed);
     if name_every_syscall {
         let mut by_tier: BTreeMap<Tier, Vec<String>> = BTreeMap::new();
         let names = all_names();
@@ -565,6 +652,51 @@ mod tests {
         r.set_names(names.iter().map(|s| (*s).to_owned()).collect());
         r.set_action(action);
         r
+    }
+
+    /// Three shapes of a profile that allows by default where the learn filter was weaker
+    /// (found 2026-12-07, each seen under real runc): an allow rule runc skips, made a
+    /// notify rule, replaced the profile's conditional denial of the same call; a log rule
+    /// was kept, its calls never seen; and on 32-bit x86 a whole `socketcall`/`ipc` notify
+    /// rule replaced the conditional rules libseccomp makes of the profile's socket and IPC
+    /// denials. (`seccomp-gen/tests/tiered.rs` runs the compiled filters as the kernel does.)
+    #[test]
+    fn a_default_allow_profile_keeps_its_denials_and_has_its_logged_calls_seen() {
+        let mut own = LinuxSeccomp::default();
+        own.set_default_action(LinuxSeccompAction::ScmpActAllow);
+        own.set_architectures(Some(vec![OciArch::ScmpArchX86_64, OciArch::ScmpArchX86]));
+        let mut no_aslr_off = syscall(&["personality"], LinuxSeccompAction::ScmpActErrno);
+        no_aslr_off.set_args(Some(vec![arg()]));
+        own.set_syscalls(Some(vec![
+            syscall(&["personality", "read"], LinuxSeccompAction::ScmpActAllow),
+            no_aslr_off.clone(),
+            syscall(&["uname"], LinuxSeccompAction::ScmpActLog),
+            syscall(&["socket", "shmget"], LinuxSeccompAction::ScmpActErrno),
+        ]));
+        let f = learn_filter(Some(&own), Path::new("/s"), None).unwrap();
+        let rules = f.syscalls().clone().unwrap_or_default();
+        // personality: only the profile's conditional denial; other arguments take the
+        // default (the documented gap), never a whole rule that would replace the denial.
+        let personality: Vec<&LinuxSyscall> = rules
+            .iter()
+            .filter(|r| r.names().iter().any(|n| n == "personality"))
+            .collect();
+        assert_eq!(personality, [&no_aslr_off]);
+        let notified = names_with(&f, LinuxSeccompAction::ScmpActNotify);
+        assert!(notified.contains("read") && notified.contains("uname"));
+        assert!(names_with(&f, LinuxSeccompAction::ScmpActLog).is_empty());
+        for multiplexer in ["socketcall", "ipc"] {
+            assert!(
+                rules
+                    .iter()
+                    .all(|r| !r.names().iter().any(|n| n == multiplexer)),
+                "{multiplexer}"
+            );
+        }
+        assert!(
+            notified.contains("mmap2"),
+            "other x86-only names are still seen"
+        );
     }
 
     #[test]
