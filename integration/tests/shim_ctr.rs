@@ -364,6 +364,55 @@ fn a_failed_image_lookup_follows_the_fail_mode() {
         .contains("fail_mode is open, so its profile is keyed by the image's name CRI gives"));
 }
 
+/// A container's own profile that allows by default, lists `personality` in an allow rule
+/// (which runc skips: it is the default) and denies it for 32-bit personality (`linux32`
+/// asks for PER_LINUX32, 8): that denial holds under chaperone as under runc-v2. Until
+/// 2026-12-07 chaperone made the skipped allow rule a notify rule, which libseccomp let
+/// replace the conditional denial, and `linux32` ran.
+fn own_conditional_denial(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let profile = ctrd.dir().join("no-linux32.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+            "syscalls":[{"names":["personality","read"],"action":"SCMP_ACT_ALLOW"},
+                        {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
+                         "args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#,
+    )
+    .unwrap();
+    let id = container_id("own-denial", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let out = ctrd
+        .ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--seccomp",
+            "--seccomp-profile",
+            profile.to_str().unwrap(),
+            BUSYBOX_IMAGE,
+            &id,
+            "sh",
+            "-c",
+            "linux32 true && echo ran || echo denied",
+        ])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(out.status.success(), "{}", ctrd.explain(format!("{out:?}")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "denied",
+        "{}",
+        ctrd.explain(format!("{out:?}"))
+    );
+}
+
+under_both_shims!(
+    own_conditional_denial:
+    chaperone_keeps_a_default_allow_profile_s_conditional_denial,
+    runc_v2_keeps_a_default_allow_profile_s_conditional_denial
+);
+
 #[test]
 fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
     let Some(ctrd) = setup() else { return };
