@@ -23,10 +23,11 @@
 //! rule whose action is the default's is left out, as runc leaves it out (made a notify rule,
 //! it would override the profile's conditional denials of its syscalls). Only when the default
 //! action allows (or logs) are the names no rule mentions added as one notify rule, but for a
-//! 32-bit multiplexer (`socketcall`, `ipc`) of calls the profile names. So a syscall the container's profile denies is denied by the same rule, and one
-//! it allows is allowed after being seen. The tiered filter is built the same way, with each
-//! allowed name given its [`Tier`] instead of notify: allowed in the kernel, notified, or
-//! failed or killed in the kernel; the container's own denials stay as they are.
+//! 32-bit multiplexer (`socketcall`, `ipc`) of calls the profile names. So a syscall the
+//! container's profile denies is denied by the same rule, and one it allows is allowed after
+//! being seen. The tiered filter is built the same way, with each allowed name given its
+//! [`Tier`] instead of notify: allowed in the kernel, notified, or failed or killed in the
+//! kernel; the container's own denials stay as they are.
 //!
 //! A container without a profile of its own gets a filter whose default action is `[filter]
 //! unnamed`'s, for the syscalls no name covers (newer than the tables, or unknown to runc's
