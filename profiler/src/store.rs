@@ -327,6 +327,20 @@ impl Store {
     }
 
     fn check_read_only(&self) -> Result<()> {
+        let version = self.usable_schema()?;
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        self.check_pages()
+    }
+
+    /// Sets the busy timeout and reads the store's schema: a newer one that does not declare
+    /// this build's compatible is [`StoreError::NewerSchema`]. Reading the header first also
+    /// turns "not a database" into a clear error before anything is written.
+    fn usable_schema(&self) -> Result<u32> {
         self.conn
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(self.sql("set the busy timeout"))?;
@@ -341,12 +355,11 @@ impl Store {
                 found: version,
             });
         }
-        if version < SCHEMA_VERSION {
-            return Err(StoreError::OlderSchema {
-                path: self.path.clone(),
-                found: version,
-            });
-        }
+        Ok(version)
+    }
+
+    /// `PRAGMA quick_check`: every page.
+    fn check_pages(&self) -> Result<()> {
         let check: String = self
             .conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -414,32 +427,9 @@ impl Store {
     }
 
     fn init(&self, check: Check) -> Result<()> {
-        self.conn
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(self.sql("set the busy timeout"))?;
-        // Reading the header first turns "not a database" into a clear error before any write.
-        let (version, oldest) = schema_of(
-            self.conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(self.sql("read the schema version"))?,
-        );
-        if oldest > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: self.path.clone(),
-                found: version,
-            });
-        }
+        let version = self.usable_schema()?;
         if check == Check::Whole || version < SCHEMA_VERSION {
-            let check: String = self
-                .conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(self.sql("check the database"))?;
-            if check != "ok" {
-                return Err(StoreError::Corrupt {
-                    path: self.path.clone(),
-                    reason: check,
-                });
-            }
+            self.check_pages()?;
         }
         self.enable_wal()?;
         self.conn

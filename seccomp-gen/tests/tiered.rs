@@ -62,6 +62,19 @@ fn tier_action(tier: Tier) -> LinuxSeccompAction {
     }
 }
 
+/// The runtime filter for `container`'s own profile with `tiers`.
+fn filter_of(container: &LinuxSeccomp, tiers: &Tiers, unseen: Unseen) -> LinuxSeccomp {
+    runtime_filter(
+        Some(container),
+        tiers,
+        unseen,
+        Unnamed::Enosys,
+        Path::new("/s"),
+        None,
+    )
+    .unwrap()
+}
+
 fn unconfined() -> LinuxSeccomp {
     let mut c = LinuxSeccomp::default();
     c.set_default_action(LinuxSeccompAction::ScmpActAllow);
@@ -131,15 +144,7 @@ proptest! {
         unseen in unseen(),
     ) {
         prop_assume!(common::try_compile(&container).is_ok());
-        let filter = runtime_filter(
-            Some(&container),
-            &tiers,
-            unseen,
-            Unnamed::Enosys,
-            Path::new("/s"),
-            None,
-        )
-        .unwrap();
+        let filter = filter_of(&container, &tiers, unseen);
         let (own, ours) = (common::compile(&container), common::compile(&filter));
         let x86 = container
             .architectures()
@@ -183,15 +188,7 @@ proptest! {
         // A profile libseccomp refuses (two rules for one call with different actions) is not
         // one runc would run.
         prop_assume!(common::try_compile(&container).is_ok());
-        let mut filter = runtime_filter(
-            Some(&container),
-            &tiers,
-            unseen,
-            Unnamed::Enosys,
-            Path::new("/s"),
-            None,
-        )
-        .unwrap();
+        let mut filter = filter_of(&container, &tiers, unseen);
         filter.set_architectures(Some(vec![OciArch::ScmpArchX86_64]));
         if let Err(e) = common::try_compile(&filter) {
             prop_assert!(false, "{e}\ncontainer {container:?}\nfilter {filter:?}");
