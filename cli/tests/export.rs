@@ -45,6 +45,24 @@ fn allowed(p: &LinuxSeccomp) -> Vec<String> {
 }
 
 /// `chaperone profile export --profile PROFILE --format oci` and `extra`, parsed.
+/// `chaperone profile export --profile PROFILE --format oci -o`, the output still to add.
+fn export_to_args(profile: &str) -> [&str; 7] {
+    [
+        "profile",
+        "export",
+        "--profile",
+        profile,
+        "--format",
+        "oci",
+        "-o",
+    ]
+}
+
+/// Runs `chaperone profile export --profile PROFILE --format oci -o OUT`.
+fn export_to(profile: &str, out: &str) -> std::process::Output {
+    chaperone(&[&export_to_args(profile)[..], &[out]].concat())
+}
+
 fn export_oci(profile: &str, extra: &[&str]) -> LinuxSeccomp {
     let mut args = vec!["profile", "export", "--profile", profile, "--format", "oci"];
     args.extend_from_slice(extra);
@@ -269,16 +287,8 @@ fn output_files_are_replaced_whole_or_left_alone() {
 
     let dir = tempfile::tempdir().unwrap();
     let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
-    let args = [
-        "profile",
-        "export",
-        "--profile",
-        &v1,
-        "--format",
-        "oci",
-        "-o",
-    ];
-    let export = |out: &Path| chaperone(&[&args[..], &[out.to_str().unwrap()]].concat());
+    let args = export_to_args(&v1);
+    let export = |out: &Path| export_to(&v1, out.to_str().unwrap());
     let leftovers = || -> Vec<String> {
         std::fs::read_dir(dir.path())
             .unwrap()
@@ -362,18 +372,7 @@ fn output_that_is_no_regular_file_is_written_to_not_replaced() {
 
     let dir = tempfile::tempdir().unwrap();
     let v1 = learn(dir.path(), "webserver-v1.strace", "v1.profile");
-    let export = |out: &str| {
-        chaperone(&[
-            "profile",
-            "export",
-            "--profile",
-            &v1,
-            "--format",
-            "oci",
-            "-o",
-            out,
-        ])
-    };
+    let export = |out: &str| export_to(&v1, out);
     let stdout = export("-");
     assert!(stdout.status.success());
     let want = String::from_utf8(stdout.stdout).unwrap();

@@ -129,6 +129,15 @@ fn profile_commands_list_show_mode_export_and_reset() {
     assert!(!missing.exists(), "reading never creates a store");
 }
 
+/// Profile `web` of the store at `db`, as it is now.
+fn load_web(db: &str) -> chaperone_profiler::store::Profile {
+    Store::open(Path::new(db))
+        .unwrap()
+        .load("web")
+        .unwrap()
+        .unwrap()
+}
+
 /// A store whose profile `web` learned three containers and kept their threads (what the
 /// shim learns: no never-notified syscall such as `write` or `mmap`).
 fn recorded_store(dir: &Path) -> String {
@@ -295,20 +304,12 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     let v: Value = serde_json::from_str(only.trim()).unwrap();
     assert_eq!(v["output_fields"]["chaperone.alert_id"], "bbbb");
 
-    let before = Store::open(Path::new(&db))
-        .unwrap()
-        .load("web")
-        .unwrap()
-        .unwrap();
+    let before = load_web(&db);
     let connect = sym_of("connect").unwrap();
     assert!(!before.counts.alphabet().contains(&connect));
     // The alert after the malformed lines: they are looked past.
     ok(&["alerts", "allow", "bbbb", "--file", log, "--db", &db]);
-    let after = Store::open(Path::new(&db))
-        .unwrap()
-        .load("web")
-        .unwrap()
-        .unwrap();
+    let after = load_web(&db);
     assert!(
         after.counts.alphabet().contains(&connect),
         "the window joined the profile"
@@ -323,11 +324,7 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
             && said.contains("nothing to do"),
         "{said}"
     );
-    let still = Store::open(Path::new(&db))
-        .unwrap()
-        .load("web")
-        .unwrap()
-        .unwrap();
+    let still = load_web(&db);
     assert_eq!(still.counts, after.counts);
     assert_eq!(still.summary.events, after.summary.events);
 
@@ -370,11 +367,7 @@ fn an_unusable_alert_is_an_error_naming_it_and_its_log() {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(&log, text).unwrap();
     let log = log.to_str().unwrap();
-    let before = Store::open(Path::new(&db))
-        .unwrap()
-        .load("web")
-        .unwrap()
-        .unwrap();
+    let before = load_web(&db);
     for (id, missing) in [
         ("nokey", "names no profile (chaperone.profile)"),
         ("nowin", "has no syscall window (chaperone.window)"),
@@ -388,11 +381,7 @@ fn an_unusable_alert_is_an_error_naming_it_and_its_log() {
             "{stderr}"
         );
     }
-    let after = Store::open(Path::new(&db))
-        .unwrap()
-        .load("web")
-        .unwrap()
-        .unwrap();
+    let after = load_web(&db);
     assert_eq!(after.counts, before.counts);
     assert_eq!(after.summary.events, before.summary.events);
 }
