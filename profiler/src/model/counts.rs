@@ -124,7 +124,18 @@ impl NgramCounts {
 
     /// Learns one whole thread; returns how many grams were new.
     pub fn learn_sequence(&mut self, syms: &[Sym]) -> u64 {
-        let mut ctx = self.begin_thread();
+        let ctx = self.begin_thread();
+        self.learn_from(ctx, syms)
+    }
+
+    /// Learns the rest of a thread whose earlier syscalls are not known (a piece cut from a
+    /// live thread): its first syscall is counted with no context, not after [`BOS`], and no
+    /// thread is counted. Returns how many grams were new.
+    pub fn learn_continuation(&mut self, syms: &[Sym]) -> u64 {
+        self.learn_from(ThreadContext { ctx: 0 }, syms)
+    }
+
+    fn learn_from(&mut self, mut ctx: ThreadContext, syms: &[Sym]) -> u64 {
         syms.iter()
             .map(|&s| u64::from(self.observe(&mut ctx, s)))
             .sum()
@@ -201,6 +212,30 @@ mod tests {
             assert_eq!(huge.grams[&g], u64::MAX, "{g:x}: {:?}", huge.grams);
         }
         assert_eq!((huge.events, huge.threads), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn a_continuation_learns_no_thread_start() {
+        let mut whole = NgramCounts::new(3).unwrap();
+        whole.learn_sequence(&[1, 2, 3, 4]);
+        let mut cut = NgramCounts::new(3).unwrap();
+        cut.learn_sequence(&[1, 2]);
+        assert_eq!(
+            cut.learn_continuation(&[3, 4]),
+            3,
+            "[3], [4] and [3, 4] are new"
+        );
+        assert_eq!((cut.threads(), cut.events()), (1, 4));
+        assert_eq!(cut.count(pack(&[BOS, 3])), 0);
+        // Only the grams across the cut are missing; nothing is counted that the whole lacks.
+        let missing: Vec<Vec<Sym>> = whole
+            .iter()
+            .filter(|&(g, c)| cut.count(g) != c)
+            .map(|(g, _)| key::symbols(g))
+            .collect();
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert!(missing.iter().all(|g| g.windows(2).any(|w| w == [2, 3])));
+        assert!(cut.iter().all(|(g, c)| whole.count(g) >= c));
     }
 
     #[test]

@@ -251,6 +251,11 @@ impl NgramScorer {
         self.start
     }
 
+    /// The state of a thread whose earlier syscalls are not known: the empty context.
+    pub fn root(&self) -> u32 {
+        ROOT
+    }
+
     /// The model order the counts were learned with.
     pub fn order(&self) -> usize {
         self.order
