@@ -16,6 +16,7 @@ use chaperone_seccomp_gen::{export_oci, Allowlist, DefaultAction, ExportOptions}
 use crate::out::{report_skipped, usage};
 use crate::store::{self, Locations};
 use chaperone_profiler::store::Learning;
+use chaperone_profiler::supervisor::Piece;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 success; 1 error (unreadable or malformed trace or profile, no syscall in the \
@@ -409,7 +410,8 @@ pub fn run_learn(args: &LearnArgs) -> Result<()> {
             counts,
             containers: 1,
             maxima: Vec::new(),
-            threads,
+            threads: threads.into_iter().map(Piece::whole).collect(),
+            container: None,
             workload: None,
         };
         let merged = store.merge(image, &learning, None)?;

@@ -11,6 +11,7 @@ use chaperone_config::{rfc3339, Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::detector::stats::{self, Basis};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Allowed, Learning, Store, Summary};
+use chaperone_profiler::supervisor::Piece;
 use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
@@ -528,20 +529,25 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
         .model(key)?
         .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?
         .order();
+    // The window is the end of a thread, not its start: learned as a continuation, as are
+    // the recorded pieces of a thread cut by a flush (until 2026-12-07, as a thread, which
+    // also taught the profile that threads may begin the way the window does).
+    let window = Piece::continuation(window);
     let mut counts = NgramCounts::new(order)?;
-    counts.learn_sequence(&window);
+    window.learn_into(&mut counts);
     let learning = Learning {
         counts,
         containers: 0,
         maxima: Vec::new(),
         // The window is what a tiered supervisor saw: its model learns it too.
         threads: vec![window.clone()],
+        container: None,
         workload: None,
     };
     match store.allow_alert(key, id, &learning)? {
         Allowed::Merged(merged) => eprintln!(
             "chaperone: alert {id}: {} syscalls of its window joined profile {key} ({} new n-grams)",
-            window.len(),
+            window.syms.len(),
             merged.new_grams
         ),
         Allowed::Before { at } => eprintln!(

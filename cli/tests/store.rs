@@ -35,6 +35,7 @@ fn learned_store(dir: &Path) -> String {
                     containers: 1,
                     maxima,
                     threads: Vec::new(),
+                    container: None,
                     workload: pod.map(|pod| Workload {
                         namespace: "shop".into(),
                         pod: pod.into(),
@@ -158,7 +159,8 @@ fn recorded_store(dir: &Path) -> String {
             counts,
             containers: 1,
             maxima: vec![[0.5, 0.6, 0.7][i]],
-            threads,
+            threads: threads.into_iter().map(Into::into).collect(),
+            container: None,
             workload: None,
         };
         store.merge("web", &learning, None).unwrap();
@@ -315,6 +317,10 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         "the window joined the profile"
     );
     assert_eq!(after.summary.containers, before.summary.containers);
+    // The window is the end of a thread: learned as its rest, not as a thread's start.
+    assert_eq!(after.counts.threads(), before.counts.threads());
+    let runs = Store::open(Path::new(&db)).unwrap().runs("web").unwrap();
+    assert!(runs.last().unwrap().threads.iter().all(|t| t.continues));
     // The same alert again: nothing merged twice, exit 0, and said so.
     let again = chaperone(&["alerts", "allow", "bbbb", "--file", log, "--db", &db]);
     assert_eq!(again.status.code(), Some(0), "{again:?}");
@@ -486,6 +492,7 @@ fn learn_makes_a_profile_of_the_configs_order() {
         containers: 1,
         maxima: Vec::new(),
         threads: Vec::new(),
+        container: None,
         workload: None,
     };
     store.merge("web", &learning, None).unwrap();
@@ -649,6 +656,7 @@ fn profile_list_columns_fit_their_widest_value() {
             containers: 1,
             maxima: Vec::new(),
             threads: Vec::new(),
+            container: None,
             workload: None,
         };
         store.merge(key, &learning, None).unwrap();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use chaperone_config::ModelConfig;
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::store::{Learning, Store, TRACE_KEEP_EVENTS};
-use chaperone_profiler::supervisor::Learned;
+use chaperone_profiler::supervisor::{Learned, Piece};
 use chaperone_profiler::syscalls::Sym;
 use chaperone_profiler::tiers::{hot_set, train_projected};
 
@@ -119,7 +119,7 @@ fn learning(threads: &[Vec<Sym>], order: usize) -> Result<Learning, Box<dyn std:
         Learned {
             counts,
             maxima: Vec::new(),
-            threads: threads.to_vec(),
+            threads: threads.iter().cloned().map(Piece::whole).collect(),
         },
         1,
     ))

@@ -17,19 +17,20 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::detector::stats;
 use crate::model::{codec, ModelError, NgramCounts, BOS};
-use crate::supervisor::{window_threshold, Learned};
+use crate::supervisor::{window_threshold, Learned, Piece};
 use crate::syscalls::Sym;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The schema a store has, and the oldest schema whose builds can still use it, from its
 /// `PRAGMA user_version`: the schema in the low 16 bits; in the high 16, when a later schema
 /// only adds what earlier builds can ignore (a table, a column with a default), the schema
 /// those builds have (0: none older than its own). So a build reads and writes a store of a
 /// newer schema that declares it compatible, and a newer CLI that migrated a node's store
-/// does not lock the node's older shims out. This build's schema declares nothing (all of
-/// its builds know it); builds before 2026-12-07 read the whole value as the schema.
+/// does not lock the node's older shims out. Schema 5 declares schema 4 compatible (it adds
+/// two columns that schema 4's builds leave empty); builds before 2026-12-07 read the whole
+/// value as the schema.
 fn schema_of(user_version: u32) -> (u32, u32) {
     let schema = user_version & 0xffff;
     let oldest = match user_version >> 16 {
@@ -152,9 +153,22 @@ pub struct Learning {
     pub maxima: Vec<f32>,
     /// The run's threads as recorded, each its syscalls in order (may be empty: nothing is
     /// then kept for the tiered model).
-    pub threads: Vec<Vec<Sym>>,
+    pub threads: Vec<Piece>,
+    /// The container it came from (its id), when a container ran it: the tiered model's
+    /// calibration holds one container's runs out together.
+    pub container: Option<String>,
     /// The Kubernetes workload the container belonged to, when CRI named it.
     pub workload: Option<Workload>,
+}
+
+/// A recorded learning run, as [`Store::runs`] reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Run {
+    /// The container it came from (`None`: not a container's, or recorded by a build before
+    /// schema 5, 2026-12-07).
+    pub container: Option<String>,
+    /// Its threads, each its syscalls in order.
+    pub threads: Vec<Piece>,
 }
 
 /// Where a container ran in Kubernetes: its pod's namespace and name, and its own name.
@@ -187,6 +201,7 @@ impl Learning {
             containers,
             maxima: learned.maxima,
             threads: learned.threads,
+            container: None,
             workload: None,
         }
     }
@@ -456,7 +471,8 @@ impl Store {
             tx.execute_batch(sql)
                 .map_err(self.sql("migrate the schema"))?;
             // The schema has a handful of versions: the index always fits.
-            let next = i64::try_from(to + 1).unwrap_or(i64::MAX);
+            let oldest = COMPATIBLE_SINCE.get(to).copied().unwrap_or(0);
+            let next = i64::from(oldest << 16) | i64::try_from(to + 1).unwrap_or(i64::MAX);
             tx.pragma_update(None, "user_version", next)
                 .map_err(self.sql("record the schema version"))?;
         }
@@ -602,11 +618,18 @@ impl Store {
             params![key, to_i64(CALIBRATION_KEEP as u64)],
         )
         .map_err(sql("trim calibration data"))?;
-        let recorded: u64 = learning.threads.iter().map(|t| t.len() as u64).sum();
+        let recorded: u64 = learning.threads.iter().map(|t| t.syms.len() as u64).sum();
         if recorded > 0 {
             tx.execute(
-                "INSERT INTO traces (key, events, data) VALUES (?1, ?2, ?3)",
-                params![key, to_i64(recorded), encode_threads(&learning.threads)],
+                "INSERT INTO traces (key, events, data, container, continued)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    key,
+                    to_i64(recorded),
+                    encode_threads(&learning.threads),
+                    learning.container,
+                    encode_continued(&learning.threads),
+                ],
             )
             .map_err(sql("record the run's threads"))?;
             // Keep the newest runs within TRACE_KEEP_EVENTS (the newest one always).
@@ -807,25 +830,29 @@ impl Store {
         Ok(stats::calibrate(&maxima, far).map(window_threshold))
     }
 
-    /// The recorded runs of profile `key`, oldest first, each its threads' syscalls.
-    pub fn runs(&self, key: &str) -> Result<Vec<Vec<Vec<Sym>>>> {
+    /// The recorded runs of profile `key`, oldest first.
+    pub fn runs(&self, key: &str) -> Result<Vec<Run>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT data FROM traces WHERE key = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT data, container, continued FROM traces WHERE key = ?1 ORDER BY seq",
+            )
             .map_err(self.sql("read recorded threads"))?;
-        let blobs: Vec<Vec<u8>> = stmt
-            .query_map([key], |r| r.get(0))
+        let rows: Vec<StoredRun> = stmt
+            .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(self.sql("read recorded threads"))?
             .collect::<std::result::Result<_, _>>()
             .map_err(self.sql("read recorded threads"))?;
-        blobs
-            .iter()
-            .map(|b| {
-                decode_threads(b).map_err(|source| StoreError::Model {
-                    path: self.path.clone(),
-                    key: key.to_owned(),
-                    source,
-                })
+        rows.into_iter()
+            .map(|(data, container, continued)| {
+                let threads = decode_threads(&data)
+                    .and_then(|t| with_continued(t, continued.as_deref()))
+                    .map_err(|source| StoreError::Model {
+                        path: self.path.clone(),
+                        key: key.to_owned(),
+                        source,
+                    })?;
+                Ok(Run { container, threads })
             })
             .collect()
     }
@@ -992,18 +1019,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, alert)
     );
 ",
+    // Schema 4's builds leave both empty (NULL): a run of no known container, whole threads.
+    "
+    ALTER TABLE traces ADD COLUMN container TEXT;
+    ALTER TABLE traces ADD COLUMN continued BLOB; -- per thread a byte, 1: a continuation
+",
 ];
+
+/// Per migration (by index, as [`MIGRATIONS`]), the oldest schema whose builds can still use
+/// the store after it (0: only builds that know it).
+const COMPATIBLE_SINCE: &[u32] = &[0, 0, 0, 0, 4];
+
+/// A `traces` row: the threads' blob, the container and the continuation flags.
+type StoredRun = (Vec<u8>, Option<String>, Option<Vec<u8>>);
 
 /// Format version of a recorded run's blob.
 const THREADS_VERSION: u8 = 1;
 
 /// A run's threads as one blob: a version byte, then per thread its length (u32 LE) and its
-/// syscalls (u16 LE each).
-fn encode_threads(threads: &[Vec<Sym>]) -> Vec<u8> {
-    let events: usize = threads.iter().map(Vec::len).sum();
+/// syscalls (u16 LE each). Which are continuations is a column of its own
+/// ([`encode_continued`]), so schema 4's builds read the blob as it always was.
+fn encode_threads(threads: &[Piece]) -> Vec<u8> {
+    let events: usize = threads.iter().map(|t| t.syms.len()).sum();
     let mut out = Vec::with_capacity(1 + 4 * threads.len() + 2 * events);
     out.push(THREADS_VERSION);
-    for t in threads {
+    for t in threads.iter().map(|t| &t.syms) {
         // A run records at most MAX_RECORDED_EVENTS (2^20) events.
         out.extend_from_slice(&u32::try_from(t.len()).unwrap_or(u32::MAX).to_le_bytes());
         for s in t {
@@ -1011,6 +1051,36 @@ fn encode_threads(threads: &[Vec<Sym>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Per thread a byte, 1 for a continuation; NULL when no thread is one.
+fn encode_continued(threads: &[Piece]) -> Option<Vec<u8>> {
+    threads
+        .iter()
+        .any(|t| t.continues)
+        .then(|| threads.iter().map(|t| u8::from(t.continues)).collect())
+}
+
+/// The decoded threads as pieces, marked from the `continued` column.
+fn with_continued(
+    threads: Vec<Vec<Sym>>,
+    continued: Option<&[u8]>,
+) -> std::result::Result<Vec<Piece>, ModelError> {
+    let corrupt = |reason| ModelError::Corrupt { offset: 0, reason };
+    let flags = match continued {
+        None => vec![0; threads.len()],
+        Some(flags) if flags.len() == threads.len() => flags.to_vec(),
+        Some(_) => return Err(corrupt("continuation flags for another number of threads")),
+    };
+    threads
+        .into_iter()
+        .zip(flags)
+        .map(|(syms, flag)| match flag {
+            0 => Ok(Piece::whole(syms)),
+            1 => Ok(Piece::continuation(syms)),
+            _ => Err(corrupt("a continuation flag neither 0 nor 1")),
+        })
+        .collect()
 }
 
 fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError> {
@@ -1141,7 +1211,8 @@ mod tests {
             counts: counts(seq),
             containers: 1,
             maxima: maxima.to_vec(),
-            threads: vec![seq.to_vec()],
+            threads: vec![seq.to_vec().into()],
+            container: None,
             workload: None,
         }
     }
@@ -1310,14 +1381,14 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
             "{err:?}"
         );
-        // Schema 99 usable by builds of schema 5 and later: still not this one.
+        // Schema 99 usable by builds of the next schema and later: still not this one.
         let set = |raw: u32| {
             Connection::open(&path)
                 .unwrap()
                 .pragma_update(None, "user_version", raw)
                 .unwrap();
         };
-        set(5 << 16 | 99);
+        set((SCHEMA_VERSION + 1) << 16 | 99);
         let err = Store::open(&path).unwrap_err();
         assert!(
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
@@ -1436,7 +1507,7 @@ mod tests {
         let path = tmp.path().join("profiles.db");
         let store = Store::open(&path).unwrap();
         let mut l = learning(&[1, 2], &[]);
-        l.threads = vec![vec![1, 2, 3]];
+        l.threads = vec![vec![1, 2, 3].into()];
         store.merge("img", &l, None).unwrap();
         drop(store);
         // Break the b-tree page of the recorded runs (not the header, not the profiles).
@@ -1463,24 +1534,35 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("p.db")).unwrap();
         let mut l = learning(&[1, 2], &[]);
-        l.threads = vec![vec![1, 2], vec![7]];
+        let first = Run {
+            container: Some("c1".into()),
+            threads: vec![Piece::continuation(vec![1, 2]), Piece::whole(vec![7])],
+        };
+        (l.threads, l.container) = (first.threads.clone(), first.container.clone());
         store.merge("img", &l, None).unwrap();
         l.threads = Vec::new();
         store.merge("img", &l, None).unwrap();
-        assert_eq!(store.runs("img").unwrap(), vec![vec![vec![1, 2], vec![7]]]);
+        (l.threads, l.container) = (vec![vec![8].into()], None);
+        store.merge("img", &l, None).unwrap();
+        let second = Run {
+            container: None,
+            threads: vec![Piece::whole(vec![8])],
+        };
+        assert_eq!(store.runs("img").unwrap(), vec![first, second]);
         assert!(store.runs("other").unwrap().is_empty());
 
         // Runs of half the cap each: only the newest two fit.
         let half = usize::try_from(TRACE_KEEP_EVENTS / 2).unwrap();
         for sym in 10..13 {
-            l.threads = vec![vec![sym; half]];
+            l.threads = vec![vec![sym; half].into()];
             store.merge("img", &l, None).unwrap();
         }
         let runs = store.runs("img").unwrap();
         assert_eq!(runs.len(), 2);
-        assert_eq!((runs[0][0][0], runs[1][0][0]), (11, 12));
+        let first_sym = |r: &Run| r.threads[0].syms[0];
+        assert_eq!((first_sym(&runs[0]), first_sym(&runs[1])), (11, 12));
         // A run over the cap alone is still kept.
-        l.threads = vec![vec![13; half * 3]];
+        l.threads = vec![vec![13; half * 3].into()];
         store.merge("img", &l, None).unwrap();
         assert_eq!(store.runs("img").unwrap().len(), 1);
         store.reset("img").unwrap();
@@ -1489,8 +1571,9 @@ mod tests {
 
     #[test]
     fn a_damaged_recorded_run_is_a_clear_error() {
-        let threads = vec![vec![1, 2, 3], vec![], vec![65_000]];
-        let blob = encode_threads(&threads);
+        let threads: Vec<Vec<Sym>> = vec![vec![1, 2, 3], vec![], vec![65_000]];
+        let pieces: Vec<Piece> = threads.iter().cloned().map(Piece::whole).collect();
+        let blob = encode_threads(&pieces);
         assert_eq!(decode_threads(&blob).unwrap(), threads);
         for bad in [&blob[..blob.len() - 1], &blob[..3], &[][..], &[9, 0][..]] {
             assert!(decode_threads(bad).is_err(), "{bad:?}");
@@ -1498,8 +1581,19 @@ mod tests {
         // A symbol at or past the start marker (65,534) would spill into the next lane of a
         // packed n-gram when learned.
         for past in [BOS, Sym::MAX] {
-            let err = decode_threads(&encode_threads(&[vec![1, past]])).unwrap_err();
+            let err = decode_threads(&encode_threads(&[vec![1, past].into()])).unwrap_err();
             assert!(err.to_string().contains("past the symbols"), "{err}");
+        }
+        // The continuation flags: one per thread, each 0 or 1.
+        assert_eq!(encode_continued(&pieces), None);
+        assert_eq!(with_continued(threads.clone(), None).unwrap(), pieces);
+        assert_eq!(
+            with_continued(threads.clone(), Some(&[0, 1, 0])).unwrap()[1],
+            Piece::continuation(Vec::new())
+        );
+        for bad in [&[0, 1][..], &[0, 2, 0][..]] {
+            let err = with_continued(threads.clone(), Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("continuation flag"), "{err}");
         }
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("p.db");
@@ -1613,7 +1707,9 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
+        // Schema 5 declares schema 4's builds compatible.
+        assert_eq!(version, 4 << 16 | SCHEMA_VERSION);
+        assert_eq!(schema_of(version), (SCHEMA_VERSION, 4));
     }
 
     #[test]

@@ -7,13 +7,14 @@
 //! on the whole stream: [`train_projected`] does that from the threads the store keeps, and
 //! calibrates the projected model's threshold on runs it did not learn from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::detector::stats;
 use crate::model::{ModelError, NgramCounts, NgramScorer, Smoothing};
+use crate::store::Run;
 use crate::supervisor::filter::never_notified_syms;
-use crate::supervisor::{max_window, window_threshold};
+use crate::supervisor::{max_window_from, window_threshold, Piece};
 use crate::syscalls::{sym_of, Sym};
 
 /// Syscalls never put in the hot set: program execution. The supervisor needs the container's
@@ -98,55 +99,69 @@ pub struct Projected {
     pub calibration: usize,
 }
 
-/// Trains the model of the traced alphabet of `profile` from its recorded `runs` (each a
-/// run's threads), with what the filter does not trace removed (the `hot` syscalls and
-/// `NEVER_NOTIFIED`: [`untraced`]), in the profile's order, and calibrates its threshold to a
-/// per-thread false-alarm rate `far` on held-out data: runs at even positions are scored by a
-/// model of the odd ones and the other way round (with a single run, its threads are split the
-/// same way), and each thread's highest window score is one calibration point. The returned
-/// scorer learns from every run, and knows every traced syscall the profile learned: one that
-/// the store's runs no longer hold (older runs are trimmed, and a run's recording is capped)
-/// is learned once on its own, as a rare syscall at a thread's start. Before 2026-12-07 such a
-/// syscall was new to the model, and every container that made it deviated: a long-running
-/// container's `execve`, once its first flush was trimmed, on every start. `None` when no
-/// projected thread is left to learn from or to calibrate on.
+/// Trains the model of the traced alphabet of `profile` from its recorded `runs`, with what
+/// the filter does not trace removed (the `hot` syscalls and `NEVER_NOTIFIED`: [`untraced`]),
+/// in the profile's order, and calibrates its threshold to a per-thread false-alarm rate `far`
+/// on held-out data: the runs are grouped by container (a run of no known container is a
+/// group of its own), the groups at even positions are scored by a model of the odd ones and
+/// the other way round (with a single group, its threads are split the same way), and each
+/// thread's highest window score is one calibration point. A container's periodic flushes
+/// are thus held out together: until 2026-12-07 they alternated between the folds, and the
+/// threshold was calibrated on the same processes' other halves. A piece that continues a
+/// thread cut by a flush is learned and scored without the start-of-thread context
+/// ([`Piece`]). The returned scorer learns from every run, and knows every traced syscall the
+/// profile learned: one that the store's runs no longer hold (older runs are trimmed, and a
+/// run's recording is capped) is learned once on its own, as a rare syscall at a thread's
+/// start. Before 2026-12-07 such a syscall was new to the model, and every container that
+/// made it deviated: a long-running container's `execve`, once its first flush was trimmed,
+/// on every start. `None` when no projected thread is left to learn from or to calibrate on.
 pub fn train_projected(
     profile: &NgramCounts,
-    runs: &[Vec<Vec<Sym>>],
+    runs: &[Run],
     hot: &BTreeSet<Sym>,
     far: f64,
 ) -> Result<Option<Projected>, ModelError> {
     let order = profile.order();
     let untraced = untraced(hot);
-    let projected: Vec<Vec<Vec<Sym>>> = runs
-        .iter()
-        .map(|run| {
-            run.iter()
-                .map(|t| project(t, &untraced))
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|run| !run.is_empty())
-        .collect();
-    // Two folds: by run when there are several, else by thread within the one run.
-    let folds: [Vec<&[Sym]>; 2] = if projected.len() >= 2 {
+    let mut groups: Vec<Vec<Piece>> = Vec::new();
+    let mut of_container: HashMap<&str, usize> = HashMap::new();
+    for run in runs {
+        let pieces = run.threads.iter().filter_map(|t| {
+            let syms = project(&t.syms, &untraced);
+            (!syms.is_empty()).then_some(Piece {
+                syms,
+                continues: t.continues,
+            })
+        });
+        let group = match run.container.as_deref() {
+            Some(c) => *of_container.entry(c).or_insert(groups.len()),
+            None => groups.len(),
+        };
+        if group == groups.len() {
+            groups.push(Vec::new());
+        }
+        groups[group].extend(pieces);
+    }
+    groups.retain(|g| !g.is_empty());
+    // Two folds: by group when there are several, else by thread within the one group.
+    let folds: [Vec<&Piece>; 2] = if groups.len() >= 2 {
         let fold = |parity| {
-            projected
+            groups
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| i % 2 == parity)
-                .flat_map(|(_, run)| run.iter().map(Vec::as_slice))
+                .flat_map(|(_, group)| group.iter())
                 .collect()
         };
         [fold(0), fold(1)]
     } else {
-        let threads: Vec<&[Sym]> = projected.iter().flatten().map(Vec::as_slice).collect();
         let fold = |parity| {
-            threads
+            groups
                 .iter()
+                .flatten()
                 .enumerate()
                 .filter(|(i, _)| i % 2 == parity)
-                .map(|(_, t)| *t)
+                .map(|(_, t)| t)
                 .collect()
         };
         [fold(0), fold(1)]
@@ -157,21 +172,25 @@ pub fn train_projected(
     let mut maxima = Vec::new();
     for (train, held_out) in [(&folds[0], &folds[1]), (&folds[1], &folds[0])] {
         let scorer = scorer_of(train, order)?;
-        maxima.extend(held_out.iter().map(|t| max_window(&scorer, t)));
+        maxima.extend(
+            held_out
+                .iter()
+                .map(|t| max_window_from(&scorer, t.start(&scorer), &t.syms)),
+        );
     }
     let Some(threshold) = stats::calibrate(&maxima, far) else {
         return Ok(None);
     };
-    let mut all: Vec<&[Sym]> = folds.iter().flatten().copied().collect();
-    let events = all.iter().map(|t| t.len() as u64).sum();
-    let recorded: BTreeSet<Sym> = all.iter().flat_map(|t| t.iter().copied()).collect();
-    let lost: Vec<[Sym; 1]> = profile
+    let mut all: Vec<&Piece> = folds.iter().flatten().copied().collect();
+    let events = all.iter().map(|t| t.syms.len() as u64).sum();
+    let recorded: BTreeSet<Sym> = all.iter().flat_map(|t| t.syms.iter().copied()).collect();
+    let lost: Vec<Piece> = profile
         .alphabet()
         .into_iter()
         .filter(|s| !untraced.contains(s) && !recorded.contains(s))
-        .map(|s| [s])
+        .map(|s| Piece::whole(vec![s]))
         .collect();
-    all.extend(lost.iter().map(|s| s.as_slice()));
+    all.extend(&lost);
     let scorer = scorer_of(&all, order)?;
     Ok(Some(Projected {
         scorer: Arc::new(scorer),
@@ -181,10 +200,10 @@ pub fn train_projected(
     }))
 }
 
-fn scorer_of(threads: &[&[Sym]], order: usize) -> Result<NgramScorer, ModelError> {
+fn scorer_of(threads: &[&Piece], order: usize) -> Result<NgramScorer, ModelError> {
     let mut counts = NgramCounts::new(order)?;
     for t in threads {
-        counts.learn_sequence(t);
+        t.learn_into(&mut counts);
     }
     NgramScorer::new(&counts, Smoothing::default())
 }
@@ -192,10 +211,21 @@ fn scorer_of(threads: &[&[Sym]], order: usize) -> Result<NgramScorer, ModelError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervisor::max_window;
 
     /// The profile that learned `runs`, order 3.
     fn profile(runs: &[Vec<Vec<Sym>>]) -> NgramCounts {
         counts(&runs.iter().flatten().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    /// Runs of whole threads, of no known container.
+    fn stored(runs: &[Vec<Vec<Sym>>]) -> Vec<Run> {
+        runs.iter()
+            .map(|r| Run {
+                container: None,
+                threads: r.iter().cloned().map(Piece::whole).collect(),
+            })
+            .collect()
     }
 
     fn counts(threads: &[&[Sym]]) -> NgramCounts {
@@ -258,7 +288,7 @@ mod tests {
         let thread: Vec<Sym> = (0..200).map(|i| [1, 10, 2, 11][i % 4]).collect();
         let runs = vec![vec![thread.clone()], vec![thread.clone()], vec![thread]];
         let hot = BTreeSet::from([1, 2]);
-        let p = train_projected(&profile(&runs), &runs, &hot, 0.01)
+        let p = train_projected(&profile(&runs), &stored(&runs), &hot, 0.01)
             .unwrap()
             .unwrap();
         assert_eq!(p.events, 300);
@@ -277,7 +307,7 @@ mod tests {
             vec![vec![2, 13, 11, 1, 10, 12], vec![11]],
         ];
         let hot = BTreeSet::from([1, 2]);
-        let p = train_projected(&profile(&runs), &runs, &hot, 0.01)
+        let p = train_projected(&profile(&runs), &stored(&runs), &hot, 0.01)
             .unwrap()
             .unwrap();
         let projected: Vec<Vec<Sym>> = runs.iter().flatten().map(|t| project(t, &hot)).collect();
@@ -291,11 +321,67 @@ mod tests {
         }
     }
 
+    /// A container's flushes are held out together: calibrated on a container the folds'
+    /// model has not seen, the threshold is higher than when each flush of a container is
+    /// scored by a model of its other flushes (the runs of no known container, as before
+    /// 2026-12-07).
+    #[test]
+    fn a_containers_runs_are_held_out_together() {
+        let a: Vec<Sym> = (0..120).map(|i| [10, 11][i % 2]).collect();
+        let b: Vec<Sym> = (0..120).map(|i| [10, 10, 12][i % 3]).collect();
+        let raw = vec![vec![a.clone()], vec![a], vec![b.clone()], vec![b]];
+        let mut runs = stored(&raw);
+        let unknown = train_projected(&profile(&raw), &runs, &BTreeSet::new(), 0.01)
+            .unwrap()
+            .unwrap();
+        for (run, c) in runs.iter_mut().zip(["a", "a", "b", "b"]) {
+            run.container = Some(c.into());
+        }
+        let known = train_projected(&profile(&raw), &runs, &BTreeSet::new(), 0.01)
+            .unwrap()
+            .unwrap();
+        assert_eq!(known.calibration, 4);
+        assert!(
+            known.threshold > unknown.threshold,
+            "{} against {}",
+            known.threshold,
+            unknown.threshold
+        );
+        assert_eq!(
+            known.events, unknown.events,
+            "every run is learned either way"
+        );
+    }
+
+    /// The part of a thread after a flush is not a thread's start: its first syscall is not
+    /// learned after the start-of-thread marker.
+    #[test]
+    fn a_continuation_is_learned_without_the_thread_start() {
+        // 40 syscalls, so that the smoothing's prior does not drown a single start.
+        let thread: Vec<Sym> = (10..50).cycle().take(400).collect();
+        let mut rest = vec![60];
+        rest.extend(&thread);
+        let raw = vec![vec![thread.clone()], vec![thread], vec![rest.clone()]];
+        let surprisal_at_start = |continues| {
+            let mut runs = stored(&raw);
+            runs[2].threads[0].continues = continues;
+            let p = train_projected(&profile(&raw), &runs, &BTreeSet::new(), 0.01)
+                .unwrap()
+                .unwrap();
+            let mut state = p.scorer.start();
+            let step = p.scorer.step(&mut state, 60);
+            assert!(!step.novel, "60 is learned either way");
+            step.surprisal
+        };
+        let (cut, whole) = (surprisal_at_start(true), surprisal_at_start(false));
+        assert!(cut > whole + 1.0, "{cut} against {whole}");
+    }
+
     #[test]
     fn nothing_to_learn_or_calibrate_on_gives_none() {
         let hot = BTreeSet::from([1]);
         let none = |runs: &[Vec<Vec<Sym>>]| {
-            train_projected(&profile(runs), runs, &hot, 0.01)
+            train_projected(&profile(runs), &stored(runs), &hot, 0.01)
                 .unwrap()
                 .is_none()
         };
@@ -325,7 +411,7 @@ mod tests {
         let mut learned = profile(&runs);
         learned.learn_sequence(&started);
         let hot = BTreeSet::from([1, 2]);
-        let p = train_projected(&learned, &runs, &hot, 0.01)
+        let p = train_projected(&learned, &stored(&runs), &hot, 0.01)
             .unwrap()
             .unwrap();
         let mut state = p.scorer.start();

@@ -577,6 +577,7 @@ fn learn_run(
     };
     ran.map_err(Failed::of(&sup))?;
     Ok(Learning {
+        container: Some(plan.id.clone()),
         workload: plan.workload.clone(),
         ..Learning::new(sup.into_parts().0.into_parts(), containers)
     })
@@ -611,7 +612,10 @@ impl Flusher {
         if learned.counts.events() == 0 && learned.maxima.is_empty() {
             return;
         }
-        let learning = Arc::new(Learning::new(learned, 0));
+        let learning = Arc::new(Learning {
+            container: Some(self.plan.id.clone()),
+            ..Learning::new(learned, 0)
+        });
         let (plan, pid, shared) = (Arc::clone(&self.plan), self.pid, Arc::clone(&learning));
         let spawned = std::thread::Builder::new()
             .name("chaperone-flush".into())

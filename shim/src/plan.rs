@@ -580,6 +580,7 @@ mod tests {
                 containers: 1,
                 maxima,
                 threads: Vec::new(),
+                container: None,
                 workload: None,
             };
             store.merge("img", &learning, None).unwrap();
@@ -636,7 +637,8 @@ mod tests {
                 counts,
                 containers: 1,
                 maxima: vec![1.0],
-                threads: vec![thread.clone(), thread.clone()],
+                threads: vec![thread.clone().into(), thread.clone().into()],
+                container: None,
                 workload: None,
             };
             store.merge("img", &learning, None).unwrap();

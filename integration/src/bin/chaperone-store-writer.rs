@@ -34,7 +34,8 @@ fn main() -> ExitCode {
         counts,
         containers: 1,
         maxima: vec![0.5; 64],
-        threads: vec![seq],
+        threads: vec![seq.into()],
+        container: None,
         workload: None,
     };
     let mut out = std::io::stdout();

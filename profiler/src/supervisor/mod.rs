@@ -47,9 +47,9 @@ pub use crate::sys::child::{Op, MAX_OPS};
 pub use crate::sys::SysError;
 pub use child::{ChildEnd, Filter, TracedChild};
 pub use mode::{
-    explain, max_window, window_threshold, Detect, DetectThread, Event, Learn, LearnThread,
-    Learned, Mode, Recent, Transition, Window, MAX_CALIBRATION_THREADS, MAX_RECORDED_EVENTS,
-    WINDOW,
+    explain, max_window, max_window_from, window_threshold, Detect, DetectThread, Event, Learn,
+    LearnThread, Learned, Mode, Piece, Recent, Transition, Window, MAX_CALIBRATION_THREADS,
+    MAX_RECORDED_EVENTS, WINDOW,
 };
 pub use notifier::{Answer, Delivery, KernelNotifier, Notification, Notifier, Received, Wait};
 pub use ratelimit::RateLimit;

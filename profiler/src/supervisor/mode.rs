@@ -74,7 +74,64 @@ pub struct Learned {
     /// The held-out maxima of the threads that ended (empty without a reference).
     pub maxima: Vec<f32>,
     /// The recorded threads, each its syscalls in order (empty unless recording).
-    pub threads: Vec<Vec<Sym>>,
+    pub threads: Vec<Piece>,
+}
+
+/// One recorded thread's syscalls in order: the whole thread, or, when a flush took what was
+/// recorded while the thread was live, the part since then (`continues`). A continuation is
+/// learned without the start-of-thread context ([`NgramCounts::learn_continuation`]): until
+/// 2026-12-07 every piece was learned as a thread of its own, and the tiered filter's model of
+/// a long-running container took the middle of its threads for ways threads begin.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Piece {
+    /// The syscalls.
+    pub syms: Vec<Sym>,
+    /// The thread made syscalls before these that are in an earlier piece (or were not
+    /// recorded).
+    pub continues: bool,
+}
+
+impl Piece {
+    /// A whole thread.
+    pub fn whole(syms: Vec<Sym>) -> Self {
+        Self {
+            syms,
+            continues: false,
+        }
+    }
+
+    /// The part of a thread after an earlier piece.
+    pub fn continuation(syms: Vec<Sym>) -> Self {
+        Self {
+            syms,
+            continues: true,
+        }
+    }
+
+    /// Learns it into `counts`, as a thread or a continuation; returns how many grams were new.
+    pub fn learn_into(&self, counts: &mut NgramCounts) -> u64 {
+        if self.continues {
+            counts.learn_continuation(&self.syms)
+        } else {
+            counts.learn_sequence(&self.syms)
+        }
+    }
+
+    /// The state its first syscall is scored in by `scorer`: a thread's start, or for a
+    /// continuation the empty context.
+    pub fn start(&self, scorer: &NgramScorer) -> u32 {
+        if self.continues {
+            scorer.root()
+        } else {
+            scorer.start()
+        }
+    }
+}
+
+impl From<Vec<Sym>> for Piece {
+    fn from(syms: Vec<Sym>) -> Self {
+        Self::whole(syms)
+    }
 }
 
 /// Events one learning run records, at most (4 bytes each); the run still counts every event
@@ -90,6 +147,9 @@ const UNRECORDED: u16 = u16::MAX;
 struct Recording {
     events: Vec<u32>,
     threads: u16,
+    /// Bit `n`: thread number `n` was renumbered, so its piece continues an earlier one
+    /// (allocated with the buffer, 8 KiB).
+    continued: Vec<u64>,
     /// Bumped by each [`Recording::take_threads`], which numbers threads from 0 again: a live
     /// thread numbered in an earlier epoch takes a new number at its next event. (Until
     /// 2026-12-07 numbers ran on across flushes, and a run stopped recording for good after
@@ -104,6 +164,9 @@ impl Recording {
         if *epoch != self.epoch {
             *epoch = self.epoch;
             *no = self.new_thread();
+            if let Some(word) = self.continued.get_mut(usize::from(*no) / 64) {
+                *word |= 1 << (*no % 64);
+            }
         }
         *no
     }
@@ -123,22 +186,31 @@ impl Recording {
         }
     }
 
-    fn into_threads(mut self) -> Vec<Vec<Sym>> {
+    fn into_threads(mut self) -> Vec<Piece> {
         self.take_threads()
     }
 
     /// The threads recorded so far, each its syscalls in order; recording goes on (a live
-    /// thread's later syscalls start a new piece) in the same buffer.
-    fn take_threads(&mut self) -> Vec<Vec<Sym>> {
-        let mut threads = vec![Vec::new(); usize::from(self.threads)];
+    /// thread's later syscalls start a new piece, a continuation) in the same buffer.
+    fn take_threads(&mut self) -> Vec<Piece> {
+        let mut threads: Vec<Piece> = (0..self.threads)
+            .map(|n| Piece {
+                syms: Vec::new(),
+                continues: self
+                    .continued
+                    .get(usize::from(n) / 64)
+                    .is_some_and(|w| w & (1 << (n % 64)) != 0),
+            })
+            .collect();
         for e in self.events.drain(..) {
             // Both halves were packed from u16 values.
             let (t, sym) = ((e >> 16) as usize, (e & 0xFFFF) as Sym);
             if let Some(thread) = threads.get_mut(t) {
-                thread.push(sym);
+                thread.syms.push(sym);
             }
         }
-        threads.retain(|t| !t.is_empty());
+        threads.retain(|t| !t.syms.is_empty());
+        self.continued.fill(0);
         self.threads = 0;
         self.epoch = self.epoch.wrapping_add(1);
         threads
@@ -191,6 +263,7 @@ impl Learn {
     pub fn recording(mut self) -> Self {
         self.recording = Recording {
             events: Vec::with_capacity(MAX_RECORDED_EVENTS),
+            continued: vec![0; (usize::from(UNRECORDED) + 1) / 64],
             ..Recording::default()
         };
         self
@@ -429,7 +502,11 @@ pub fn explain(scorer: &NgramScorer, window: &[Sym], top: usize) -> Vec<Transiti
 /// A thread's highest window score under `scorer`, as [`Detect`] computes it: a calibration
 /// point.
 pub fn max_window(scorer: &NgramScorer, thread: &[Sym]) -> f64 {
-    let mut state = scorer.start();
+    max_window_from(scorer, scorer.start(), thread)
+}
+
+/// [`max_window`] of syscalls scored from `state` on (such as [`Piece::start`]).
+pub fn max_window_from(scorer: &NgramScorer, mut state: u32, thread: &[Sym]) -> f64 {
     let mut window = Window::default();
     thread
         .iter()
@@ -595,6 +672,10 @@ mod tests {
         Detect::calibrate(scorer, &refs, 0.05).unwrap()
     }
 
+    fn wholes(threads: &[&[Sym]]) -> Vec<Piece> {
+        threads.iter().map(|t| Piece::whole(t.to_vec())).collect()
+    }
+
     fn event(sym: Option<Sym>) -> Event {
         Event {
             id: 1,
@@ -712,7 +793,7 @@ mod tests {
             assert!(l.on_event(&mut threads[t], &event(Some(s))).is_none());
         }
         let learned = l.into_parts();
-        assert_eq!(learned.threads, vec![vec![1, 2, 3], vec![5, 6]]);
+        assert_eq!(learned.threads, wholes(&[&[1, 2, 3], &[5, 6]]));
         assert_eq!(learned.counts.events(), 5);
         let mut plain = Learn::new(NgramCounts::new(2).unwrap());
         let mut t = plain.begin_thread();
@@ -736,10 +817,13 @@ mod tests {
             }
         }
         let first = first.unwrap();
-        assert_eq!(first.threads, vec![vec![1, 2], vec![5, 6]]);
+        assert_eq!(first.threads, wholes(&[&[1, 2], &[5, 6]]));
         assert_eq!(first.counts.events(), 4);
         let rest = split.into_parts();
-        assert_eq!(rest.threads, vec![vec![3, 4], vec![7]]);
+        let continuations = |t: &[&[Sym]]| -> Vec<Piece> {
+            t.iter().map(|s| Piece::continuation(s.to_vec())).collect()
+        };
+        assert_eq!(rest.threads, continuations(&[&[3, 4], &[7]]));
         let mut merged = first.counts;
         merged.merge(&rest.counts).unwrap();
         assert_eq!(merged, whole.into_parts().counts);
@@ -764,7 +848,10 @@ mod tests {
         let _ = l.on_event(&mut new, &event(Some(3)));
         let _ = l.on_event(&mut live, &event(Some(4)));
         let rest = l.into_parts();
-        assert_eq!(rest.threads, vec![vec![3], vec![4]]);
+        assert_eq!(
+            rest.threads,
+            vec![Piece::whole(vec![3]), Piece::continuation(vec![4])]
+        );
     }
 
     #[test]
