@@ -76,6 +76,7 @@ LOGS="$SUITE/logs"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+usage() { awk 'NR > 1 { if (!/^#/) exit; print }' "$0"; } # the whole header comment
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
 mkdir -p "$LOGS"
@@ -524,6 +525,6 @@ case "$cmd" in
         step_deps; step_source; step_build_test; step_build_shim; step_registry_up
         step_run "${1:-3}"
         ;;
-    -h | --help) sed -n '2,39p' "$0" ;;
-    *) sed -n '2,39p' "$0" >&2; exit 2 ;;
+    -h | --help) usage ;;
+    *) usage >&2; exit 2 ;;
 esac

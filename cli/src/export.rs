@@ -86,8 +86,9 @@ enum ExportFormat {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 The profile allows every syscall the model learned plus the ones runc itself makes between \
-loading the filter and executing the container (chaperone_seccomp_gen::runtime); other syscalls \
-get --default-action. Names a target architecture lacks are replaced by their counterpart there \
+loading the filter and executing the container (chaperone_seccomp_gen::runtime) and the ones the \
+supervisor never traces (write, mmap, futex...: no profile can have learned them); other \
+syscalls get --default-action. Names a target architecture lacks are replaced by their counterpart there \
 (open -> openat on aarch64, mmap2 -> mmap on x86_64) or skipped.
 
 --merge BASE takes a Docker or OCI profile (or a whole config.json) the result is never weaker \
@@ -114,7 +115,8 @@ pub struct ExportArgs {
     /// A Docker or OCI seccomp profile the result must never be weaker than.
     #[arg(long, value_name = "BASE")]
     merge: Option<PathBuf>,
-    /// The SPO object's name (default: the profile file's stem, made a valid object name).
+    /// The SPO object's name (default: the profile's name in the store, or the profile file's
+    /// stem, made a valid object name).
     #[arg(long)]
     name: Option<String>,
     /// Write here instead of standard output (`-`: standard output).
