@@ -215,24 +215,33 @@ impl Containerd {
         let base = dir.path();
         std::fs::write(base.join(CHAPERONE_CONFIG_FILE), chaperone_config(base, ""))?;
         let socket = base.join("c.sock");
-        let plugins = match cri {
-            Some(cri) => cri(base),
-            None => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_owned(),
+        // A top-level key must come before the first table: after `[debug]` it would be
+        // `debug.disabled_plugins`, and CRI ran (until 2026-12-07), with its stream server,
+        // and watched the host's /etc/cni/net.d.
+        let (disabled, plugins) = match cri {
+            Some(cri) => ("", cri(base)),
+            None => (
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+                String::new(),
+            ),
         };
         let config = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-[grpc]
+{disabled}[grpc]
   address = "{socket}"
 [ttrpc]
   address = "{socket}.ttrpc"
 [debug]
   level = "{level}"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
 {plugins}"#,
             root = base.join("root").display(),
             state = base.join("state").display(),
             socket = socket.display(),
+            opt = base.join("opt").display(),
         );
         std::fs::write(base.join("config.toml"), config)?;
         std::fs::create_dir_all(base.join("run"))?;

@@ -470,10 +470,18 @@ fn a_running_container_s_learning_reaches_the_store_periodically() {
     // flushes, is whole in the first run and a continuation in the later ones.
     let runs = Store::open(&ctrd.db_path()).unwrap().runs(&key).unwrap();
     assert!(runs.len() >= 2, "{} runs", runs.len());
-    assert!(runs.iter().all(|r| r.container.as_deref() == Some(id.as_str())));
-    assert!(runs[0].threads.iter().all(|t| !t.continues), "{:?}", runs[0]);
+    assert!(runs
+        .iter()
+        .all(|r| r.container.as_deref() == Some(id.as_str())));
     assert!(
-        runs[1..].iter().any(|r| r.threads.iter().any(|t| t.continues)),
+        runs[0].threads.iter().all(|t| !t.continues),
+        "{:?}",
+        runs[0]
+    );
+    assert!(
+        runs[1..]
+            .iter()
+            .any(|r| r.threads.iter().any(|t| t.continues)),
         "no continuation recorded"
     );
     let log = ctrd.log();

@@ -270,6 +270,31 @@ under_both_shims!(
     runc_v2_execs_in_and_kills_a_detached_container_and_cleans_up
 );
 
+/// The private containerd every test starts runs no CRI (no stream server on the host's
+/// loopback, no watch of the host's CNI directory) and keeps its `opt` directory in its own.
+/// Until 2026-12-07 the config disabled nothing (the key sat in its `[debug]` table).
+#[test]
+fn the_private_containerd_runs_no_cri_and_keeps_to_its_directory() {
+    let Some(ctrd) = setup() else { return };
+    let plugins = ctrd
+        .ctr_ok(&["plugins", "ls"])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let cri: Vec<&str> = plugins
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("cri"))
+        .collect();
+    assert!(
+        cri.iter().all(|l| !l.trim_end().ends_with(" ok")),
+        "{plugins}"
+    );
+    let opt = plugins
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("opt"))
+        .unwrap_or_else(|| panic!("no opt plugin\n{plugins}"));
+    assert!(opt.trim_end().ends_with(" ok"), "{plugins}");
+    assert!(ctrd.dir().join("opt/bin").is_dir(), "{plugins}");
+}
+
 #[test]
 fn a_container_whose_image_was_removed_learns_under_the_image_name() {
     let Some(ctrd) = setup() else { return };
