@@ -52,6 +52,9 @@ while [ $# -gt 0 ]; do
             if [ "$1" = --port ] && ! (( 10#$2 >= 1 && 10#$2 <= 65535 )); then
                 bad_argument "--port $2: not a port (1 to 65535)"
             fi
+            if { [ "$1" = --attack-runs ] || [ "$1" = --max-learn-runs ]; } && (( 10#$2 == 0 )); then
+                bad_argument "$1 0: the demo needs at least one"
+            fi
             demo_args+=("$1" "$2"); shift 2 ;;
         --hot-coverage)
             [ $# -ge 2 ] || bad_argument "$1 needs a value"
@@ -64,6 +67,8 @@ done
 case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
 
 [ "$(id -u)" -eq 0 ] || die "the demo runs containers: run it as root"
+# The one prerequisite the script cannot install, checked before the packages.
+require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" runc containerd busybox-static
 "$CHAPERONE_ROOT/scripts/install.sh" --prefix "$prefix" || die "installing chaperone failed"
 

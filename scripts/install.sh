@@ -43,6 +43,12 @@ ensure_packages "${BUILD_PACKAGES[@]}"
 [ "$deps_only" -eq 1 ] && exit 0
 
 require_cargo
+# Whether $prefix/bin can be made and written, checked before the build (minutes), not after
+# it, and without making anything yet: at its nearest existing ancestor.
+writable="$prefix/bin"
+while [ ! -e "$writable" ]; do writable="$(dirname "$writable")"; done
+[ -d "$writable" ] && [ -w "$writable" ] \
+    || die "cannot install into $prefix/bin ($writable is not a directory you may write): run as root, or give a --prefix you own"
 cd "$CHAPERONE_ROOT"
 log "building release binaries"
 cargo build --release --locked -p chaperone || die "building chaperone failed"

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,6 +17,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde_json::json;
+use signal_hook::iterator::Signals;
 
 use crate::require;
 use crate::runc::{self, BUSYBOX};
@@ -1015,24 +1017,37 @@ impl Teardown {
             .collect()
     }
 
-    /// Watches for SIGINT, SIGTERM and SIGHUP from now on: on the first, says so on stderr,
-    /// tears down, removes the directory and exits with 128 + the signal's number (as a shell
-    /// reports a program a signal ended).
-    pub fn on_signals(self, program: &'static str) -> Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .context("watching for signals")?;
+    /// Handles the `signals` ([`watch_signals`], taken before containerd was started, so that
+    /// one that came while it started waits here): on the first, says so on stderr, tears
+    /// down, removes the directory and exits with 128 + the signal's number (as a shell
+    /// reports a program a signal ended). A second signal during the teardown exits at once,
+    /// saying what may be left.
+    pub fn on_signals(self, program: &'static str, mut signals: Signals) -> Result<()> {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
-                    INTERRUPTED.store(true, Ordering::SeqCst);
-                    eprintln!(
-                        "{program}: interrupted (signal {signal}): removing the containers and stopping containerd"
-                    );
+                let mut signals = signals.forever();
+                let Some(signal) = signals.next() else { return };
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                let dir = self.dir.clone();
+                eprintln!(
+                    "{program}: interrupted (signal {signal}): removing the containers and stopping containerd (again to stop at once)"
+                );
+                let teardown = move || {
                     self.run();
                     let _ = std::fs::remove_dir_all(&self.dir);
                     std::process::exit(128 + signal);
+                };
+                if let Err(e) = std::thread::Builder::new().name("teardown".into()).spawn(teardown) {
+                    eprintln!("{program}: cannot start the teardown: {e}");
+                    std::process::exit(128 + signal);
+                }
+                if let Some(again) = signals.next() {
+                    eprintln!(
+                        "{program}: signal {again} again: exiting before the teardown ended; its containerd (config {}) and containers may still run",
+                        dir.join("config.toml").display()
+                    );
+                    std::process::exit(128 + again);
                 }
             })
             .context("starting the signal watcher")?;
@@ -1040,22 +1055,62 @@ impl Teardown {
     }
 }
 
+/// Starts catching SIGINT, SIGTERM and SIGHUP, for [`Teardown::on_signals`]: until then they
+/// wait, and do not end the program.
+pub fn watch_signals() -> Result<Signals> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    Signals::new([SIGINT, SIGTERM, SIGHUP]).context("watching for signals")
+}
+
 /// Mount points at or below `dir`, in mount order.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
+    mount_points()
+        .into_iter()
         .filter(|p| p.starts_with(dir))
         .collect()
 }
 
 /// Whether any mount point's path contains `needle`.
 pub fn mounted(needle: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|p| p.contains(needle))
+    mount_points().iter().any(|p| {
+        p.as_os_str()
+            .as_encoded_bytes()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    })
+}
+
+/// This process's mount points, in mount order, unescaped (mountinfo writes a space, tab,
+/// newline or backslash in a path as `\ooo`).
+fn mount_points() -> Vec<PathBuf> {
+    let info = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
+    info.split(|&b| b == b'\n')
+        .filter_map(|l| l.split(|&b| b == b' ').nth(4))
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&unescape_octal(p))))
+        .collect()
+}
+
+/// `\ooo` escapes decoded; anything else as it is.
+fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let code = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Pids of processes whose command line contains every one of `words`.
@@ -1431,6 +1486,14 @@ pub(crate) fn file_at(path: &Path, secs: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_octal(br"/tmp/rd\040tmp/b"), b"/tmp/rd tmp/b");
+        assert_eq!(unescape_octal(br"/a\134b\011c\012"), b"/a\\b\tc\n");
+        // Not an escape: left as it is.
+        assert_eq!(unescape_octal(br"/x\09\"), br"/x\09\");
+    }
 
     #[test]
     fn a_binary_older_than_a_file_its_dep_info_lists_is_stale() {

@@ -6,7 +6,7 @@
 //! store. The image is built locally from Debian's static busybox (no registry is reachable).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -133,9 +133,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The story held: every benign run silent, every attack stopped.
+    /// The story held: every benign run silent, and at least one attack run, every one
+    /// stopped.
     pub fn held(&self) -> bool {
         self.benign_silent.0 == self.benign_silent.1
+            && self.attacks_stopped.1 > 0
             && self.attacks_stopped.0 == self.attacks_stopped.1
     }
 }
@@ -721,6 +723,10 @@ impl<'a> Server<'a> {
     /// Starts the server as container `id` listening on `port`, with `extra` `ctr run` flags.
     pub fn start(ctrd: &'a Containerd, id: &str, port: u16, extra: &[&str]) -> Result<Self> {
         let listen = format!("127.0.0.1:{port}");
+        // Another server on the port would answer in this one's place.
+        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+            bail!("cannot serve on {listen} ({e}): is another program using the port? (--port)");
+        }
         let annotation = format!("chaperone.io/profile={PROFILE}");
         let mut args = vec!["run", "-d", "--net-host", "--runtime", CHAPERONE];
         args.extend(["--annotation", &annotation]);
@@ -731,10 +737,19 @@ impl<'a> Server<'a> {
             ctrd,
             id: id.to_owned(),
         };
-        wait_for("the web server to listen", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
+        let exited = wait_for("the web server to listen", Duration::from_secs(15), || {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(false);
+            }
+            (ctrd.task_status(id).as_deref() == Some("STOPPED")).then_some(true)
         })
         .with_context(|| format!("containerd log:\n{}", tail(&ctrd.log())))?;
+        if exited {
+            bail!(
+                "the web server {id} exited before it listened on {listen}; containerd log:\n{}",
+                tail(&ctrd.log())
+            );
+        }
         Ok(server)
     }
 

@@ -137,6 +137,23 @@ fn install_sh_fails_with_1_when_the_build_fails() {
     assert!(!cwd.path().join("out").exists());
 }
 
+/// A prefix that cannot be installed into fails before the build (minutes), not after it
+/// (until 2026-12-07), and makes nothing.
+#[test]
+fn install_sh_refuses_a_prefix_it_cannot_write_before_building() {
+    let stub = Stub::new();
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("a-file"), "").unwrap();
+    let out = stub.run("install.sh", &["--prefix", "a-file/sub"], cwd.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot install into"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stub.calls().contains("build"), "{}", stub.calls());
+}
+
 /// Before 2026-12-07 demo.sh passed its demo options on unchecked, and `--port abc` failed
 /// only after the packages, the build and the install.
 #[test]
@@ -148,6 +165,8 @@ fn demo_sh_refuses_a_bad_option_before_anything_else() {
         &["--port", "70000"],
         &["--port", "0"],
         &["--attack-runs", "99999999999999999999"],
+        &["--attack-runs", "0"],
+        &["--max-learn-runs", "00"],
         &["--hot-coverage", "1.5"],
         &["--benign-runs"],
         &["--no-such-option"],

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chaperone_integration::cli;
-use chaperone_integration::containerd::BUSYBOX_IMAGE;
+use chaperone_integration::containerd::{self, BUSYBOX_IMAGE};
 use chaperone_integration::cri::{bench_pod_start, CriContainerd};
 use chaperone_integration::say;
 
@@ -137,10 +137,11 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("starting containerd with the CRI plugin and building the images");
+    let signals = containerd::watch_signals()?;
     let mut cri = CriContainerd::start(&args.bin_dir, "info", &[BUSYBOX_IMAGE])?;
     cri.containerd
         .teardown()
-        .on_signals("chaperone-bench-cri")?;
+        .on_signals("chaperone-bench-cri", signals)?;
     cri.runtime_default_seccomp = args.runtime_default;
     let mut warm_up = args.warm_up;
     let config = |top: &str| match args.unnamed {

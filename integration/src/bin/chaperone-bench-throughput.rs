@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chaperone_integration::cli;
-use chaperone_integration::containerd::Containerd;
+use chaperone_integration::containerd::{self, Containerd};
 use chaperone_integration::say;
 use chaperone_integration::throughput::{self, Options, Setup};
 
@@ -123,8 +123,10 @@ fn parse() -> Result<Option<Args>, String> {
 
 fn main() -> ExitCode {
     cli::main("chaperone-bench-throughput", USAGE, parse, |args| {
+        let signals = containerd::watch_signals()?;
         let ctrd = Containerd::start_logging(&args.bin_dir, "info")?;
-        ctrd.teardown().on_signals("chaperone-bench-throughput")?;
+        ctrd.teardown()
+            .on_signals("chaperone-bench-throughput", signals)?;
         let report = throughput::run(&ctrd, &args.opts, |line| eprintln!("throughput: {line}"))?;
         if let Some(path) = &args.log {
             std::fs::write(path, ctrd.log())?;

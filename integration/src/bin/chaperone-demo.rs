@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chaperone_integration::cli;
-use chaperone_integration::containerd::Containerd;
+use chaperone_integration::containerd::{self, Containerd};
 use chaperone_integration::demo::{self, Options, VariantOutcome};
 use chaperone_integration::say;
 
@@ -23,8 +23,9 @@ Needs root, containerd, ctr, runc and a static busybox at /bin/busybox.
   --bin-dir DIR         where containerd-shim-chaperone-v2 is installed
   --port N              the web server's port on 127.0.0.1 (default 18080)
   --benign-runs N       benign reruns under enforce (default 1)
-  --attack-runs N       attack runs under enforce (default 1)
-  --max-learn-runs N    give up if learning has not converged after N runs (default 60)
+  --attack-runs N       attack runs under enforce, at least 1 (default 1)
+  --max-learn-runs N    give up if learning has not converged after N runs, at least 1
+                        (default 60)
   --variation-runs N    before the attack, run each of 9 benign traffic variants learning
                         never sent (reordered, other names and paths, HEAD, browser
                         headers, a slow client, concurrent clients, longer) and each of 8
@@ -60,8 +61,8 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
             "--bin-dir" => bin_dir = Some(PathBuf::from(&value)),
             "--port" => opts.port = value.parse().map_err(|e| format!("--port {value}: {e}"))?,
             "--benign-runs" => opts.benign_runs = number()?,
-            "--attack-runs" => opts.attack_runs = number()?,
-            "--max-learn-runs" => opts.max_learn_runs = number()?.max(1),
+            "--attack-runs" => opts.attack_runs = at_least_one(&arg, number()?)?,
+            "--max-learn-runs" => opts.max_learn_runs = at_least_one(&arg, number()?)?,
             "--variation-runs" => opts.variation_runs = number()?,
             "--hot-coverage" => {
                 let f: f64 = value
@@ -78,6 +79,14 @@ fn parse() -> Result<Option<(PathBuf, Options)>, String> {
     Ok(Some((cli::bin_dir(bin_dir)?, opts)))
 }
 
+/// `n`, or an error when it is 0: the demo needs at least one attack and one learning run.
+fn at_least_one(arg: &str, n: usize) -> Result<usize, String> {
+    if n == 0 {
+        return Err(format!("{arg} 0: the demo needs at least one"));
+    }
+    Ok(n)
+}
+
 /// Runs, runs with an alert, and alerts, over every variant of `outcomes`.
 fn totals(outcomes: &[VariantOutcome]) -> (usize, usize, usize) {
     outcomes
@@ -89,8 +98,10 @@ fn totals(outcomes: &[VariantOutcome]) -> (usize, usize, usize) {
 
 fn main() -> ExitCode {
     cli::main("chaperone-demo", USAGE, parse, |(bin_dir, opts)| {
+        // Watched before containerd starts: a signal meanwhile waits for the teardown.
+        let signals = containerd::watch_signals()?;
         let ctrd = Containerd::start(&bin_dir)?;
-        ctrd.teardown().on_signals("chaperone-demo")?;
+        ctrd.teardown().on_signals("chaperone-demo", signals)?;
         say!(
             "==> a private containerd is running in {}",
             ctrd.dir().display()
