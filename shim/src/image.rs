@@ -210,8 +210,10 @@ mod tests {
         let err = images.of_container("c1").await.unwrap_err();
         let took = started.elapsed();
         assert!(matches!(err, ImageError::Timeout), "{err:?}");
+        // The lower bound is the point; the upper one only tells a hang apart (no tight
+        // bound: the machines are noisy).
         assert!(
-            took >= LOOKUP_TIMEOUT.mul_f32(0.9) && took < LOOKUP_TIMEOUT * 3,
+            took >= LOOKUP_TIMEOUT.mul_f32(0.9) && took < Duration::from_secs(60),
             "{took:?}"
         );
         drop(listener);

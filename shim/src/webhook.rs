@@ -232,7 +232,8 @@ mod tests {
             took >= TIMEOUT.mul_f32(0.9),
             "it waited for the answer: {took:?}: {err}"
         );
-        assert!(took < TIMEOUT * 3, "not a hang: {took:?}");
+        // Only a hang is told apart (no tight bound: the machines are noisy).
+        assert!(took < Duration::from_secs(60), "not a hang: {took:?}");
         drop(listener);
     }
 
