@@ -22,11 +22,12 @@ Installs the build packages if missing (root), then runs, in order:
   6. the host-wide paths the integration tests write to, compared with
      before step 4: containerd's shim sockets and ctr's FIFOs under
      /run/containerd, runc roots, cgroups and private containerds' temp
-     directories (/tmp) named chp-*, and failure logs
+     directories (/tmp) named chp-*, the tests' own cgroups (chaperone-test-*,
+     chaperone-itest-*), and failure logs
      /tmp/chaperone-itest-*.log; what is new is listed ("left behind by the
      tests: ...")
 
-Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true they fail,
+Tests whose prerequisites are missing print "SKIPPED: ..."; with CI=true (or 1) they fail,
 and so does a run that leaves something behind.
 The build packages: ${BUILD_PACKAGES[*]}; the test packages: ${TEST_PACKAGES[*]};
 for step 3, ${FUZZ_PACKAGES[*]}.
@@ -75,7 +76,8 @@ fi
 host_paths() {
     local p
     for p in /run/containerd/fifo/* /run/containerd/s/* /run/containerd/runc/chp-* \
-        /sys/fs/cgroup/chp-* /sys/fs/cgroup/*/chp-* /tmp/chp-* /tmp/chaperone-itest-*.log; do
+        /sys/fs/cgroup/chp-* /sys/fs/cgroup/*/chp-* /sys/fs/cgroup/chaperone-*test-* \
+        /sys/fs/cgroup/*/chaperone-*test-* /tmp/chp-* /tmp/chaperone-itest-*.log; do
         if [ -e "$p" ]; then printf '%s\n' "$p"; fi
     done | sort
 }
@@ -93,7 +95,7 @@ cargo test --locked --workspace --no-fail-fast -- --nocapture 2>&1 | tee "$resul
 # binary with nothing in it).
 awk '
     /^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-    /^SKIPPED:/ { s++ }
+    /SKIPPED: / { s++ }
     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }
 ' "$results"
 if [ "$tested" -ne 0 ]; then
@@ -103,7 +105,7 @@ fi
 left="$(host_paths | comm -13 "$before" -)"
 if [ -n "$left" ]; then
     printf 'left behind by the tests:\n%s\n' "$left" >&2
-    if [ "${CI:-}" = "true" ]; then
+    if [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; then
         die "the tests left host-wide paths behind (listed above)"
     fi
 fi

@@ -400,6 +400,32 @@ state = "{state}"
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// Whether a line of the log names `id` and says `message`, waiting up to 30 s for one: a
+    /// shim's lines reach the log through containerd, which copies them from the shim's log
+    /// FIFO as they come, so a line the shim wrote before an RPC returned may not be there yet.
+    /// (It waits the whole time only when the line is missing.)
+    pub fn wait_logged(&self, id: &str, message: &str) -> bool {
+        wait_for(message, Duration::from_secs(30), || {
+            self.log()
+                .lines()
+                .any(|l| l.contains(message) && l.contains(id))
+                .then_some(())
+        })
+        .is_ok()
+    }
+
+    /// Waits (up to 30 s) until the shim's "container deleted" line for `id` is in the log:
+    /// the shim logs it last for a container, after what it learned was stored, and a shim's
+    /// lines arrive in order, so the log then holds every line the shim wrote about `id`.
+    /// Call it before checking that a line is missing, or counting lines.
+    pub fn wait_deleted_logged(&self, id: &str) -> Result<()> {
+        if self.wait_logged(id, "container deleted") {
+            Ok(())
+        } else {
+            bail!("no \"container deleted\" line for {id} in containerd's log")
+        }
+    }
+
     /// A test failure's message: the newest lines of containerd's log (the whole log is copied
     /// to a file that outlives the test, named here), then `what` (an error with its whole chain
     /// of causes). The failure comes last, where a reader of the output, and CI's excerpt of it,
@@ -589,6 +615,13 @@ state = "{state}"
     /// The status of task `id` of `namespace`, if listed.
     pub fn task_status_in(&self, namespace: &str, id: &str) -> Option<String> {
         task_status_at(&self.socket, namespace, id)
+    }
+
+    /// The host pid of task `id`'s init in `ctr tasks ls`, if listed.
+    pub fn task_pid(&self, id: &str) -> Option<u32> {
+        task_column(&self.socket, &self.namespace, id, 1)?
+            .parse()
+            .ok()
     }
 
     /// Best-effort removal of a container and its task.
@@ -863,13 +896,18 @@ fn collect(
 
 /// The status of task `id` of `namespace` in `ctr tasks ls`, if listed.
 fn task_status_at(socket: &Path, namespace: &str, id: &str) -> Option<String> {
+    task_column(socket, namespace, id, 2)
+}
+
+/// Column `column` of task `id`'s row in `ctr tasks ls` (TASK, PID, STATUS), if listed.
+fn task_column(socket: &Path, namespace: &str, id: &str, column: usize) -> Option<String> {
     let out = ctr_at(socket, namespace, &["tasks", "ls"]).ok()?;
     if !out.status.success() {
         return None;
     }
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
         let cols: Vec<&str> = l.split_whitespace().collect();
-        (cols.first() == Some(&id)).then(|| cols.get(2).map(|s| (*s).to_owned()))?
+        (cols.first() == Some(&id)).then(|| cols.get(column).map(|s| (*s).to_owned()))?
     })
 }
 
@@ -1113,7 +1151,10 @@ fn unescape_octal(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Pids of processes whose command line contains every one of `words`.
+/// Pids of processes with, for every one of `words`, an argument that is the word, is a path
+/// in the directory the word names, or has a file name starting with it (a program:
+/// `containerd-shim` matches `/usr/bin/containerd-shim-runc-v2`). Until 2026-12-07 a word
+/// matched anywhere in the command line, so id `shimcg-1` matched a shim of `noshimcg-1`.
 pub fn processes_with(words: &[&str]) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -1122,10 +1163,22 @@ pub fn processes_with(words: &[&str]) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            words.iter().all(|w| text.contains(w))
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            words
+                .iter()
+                .all(|w| args.iter().any(|a| argument_matches(a, w)))
         })
         .collect()
+}
+
+fn argument_matches(arg: &str, word: &str) -> bool {
+    let in_dir = arg
+        .strip_prefix(word.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with('/'));
+    arg == word || in_dir || arg.rsplit('/').next().is_some_and(|f| f.starts_with(word))
 }
 
 /// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it) with
@@ -1488,6 +1541,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_process_word_matches_whole_arguments_paths_in_a_directory_and_program_names() {
+        assert!(argument_matches("shimcg-chp-1", "shimcg-chp-1"));
+        assert!(!argument_matches("noshimcg-chp-1", "shimcg-chp-1"));
+        assert!(argument_matches("/tmp/chp-x/config.toml", "/tmp/chp-x"));
+        assert!(!argument_matches("/tmp/chp-xy/config.toml", "/tmp/chp-x"));
+        assert!(argument_matches(
+            "/usr/bin/containerd-shim-runc-v2",
+            "containerd-shim"
+        ));
+        assert!(!argument_matches("-id", "containerd-shim"));
+    }
+
+    #[test]
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_octal(br"/tmp/rd\040tmp/b"), b"/tmp/rd tmp/b");
         assert_eq!(unescape_octal(br"/a\134b\011c\012"), b"/a\\b\tc\n");
@@ -1676,12 +1742,13 @@ mod tests {
     fn output_within_kills_a_program_that_runs_past_its_limit() {
         let err = output_within(
             Command::new("sh").args(["-c", "echo started; exec sleep 1000"]),
-            Duration::from_millis(300),
+            // Long enough for a fork and exec on a loaded machine to print first.
+            Duration::from_secs(3),
         )
         .unwrap_err();
         let message = format!("{err:#}");
         assert!(
-            message.contains("killed after 300ms") && message.contains("started"),
+            message.contains("killed after 3s") && message.contains("started"),
             "{message}"
         );
     }
@@ -1712,7 +1779,7 @@ mod tests {
         // The line would make it exit 0; it is not sent, and the program is killed.
         let err = output_once_printed(
             Command::new("sh").args(["-c", "echo other; read _; exit 0"]),
-            Duration::from_millis(300),
+            Duration::from_secs(3),
             Exchange {
                 stdout: "expected",
                 ..Exchange::default()
@@ -1721,7 +1788,7 @@ mod tests {
         .unwrap_err();
         let message = format!("{err:#}");
         assert!(
-            message.contains("killed after 300ms") && message.contains("other"),
+            message.contains("killed after 3s") && message.contains("other"),
             "{message}"
         );
     }

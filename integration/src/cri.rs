@@ -21,7 +21,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::containerd::{Containerd, CRI_NAMESPACE};
+use crate::containerd::{Containerd, CRI_NAMESPACE, CTR_DEADLINE};
 
 /// The runtime handler (`RuntimeClass.handler`) of chaperone in the shipped config fragment.
 pub const HANDLER: &str = "chaperone";
@@ -125,14 +125,18 @@ impl CriContainerd {
         RuntimeServiceClient::new(self.channel.clone())
     }
 
-    /// Runs CRI call `what` to its reply; a refusal names the call, its gRPC code and message.
+    /// Runs CRI call `what` to its reply, within `CTR_DEADLINE` (a hung containerd or shim
+    /// fails the test rather than stalling the suite); a refusal names the call, its gRPC code
+    /// and message.
     fn call<T>(
         &self,
         what: &str,
         call: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
         self.runtime
-            .block_on(call)
+            // The timer is made inside the runtime (a `timeout` made outside it panics).
+            .block_on(async { tokio::time::timeout(CTR_DEADLINE, call).await })
+            .map_err(|_| anyhow::anyhow!("{what}: no reply within {CTR_DEADLINE:?}"))?
             .map(tonic::Response::into_inner)
             .map_err(|s| anyhow::anyhow!("{what}: {}: {}", s.code(), s.message()))
     }

@@ -91,7 +91,9 @@ fn a_two_container_pod_runs_under_chaperone_and_leaves_nothing() {
         "the pod's shim is named by its sandbox"
     );
 
-    cri.stop_container(web_id, 2).unwrap();
+    // A grace long enough for a traced shell's trap on a loaded machine; StopContainer
+    // returns as soon as the container exits.
+    cri.stop_container(web_id, 30).unwrap();
     let code = cri
         .wait_state(
             web_id,

@@ -99,11 +99,25 @@ fn ran_each_once(ctrd: &Containerd, ran: &[VariantOutcome], variants: &[Variant]
     }
 }
 
-/// Killed (not interrupted) if an assertion fails before the test ends it.
+/// Interrupted if an assertion fails before the test ends it, so that it removes its
+/// containers and stops its containerd (its own process group, which a SIGKILL of the demo
+/// would leave running, as it did until 2026-12-07); killed if it has not ended within a
+/// minute.
 struct Reap(std::process::Child);
 
 impl Drop for Reap {
     fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = signal(self.0.id(), Signal::SIGINT);
+            let ended = chaperone_integration::containerd::wait_for(
+                "the demo to clean up",
+                std::time::Duration::from_secs(60),
+                || self.0.try_wait().ok().flatten(),
+            );
+            if ended.is_ok() {
+                return;
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

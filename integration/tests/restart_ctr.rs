@@ -51,13 +51,15 @@ void _start(void) {
 }
 "#;
 
-/// The image with `/bin/nap2` (0.4 s, to learn) and `/bin/nap20` (4 s, to stop).
+/// The image with `/bin/nap2` (0.4 s, to learn) and `/bin/napmany` (12 s, to stop: three
+/// rounds of [`stop_and_pause`] fit in it on a loaded machine; until 2026-12-07 it slept 4 s,
+/// and a slow round could meet its end).
 fn import(ctrd: &Containerd) {
     let short = compile_static(ctrd.dir(), "nap2", NAP_C, &["-DNAPS=2"]);
-    let long = compile_static(ctrd.dir(), "nap20", NAP_C, &["-DNAPS=20"]);
+    let long = compile_static(ctrd.dir(), "napmany", NAP_C, &["-DNAPS=60"]);
     ctrd.import_image(
         IMAGE,
-        &[("bin/nap2", &short, 0o755), ("bin/nap20", &long, 0o755)],
+        &[("bin/nap2", &short, 0o755), ("bin/napmany", &long, 0o755)],
     )
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
 }
@@ -140,9 +142,10 @@ fn stop_and_pause(ctrd: &Containerd, id: &str, all: bool) {
 }
 
 /// Three rounds of [`stop_and_pause`] while the task `id` of `run` sleeps, each once the task
-/// runs. Then the exit code, or the earlier one of a task that exited meanwhile.
+/// runs. Then the exit code, or the earlier one of a task that failed meanwhile. A task that
+/// ends well before its third round has not been tested: that fails here.
 fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) -> Option<i32> {
-    for _ in 0..3 {
+    for round in 0..3 {
         let running = wait_for("the task to run", Duration::from_secs(20), || {
             if let Ok(Some(status)) = run.0.try_wait() {
                 return Some(Some(status.code()));
@@ -151,6 +154,10 @@ fn stop_three_times(ctrd: &Containerd, id: &str, run: &mut Reaped, all: bool) ->
         });
         match running.unwrap_or_else(|e| panic!("{}", ctrd.explain(e))) {
             None => {}
+            Some(Some(0)) => panic!(
+                "{}",
+                ctrd.explain(format!("the task ended after {round} of 3 rounds"))
+            ),
             Some(code) => return code,
         }
         stop_and_pause(ctrd, id, all);
@@ -198,7 +205,7 @@ fn an_enforced_container_sleeps_through_a_pause_and_a_stop() {
     learn(&ctrd, &key, IMAGE, &["/bin/nap2"]);
     let id = format!("{key}-enforced");
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut run = start(&ctrd, &id, &enforced(&key), IMAGE, &["/bin/nap20"]);
+    let mut run = start(&ctrd, &id, &enforced(&key), IMAGE, &["/bin/napmany"]);
     let code = stop_three_times(&ctrd, &id, &mut run, false);
     expect_clean_exit(&ctrd, &id, code);
 }
@@ -225,7 +232,7 @@ fn an_exported_profile_lets_a_container_sleep_through_a_pause_and_a_stop() {
     ];
     let id = format!("{key}-exported");
     let _cleanup = Cleanup(&ctrd, id.clone());
-    let mut run = start(&ctrd, &id, &flags, IMAGE, &["/bin/nap20"]);
+    let mut run = start(&ctrd, &id, &flags, IMAGE, &["/bin/napmany"]);
     let code = stop_three_times(&ctrd, &id, &mut run, false);
     assert_eq!(
         code,
@@ -251,7 +258,7 @@ fn an_enforced_shell_and_its_sleeping_child_go_on_after_stops_and_pauses() {
         &id,
         &enforced(&key),
         BUSYBOX_IMAGE,
-        &["sh", "-c", &script("4")],
+        &["sh", "-c", &script("12")],
     );
     let code = stop_three_times(&ctrd, &id, &mut run, true);
     expect_clean_exit(&ctrd, &id, code);

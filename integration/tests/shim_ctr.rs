@@ -459,6 +459,8 @@ fn chaperone_mode_annotation_turns_tracing_off_or_fails_create_clearly() {
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     assert!(out.contains("untraced"), "{out}");
     assert_host_clean(&ctrd, &off, CHAPERONE);
+    ctrd.wait_deleted_logged(&off)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let log = ctrd.log();
     let created_off = log
         .lines()
@@ -496,9 +498,16 @@ fn create_fails(ctrd: &Containerd, extra: &[&str], id: &str, cmd: &[&str]) -> St
 
 /// Fails unless containerd's log has the shim's line for a failed Create mentioning `what`.
 fn assert_failed_create_logged(ctrd: &Containerd, what: &str) {
-    let logged = ctrd.log().lines().any(|l| {
-        l.contains("request failed") && l.contains("request=\"create\"") && l.contains(what)
-    });
+    // Waited for: containerd copies the shim's lines as they come.
+    let logged = wait_for("the failed Create's line", Duration::from_secs(30), || {
+        ctrd.log()
+            .lines()
+            .any(|l| {
+                l.contains("request failed") && l.contains("request=\"create\"") && l.contains(what)
+            })
+            .then_some(())
+    })
+    .is_ok();
     assert!(
         logged,
         "{}",

@@ -18,16 +18,12 @@ use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV, SPAWN_ONCE_FAULT_ENV};
 use nix::sys::signal::Signal;
 
 fn task_pid(ctrd: &Containerd, id: &str) -> u32 {
-    let listed = ctrd
-        .ctr_ok(&["tasks", "ls"])
-        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    listed
-        .lines()
-        .find_map(|l| {
-            let mut cols = l.split_whitespace();
-            (cols.next() == Some(id)).then(|| cols.next()?.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("no pid for {id} in {listed}"))))
+    ctrd.task_pid(id).unwrap_or_else(|| {
+        panic!(
+            "{}",
+            ctrd.explain(format!("no pid for {id} in ctr tasks ls"))
+        )
+    })
 }
 
 /// Runs a sleeping container `id` under chaperone: the pids of its init and of its shim.
@@ -170,8 +166,16 @@ fn run_to_its_end(ctrd: &Containerd, id: &str) {
     );
 }
 
+/// Whether the log has the line, waiting for it ([`Containerd::wait_logged`]).
 fn logged(ctrd: &Containerd, id: &str, message: &str) -> bool {
-    times_logged(ctrd, id, message) > 0
+    ctrd.wait_logged(id, message)
+}
+
+/// Whether the log lacks the line once every line of `id`'s shim is in ([`Containerd::wait_deleted_logged`]).
+fn never_logged(ctrd: &Containerd, id: &str, message: &str) -> bool {
+    ctrd.wait_deleted_logged(id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    times_logged(ctrd, id, message) == 0
 }
 
 /// How many lines of containerd's log (the shims' included) name `id` and say `message`.
@@ -240,7 +244,7 @@ fn a_failed_supervisor_lets_its_container_run_untraced_when_fail_mode_is_open() 
         ctrd.explain("no fail-open message in the log")
     );
     assert!(
-        !logged(&ctrd, &id, "storing what the container learned"),
+        never_logged(&ctrd, &id, "storing what the container learned"),
         "{}",
         ctrd.explain("an untraced run was learned")
     );
@@ -307,7 +311,7 @@ fn a_supervisor_thread_that_starts_at_a_retry_serves_its_container() {
         ctrd.explain("no message for the failed first attempt")
     );
     assert!(
-        !logged(&ctrd, &id, "stopping the container"),
+        never_logged(&ctrd, &id, "stopping the container"),
         "{}",
         ctrd.explain("the container was stopped although the retry started its supervisor")
     );

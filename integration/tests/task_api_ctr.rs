@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chaperone_integration::containerd::{
     output_once_printed, processes_with, setup, wait_for, Cleanup, Containerd, Events, Exchange,
-    BUSYBOX_IMAGE, CHAPERONE,
+    BUSYBOX_IMAGE, CHAPERONE, CTR_DEADLINE,
 };
 use chaperone_integration::under_both_shims;
 
@@ -217,14 +217,9 @@ fn metrics_and_update(runtime: &str) {
 
 /// The memory limit of task `id`'s cgroup, read on the host.
 fn host_memory_limit(ctrd: &Containerd, id: &str) -> u64 {
-    let tasks = ctrd.ctr_ok(&["tasks", "ls"]).unwrap();
-    let pid = tasks
-        .lines()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(id)).then(|| words.next())?
-        })
-        .unwrap_or_else(|| panic!("{id} not in {tasks}"));
+    let pid = ctrd
+        .task_pid(id)
+        .unwrap_or_else(|| panic!("{}", ctrd.explain(format!("{id} not in ctr tasks ls"))));
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let file = cgroups
         .lines()
@@ -246,7 +241,8 @@ fn host_memory_limit(ctrd: &Containerd, id: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{file}: {text:?}: {e}"))
 }
 
-/// Runs `call` on a connection to `ctrd`'s gRPC socket, for what `ctr` 1.6 has no command for.
+/// Runs `call` on a connection to `ctrd`'s gRPC socket, for what `ctr` 1.6 has no command for,
+/// within `CTR_DEADLINE`: a hung containerd or shim fails the test, with the log.
 fn grpc<T, F: std::future::Future<Output = T>>(
     ctrd: &Containerd,
     call: impl FnOnce(tonic::transport::Channel) -> F,
@@ -255,11 +251,20 @@ fn grpc<T, F: std::future::Future<Output = T>>(
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(async {
-        let channel = containerd_client::connect(ctrd.socket())
-            .await
-            .expect("containerd's socket");
-        call(channel).await
+    let done = runtime.block_on(async {
+        let call = async {
+            let channel = containerd_client::connect(ctrd.socket())
+                .await
+                .expect("containerd's socket");
+            call(channel).await
+        };
+        tokio::time::timeout(CTR_DEADLINE, call).await
+    });
+    done.unwrap_or_else(|_| {
+        panic!(
+            "{}",
+            ctrd.explain(format!("a gRPC call had no reply within {CTR_DEADLINE:?}"))
+        )
     })
 }
 
@@ -684,7 +689,7 @@ fn chaperone_keeps_a_paused_container_frozen_when_kill_all_signals_it() {
     })
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     // The container's shell (not `ctr run`, whose arguments name the script too).
-    let pids: Vec<u32> = processes_with(&["/out/signalled"])
+    let pids: Vec<u32> = processes_with(&[script])
         .into_iter()
         .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n"))
         .collect();
