@@ -351,12 +351,72 @@ fn test_fifo(ctrd: &Containerd, id: &str, name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Exec and Start, through the API, of exec process `exec_id` of `id` running `args` on a
+/// terminal, with these FIFOs (containerd's reader of `stdout` must be open already).
+fn exec_with_fifos(
+    ctrd: &Containerd,
+    id: &str,
+    exec_id: &str,
+    args: &[&str],
+    stdin: Option<&std::path::Path>,
+    stdout: &std::path::Path,
+) {
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{ExecProcessRequest, StartRequest};
+    let spec = serde_json::json!({
+        "args": args, "cwd": "/", "env": ["PATH=/bin"], "terminal": true,
+        "user": {"uid": 0, "gid": 0},
+    });
+    let exec = namespaced(
+        ctrd,
+        ExecProcessRequest {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            stdin: stdin.map(|p| p.display().to_string()).unwrap_or_default(),
+            stdout: stdout.display().to_string(),
+            terminal: true,
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: spec.to_string().into_bytes(),
+            }),
+            ..Default::default()
+        },
+    );
+    let start = namespaced(
+        ctrd,
+        StartRequest {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+        },
+    );
+    grpc(ctrd, |channel| async move {
+        let mut tasks = TasksClient::new(channel);
+        tasks.exec(exec).await?;
+        tasks.start(start).await
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Exec and Start: {e}"))));
+}
+
+/// The exit events of `id`'s processes, in the order published: the process ids.
+fn exit_order(events: &Events<'_>, id: &str) -> Vec<String> {
+    let container = format!(r#""container_id":"{id}""#);
+    events
+        .lines()
+        .iter()
+        .filter(|l| l.contains("/tasks/exit") && l.contains(&container))
+        .filter_map(|l| {
+            let event: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            event["id"].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
 /// `kubectl exec -it` whose client went away: CRI closes its writer of the exec's stdin and
 /// calls CloseIO. The terminal is then hung up, and the shell on it ends (SIGHUP), as under
 /// runc-v2. (Under chaperone the shell used to wait for input for ever.)
 fn closeio_of_a_terminal(runtime: &str) {
     use containerd_client::services::v1::tasks_client::TasksClient;
-    use containerd_client::services::v1::{CloseIoRequest, ExecProcessRequest, StartRequest};
+    use containerd_client::services::v1::CloseIoRequest;
     let Some(ctrd) = setup() else { return };
     let id = container_id("closeio", runtime);
     let _cleanup = Cleanup(&ctrd, id.clone());
@@ -373,38 +433,7 @@ fn closeio_of_a_terminal(runtime: &str) {
         .custom_flags(libc::O_NONBLOCK)
         .open(&stdout)
         .unwrap();
-    let spec = serde_json::json!({
-        "args": ["sh"], "cwd": "/", "env": ["PATH=/bin"], "terminal": true,
-        "user": {"uid": 0, "gid": 0},
-    });
-    let exec = namespaced(
-        &ctrd,
-        ExecProcessRequest {
-            container_id: id.clone(),
-            exec_id: "shell".into(),
-            stdin: stdin.display().to_string(),
-            stdout: stdout.display().to_string(),
-            terminal: true,
-            spec: Some(prost_types::Any {
-                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-                value: spec.to_string().into_bytes(),
-            }),
-            ..Default::default()
-        },
-    );
-    let start = namespaced(
-        &ctrd,
-        StartRequest {
-            container_id: id.clone(),
-            exec_id: "shell".into(),
-        },
-    );
-    grpc(&ctrd, |channel| async move {
-        let mut tasks = TasksClient::new(channel);
-        tasks.exec(exec).await?;
-        tasks.start(start).await
-    })
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Exec and Start: {e}"))));
+    exec_with_fifos(&ctrd, &id, "shell", &["sh"], Some(&stdin), &stdout);
     // containerd's writer of stdin comes and goes; the shell lives on.
     let mut input = std::fs::OpenOptions::new()
         .write(true)
@@ -441,6 +470,115 @@ under_both_shims!(
     chaperone_hangs_up_a_terminal_whose_stdin_was_closed,
     runc_v2_hangs_up_a_terminal_whose_stdin_was_closed
 );
+
+/// Init's exit is the container's last: containerd deletes the task on it (CRI at once), and
+/// an exit published after that is lost. Here a plain exec and a terminal exec whose output
+/// nobody reads (its exit waits while that output drains) die with init (SIGKILL), the task is
+/// deleted as soon as init's exit is seen, and both exec exits were published before it. With
+/// `shared_pid_ns` the container joins another's pid namespace, where the shim kills what init
+/// left. Until 2026-12-07 chaperone published the terminal exec's exit up to 2 s after init's,
+/// or never (the container was gone), and with a shared pid namespace every exec's after
+/// init's; runc-v2 of containerd 1.6.20 still does the latter (fixed upstream in containerd
+/// 1.6.36 and 1.7.22), so that case is checked under chaperone only.
+fn exec_exits_before_init(runtime: &str, shared_pid_ns: bool) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id(if shared_pid_ns { "lastpidns" } else { "last" }, runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let holder = format!("{id}-holder");
+    let _cleanup_holder = Cleanup(&ctrd, holder.clone());
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    if shared_pid_ns {
+        ctrd.run_sleeping(runtime, &holder)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+        let pid = ctrd
+            .task_pid(&holder)
+            .unwrap_or_else(|| panic!("{}", ctrd.explain("no pid of the holder")));
+        let ns = format!("pid:/proc/{pid}/ns/pid");
+        ctrd.ctr_ok(&[
+            "run",
+            "-d",
+            "--runtime",
+            runtime,
+            "--with-ns",
+            &ns,
+            BUSYBOX_IMAGE,
+            &id,
+            "sleep",
+            "1000",
+        ])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    } else {
+        ctrd.run_sleeping(runtime, &id)
+            .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    }
+    ctrd.ctr_ok(&[
+        "tasks",
+        "exec",
+        "-d",
+        "--exec-id",
+        "plain",
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let stdout = test_fifo(&ctrd, &id, "stdout");
+    let mut client = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&stdout)
+        .unwrap();
+    let flood = [
+        "sh",
+        "-c",
+        "while :; do echo yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy; done",
+    ];
+    exec_with_fifos(&ctrd, &id, "tty", &flood, None, &stdout);
+    // Its output flows; from now on nobody reads it, and the loop fills the FIFO at once.
+    let mut some = [0u8; 16];
+    wait_for("the terminal's output", Duration::from_secs(20), || {
+        std::io::Read::read(&mut client, &mut some)
+            .ok()
+            .filter(|&n| n > 0)
+    })
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    events
+        .init_exit(&id, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    ctrd.ctr_ok(&["tasks", "delete", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let order = exit_order(&events, &id);
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some(id.as_str()),
+        "{}",
+        ctrd.explain(format!("exits in order: {order:?}"))
+    );
+    for exec in ["plain", "tty"] {
+        assert!(
+            order.iter().any(|p| p == exec),
+            "{}",
+            ctrd.explain(format!("no exit of {exec} before init's: {order:?}"))
+        );
+    }
+}
+
+fn exec_exits_before_init_in_its_own_pid_ns(runtime: &str) {
+    exec_exits_before_init(runtime, false);
+}
+
+under_both_shims!(
+    exec_exits_before_init_in_its_own_pid_ns:
+    chaperone_publishes_init_s_exit_after_its_execs,
+    runc_v2_publishes_init_s_exit_after_its_execs
+);
+
+#[test]
+fn chaperone_publishes_init_s_exit_after_its_execs_in_a_shared_pid_ns() {
+    exec_exits_before_init(CHAPERONE, true);
+}
 
 /// The events of a container's life reach containerd, in order, the last (TaskDelete) too:
 /// the shim exits right after Delete, at containerd's Shutdown, and must publish what it has

@@ -58,6 +58,9 @@ pub struct Process {
     /// The shim's own ends of its FIFOs, closed when the process is deleted (stdin's at
     /// CloseIO).
     pub held_fifos: HeldFifos,
+    /// The exit status of a process reaped while its output drains (see `drained`), held
+    /// until its exit is told.
+    pub reaped: Option<u32>,
     status: Status,
     exit: watch::Sender<Option<Exit>>,
 }
@@ -74,6 +77,7 @@ impl Process {
             drained: None,
             logger: None,
             held_fifos: HeldFifos::default(),
+            reaped: None,
             status: Status::CREATED,
             exit: watch::channel(None).0,
         }
@@ -118,6 +122,7 @@ impl Process {
             return None;
         }
         self.status = Status::STOPPED;
+        self.reaped = None;
         let exit = Exit {
             status,
             at: Timestamp::now(),
@@ -206,6 +211,15 @@ impl Container {
                 id: id.clone(),
                 exec_id: exec_id.to_owned(),
             })
+    }
+
+    /// Whether an exec process it started is still running (not reaped yet).
+    pub fn has_live_execs(&self) -> bool {
+        self.execs.values().any(|p| {
+            p.pid > 0
+                && p.reaped.is_none()
+                && matches!(p.status(), Status::RUNNING | Status::PAUSED)
+        })
     }
 
     /// The process with this host pid that has not exited yet.
