@@ -580,6 +580,91 @@ fn chaperone_publishes_init_s_exit_after_its_execs_in_a_shared_pid_ns() {
     exec_exits_before_init(CHAPERONE, true);
 }
 
+/// An exec process of a paused container reads as paused (it was "running" under chaperone
+/// until 2026-12-07), and a Kill of an exec that was added but not started is a precondition
+/// ("not found, finished" until then), as under runc-v2.
+fn exec_states(runtime: &str) {
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{ExecProcessRequest, GetRequest, KillRequest};
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("execstate", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&[
+        "tasks",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e1",
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.ctr_ok(&["tasks", "pause", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let get = namespaced(
+        &ctrd,
+        GetRequest {
+            container_id: id.clone(),
+            exec_id: "e1".into(),
+        },
+    );
+    let status = grpc(&ctrd, |channel| async move {
+        TasksClient::new(channel).get(get).await
+    })
+    .map(|r| r.into_inner().process.map(|p| p.status))
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Get: {e}"))));
+    // containerd's task Status: 4 is PAUSED.
+    assert_eq!(status, Some(4), "{}", ctrd.explain("the exec's status"));
+    ctrd.ctr_ok(&["tasks", "resume", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+
+    let spec = serde_json::json!({
+        "args": ["true"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+    });
+    let exec = namespaced(
+        &ctrd,
+        ExecProcessRequest {
+            container_id: id.clone(),
+            exec_id: "added".into(),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: spec.to_string().into_bytes(),
+            }),
+            ..Default::default()
+        },
+    );
+    let kill = namespaced(
+        &ctrd,
+        KillRequest {
+            container_id: id.clone(),
+            exec_id: "added".into(),
+            signal: 9,
+            all: false,
+        },
+    );
+    let killed = grpc(&ctrd, |channel| async move {
+        let mut tasks = TasksClient::new(channel);
+        tasks.exec(exec).await?;
+        tasks.kill(kill).await
+    });
+    let code = killed.map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code());
+    assert_eq!(
+        code,
+        tonic::Code::FailedPrecondition,
+        "{}",
+        ctrd.explain("Kill of an exec not started")
+    );
+}
+
+under_both_shims!(
+    exec_states:
+    chaperone_reports_an_exec_of_a_paused_task_paused_and_refuses_to_kill_one_not_started,
+    runc_v2_reports_an_exec_of_a_paused_task_paused_and_refuses_to_kill_one_not_started
+);
+
 /// The events of a container's life reach containerd, in order, the last (TaskDelete) too:
 /// the shim exits right after Delete, at containerd's Shutdown, and must publish what it has
 /// queued first.

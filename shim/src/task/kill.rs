@@ -18,7 +18,14 @@ impl TaskService {
         if !req.exec_id.is_empty() {
             // An exec process is signalled directly, as runc-v2 does.
             let process = container.process(&req.exec_id)?;
-            if process.status() != Status::RUNNING && process.status() != Status::PAUSED {
+            // Not started yet: a precondition, as runc-v2 answers ("process not created"),
+            // not a process that finished.
+            process.require(
+                &[Status::RUNNING, Status::PAUSED, Status::STOPPED],
+                "kill",
+                &req.exec_id,
+            )?;
+            if process.status() == Status::STOPPED || process.reaped.is_some() {
                 return Err(ShimError::ProcessFinished {
                     id: req.exec_id.clone(),
                 });

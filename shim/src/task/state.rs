@@ -1,6 +1,6 @@
 //! State: a process's status, pid, stdio and exit.
 
-use containerd_shim::api::{StateRequest, StateResponse};
+use containerd_shim::api::{StateRequest, StateResponse, Status};
 
 use super::{not_found, TaskService};
 use crate::error::Result;
@@ -11,11 +11,21 @@ impl TaskService {
         let container = containers.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         let process = container.process(&req.exec_id)?;
         let exit = process.exit();
+        // An exec process of a frozen container is paused too (runc-v2 reports the
+        // container's state for its running execs).
+        let status = match (process.status(), container.init.status()) {
+            (Status::RUNNING, paused @ (Status::PAUSED | Status::PAUSING))
+                if !req.exec_id.is_empty() =>
+            {
+                paused
+            }
+            (status, _) => status,
+        };
         Ok(StateResponse {
             id: process.id.clone(),
             bundle: container.bundle.display().to_string(),
             pid: process.pid_u32(),
-            status: process.status().into(),
+            status: status.into(),
             stdin: process.stdio.stdin.clone(),
             stdout: process.stdio.stdout.clone(),
             stderr: process.stdio.stderr.clone(),
