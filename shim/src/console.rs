@@ -195,7 +195,14 @@ async fn copy_out(
     loop {
         let readable = tokio::select! {
             readable = master.readable() => readable,
-            () = hangup.notified() => break,
+            () = hangup.notified() => {
+                // What the process wrote before the hang-up is still the client's (until
+                // 2026-12-07 it could be dropped unread): read what the pty holds now, without
+                // waiting for more, for at most the drain timeout.
+                let rest = forward_what_is_there(&master, &mut buf, &mut stdout);
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
+                break;
+            }
         };
         let Ok(mut ready) = readable else {
             break;
@@ -224,6 +231,22 @@ async fn copy_out(
     drop(stdout);
     drop(master);
     let _ = drained.send(());
+}
+
+/// Forwards what the terminal's master can give now (until it would block, ends or fails) to
+/// `stdout`, if any.
+async fn forward_what_is_there(
+    master: &AsyncFd<OwnedFd>,
+    buf: &mut [u8],
+    stdout: &mut Option<pipe::Sender>,
+) {
+    while let Ok(n @ 1..) = nix::unistd::read(master.get_ref(), buf) {
+        if let Some(out) = stdout.as_mut() {
+            if out.write_all(&buf[..n]).await.is_err() {
+                *stdout = None;
+            }
+        }
+    }
 }
 
 /// Copies stdin into the terminal until stdin ends or fails, then hangs the terminal up: it
@@ -260,6 +283,7 @@ async fn copy_stdin(stdin: &mut pipe::Receiver, master: &AsyncFd<OwnedFd>) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
 
     fn fifo(dir: &Path, name: &str) -> String {
@@ -379,6 +403,37 @@ mod tests {
                     .is_err_and(|e| e.raw_os_error() == Some(libc::EIO)),
             "{read:?}"
         );
+    }
+
+    /// What the process wrote just before the hang-up still reaches the client: the last
+    /// output is read before the copy ends. Until 2026-12-07 the hang-up could end it first
+    /// (the helper who found it saw 0 of 2,000 bytes in 7 of 40 rounds).
+    #[tokio::test]
+    async fn output_written_before_the_hang_up_reaches_the_client() {
+        for round in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let stdio = terminal_stdio(dir.path());
+            let mut client = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&stdio.stdout)
+                .unwrap();
+            let mut held = crate::stdio::HeldFifos::open(&stdio.stdin, ["", ""]).unwrap();
+            let pty = nix::pty::openpty(None, None).unwrap();
+            let (_console, drained) = Console::start(pty.master, &stdio).unwrap();
+            // Both copies wait now; the output and the end of stdin then come together.
+            tokio::task::yield_now().await;
+            let mut slave = std::fs::File::from(pty.slave);
+            slave.write_all(&[b'x'; 2000]).unwrap();
+            held.close_stdin();
+            tokio::time::timeout(Duration::from_secs(10), drained)
+                .await
+                .expect("the hang-up ends the output copy")
+                .unwrap();
+            let mut got = Vec::new();
+            let _ = client.read_to_end(&mut got);
+            assert_eq!(got.len(), 2000, "round {round}");
+        }
     }
 
     /// Writes to `fd` (made non-blocking) until it would block, letting the runtime's other
