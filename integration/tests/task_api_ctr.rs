@@ -478,8 +478,8 @@ under_both_shims!(
 /// `shared_pid_ns` the container joins another's pid namespace, where the shim kills what init
 /// left. Until 2026-12-07 chaperone published the terminal exec's exit up to 2 s after init's,
 /// or never (the container was gone), and with a shared pid namespace every exec's after
-/// init's; runc-v2 of containerd 1.6.20 still does the latter (fixed upstream in containerd
-/// 1.6.36 and 1.7.22), so that case is checked under chaperone only.
+/// init's; runc-v2 of containerd 1.6.20 still does the latter (changed upstream later, containerd
+/// PR 10651), so that case is checked under chaperone only.
 fn exec_exits_before_init(runtime: &str, shared_pid_ns: bool) {
     let Some(ctrd) = setup() else { return };
     let id = container_id(if shared_pid_ns { "lastpidns" } else { "last" }, runtime);
