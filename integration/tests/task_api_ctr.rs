@@ -397,6 +397,21 @@ fn exec_with_fifos(
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Exec and Start: {e}"))));
 }
 
+/// `ctr tasks exec -d` of exec process `exec_id` running `sleep 1000` in task `id`.
+fn exec_sleeping(ctrd: &Containerd, id: &str, exec_id: &str) {
+    ctrd.ctr_ok(&[
+        "tasks",
+        "exec",
+        "-d",
+        "--exec-id",
+        exec_id,
+        id,
+        "sleep",
+        "1000",
+    ])
+    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+}
+
 /// The exit events of `id`'s processes, in the order published: the process ids.
 fn exit_order(events: &Events<'_>, id: &str) -> Vec<String> {
     let container = format!(r#""container_id":"{id}""#);
@@ -511,17 +526,7 @@ fn exec_exits_before_init(runtime: &str, shared_pid_ns: bool) {
         ctrd.run_sleeping(runtime, &id)
             .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     }
-    ctrd.ctr_ok(&[
-        "tasks",
-        "exec",
-        "-d",
-        "--exec-id",
-        "plain",
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    exec_sleeping(&ctrd, &id, "plain");
     let stdout = test_fifo(&ctrd, &id, "stdout");
     let mut client = std::fs::OpenOptions::new()
         .read(true)
@@ -591,17 +596,7 @@ fn exec_states(runtime: &str) {
     let _cleanup = Cleanup(&ctrd, id.clone());
     ctrd.run_sleeping(runtime, &id)
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
-    ctrd.ctr_ok(&[
-        "tasks",
-        "exec",
-        "-d",
-        "--exec-id",
-        "e1",
-        &id,
-        "sleep",
-        "1000",
-    ])
-    .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    exec_sleeping(&ctrd, &id, "e1");
     ctrd.ctr_ok(&["tasks", "pause", &id])
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let get = namespaced(
