@@ -222,14 +222,15 @@ impl Container {
         })
     }
 
-    /// The process with this host pid that has not exited yet.
+    /// The process with this host pid that has not exited yet (nor been reaped: one whose exit
+    /// is held while its output drains has left its pid to whatever is given it next).
     pub fn live_process_mut(&mut self, pid: i32) -> Option<&mut Process> {
         if pid <= 0 {
             return None;
         }
         std::iter::once(&mut self.init)
             .chain(self.execs.values_mut())
-            .find(|p| p.pid == pid && p.status() != Status::STOPPED)
+            .find(|p| p.pid == pid && p.status() != Status::STOPPED && p.reaped.is_none())
     }
 }
 

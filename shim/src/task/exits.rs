@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use containerd_shim::api::Status;
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim::protos::events::task::TaskExit;
 use runc::options::KillOpts;
@@ -42,10 +43,19 @@ pub async fn reap_exits(
                 .await
                 .values_mut()
                 .find_map(|c| reaped(c, pid, status));
-            let Some(Reaped { drained, init }) = reaped else {
-                record(&containers, &events, pid, status).await;
+            // Not a container's process (runc's own commands learn their exits elsewhere).
+            let Some(Reaped {
+                process,
+                drained,
+                init,
+            }) = reaped
+            else {
                 continue;
             };
+            if drained.is_none() && !init {
+                record(&containers, &events, &process, status).await;
+                continue;
+            }
             let containers = Arc::clone(&containers);
             let events = events.clone();
             tokio::spawn(async move {
@@ -61,34 +71,44 @@ pub async fn reap_exits(
                     }
                 }
                 if init {
-                    settle_execs(&containers, pid).await;
+                    settle_execs(&containers, &process.0).await;
                 }
-                record(&containers, &events, pid, status).await;
+                record(&containers, &events, &process, status).await;
             });
         }
     });
     Ok(())
 }
 
-/// What must happen before the exit of `pid` is told, when it is `container`'s process and
-/// something must.
+/// A process reaped: which one, and what must happen before its exit is told.
 struct Reaped {
+    /// Its container's id and its exec id (empty for init): the exit is recorded on this
+    /// process, not on whatever has its pid by then (a pid can be reused while an exit waits).
+    process: (String, String),
     /// Its output's drain.
     drained: Option<oneshot::Receiver<()>>,
     /// It is init, and its exit waits for [`settle_execs`].
     init: bool,
 }
 
+/// The reaped `pid`, when it is a live process of `container`.
 fn reaped(container: &mut Container, pid: i32, status: u32) -> Option<Reaped> {
-    let is_init = container.init.pid == pid;
+    let is_init = container.init.pid == pid && container.init.status() != Status::STOPPED;
     let execs_first = is_init && (container.shared_pid_ns || container.has_live_execs());
+    let container_id = container.id.clone();
     let process = container.live_process_mut(pid)?;
     let drained = process.drained.take();
     if drained.is_some() && !is_init {
         // Told with init's exit at the latest (see `record`).
         process.reaped = Some(status);
     }
-    (drained.is_some() || execs_first).then_some(Reaped {
+    let exec_id = if is_init {
+        String::new()
+    } else {
+        process.id.clone()
+    };
+    Some(Reaped {
+        process: (container_id, exec_id),
         drained,
         init: execs_first,
     })
@@ -100,13 +120,8 @@ fn reaped(container: &mut Container, pid: i32, status: u32) -> Option<Reaped> {
 /// [`EXECS_TIMEOUT`], until every running exec process of the container is reaped. Init's
 /// exit is the container's last (containerd deletes the task on it): until 2026-12-07 the exit
 /// of an exec that died with init could come after it, or be lost with the deleted container.
-async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, pid: i32) {
-    if let Some(c) = containers
-        .lock()
-        .await
-        .values()
-        .find(|c| c.init.pid == pid && c.shared_pid_ns)
-    {
+async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, id: &str) {
+    if let Some(c) = containers.lock().await.get(id).filter(|c| c.shared_pid_ns) {
         let opts = KillOpts::new().all(true);
         if let Err(e) = c.runc.kill(&c.id, 9, Some(&opts)).await {
             warn!(container = %c.id, error = %e, "cannot kill what init left");
@@ -117,15 +132,14 @@ async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, pid: i32) 
         let live = containers
             .lock()
             .await
-            .values()
-            .find(|c| c.init.pid == pid)
+            .get(id)
             .is_some_and(Container::has_live_execs);
         if !live {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
             warn!(
-                pid,
+                container = id,
                 "exec processes outlived init; its exit is reported anyway"
             );
             return;
@@ -134,31 +148,28 @@ async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, pid: i32) 
     }
 }
 
-/// Records the exit of the live process `pid`, wakes its waiters and publishes TaskExit. For
-/// init, the exits of exec processes held while their output drains are told first.
+/// Records the exit of `process` (container id, exec id: empty for init), wakes its waiters and
+/// publishes TaskExit (nothing if it is gone or recorded already). For init, the exits of exec
+/// processes held while their output drains are told first.
 async fn record(
     containers: &Mutex<HashMap<String, Container>>,
     events: &mpsc::Sender<Event>,
-    pid: i32,
+    (id, exec_id): &(String, String),
     status: u32,
 ) {
     let mut containers = containers.lock().await;
-    for container in containers.values_mut() {
-        if container.live_process_mut(pid).is_none() {
-            continue;
-        }
-        let id = container.id.clone();
-        if container.init.pid == pid {
-            for exec in container.execs.values_mut() {
-                if let Some(held) = exec.reaped {
-                    tell_exit(events, &id, exec, held).await;
-                }
+    let Some(container) = containers.get_mut(id) else {
+        return;
+    };
+    if exec_id.is_empty() {
+        for exec in container.execs.values_mut() {
+            if let Some(held) = exec.reaped {
+                tell_exit(events, id, exec, held).await;
             }
         }
-        if let Some(process) = container.live_process_mut(pid) {
-            tell_exit(events, &id, process, status).await;
-        }
-        return;
+    }
+    if let Ok(process) = container.process_mut(exec_id) {
+        tell_exit(events, id, process, status).await;
     }
 }
 
