@@ -117,7 +117,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// Starts publishing what `rx` queues to containerd's events service at `address` (its
     /// ttrpc socket), in `namespace`.
-    pub fn start(address: String, namespace: String, rx: mpsc::Receiver<Event>) -> Self {
+    pub fn start(address: String, namespace: String, rx: mpsc::UnboundedReceiver<Event>) -> Self {
         let (finish, finishing) = oneshot::channel();
         let sink = Containerd {
             address: ttrpc_address(&address),
@@ -152,7 +152,7 @@ trait Sink {
 /// Hands each event `rx` queues to `sink`, in order, until every sender is gone or `finish`
 /// fires; then what is queued already is still handed over, and nothing more is taken.
 async fn forward(
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
     mut finish: oneshot::Receiver<()>,
     mut sink: impl Sink,
 ) {
@@ -201,7 +201,11 @@ impl Sink for Containerd {
                     }
                     Err(e) => {
                         warn!(topic, attempt, error = %e, "cannot publish an event to containerd");
-                        if matches!(e, ttrpc::Error::RemoteClosed | ttrpc::Error::LocalClosed) {
+                        // Only an answer from containerd says the connection works. A restarted
+                        // containerd leaves the old one failing with other errors ("channel
+                        // closed"): until 2026-12-07 it was kept, and every later event of the
+                        // shim was dropped.
+                        if !matches!(e, ttrpc::Error::RpcStatus(_)) {
                             self.client = None;
                         }
                     }
@@ -237,12 +241,12 @@ mod tests {
     /// queue takes nothing more.
     #[tokio::test]
     async fn finishing_publishes_what_is_queued_and_takes_nothing_more() {
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::unbounded_channel();
         let (finish, finishing) = oneshot::channel();
         let exit = encode(&TaskExit::default()).unwrap();
         let delete = encode(&TaskDelete::default()).unwrap();
-        tx.send(exit.clone()).await.unwrap();
-        tx.send(delete).await.unwrap();
+        tx.send(exit.clone()).unwrap();
+        tx.send(delete).unwrap();
         finish.send(()).unwrap();
         let seen = std::sync::Arc::default();
         let forwarding = tokio::spawn(forward(
@@ -255,7 +259,7 @@ mod tests {
             .expect("it ends though a sender is alive")
             .unwrap();
         assert_eq!(*seen.lock().unwrap(), ["/tasks/exit", "/tasks/delete"]);
-        assert!(tx.send(exit).await.is_err(), "the queue is closed");
+        assert!(tx.send(exit).is_err(), "the queue is closed");
     }
 
     #[test]
@@ -345,19 +349,19 @@ mod tests {
     async fn events_reach_containerd_in_order_once_it_listens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.sock");
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::unbounded_channel();
         for id in ["a", "b", "c"] {
             let create = TaskCreate {
                 container_id: id.into(),
                 ..Default::default()
             };
-            tx.send(encode(&create).unwrap()).await.unwrap();
+            tx.send(encode(&create).unwrap()).unwrap();
         }
         let oom = TaskOOM {
             container_id: "a".into(),
             ..Default::default()
         };
-        tx.send(encode(&oom).unwrap()).await.unwrap();
+        tx.send(encode(&oom).unwrap()).unwrap();
         drop(tx);
         // Nobody listens yet: the first try fails and is retried a second later.
         let forwarder = Forwarder::start(path.to_str().unwrap().to_owned(), "ns1".into(), rx);
@@ -387,6 +391,48 @@ mod tests {
         })
         .collect();
         assert_eq!(got, want);
+        server.shutdown().await.unwrap();
+    }
+
+    /// containerd restarts between two events: the forwarder connects to the new one and
+    /// publishes what comes after, instead of failing on the old connection for good.
+    #[tokio::test]
+    async fn events_after_containerd_restarted_reach_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sock");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let create = |id: &str| {
+            encode(&TaskCreate {
+                container_id: id.into(),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let first = std::sync::Arc::new(Recorder(tokio::sync::Mutex::default()));
+        let mut server = serve(&path, std::sync::Arc::clone(&first)).await;
+        let forwarder = Forwarder::start(path.to_str().unwrap().to_owned(), "ns1".into(), rx);
+        tx.send(create("before")).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while first.0.lock().await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the first containerd gets the first event");
+        server.shutdown().await.unwrap();
+        drop(server);
+        std::fs::remove_file(&path).unwrap();
+        let second = std::sync::Arc::new(Recorder(tokio::sync::Mutex::default()));
+        let mut server = serve(&path, std::sync::Arc::clone(&second)).await;
+        tx.send(create("after")).unwrap();
+        tx.send(create("later")).unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(60), forwarder.task)
+            .await
+            .expect("the forwarder ends once its queue is drained")
+            .unwrap();
+        let ids: Vec<String> = second.0.lock().await.iter().map(|e| e.3.clone()).collect();
+        assert_eq!(ids, ["after", "later"]);
         server.shutdown().await.unwrap();
     }
 

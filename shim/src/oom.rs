@@ -128,7 +128,11 @@ fn oom_kills(memory_events: &str) -> u64 {
 
 /// Publishes TaskOOM for container `id` on every OOM `source` reports, until its group is
 /// removed or the task is aborted. Must be called on the runtime.
-pub fn watch(source: OomSource, id: String, events: mpsc::Sender<Event>) -> Result<JoinHandle<()>> {
+pub fn watch(
+    source: OomSource,
+    id: String,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<JoinHandle<()>> {
     let registration = |source| ShimError::Io {
         op: "poll the OOM notification of",
         path: PathBuf::from(&id),
@@ -150,7 +154,12 @@ pub fn watch(source: OomSource, id: String, events: mpsc::Sender<Event>) -> Resu
     })
 }
 
-async fn watch_v1(fd: AsyncFd<EventFd>, dir: PathBuf, id: String, events: mpsc::Sender<Event>) {
+async fn watch_v1(
+    fd: AsyncFd<EventFd>,
+    dir: PathBuf,
+    id: String,
+    events: mpsc::UnboundedSender<Event>,
+) {
     loop {
         let Ok(mut ready) = fd.readable().await else {
             return;
@@ -176,7 +185,7 @@ async fn watch_v2(
     file: PathBuf,
     mut seen: u64,
     id: String,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
 ) {
     loop {
         let Ok(mut ready) = fd.readable().await else {
@@ -207,7 +216,7 @@ async fn watch_v2(
     }
 }
 
-async fn report(id: &str, events: &mpsc::Sender<Event>) {
+async fn report(id: &str, events: &mpsc::UnboundedSender<Event>) {
     info!(container = %id, "the container ran out of memory");
     publish(
         events,
@@ -236,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).unwrap();
         eventfd.write(1).unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let source = OomSource::V1 {
             eventfd,
             dir: dir.path().join("gone"),
@@ -251,7 +260,7 @@ mod tests {
         std::fs::write(dir.path().join("memory.oom_control"), "under_oom 1\n").unwrap();
         let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).unwrap();
         eventfd.write(1).unwrap();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let source = OomSource::V1 {
             eventfd,
             dir: dir.path().to_owned(),
@@ -276,7 +285,7 @@ mod tests {
             panic!("not a v2 source");
         };
         assert_eq!(seen, 0);
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::unbounded_channel();
         let task = watch(
             OomSource::V2 {
                 inotify,

@@ -25,8 +25,6 @@ use crate::task::{reap_exits, TaskService};
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// The file in the bundle holding the shim's ttrpc address (containerd reads it too).
 pub const ADDRESS_FILE: &str = "address";
-/// Events queued for containerd before Create and friends wait for the forwarder.
-const EVENT_QUEUE: usize = 128;
 /// How long an exiting shim waits for its queued events to be published (runc-v2: 5 s).
 const EVENTS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -157,7 +155,7 @@ impl Shim for Service {
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         let task = TaskService::new(
             &self.namespace,
             tx.clone(),

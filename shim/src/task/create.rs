@@ -518,7 +518,7 @@ fn shares_pid_namespace(config: &serde_json::Value) -> bool {
 async fn watch_cgroup(
     id: &str,
     pid: i32,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::UnboundedSender<Event>,
 ) -> (Option<Cgroup>, Option<JoinHandle<()>>) {
     let found = tokio::task::spawn_blocking(move || {
         let cgroup = cgroup::of_process(pid)?;
@@ -594,7 +594,7 @@ mod tests {
     #[tokio::test]
     async fn a_cgroup_that_cannot_be_found_leaves_the_container_without_stats() {
         use containerd_shim::protos::ttrpc;
-        let (events, _received) = mpsc::channel(1);
+        let (events, _received) = mpsc::unbounded_channel();
         // No process has this pid: pid_max is at most 2^22.
         let (cgroup, oom) = watch_cgroup("c1", i32::MAX, &events).await;
         assert!(cgroup.is_none() && oom.is_none());

@@ -24,7 +24,7 @@ const EXECS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Subscribes to the reaper's exits and handles them on a task until the reaper is gone.
 pub async fn reap_exits(
     containers: Arc<Mutex<HashMap<String, Container>>>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
 ) -> Result<()> {
     let mut exits = monitor_subscribe(Topic::Pid)
         .await
@@ -153,7 +153,7 @@ async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, id: &str) 
 /// processes held while their output drains are told first.
 async fn record(
     containers: &Mutex<HashMap<String, Container>>,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::UnboundedSender<Event>,
     (id, exec_id): &(String, String),
     status: u32,
 ) {
@@ -175,7 +175,7 @@ async fn record(
 
 /// Records `process`'s exit and publishes it (nothing if it was recorded already).
 async fn tell_exit(
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::UnboundedSender<Event>,
     container: &str,
     process: &mut Process,
     status: u32,

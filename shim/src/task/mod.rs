@@ -50,7 +50,7 @@ pub use crate::events::Event;
 pub struct TaskService {
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Container>>>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
     images: Arc<Images>,
@@ -70,7 +70,7 @@ impl TaskService {
     /// A service for `namespace` sending events to `events`; Shutdown signals `exit`.
     pub fn new(
         namespace: &str,
-        events: mpsc::Sender<Event>,
+        events: mpsc::UnboundedSender<Event>,
         exit: Arc<ExitSignal>,
         learner: Arc<Learner>,
         images: Images,
@@ -110,13 +110,16 @@ impl TaskService {
     }
 }
 
-/// Queues `event` for containerd (the forwarder publishes in order).
-pub async fn publish(events: &mpsc::Sender<Event>, event: impl TaskEvent) {
+/// Queues `event` for containerd (the forwarder publishes in order). It never waits: callers
+/// hold the containers' lock, and a queue bounded in size made every request of the shim wait
+/// while containerd did not take events (until 2026-12-07). The queue holds what the shim's
+/// own calls and its containers' exits make, which stop when containerd is gone.
+pub async fn publish(events: &mpsc::UnboundedSender<Event>, event: impl TaskEvent) {
     let Some(queued) = crate::events::encode(&event) else {
         return;
     };
     let topic = queued.0;
-    if events.send(queued).await.is_err() {
+    if events.send(queued).is_err() {
         tracing::warn!(topic, "event dropped: the forwarder is gone");
     }
 }

@@ -45,7 +45,7 @@ impl TaskService {
 /// Freezes container `id` and publishes TaskPaused.
 async fn pause(
     containers: &Mutex<HashMap<String, Container>>,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::UnboundedSender<Event>,
     id: &str,
 ) -> Result<()> {
     let mut containers = containers.lock().await;
@@ -72,7 +72,7 @@ async fn pause(
 /// Serves the supervisors' pause requests until the shim ends.
 pub async fn serve_pauses(
     containers: Arc<Mutex<HashMap<String, Container>>>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     mut requests: mpsc::UnboundedReceiver<PauseRequest>,
 ) {
     while let Some((id, reply)) = requests.recv().await {
