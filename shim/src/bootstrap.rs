@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use containerd_shim::monitor::monitor_notify_by_pid;
@@ -137,7 +137,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         return Ok(());
     };
     // Removed however serving ends, an error on the way included (only a kill leaves it).
-    let _socket_file = SocketFile(socket_path(&flags.socket));
+    let socket_file = MadePath::new(socket_path(&flags.socket));
     let mut shim = Service::new(RUNTIME_TYPE, flags, &mut Config::default()).await;
     let ttrpc_address = std::env::var(TTRPC_ADDRESS).unwrap_or_default();
     let publisher = RemotePublisher::new(&ttrpc_address)
@@ -171,22 +171,61 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     info!(socket = %flags.socket, "shim serving");
     shim.wait().await;
     info!("shim exiting");
+    // Unlinked first: a shim of the same id started from now on binds paths of its own, and
+    // containerd's next `start` does not find this dying one serving.
+    socket_file.remove();
+    shim.learner().cleanup();
     if let Err(e) = server.shutdown().await {
         warn!(error = %e, "ttrpc server shutdown");
     }
     // The Delete before containerd's Shutdown queued a TaskDelete, maybe not published yet.
     shim.finish_events().await;
-    shim.learner().cleanup();
     Ok(())
 }
 
-/// The socket file of a serving shim, removed when dropped.
-struct SocketFile<'a>(&'a str);
+/// A path this shim made (a socket, its state directory), removed (on drop too) only while it
+/// still names what this shim made: a shim of the same id started meanwhile makes its own at
+/// the same path. Until 2026-12-07 an exiting shim removed them by name, at its very end, and
+/// could take a newer shim's sockets with it.
+#[derive(Debug)]
+pub(crate) struct MadePath {
+    path: PathBuf,
+    made: Option<(u64, u64)>,
+}
 
-impl Drop for SocketFile<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+impl MadePath {
+    /// What `path` names now.
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let made = file_id(&path);
+        Self { path, made }
     }
+
+    /// Removes it (a directory only when empty), if it is still what it was.
+    pub(crate) fn remove(&self) {
+        if self.made.is_none() || file_id(&self.path) != self.made {
+            return;
+        }
+        let _ = if self.path.is_dir() {
+            std::fs::remove_dir(&self.path)
+        } else {
+            std::fs::remove_file(&self.path)
+        };
+    }
+}
+
+impl Drop for MadePath {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The device and inode `path` names (not following a last symlink).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Removes the socket of `address` once nothing serves it: a server killed as it started may
@@ -301,6 +340,32 @@ mod tests {
     use containerd_shim::protos::shim::oci::Options;
 
     use super::*;
+
+    /// A path is removed only while it names what was made: what a newer shim made at the
+    /// same path stays.
+    #[test]
+    fn a_made_path_is_removed_only_while_it_is_what_was_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        let _first = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let made = MadePath::new(&socket);
+        // A newer shim of the same id replaced it.
+        std::fs::remove_file(&socket).unwrap();
+        let _second = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        made.remove();
+        assert!(socket.exists(), "the newer socket was removed");
+        drop(made);
+        assert!(socket.exists(), "the newer socket was removed on drop");
+
+        let own = MadePath::new(&socket);
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let state_made = MadePath::new(&state);
+        drop(own);
+        assert!(!socket.exists());
+        state_made.remove();
+        assert!(!state.exists());
+    }
 
     /// A socket whose server is gone is removed; one that is served is kept.
     #[tokio::test]

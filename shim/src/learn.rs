@@ -26,6 +26,7 @@ use chaperone_profiler::syscalls::Arch;
 use tracing::{debug, error, info, warn};
 
 use crate::alert::ShimResponder;
+use crate::bootstrap::MadePath;
 use crate::error::{chain, Result, ShimError};
 use crate::plan::{Model, Plan};
 
@@ -118,7 +119,8 @@ type Plans = Arc<Registry>;
 #[derive(Debug)]
 pub struct Learner {
     dir: PathBuf,
-    bound: Mutex<bool>,
+    /// Once bound: the socket and the state directory it made.
+    bound: Mutex<Option<[MadePath; 2]>>,
     plans: Plans,
     pauser: Mutex<Option<Pauser>>,
 }
@@ -128,7 +130,7 @@ impl Learner {
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,
-            bound: Mutex::new(false),
+            bound: Mutex::new(None),
             plans: Arc::default(),
             pauser: Mutex::new(None),
         }
@@ -176,10 +178,11 @@ impl Learner {
     pub fn socket(&self) -> Result<PathBuf> {
         let path = self.dir.join(SOCKET);
         let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        if *bound {
+        if bound.is_some() {
             return Ok(path);
         }
         create_private_dir(&self.dir)?;
+        let dir = MadePath::new(&self.dir);
         let listener = Listener::bind(&path, ListenerConfig::default())
             .map_err(|source| ShimError::Listener { source })?;
         let plans = Arc::clone(&self.plans);
@@ -191,15 +194,24 @@ impl Learner {
                 path: path.clone(),
                 source,
             })?;
-        *bound = true;
+        *bound = Some([MadePath::new(&path), dir]);
         info!(socket = %path.display(), "seccomp listener bound");
         Ok(path)
     }
 
-    /// Removes the socket and the state directory (at shim exit).
+    /// Removes the socket and the state directory it made (at shim exit), unless a shim of
+    /// the same id has made its own at the same paths since.
     pub fn cleanup(&self) {
-        let _ = std::fs::remove_file(self.dir.join(SOCKET));
-        let _ = std::fs::remove_dir(&self.dir);
+        if let Some(made) = self
+            .bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            for path in made {
+                path.remove();
+            }
+        }
     }
 }
 
