@@ -660,6 +660,47 @@ under_both_shims!(
     runc_v2_reports_an_exec_of_a_paused_task_paused_and_refuses_to_kill_one_not_started
 );
 
+/// `ctr task ps` names an exec process's exec id (runc-v2's `ProcessDetails`), and the
+/// TaskDelete of a container names no process id (empty: init's), as under runc-v2. Until
+/// 2026-12-07 chaperone gave no details and put the container id there.
+fn exec_details_and_delete_event(runtime: &str) {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("details", runtime);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    let events = Events::subscribe(&ctrd, &id).unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    ctrd.run_sleeping(runtime, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    exec_sleeping(&ctrd, &id, "probe");
+    let ps = ctrd
+        .ctr_ok(&["tasks", "ps", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    assert!(ps.contains("ExecID:probe"), "{}", ctrd.explain(ps));
+    ctrd.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    events
+        .init_exit(&id, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    ctrd.ctr_ok(&["tasks", "delete", &id])
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let container = format!(r#""container_id":"{id}""#);
+    let deleted = events
+        .wait_for("the TaskDelete", Duration::from_secs(30), |l| {
+            l.contains("/tasks/delete") && l.contains(&container)
+        })
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    let event: serde_json::Value = deleted
+        .find('{')
+        .and_then(|at| serde_json::from_str(&deleted[at..]).ok())
+        .unwrap_or_else(|| panic!("{}", ctrd.explain(&deleted)));
+    assert!(event.get("id").is_none(), "{}", ctrd.explain(&deleted));
+}
+
+under_both_shims!(
+    exec_details_and_delete_event:
+    chaperone_names_exec_ids_in_ps_and_no_process_in_the_delete_event,
+    runc_v2_names_exec_ids_in_ps_and_no_process_in_the_delete_event
+);
+
 /// The events of a container's life reach containerd, in order, the last (TaskDelete) too:
 /// the shim exits right after Delete, at containerd's Shutdown, and must publish what it has
 /// queued first.

@@ -23,6 +23,8 @@ use crate::task::{reap_exits, TaskService};
 
 /// The annotation grouping a pod's containers into one shim (as runc-v2 does).
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// containerd's own annotation grouping containers into one shim, before the sandbox id.
+pub const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 /// The file in the bundle holding the shim's ttrpc address (containerd reads it too).
 pub const ADDRESS_FILE: &str = "address";
 /// How long an exiting shim waits for its queued events to be published (runc-v2: 5 s).
@@ -70,10 +72,12 @@ impl Service {
     }
 }
 
-/// The id the shim of a container is grouped by: the pod's sandbox id, else the container's.
+/// The id the shim of a container is grouped by, as runc-v2 groups: containerd's group
+/// annotation, else the pod's sandbox id, else the container's own.
 pub fn grouping(config: &serde_json::Value, id: &str) -> String {
-    bundle::annotation(config, SANDBOX_ID_ANNOTATION)
-        .filter(|s| !s.is_empty())
+    [GROUP_ANNOTATION, SANDBOX_ID_ANNOTATION]
+        .iter()
+        .find_map(|a| bundle::annotation(config, a).filter(|s| !s.is_empty()))
         .unwrap_or(id)
         .to_owned()
 }
@@ -198,5 +202,10 @@ mod tests {
         assert_eq!(grouping(&json!({}), "c1"), "c1");
         let empty = json!({"annotations": {SANDBOX_ID_ANNOTATION: ""}});
         assert_eq!(grouping(&empty, "c1"), "c1");
+        // containerd's group annotation comes first, as under runc-v2.
+        let grouped = json!({"annotations": {
+            SANDBOX_ID_ANNOTATION: "sandbox1", GROUP_ANNOTATION: "group1"
+        }});
+        assert_eq!(grouping(&grouped, "c1"), "group1");
     }
 }

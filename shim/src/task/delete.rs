@@ -94,7 +94,7 @@ impl TaskService {
             pid,
             exit_status,
             exited_at: Some(exited_at.clone()).into(),
-            id: req.id.clone(),
+            // No process id: an empty one is init's (as runc-v2 sends it).
             ..Default::default()
         })
         .await;

@@ -1,7 +1,10 @@
-//! Pids: the container's processes (`runc ps`).
+//! Pids: the container's processes (`runc ps`), an exec process's with its exec id.
 
 use containerd_shim::api::{PidsRequest, PidsResponse};
 use containerd_shim::protos::api::ProcessInfo;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim::oci::ProcessDetails;
 
 use super::{not_found, TaskService};
 use crate::error::Result;
@@ -20,6 +23,12 @@ impl TaskService {
             .into_iter()
             .map(|pid| ProcessInfo {
                 pid: u32::try_from(pid).unwrap_or_default(),
+                info: container
+                    .execs
+                    .values()
+                    .find(|p| usize::try_from(p.pid).is_ok_and(|p| p == pid))
+                    .and_then(|p| details(&p.id))
+                    .into(),
                 ..Default::default()
             })
             .collect();
@@ -28,4 +37,17 @@ impl TaskService {
             ..Default::default()
         })
     }
+}
+
+/// An exec process's details as runc-v2 gives them (`ctr task ps` shows the exec id).
+fn details(exec_id: &str) -> Option<Any> {
+    let details = ProcessDetails {
+        exec_id: exec_id.to_owned(),
+        ..Default::default()
+    };
+    Some(Any {
+        type_url: "containerd.runc.v1.ProcessDetails".to_owned(),
+        value: details.write_to_bytes().ok()?,
+        ..Default::default()
+    })
 }
