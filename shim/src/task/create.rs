@@ -216,8 +216,9 @@ impl TaskService {
                 oom_watch,
             },
         );
-        drop(containers);
+        // Queued under the lock: an exit of init cannot be published before it.
         self.publish(event).await;
+        drop(containers);
         Ok(response)
     }
 }

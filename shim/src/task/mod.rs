@@ -54,6 +54,9 @@ pub struct TaskService {
     exit: Arc<ExitSignal>,
     learner: Arc<Learner>,
     images: Arc<Images>,
+    /// Creates under way (counted from their start, before they first take the lock), and
+    /// whether a Shutdown came meanwhile: see `shutdown_shim`.
+    creating: std::sync::Mutex<(usize, bool)>,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -97,6 +100,7 @@ impl TaskService {
             exit,
             learner,
             images,
+            creating: std::sync::Mutex::default(),
         }
     }
 
@@ -184,7 +188,10 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        to_ttrpc("create", self.create_task(req).await)
+        self.create_began();
+        let created = self.create_task(req).await;
+        self.create_ended().await;
+        to_ttrpc("create", created)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
