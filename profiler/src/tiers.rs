@@ -103,9 +103,10 @@ pub struct Projected {
 /// the filter does not trace removed (the `hot` syscalls and `NEVER_NOTIFIED`: [`untraced`]),
 /// in the profile's order, and calibrates its threshold to a per-thread false-alarm rate `far`
 /// on held-out data: the runs are grouped by container (a run of no known container is a
-/// group of its own), the groups at even positions are scored by a model of the odd ones and
-/// the other way round (with a single group, its threads are split the same way), and each
-/// thread's highest window score is one calibration point. A container's periodic flushes
+/// group of its own), the groups are dealt into two folds of about equal events ([`two_folds`];
+/// with one group, or one that outweighs the rest, its threads alternate instead), each fold
+/// is scored by a model of the other, and each thread's highest window score is one
+/// calibration point. A container's periodic flushes
 /// are thus held out together: until 2026-12-07 they alternated between the folds, and the
 /// threshold was calibrated on the same processes' other halves. A piece that continues a
 /// thread cut by a flush is learned and scored without the start-of-thread context
@@ -143,29 +144,7 @@ pub fn train_projected(
         groups[group].extend(pieces);
     }
     groups.retain(|g| !g.is_empty());
-    // Two folds: by group when there are several, else by thread within the one group.
-    let folds: [Vec<&Piece>; 2] = if groups.len() >= 2 {
-        let fold = |parity| {
-            groups
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % 2 == parity)
-                .flat_map(|(_, group)| group.iter())
-                .collect()
-        };
-        [fold(0), fold(1)]
-    } else {
-        let fold = |parity| {
-            groups
-                .iter()
-                .flatten()
-                .enumerate()
-                .filter(|(i, _)| i % 2 == parity)
-                .map(|(_, t)| t)
-                .collect()
-        };
-        [fold(0), fold(1)]
-    };
+    let folds = two_folds(&groups);
     if folds.iter().any(Vec::is_empty) {
         return Ok(None);
     }
@@ -198,6 +177,40 @@ pub fn train_projected(
         events,
         calibration: maxima.len(),
     }))
+}
+
+/// The two calibration folds of `groups` (each a container's pieces, or a run's of no known
+/// container): whole groups, the largest first, each into the fold with fewer events so far,
+/// when that leaves each fold at least a quarter of the events; else (one group, or one that
+/// outweighs the rest) the threads alternate. Folds of very unequal size would train one model
+/// on little and calibrate against it: a profile of one long-running container and a 32-syscall
+/// window `alerts allow` had added got a threshold eight times as high, and its windows were no
+/// longer seen (found by review before it shipped).
+fn two_folds(groups: &[Vec<Piece>]) -> [Vec<&Piece>; 2] {
+    let events = |g: &[Piece]| g.iter().map(|t| t.syms.len()).sum::<usize>();
+    let total: usize = groups.iter().map(|g| events(g)).sum();
+    let mut order: Vec<&Vec<Piece>> = groups.iter().collect();
+    order.sort_by_key(|g| std::cmp::Reverse(events(g)));
+    let mut folds: [Vec<&Piece>; 2] = [Vec::new(), Vec::new()];
+    let mut weight = [0_usize; 2];
+    for group in order {
+        let lighter = usize::from(weight[1] < weight[0]);
+        weight[lighter] += events(group);
+        folds[lighter].extend(group.iter());
+    }
+    if groups.len() >= 2 && weight.iter().all(|&w| w * 4 >= total) {
+        return folds;
+    }
+    let fold = |parity| {
+        groups
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == parity)
+            .map(|(_, t)| t)
+            .collect()
+    };
+    [fold(0), fold(1)]
 }
 
 fn scorer_of(threads: &[&Piece], order: usize) -> Result<NgramScorer, ModelError> {
@@ -350,6 +363,63 @@ mod tests {
         assert_eq!(
             known.events, unknown.events,
             "every run is learned either way"
+        );
+    }
+
+    /// Groups go whole into the fold with fewer events, largest first; a group that outweighs
+    /// the rest (three times the others together) makes the threads alternate instead.
+    #[test]
+    fn folds_take_whole_groups_of_about_equal_events_or_else_alternate_threads() {
+        let group = |len: usize, threads: usize| -> Vec<Piece> {
+            (0..threads).map(|_| Piece::whole(vec![7; len])).collect()
+        };
+        let sizes =
+            |folds: [Vec<&Piece>; 2]| folds.map(|f| f.iter().map(|t| t.syms.len()).sum::<usize>());
+        assert_eq!(
+            sizes(two_folds(&[group(20, 3), group(50, 1), group(40, 1)])),
+            [60, 90]
+        );
+        // 100 events against 5: the threads alternate, the small group's included.
+        let unequal = [group(10, 10), group(5, 1)];
+        let folds = two_folds(&unequal);
+        assert_eq!(folds.each_ref().map(Vec::len), [6, 5]);
+        assert_eq!(sizes(two_folds(&[group(10, 4)])), [20, 20]);
+    }
+
+    /// One long-running container and the short window `alerts allow` added beside it: the
+    /// threshold stays about what the container alone gives (it was eight times as high when
+    /// the window was a fold of its own, found by review before it shipped).
+    #[test]
+    fn a_short_run_beside_one_container_does_not_skew_the_threshold() {
+        let thread = |i: usize| -> Vec<Sym> {
+            (0..200)
+                .map(|j| [10, 11, 12, 10, 13][(i + j) % 5])
+                .collect()
+        };
+        let mut raw: Vec<Vec<Vec<Sym>>> = (0..6)
+            .map(|r| (0..20).map(|t| thread(r + t)).collect())
+            .collect();
+        let mut runs = stored(&raw);
+        for run in &mut runs {
+            run.container = Some("c".into());
+        }
+        let alone = train_projected(&profile(&raw), &runs, &BTreeSet::new(), 0.05)
+            .unwrap()
+            .unwrap();
+        let window: Vec<Sym> = (0..32).map(|j| [14, 15, 10][j % 3]).collect();
+        raw.push(vec![window.clone()]);
+        runs.push(Run {
+            container: None,
+            threads: vec![Piece::continuation(window)],
+        });
+        let with = train_projected(&profile(&raw), &runs, &BTreeSet::new(), 0.05)
+            .unwrap()
+            .unwrap();
+        assert!(
+            with.threshold < alone.threshold * 2.0,
+            "{} against {}",
+            with.threshold,
+            alone.threshold
         );
     }
 
