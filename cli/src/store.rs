@@ -11,7 +11,7 @@ use chaperone_config::{rfc3339, Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::detector::stats::{self, Basis};
 use chaperone_profiler::model::NgramCounts;
 use chaperone_profiler::store::{Allowed, Learning, Store, Summary};
-use chaperone_profiler::supervisor::Piece;
+use chaperone_profiler::supervisor::{Piece, WINDOW};
 use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
 use serde_json::{json, Value};
@@ -529,10 +529,15 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
         .model(key)?
         .with_context(|| format!("no profile {key:?} in {}", store.path().display()))?
         .order();
-    // The window is the end of a thread, not its start: learned as a continuation, as are
+    // A full window is the end of a thread, not its start: learned as a continuation, as are
     // the recorded pieces of a thread cut by a flush (until 2026-12-07, as a thread, which
-    // also taught the profile that threads may begin the way the window does).
-    let window = Piece::continuation(window);
+    // also taught the profile that threads may begin the way the window does). A shorter one
+    // is all the thread had made, from its start.
+    let window = if window.len() < WINDOW {
+        Piece::whole(window)
+    } else {
+        Piece::continuation(window)
+    };
     let mut counts = NgramCounts::new(order)?;
     window.learn_into(&mut counts);
     let learning = Learning {

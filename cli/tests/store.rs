@@ -317,10 +317,11 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
         "the window joined the profile"
     );
     assert_eq!(after.summary.containers, before.summary.containers);
-    // The window is the end of a thread: learned as its rest, not as a thread's start.
-    assert_eq!(after.counts.threads(), before.counts.threads());
+    // A window shorter than the supervisor's 32 is all its thread had made: learned as a
+    // thread. (A full one is learned as a thread's rest: `a_full_alert_window_...`.)
+    assert_eq!(after.counts.threads(), before.counts.threads() + 1);
     let runs = Store::open(Path::new(&db)).unwrap().runs("web").unwrap();
-    assert!(runs.last().unwrap().threads.iter().all(|t| t.continues));
+    assert!(runs.last().unwrap().threads.iter().all(|t| !t.continues));
     // The same alert again: nothing merged twice, exit 0, and said so.
     let again = chaperone(&["alerts", "allow", "bbbb", "--file", log, "--db", &db]);
     assert_eq!(again.status.code(), Some(0), "{again:?}");
@@ -354,6 +355,36 @@ fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     let out = chaperone(&["alerts", "--file", typo.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("alerst.jsonl"));
+}
+
+/// A full window (32 syscalls) is the end of a thread, not its start: `allow` learns it as
+/// the rest of one (no thread counted, no start-of-thread n-gram), and so does the tiered
+/// model's recorded run.
+#[test]
+fn a_full_alert_window_is_learned_as_the_rest_of_a_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let log = tmp.path().join("alerts.jsonl");
+    let window: Vec<&str> = ["read", "poll", "connect", "write"].repeat(8);
+    let line = json!({"output_fields": {
+        "chaperone.alert_id": "full", "chaperone.profile": "web", "chaperone.window": window,
+    }});
+    std::fs::write(&log, format!("{line}\n")).unwrap();
+    let before = load_web(&db);
+    ok(&[
+        "alerts",
+        "allow",
+        "full",
+        "--file",
+        log.to_str().unwrap(),
+        "--db",
+        &db,
+    ]);
+    let after = load_web(&db);
+    assert_eq!(after.counts.threads(), before.counts.threads());
+    assert_eq!(after.counts.events(), before.counts.events() + 32);
+    let runs = Store::open(Path::new(&db)).unwrap().runs("web").unwrap();
+    assert!(runs.last().unwrap().threads.iter().all(|t| t.continues));
 }
 
 /// An alert that `allow` cannot use (no profile, no window, no syscall chaperone knows in its
