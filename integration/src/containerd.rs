@@ -1151,9 +1151,9 @@ fn unescape_octal(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Pids of processes with, for every one of `words`, an argument that is the word, is a path
-/// in the directory the word names, or has a file name starting with it (a program:
-/// `containerd-shim` matches `/usr/bin/containerd-shim-runc-v2`). Until 2026-12-07 a word
+/// Pids of processes with, for every one of `words`, an argument that is the word or a path in
+/// the directory the word names, or a program (the first argument) whose file name starts with
+/// it (`containerd-shim` matches `/usr/bin/containerd-shim-runc-v2`). Until 2026-12-07 a word
 /// matched anywhere in the command line, so id `shimcg-1` matched a shim of `noshimcg-1`.
 pub fn processes_with(words: &[&str]) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -1167,18 +1167,21 @@ pub fn processes_with(words: &[&str]) -> Vec<u32> {
                 .split(|&b| b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            words
-                .iter()
-                .all(|w| args.iter().any(|a| argument_matches(a, w)))
+            words.iter().all(|w| {
+                args.iter()
+                    .enumerate()
+                    .any(|(i, a)| argument_matches(a, w, i == 0))
+            })
         })
         .collect()
 }
 
-fn argument_matches(arg: &str, word: &str) -> bool {
+fn argument_matches(arg: &str, word: &str, program: bool) -> bool {
     let in_dir = arg
         .strip_prefix(word.trim_end_matches('/'))
         .is_some_and(|rest| rest.starts_with('/'));
-    arg == word || in_dir || arg.rsplit('/').next().is_some_and(|f| f.starts_with(word))
+    let named = program && arg.rsplit('/').next().is_some_and(|f| f.starts_with(word));
+    arg == word || in_dir || named
 }
 
 /// Whether `pid` is gone or a zombie (killed, not yet reaped by whoever inherited it) with
@@ -1542,15 +1545,30 @@ mod tests {
 
     #[test]
     fn a_process_word_matches_whole_arguments_paths_in_a_directory_and_program_names() {
-        assert!(argument_matches("shimcg-chp-1", "shimcg-chp-1"));
-        assert!(!argument_matches("noshimcg-chp-1", "shimcg-chp-1"));
-        assert!(argument_matches("/tmp/chp-x/config.toml", "/tmp/chp-x"));
-        assert!(!argument_matches("/tmp/chp-xy/config.toml", "/tmp/chp-x"));
+        assert!(argument_matches("shimcg-chp-1", "shimcg-chp-1", false));
+        assert!(!argument_matches("noshimcg-chp-1", "shimcg-chp-1", false));
+        assert!(!argument_matches("shimcg-chp-10", "shimcg-chp-1", false));
+        assert!(argument_matches(
+            "/tmp/chp-x/config.toml",
+            "/tmp/chp-x",
+            false
+        ));
+        assert!(!argument_matches(
+            "/tmp/chp-xy/config.toml",
+            "/tmp/chp-x",
+            false
+        ));
         assert!(argument_matches(
             "/usr/bin/containerd-shim-runc-v2",
-            "containerd-shim"
+            "containerd-shim",
+            true
         ));
-        assert!(!argument_matches("-id", "containerd-shim"));
+        assert!(!argument_matches(
+            "/usr/bin/containerd-shim-runc-v2",
+            "containerd-shim",
+            false
+        ));
+        assert!(!argument_matches("-id", "containerd-shim", true));
     }
 
     #[test]
