@@ -312,7 +312,8 @@ EOF
 suite_leftovers() {
     local p
     for p in /proc/[0-9]*; do
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qE -- "-address $SUITE_ADDRESS( |$)|--root $SUITE_ROOT( |$)" &&
+        # stderr first: a process gone meanwhile fails the input redirection, said nowhere.
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qE -- "-address $SUITE_ADDRESS( |$)|--root $SUITE_ROOT( |$)" &&
             echo "${p#/proc/}"
     done
     return 0
