@@ -56,7 +56,7 @@ pub struct TaskService {
     images: Arc<Images>,
     /// Creates under way (counted from their start, before they first take the lock), and
     /// whether a Shutdown came meanwhile: see `shutdown_shim`.
-    creating: std::sync::Mutex<(usize, bool)>,
+    creating: shutdown::Creating,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -100,7 +100,7 @@ impl TaskService {
             exit,
             learner,
             images,
-            creating: std::sync::Mutex::default(),
+            creating: shutdown::Creating::default(),
         }
     }
 
@@ -188,10 +188,8 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        self.create_began();
-        let created = self.create_task(req).await;
-        self.create_ended().await;
-        to_ttrpc("create", created)
+        let _under_way = self.create_began();
+        to_ttrpc("create", self.create_task(req).await)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
