@@ -82,9 +82,11 @@ pub async fn reap_exits(
 
 /// A process reaped: which one, and what must happen before its exit is told.
 struct Reaped {
-    /// Its container's id and its exec id (empty for init): the exit is recorded on this
-    /// process, not on whatever has its pid by then (a pid can be reused while an exit waits).
-    process: (String, String),
+    /// Its container's id, its exec id (empty for init) and its pid: the exit is recorded on
+    /// this process, not on whatever has its pid by then (a pid can be reused while an exit
+    /// waits), nor on a process of the same ids made since (a container deleted and created
+    /// again under its id).
+    process: (String, String, i32),
     /// Its output's drain.
     drained: Option<oneshot::Receiver<()>>,
     /// It is init, and its exit waits for [`settle_execs`].
@@ -108,7 +110,7 @@ fn reaped(container: &mut Container, pid: i32, status: u32) -> Option<Reaped> {
         process.id.clone()
     };
     Some(Reaped {
-        process: (container_id, exec_id),
+        process: (container_id, exec_id, pid),
         drained,
         init: execs_first,
     })
@@ -154,13 +156,16 @@ async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, id: &str) 
 async fn record(
     containers: &Mutex<HashMap<String, Container>>,
     events: &mpsc::UnboundedSender<Event>,
-    (id, exec_id): &(String, String),
+    (id, exec_id, pid): &(String, String, i32),
     status: u32,
 ) {
     let mut containers = containers.lock().await;
     let Some(container) = containers.get_mut(id) else {
         return;
     };
+    if container.process(exec_id).map_or(true, |p| p.pid != *pid) {
+        return;
+    }
     if exec_id.is_empty() {
         for exec in container.execs.values_mut() {
             if let Some(held) = exec.reaped {
