@@ -515,9 +515,10 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
     let key = fields["chaperone.profile"]
         .as_str()
         .with_context(|| unusable("names no profile (chaperone.profile)"))?;
-    let window: Vec<u16> = fields["chaperone.window"]
+    let names = fields["chaperone.window"]
         .as_array()
-        .with_context(|| unusable("has no syscall window (chaperone.window)"))?
+        .with_context(|| unusable("has no syscall window (chaperone.window)"))?;
+    let window: Vec<u16> = names
         .iter()
         .filter_map(|n| n.as_str().and_then(sym_of))
         .collect();
@@ -532,8 +533,11 @@ fn allow(loc: &Locations, path: &Path, id: &str) -> Result<()> {
     // A full window is the end of a thread, not its start: learned as a continuation, as are
     // the recorded pieces of a thread cut by a flush (until 2026-12-07, as a thread, which
     // also taught the profile that threads may begin the way the window does). A shorter one
-    // is all the thread had made, from its start.
-    let window = if window.len() < WINDOW {
+    // (counted as the alert lists it, names this build does not know included) is all the
+    // thread had made that the scoring model saw, from its start: under the tiered filter the
+    // hot syscalls before it are not in it, but the projected model, which scores there, does
+    // not see them either.
+    let window = if names.len() < WINDOW {
         Piece::whole(window)
     } else {
         Piece::continuation(window)
