@@ -196,11 +196,7 @@ async fn copy_out(
         let readable = tokio::select! {
             readable = master.readable() => readable,
             () = hangup.notified() => {
-                // What the process wrote before the hang-up is still the client's (until
-                // 2026-12-07 it could be dropped unread): read what the pty holds now, without
-                // waiting for more, for at most the drain timeout.
-                let rest = forward_what_is_there(&master, &mut buf, &mut stdout);
-                let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
+                hang_up(&master, &mut buf, &mut stdout).await;
                 break;
             }
         };
@@ -219,11 +215,30 @@ async fn copy_out(
             }
             Err(_would_block) => continue,
         };
+        let mut hung_up = false;
         if let Some(out) = stdout.as_mut() {
-            if out.write_all(&buf[..n]).await.is_err() {
+            let mut write = std::pin::pin!(out.write_all(&buf[..n]));
+            let written = tokio::select! {
+                written = &mut write => written,
+                // stdin ended while the client does not read: the write may never end, and the
+                // hang-up must not wait for it (until 2026-12-07 it did, and the terminal's
+                // processes never got SIGHUP). It gets the drain timeout to finish.
+                () = hangup.notified() => {
+                    hung_up = true;
+                    // Not finished in time: nobody reads, and nothing more is written.
+                    tokio::time::timeout(DRAIN_TIMEOUT, &mut write)
+                        .await
+                        .unwrap_or_else(|elapsed| Err(elapsed.into()))
+                }
+            };
+            if written.is_err() {
                 // The FIFO failed: keep draining the pty so that the container does not block.
                 stdout = None;
             }
+        }
+        if hung_up {
+            hang_up(&master, &mut buf, &mut stdout).await;
+            break;
         }
     }
     // Closing stdout is containerd's EOF; the master goes first, so that a hang-up is done
@@ -231,6 +246,14 @@ async fn copy_out(
     drop(stdout);
     drop(master);
     let _ = drained.send(());
+}
+
+/// At the hang-up: what the process wrote before it is still the client's (until 2026-12-07 it
+/// could be dropped unread), so what the pty holds now is forwarded, without waiting for more,
+/// for at most the drain timeout.
+async fn hang_up(master: &AsyncFd<OwnedFd>, buf: &mut [u8], stdout: &mut Option<pipe::Sender>) {
+    let rest = forward_what_is_there(master, buf, stdout);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, rest).await;
 }
 
 /// Forwards what the terminal's master can give now (until it would block, ends or fails) to
@@ -501,6 +524,32 @@ mod tests {
             "{taken} bytes taken, {in_fifo} in the FIFO: the rest is more than the pty \
              ({pty_capacity}) and one read (32 KiB) hold"
         );
+    }
+
+    /// stdin ends while the client reads no output and the output copy waits on the full
+    /// FIFO: the terminal is still hung up (within the drain timeout), so its processes get
+    /// SIGHUP. Until 2026-12-07 the copy waited for ever, and so did the hang-up.
+    #[tokio::test]
+    async fn the_end_of_stdin_hangs_up_a_terminal_whose_output_nobody_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let stdio = terminal_stdio(dir.path());
+        // containerd's reader: open, never read.
+        let _client = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&stdio.stdout)
+            .unwrap();
+        let mut held = crate::stdio::HeldFifos::open(&stdio.stdin, ["", ""]).unwrap();
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (_console, drained) = Console::start(pty.master, &stdio).unwrap();
+        // The FIFO and then the pty fill: the copy waits in its write.
+        let taken = fill(&pty.slave).await;
+        assert!(taken > 64 * 1024, "{taken} bytes taken");
+        held.close_stdin();
+        tokio::time::timeout(Duration::from_secs(30), drained)
+            .await
+            .expect("the hang-up ends the output copy though its write waits")
+            .unwrap();
     }
 
     #[tokio::test]
