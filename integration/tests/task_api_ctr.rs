@@ -1049,6 +1049,17 @@ fn create_task(
     id: &str,
     request: containerd_client::services::v1::CreateTaskRequest,
 ) -> Result<(), tonic::Status> {
+    create_task_within(ctrd, id, request, None)
+}
+
+/// [`create_task`], the request carrying `deadline` (gRPC's `grpc-timeout`, which containerd
+/// passes on to the shim's ttrpc request) when there is one.
+fn create_task_within(
+    ctrd: &Containerd,
+    id: &str,
+    request: containerd_client::services::v1::CreateTaskRequest,
+    deadline: Option<Duration>,
+) -> Result<(), tonic::Status> {
     use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
     use containerd_client::services::v1::snapshots::MountsRequest;
     use containerd_client::services::v1::tasks_client::TasksClient;
@@ -1066,7 +1077,7 @@ fn create_task(
     .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("Snapshots.Mounts: {e}"))))
     .into_inner()
     .mounts;
-    let request = namespaced(
+    let mut request = namespaced(
         ctrd,
         CreateTaskRequest {
             container_id: id.to_owned(),
@@ -1074,6 +1085,9 @@ fn create_task(
             ..request
         },
     );
+    if let Some(deadline) = deadline {
+        request.set_timeout(deadline);
+    }
     grpc(ctrd, |channel| async move {
         let mut tasks = TasksClient::new(channel);
         tokio::time::timeout(Duration::from_secs(60), tasks.create(request)).await
@@ -1148,6 +1162,82 @@ fn chaperone_fails_a_create_whose_runc_binary_is_missing_and_leaves_nothing() {
         "{}",
         ctrd.explain(format!("mounted: {left:?}"))
     );
+}
+
+/// A Create whose deadline passes while the shim is still at it (injected: the shim waits 3 s
+/// after `runc create`; the request gives it 1 s) leaves nothing: no runc container or init
+/// process, no mounts, no task. Until 2026-12-07 ttrpc dropped the Create where it waited and
+/// runc's container was left, its init waiting to be started for ever.
+#[test]
+fn chaperone_undoes_a_create_whose_deadline_passed() {
+    use chaperone_integration::containerd::{mounts_under, prerequisites, RUNC_ROOT};
+    use chaperone_shim::task::SLOW_CREATE_FAULT_ENV;
+    let Some(shim_dir) = prerequisites() else {
+        return;
+    };
+    let ctrd = Containerd::start_env(&shim_dir, &[(SLOW_CREATE_FAULT_ENV, "slowcreate")])
+        .expect("containerd starts");
+    ctrd.import_busybox().expect("busybox image imports");
+    let id = container_id("slowcreate", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    ctrd.sleeping(&["containers", "create"], CHAPERONE, &id)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
+    let request = containerd_client::services::v1::CreateTaskRequest::default();
+    let Err(status) = create_task_within(&ctrd, &id, request, Some(Duration::from_secs(1))) else {
+        panic!("{}", ctrd.explain("a Create past its deadline succeeded"));
+    };
+    // tonic's own timer may end the call first (Cancelled, "Timeout expired").
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{}",
+        ctrd.explain(status.message())
+    );
+    assert!(
+        ctrd.wait_logged(&id, "was abandoned"),
+        "{}",
+        ctrd.explain("the shim did not say it undid the Create")
+    );
+    let runc_state = std::path::Path::new(RUNC_ROOT)
+        .join(ctrd.namespace())
+        .join(&id);
+    let bundle = ctrd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(ctrd.namespace())
+        .join(&id);
+    // ctr's spec puts the container in the cgroup /NAMESPACE/ID; runc's delete removes it.
+    let cgroup = std::path::Path::new("/sys/fs/cgroup")
+        .join(ctrd.namespace())
+        .join(&id);
+    // The shim too (its arguments name the id): it exits once containerd's clean-up is done.
+    let undone = wait_for(
+        "the abandoned container undone",
+        Duration::from_secs(30),
+        || {
+            (!runc_state.exists()
+                && !cgroup.exists()
+                && mounts_under(&bundle).is_empty()
+                && processes_with(&[&id]).is_empty())
+            .then_some(())
+        },
+    );
+    assert!(
+        undone.is_ok(),
+        "{}",
+        ctrd.explain(format!(
+            "left: runc state {}: {}, cgroup {}: {}, mounts {:?}, processes {:?}",
+            runc_state.display(),
+            runc_state.exists(),
+            cgroup.display(),
+            cgroup.exists(),
+            mounts_under(&bundle),
+            processes_with(&[&id])
+        ))
+    );
+    assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(""));
 }
 
 /// A task whose request names only some of its streams (a Go client's `cio.WithStreams(nil,

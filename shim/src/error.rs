@@ -55,6 +55,14 @@ pub enum ShimError {
         /// The container or exec id.
         id: String,
     },
+    /// The caller of a Create went before it ended; what it had set up is undone.
+    #[error(
+        "the create of container {id} was abandoned: its deadline passed or its connection closed"
+    )]
+    Abandoned {
+        /// The container id.
+        id: String,
+    },
     /// A request field is malformed.
     #[error("invalid request: {reason}")]
     InvalidRequest {
@@ -254,6 +262,7 @@ impl ShimError {
             | Self::StdioUri { .. }
             | Self::RequestJson { .. } => ttrpc::Code::INVALID_ARGUMENT,
             Self::Unimplemented { .. } => ttrpc::Code::UNIMPLEMENTED,
+            Self::Abandoned { .. } => ttrpc::Code::CANCELLED,
             Self::Listener { .. }
             | Self::Store { .. }
             | Self::ImageLookup { .. }

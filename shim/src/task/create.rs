@@ -45,7 +45,13 @@ impl TaskService {
         self.images.of_container(id).await
     }
 
-    pub(super) async fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+    /// Creates the container; `abandoned` says whether the request's caller is gone (see
+    /// `Task::create`): then nothing is left of it, and it is not kept.
+    pub(super) async fn create_task(
+        &self,
+        req: CreateTaskRequest,
+        abandoned: impl Fn() -> bool,
+    ) -> Result<CreateTaskResponse> {
         if !req.checkpoint.is_empty() {
             return Err(ShimError::Unimplemented {
                 what: "restoring from a checkpoint",
@@ -128,6 +134,9 @@ impl TaskService {
         let mode = plan.mode;
         // Before anything is registered or mounted: a failure here leaves nothing to undo.
         let runc = runc_config.client(&bundle)?;
+        if abandoned() {
+            return Err(abandon(&req.id));
+        }
         if mode != Mode::Off {
             self.learner.register(plan.clone());
         }
@@ -168,6 +177,26 @@ impl TaskService {
         };
         init.pid = pid;
         let (cgroup, oom_watch) = watch_cgroup(&req.id, pid, &self.events).await;
+        if crate::learn::fault_injected(SLOW_CREATE_FAULT_ENV, &req.id) {
+            tokio::time::sleep(SLOW_CREATE_DELAY).await;
+        }
+        if abandoned() {
+            // As Delete undoes a container: runc's (and its init), the mounts, the learner's.
+            if let Err(e) = runc
+                .delete(&req.id, Some(&DeleteOpts::new().force(true)))
+                .await
+            {
+                warn!(container = %req.id, error = %failure(&bundle, "delete", &req.id, &e).chain(), "cannot delete the abandoned container");
+            }
+            if let Some(rootfs) = &mounted_rootfs {
+                let _ = umount_recursive(rootfs.to_str(), 0);
+            }
+            if let Some(watch) = oom_watch {
+                watch.abort();
+            }
+            self.learner.forget(&req.id);
+            return Err(abandon(&req.id));
+        }
         info!(
             container = %req.id,
             pid,
@@ -221,6 +250,19 @@ impl TaskService {
         drop(containers);
         Ok(response)
     }
+}
+
+/// Debug builds only, for tests: a Create of a container whose id contains this variable's
+/// value waits [`SLOW_CREATE_DELAY`] after `runc create`, as one on a loaded node may.
+pub const SLOW_CREATE_FAULT_ENV: &str = "CHAPERONE_TEST_SLOW_CREATE";
+/// How long such a Create waits.
+pub const SLOW_CREATE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The error of a Create whose caller went, logged here: nobody else will see it.
+fn abandon(id: &str) -> ShimError {
+    let e = ShimError::Abandoned { id: id.to_owned() };
+    warn!(container = %id, "{e}; nothing of it is kept");
+    e
 }
 
 /// The protobuf type of runc's `Options` in a create request.

@@ -42,11 +42,13 @@ use crate::events::TaskEvent;
 use crate::image::Images;
 use crate::learn::Learner;
 
+pub use create::SLOW_CREATE_FAULT_ENV;
 pub use exits::reap_exits;
 
 pub use crate::events::Event;
 
-/// The Task service of one shim (one pod or one container).
+/// The Task service of one shim (one pod or one container). Its clones share everything.
+#[derive(Clone)]
 pub struct TaskService {
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Container>>>,
@@ -188,8 +190,22 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        let _under_way = self.create_began();
-        to_ttrpc("create", self.create_task(req).await)
+        let under_way = self.create_began();
+        // The Create runs to its end in a task of its own. ttrpc drops a request where it
+        // waits once its deadline passes or its connection goes, and a Create dropped halfway
+        // left what it had set up (until 2026-12-07: the learner's registration, the rootfs
+        // mounts, a runc container with its init). One whose caller is gone by then undoes it.
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let _under_way = under_way;
+            let created = service.create_task(req, || answer.is_closed()).await;
+            let _ = answer.send(created);
+        });
+        let created = answered.await.unwrap_or(Err(ShimError::InvalidRequest {
+            reason: "the create task ended without an answer",
+        }));
+        to_ttrpc("create", created)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
