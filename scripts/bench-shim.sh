@@ -36,9 +36,12 @@ locally built busybox image and measures:
              "chaperone_pss_kb_10",
              "runc_v2_rss_kb_10_mean","chaperone_rss_kb_10_mean",
              "runc_v2_pss_kb_10_mean","chaperone_pss_kb_10_mean",
-             "off_minus_runc_v2_p50_ms","learn_minus_runc_v2_p50_ms","rss_ratio","runs"}
+             "off_minus_runc_v2_p50_ms","learn_minus_runc_v2_p50_ms",
+             "off_vs_runc_v2_p50","learn_vs_runc_v2_p50",
+             "rss_ratio","pss_ratio","rss_ratio_10","pss_ratio_10","runs"}
             (the *_kb figures without a suffix are the 1-container shim; *_10 are sums
-            over 10 shims; rss_ratio is chaperone/runc_v2 with 1 container).
+            over 10 shims; *_vs_runc_v2_p50 and *_ratio* are chaperone / runc-v2, measured
+            in this run).
   --smaps DIR  also copy /proc/PID/smaps of each 1-container shim measured to
             DIR/runc_v2.smaps and DIR/chaperone.smaps (where the memory is, per mapping).
   --help    this text.
@@ -129,11 +132,15 @@ tmp="$(mktemp -d /tmp/chp-bench.XXXXXX)"
 sock="$tmp/c.sock"
 # Container ids start with this (unique to this run: shims and runc state are host-wide).
 tag="chpb-$$-$(date +%s)"
+# A namespace of this run's own: runc's state (/run/containerd/runc/NAMESPACE) and the
+# containers' cgroups (/NAMESPACE/ID) are host-wide, and the clean-up removes what is left of
+# them even when containerd is gone.
+ns="$tag"
 containerd_pid=
 
 # ctr on this containerd. An array, not a function: redirections on a function call apply
 # in this shell, so the cleanup trap, which runs after the command, would inherit them.
-CTR=(ctr -a "$sock" -n default)
+CTR=(ctr -a "$sock" -n "$ns")
 
 # Polls "$@" every 50 ms until it succeeds; fails after $1 seconds.
 poll() {
@@ -181,6 +188,20 @@ cleanup() {
     for pid in $(pgrep -f -- "containerd-shim-[a-z0-9-]+ .*-id $tag-" 2>/dev/null); do
         kill -KILL "$pid" 2>/dev/null
     done
+    # Containers the removal through containerd missed (containerd died, or a run was
+    # interrupted while it started one): runc's state of this run's namespace, their
+    # processes, and then the namespace's cgroups, children first.
+    local runc_root="/run/containerd/runc/$ns" id
+    if [ -d "$runc_root" ]; then
+        for id in $(runc --root "$runc_root" list -q 2>/dev/null); do
+            runc --root "$runc_root" delete --force "$id" >/dev/null 2>&1
+        done
+        rmdir "$runc_root" 2>/dev/null
+    fi
+    local cgroup
+    for cgroup in /sys/fs/cgroup/"$ns" /sys/fs/cgroup/*/"$ns"; do
+        [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
     # Whatever is still mounted under the temp dir (snapshots, rootfs) goes before it does.
     local target
     awk '{ print $5 }' /proc/self/mountinfo | grep -F "$tmp" | tac | while read -r target; do
@@ -218,8 +239,12 @@ EOF
 mkdir -p "$tmp/run"
 
 log "starting containerd in $tmp"
+# In a session of its own: Ctrl-C goes to the terminal's process group, and containerd
+# handles SIGINT (Go undoes the ignoring a background job gets) by exiting, which would leave
+# the clean-up no containerd to remove the containers through. setsid runs it without a fork
+# here (this shell's background job is no process group leader), so $! is containerd's pid.
 PATH="$shim_dir:$PATH" CHAPERONE_RUN_DIR="$tmp/run" CHAPERONE_CONFIG="$tmp/chaperone.toml" \
-    containerd --config "$tmp/config.toml" </dev/null >"$tmp/containerd.log" 2>&1 &
+    setsid containerd --config "$tmp/config.toml" </dev/null >"$tmp/containerd.log" 2>&1 &
 containerd_pid=$!
 containerd_ready() {
     kill -0 "$containerd_pid" 2>/dev/null || die "containerd exited"
@@ -463,7 +488,12 @@ out = {
     "chaperone_pss_kb_10_mean": round(ch_pss10 / n, 1),
     "off_minus_runc_v2_p50_ms": r2(lat["off"][0] - lat["runc_v2"][0]),
     "learn_minus_runc_v2_p50_ms": r2(lat["learn"][0] - lat["runc_v2"][0]),
+    "off_vs_runc_v2_p50": round(lat["off"][0] / lat["runc_v2"][0], 3),
+    "learn_vs_runc_v2_p50": round(lat["learn"][0] / lat["runc_v2"][0], 3),
     "rss_ratio": round(ch_rss / rv_rss, 3) if rv_rss else None,
+    "pss_ratio": round(ch_pss / rv_pss, 3) if rv_pss else None,
+    "rss_ratio_10": round(ch_rss10 / rv_rss10, 3) if rv_rss10 else None,
+    "pss_ratio_10": round(ch_pss10 / rv_pss10, 3) if rv_pss10 else None,
     "runs": runs,
 }
 if as_json:
@@ -473,12 +503,12 @@ if as_json:
 met = lambda ok: "met" if ok else "NOT met"
 d_off, d_learn = out["off_minus_runc_v2_p50_ms"], out["learn_minus_runc_v2_p50_ms"]
 print(f"start latency: ctr run --rm /bin/true, {runs} runs per configuration, interleaved")
-print(f"  {'configuration':<24} {'p50 ms':>9} {'p95 ms':>9} {'p50 - runc-v2':>14}  target")
-print(f"  {'runc-v2 (stock Go shim)':<24} {out['runc_v2_p50_ms']:>9.2f} {out['runc_v2_p95_ms']:>9.2f} {'':>14}")
+print(f"  {'configuration':<24} {'p50 ms':>9} {'p95 ms':>9} {'p50 - runc-v2':>14} {'p50 / runc-v2':>14}  target")
+print(f"  {'runc-v2 (stock Go shim)':<24} {out['runc_v2_p50_ms']:>9.2f} {out['runc_v2_p95_ms']:>9.2f} {'':>14} {'':>14}")
 print(f"  {'chaperone, mode off':<24} {out['off_p50_ms']:>9.2f} {out['off_p95_ms']:>9.2f} {d_off:>+14.2f}"
-      f"  <= +5 ms: {met(d_off <= 5)}")
+      f" {out['off_vs_runc_v2_p50']:>14.3f}  <= +5 ms: {met(d_off <= 5)}")
 print(f"  {'chaperone, learn':<24} {out['learn_p50_ms']:>9.2f} {out['learn_p95_ms']:>9.2f} {d_learn:>+14.2f}"
-      f"  <= +25 ms: {met(d_learn <= 25)}")
+      f" {out['learn_vs_runc_v2_p50']:>14.3f}  <= +25 ms: {met(d_learn <= 25)}")
 print()
 print(f"shim memory (kB, smaps_rollup): detached sleep containers, one shim each")
 print(f"  {'runtime':<24} {'Rss 1':>8} {'Pss 1':>8} {f'Rss {n} sum':>11} {f'Pss {n} sum':>11}"
@@ -490,4 +520,8 @@ for label, key in (("runc-v2 (stock Go shim)", "runc_v2"), ("chaperone, learn", 
 ratio = out["rss_ratio"]
 if ratio is not None:
     print(f"  Rss chaperone / runc-v2 (1 container): {ratio:.2f}  <= 0.50: {met(ratio <= 0.5)}")
+for label, key in (("Pss, 1 container", "pss_ratio"), (f"Rss, {n} shims", "rss_ratio_10"),
+                   (f"Pss, {n} shims", "pss_ratio_10")):
+    if out[key] is not None:
+        print(f"  {label} chaperone / runc-v2: {out[key]:.2f}")
 PY
