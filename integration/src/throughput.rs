@@ -279,6 +279,9 @@ pub fn run(ctrd: &Containerd, opts: &Options, mut progress: impl FnMut(&str)) ->
             report.samples[i].http_rps.push(rps);
         }
     }
+    for profile in [LOOP_PROFILE, HTTP_PROFILE] {
+        require_tiered(ctrd, profile, opts.rounds)?;
+    }
     report.enforce_alerts = ctrd
         .alerts()?
         .iter()
@@ -289,6 +292,47 @@ pub fn run(ctrd: &Containerd, opts: &Options, mut progress: impl FnMut(&str)) ->
         })
         .count();
     Ok(report)
+}
+
+/// What the shim logs when an enforced container gets the tiered filter.
+const TIERED_LINE: &str = "tiered filter: the hot syscalls run in the kernel";
+
+/// Fails unless the shim logged the tiered filter for `profile` at least `runs` times (once
+/// per enforce container). One whose model cannot be trained from the recorded runs has every
+/// syscall traced instead, and the enforce row would measure that.
+fn require_tiered(ctrd: &Containerd, profile: &str, runs: usize) -> Result<()> {
+    let tiered = || tiered_lines(&ctrd.log(), profile);
+    // The shims' lines reach containerd's log as it copies them.
+    if wait_for(
+        "the tiered filter's log lines",
+        Duration::from_secs(30),
+        || (tiered() >= runs).then_some(()),
+    )
+    .is_err()
+    {
+        bail!(
+            "{} of {runs} enforce containers of profile {profile} had the tiered filter (see \
+             containerd's log): the enforce row would not measure it",
+            tiered()
+        );
+    }
+    Ok(())
+}
+
+/// The lines of `log` that say a container of `profile` got the tiered filter.
+fn tiered_lines(log: &str, profile: &str) -> usize {
+    // The field as the shim's text log writes a string, quoted or not.
+    let fields = [
+        format!("profile={profile}"),
+        format!("profile=\"{profile}\""),
+    ];
+    let names_profile = |line: &str| {
+        line.split_whitespace()
+            .any(|w| fields.iter().any(|f| w == f))
+    };
+    log.lines()
+        .filter(|l| l.contains(TIERED_LINE) && names_profile(l))
+        .count()
 }
 
 /// Runs the loop workload in container `id` under `setup`; returns its seconds.
@@ -314,6 +358,14 @@ pub fn parse_elapsed(out: &str) -> Option<f64> {
 /// Serves the http workload from container `id` under `setup`; returns requests per second.
 fn http_once(ctrd: &Containerd, setup: Setup, id: &str, opts: &Options) -> Result<f64> {
     let _cleanup = Cleanup(ctrd, id.to_owned());
+    // Another server on the port (an earlier round's that outlived its clean-up, or anyone's)
+    // would answer the load, and this container's httpd would exit unseen.
+    if std::net::TcpStream::connect(("127.0.0.1", opts.port)).is_ok() {
+        bail!(
+            "port {} is in use before {id} starts: another server would answer the load",
+            opts.port
+        );
+    }
     let listen = format!("127.0.0.1:{}", opts.port);
     let flags = setup.flags(HTTP_PROFILE);
     let mut args: Vec<&str> = vec!["run", "-d", "--net-host"];
@@ -347,6 +399,10 @@ fn http_once(ctrd: &Containerd, setup: Setup, id: &str, opts: &Options) -> Resul
     })
     .with_context(|| format!("load on {id}"))?;
     let seconds = started.elapsed().as_secs_f64();
+    let status = ctrd.task_status(id);
+    if status.as_deref() != Some("RUNNING") {
+        bail!("the http server {id} is {status:?} after the load, not RUNNING: who answered?");
+    }
     #[allow(clippy::cast_precision_loss)] // request counts are small
     Ok(answered as f64 / seconds)
 }
@@ -379,6 +435,19 @@ mod tests {
         assert_eq!(parse_elapsed("elapsed 12.00 10.50"), None);
         assert_eq!(parse_elapsed("elapsed soon"), None);
         assert_eq!(parse_elapsed(""), None);
+    }
+
+    #[test]
+    fn tiered_filter_lines_are_counted_per_profile() {
+        let log = format!(
+            "INFO {TIERED_LINE}, the model scores the rest profile=bench-loop hot=30\n\
+             INFO {TIERED_LINE}, the model scores the rest profile=\"bench-http\" hot=31\n\
+             INFO {TIERED_LINE}, the model scores the rest profile=bench-loop2 hot=30\n\
+             INFO no recorded runs to train the tiered filter's model on profile=bench-loop\n"
+        );
+        assert_eq!(tiered_lines(&log, LOOP_PROFILE), 1);
+        assert_eq!(tiered_lines(&log, HTTP_PROFILE), 1);
+        assert_eq!(tiered_lines(&log, "bench"), 0);
     }
 
     #[test]

@@ -54,6 +54,11 @@ are throughput against runc-v2 (1.0 as fast; target for enforce >= 0.95 on both)
 Needs root, containerd, ctr, runc, containerd-shim-runc-v2 and a static busybox at
 /bin/busybox. Progress goes to stderr.
 
+It fails rather than report a figure of something else: when the port is in use before an
+http server starts, when a server is not running after its load, or when an enforce
+container did not get the tiered filter (the shim logs it; a profile whose model cannot be
+trained has every syscall traced instead).
+
 Exit codes: 0 the benchmark ran (whether or not the target was met); 1 it failed;
 2 bad arguments; 141 its standard output was closed; 128 + N ended by signal N (SIGINT,
 SIGTERM, SIGHUP). Either way its containerd and containers are removed first.";
