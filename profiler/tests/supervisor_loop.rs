@@ -27,11 +27,20 @@ struct Fake {
     fail_on_send: Vec<u64>,
     kills: Vec<(u32, u64)>,
     dead: Vec<u32>,
+    /// (tid, from, until): the thread is dead while the last notification received has an
+    /// id in `from..until` (after it, a new thread has its tid).
+    dead_between: Vec<(u32, u64, u64)>,
+    /// The id of the last notification received.
+    last: u64,
 }
 
 impl Notifier for Fake {
     fn recv(&mut self) -> Result<Received> {
-        Ok(self.queue.pop_front().unwrap_or(Received::Closed))
+        let received = self.queue.pop_front().unwrap_or(Received::Closed);
+        if let Received::Event(n) = &received {
+            self.last = n.id;
+        }
+        Ok(received)
     }
     fn send(&mut self, id: u64, answer: Answer) -> Result<Delivery> {
         if self.fail_on_send.contains(&id) {
@@ -55,7 +64,9 @@ impl Notifier for Fake {
         Ok(true)
     }
     fn thread_alive(&mut self, tid: u32) -> bool {
-        !self.dead.contains(&tid)
+        let between =
+            |&(t, from, until): &(u32, u64, u64)| t == tid && (from..until).contains(&self.last);
+        !self.dead.contains(&tid) && !self.dead_between.iter().any(between)
     }
 }
 
@@ -803,4 +814,202 @@ fn a_denied_sequence_deviation_is_denied_again_when_retried_or_restarted() {
     assert_eq!(sup.notifier().answers, want);
     let s = stats.snapshot();
     assert_eq!((s.events, s.deviations, s.restarts), (9, 4, 0));
+}
+
+/// Records the recent calls of each deviation, and pauses.
+#[derive(Debug, Default)]
+struct Recorder {
+    recents: Vec<Vec<Sym>>,
+    pauses: u32,
+    verdict: Option<Verdict>,
+}
+
+impl Responder for Recorder {
+    fn on_deviation(&mut self, d: &Deviation) -> Verdict {
+        self.recents.push(d.recent.to_vec());
+        self.verdict.unwrap_or(Verdict::Continue)
+    }
+    fn pause_container(&mut self, _d: &Deviation) -> std::result::Result<(), ActionError> {
+        self.pauses += 1;
+        Ok(())
+    }
+}
+
+/// Sweeping before every event, so that a thread's death is seen at the next one.
+fn sweeping() -> SupervisorConfig {
+    SupervisorConfig {
+        sweep_period: std::time::Duration::ZERO,
+        ..SupervisorConfig::default()
+    }
+}
+
+/// Thread 7 dies without a notified exit (killed by a signal, or a sibling of an
+/// `exit_group`), and a new process gets tid 7 later: it starts as a new thread, scored from
+/// the start with none of the dead one's calls. Until 2026-12-07 the dead thread's entry
+/// stayed until the table filled, and the new process carried on its state.
+#[test]
+fn a_thread_that_died_unnotified_is_swept_before_its_tid_returns() {
+    let fake = Fake {
+        queue: [
+            ev(1, 7, "getppid"),
+            ev(2, 7, "getppid"),
+            ev(3, 7, "getppid"),
+            ev(4, 8, "getppid"),
+            ev(5, 7, "mkdir"),
+        ]
+        .into(),
+        dead_between: vec![(7, 4, 5)],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        Recorder::default(),
+        sweeping(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let (_, recorder) = sup.into_parts();
+    let s = stats.snapshot();
+    assert_eq!(s.threads_started, 3, "{s:?}");
+    assert_eq!(s.threads_reclaimed, 1, "{s:?}");
+    assert_eq!(recorder.recents, vec![vec![sym_of("mkdir").unwrap()]]);
+}
+
+/// Learning: a swept thread ends as one that exited (its piece is recorded), and the new
+/// thread with its tid is learned apart from it.
+#[test]
+fn a_swept_thread_is_learned_as_ended() {
+    let fake = Fake {
+        queue: [
+            ev(1, 7, "getppid"),
+            ev(2, 7, "getuid"),
+            ev(3, 8, "getppid"),
+            ev(4, 7, "getpid"),
+        ]
+        .into(),
+        dead_between: vec![(7, 3, 4)],
+        ..Fake::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()).recording(),
+        Scripted::new(Verdict::Continue),
+        sweeping(),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let learned = sup.into_parts().0.into_parts();
+    assert_eq!(learned.counts.threads(), 3);
+    let mut lengths: Vec<usize> = learned.threads.iter().map(|p| p.syms.len()).collect();
+    lengths.sort_unstable();
+    assert_eq!(lengths, [1, 1, 2]);
+}
+
+/// The pausing call's restart after the thaw is denied unscored; when that denial finds the
+/// call gone (a signal cut its wait short again), its next restart is still that call, denied
+/// unscored, not a second pause. Until 2026-12-07 it was scored and paused again.
+#[test]
+fn a_paused_restart_cut_short_again_does_not_pause_again() {
+    let fake = Fake {
+        queue: [
+            call(1, 7, "getppid", 50, 0),
+            call(2, 7, "mkdir", 100, 0),
+            call(3, 7, "mkdir", 100, 0),
+            call(4, 7, "mkdir", 100, 0),
+        ]
+        .into(),
+        gone_on_send: vec![2, 3],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let recorder = Recorder {
+        verdict: Some(Verdict::PauseContainer),
+        ..Recorder::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        recorder,
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let answers = sup.notifier().answers.clone();
+    let (_, recorder) = sup.into_parts();
+    assert_eq!(recorder.pauses, 1, "{answers:?}");
+    assert_eq!(stats.snapshot().deviations, 1);
+    assert!(answers[1..]
+        .iter()
+        .all(|(_, a)| matches!(a, Answer::Errno(_))));
+}
+
+/// An `exit_group` whose wait a signal cut short is called again: the same thread's, not the
+/// start of a new one. Until 2026-12-07 the first removed the thread, and the profile learned
+/// a thread that starts with `exit_group`.
+#[test]
+fn an_exit_cut_short_is_the_same_threads() {
+    let fake = Fake {
+        queue: [
+            call(1, 7, "getppid", 50, 0),
+            call(2, 7, "exit_group", 60, 0),
+            call(3, 7, "exit_group", 60, 0),
+        ]
+        .into(),
+        gone_on_send: vec![2],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()).recording(),
+        Scripted::new(Verdict::Continue),
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let learned = sup.into_parts().0.into_parts();
+    assert_eq!(learned.counts.threads(), 1);
+    assert_eq!(stats.snapshot().threads_started, 1);
+    assert_eq!(stats.snapshot().threads_reclaimed, 1);
+}
+
+/// A call scored while another supervisor of the container killed it is denied, though its
+/// own verdict let it through. Until 2026-12-07 only calls received after the kill were.
+#[test]
+fn a_call_scored_during_a_kill_elsewhere_is_denied() {
+    #[derive(Debug)]
+    struct KilledWhileScoring(std::cell::Cell<bool>);
+    impl Responder for KilledWhileScoring {
+        fn on_deviation(&mut self, _d: &Deviation) -> Verdict {
+            // Another supervisor kills the container while this one decides.
+            self.0.set(true);
+            Verdict::Continue
+        }
+        fn container_killed(&self) -> bool {
+            self.0.get()
+        }
+    }
+    let fake = Fake {
+        queue: [ev(1, 7, "mkdir")].into(),
+        ..Fake::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        detect(),
+        KilledWhileScoring(std::cell::Cell::new(false)),
+        SupervisorConfig::default(),
+        Arc::new(Stats::default()),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    assert!(matches!(
+        sup.notifier().answers.as_slice(),
+        [(1, Answer::Errno(_))]
+    ));
 }

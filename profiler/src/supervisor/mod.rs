@@ -20,12 +20,13 @@
 //! - [`Learn`] and [`Detect`] are the two [`Mode`]s; [`Responder`] is what the shim implements
 //!   to choose the answer to a deviation.
 //! - [`TracedChild`] forks a child under a notify filter running a fixed syscall script: for
-//!   tests, benchmarks and the shim's start-up probe.
+//!   tests and benchmarks.
 //! - [`listener`] receives notify fds from runc (`linux.seccomp.listenerPath`).
 //! - [`filter`] builds the OCI `LinuxSeccomp` of learn mode.
 //!
 //! Placement: see [`Wait`] for why the listener is put in `SYNC_WAKE_UP` mode and the
-//! supervisor blocks in `poll` instead of spinning.
+//! supervisor blocks (in `RECV` by default, a hang-up watcher thread waking it when the last
+//! traced task is gone; or in `poll`) instead of spinning.
 
 #![deny(clippy::disallowed_macros)]
 
@@ -54,7 +55,7 @@ pub use mode::{
 pub use notifier::{Answer, Delivery, KernelNotifier, Notification, Notifier, Received, Wait};
 pub use ratelimit::RateLimit;
 pub use respond::{kill_pid, ActionError, Deviation, Fixed, Responder, Verdict};
-pub use run::{Progress, Supervisor, SupervisorConfig, ThreadEntry};
+pub use run::{Progress, Supervisor, SupervisorConfig, ThreadEntry, DEFAULT_SWEEP_PERIOD};
 pub use stats::{Stats, StatsSnapshot};
 pub use threads::ThreadTable;
 

@@ -24,6 +24,9 @@ pub struct SupervisorConfig {
     /// syscalls (and their Go runtime threads, preempted by signals at random points) are the
     /// runtime's, not the container's, and their order changes from run to run.
     pub skip_until_exec: bool,
+    /// How often, at most, the thread table is swept for dead threads while events come (see
+    /// [`DEFAULT_SWEEP_PERIOD`]); zero sweeps before every event (for tests).
+    pub sweep_period: Duration,
 }
 
 impl Default for SupervisorConfig {
@@ -32,9 +35,20 @@ impl Default for SupervisorConfig {
             max_threads: 1024,
             deny_errno: libc::EPERM,
             skip_until_exec: false,
+            sweep_period: DEFAULT_SWEEP_PERIOD,
         }
     }
 }
+
+/// Events between two looks at the clock for the sweep period.
+const SWEEP_CHECK_EVERY: u64 = 4096;
+/// How often, at most, the supervisor sweeps its thread table for dead threads (while events
+/// come). Threads often die unnotified: the other threads of a process that calls
+/// `exit_group` or `execve`, a process killed by a signal, every thread when `exit_group` is
+/// in the kernel's tier. A dead thread's entry would otherwise wait for the table to fill, and
+/// a new thread given its tid once the host's pids wrap would carry on its state (until
+/// 2026-12-07). Swept threads end as threads that exited do.
+pub const DEFAULT_SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// Threads of the runtime prelude remembered, to ignore their last calls after the `execve`.
 const PRELUDE_TIDS: usize = 64;
@@ -167,6 +181,9 @@ pub struct Supervisor<N: Notifier, M: Mode, R: Responder> {
     stats: Arc<Stats>,
     log: RateLimit,
     clock: u64,
+    /// When the supervisor's last sweep of its thread table was, and how often one comes.
+    swept: Instant,
+    sweep_period: Duration,
     deny_errno: i32,
     exit: Option<Sym>,
     exit_group: Option<Sym>,
@@ -219,6 +236,8 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             stats,
             log: RateLimit::new(Duration::from_secs(10)),
             clock: 0,
+            swept: Instant::now(),
+            sweep_period: config.sweep_period,
             deny_errno: config.deny_errno,
             exit: sym_of("exit"),
             exit_group: sym_of("exit_group"),
@@ -269,7 +288,13 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 nr = n.nr,
                 "supervisor: the syscall held across the pause is denied on its restart"
             );
-            return self.answer(n.id, Answer::Errno(self.deny_errno));
+            let progress = self.answer(n.id, Answer::Errno(self.deny_errno))?;
+            // A signal cut this wait short too: the call comes back once more, and is the
+            // same held call (until 2026-12-07 that one was scored, and paused again).
+            if progress == Progress::Gone {
+                self.paused_on.insert(n.tid, n.nr);
+            }
+            return Ok(progress);
         }
         if self.container_killed || self.responder.container_killed() {
             return self.answer(n.id, Answer::Errno(self.deny_errno));
@@ -295,6 +320,11 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             args: n.args,
         };
 
+        if (self.clock.is_multiple_of(SWEEP_CHECK_EVERY) || self.sweep_period.is_zero())
+            && self.swept.elapsed() >= self.sweep_period
+        {
+            self.sweep();
+        }
         let Self {
             notifier,
             mode,
@@ -350,7 +380,21 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
                 answer
             }
         };
-        if sym.is_some() && (sym == self.exit || sym == self.exit_group) {
+        // Another supervisor of the container may have killed it while this call was scored:
+        // it is not let through then (checked as late as can be).
+        let answer = if answer == Answer::Continue
+            && (self.container_killed || self.responder.container_killed())
+        {
+            Answer::Errno(self.deny_errno)
+        } else {
+            answer
+        };
+        let progress = self.answer(n.id, answer)?;
+        // The thread ends only with its exit let through and delivered: one a signal cut short
+        // (Gone) is called again, and is the same thread's (until 2026-12-07 it began a new one,
+        // learned as a thread starting with its exit).
+        let exits = sym.is_some() && (sym == self.exit || sym == self.exit_group);
+        if exits && answer == Answer::Continue && progress == Progress::Handled {
             if let Some(&ended) = self.threads.get(n.tid) {
                 self.mode.end_thread(&ended.mode);
                 self.threads.remove(n.tid);
@@ -358,14 +402,28 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             }
         }
         stats::set(&self.stats.threads_live, self.threads.len() as u64);
-
-        let progress = self.answer(n.id, answer)?;
         // A pausing denial that reached its call: no restart of it will come, so the next
         // such call of the thread is its own, to be scored (until 2026-12-07 it was denied).
         if progress == Progress::Handled {
             self.paused_on.take(n.tid);
         }
         Ok(progress)
+    }
+
+    /// Ends the tracked threads that are gone (see [`DEFAULT_SWEEP_PERIOD`]).
+    fn sweep(&mut self) {
+        self.swept = Instant::now();
+        let Self {
+            notifier,
+            mode,
+            threads,
+            ..
+        } = self;
+        let freed = threads.sweep(
+            |tid| notifier.thread_alive(tid),
+            |ended| mode.end_thread(&ended.mode),
+        );
+        stats::add(&self.stats.threads_reclaimed, u64::from(freed));
     }
 
     fn answer(&mut self, id: u64, answer: Answer) -> Result<Progress> {

@@ -5,8 +5,9 @@
 //! container of a few threads keeps a few kilobytes, not the whole bound (a growth is the only
 //! allocation, seven at most with the default bound, never one per event). A thread's entry goes
 //! away when it calls `exit`/`exit_group` (the supervisor removes it), when a sweep finds its tid
-//! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions), or, when
-//! every tracked thread is alive, by evicting the least recently active one.
+//! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions, and the
+//! supervisor's about once a second while events come), or, when every tracked thread is alive,
+//! by evicting the least recently active one.
 
 /// Marks an empty slot (no tid reaches it: `pid_max` is at most 2^22).
 const EMPTY: u32 = u32::MAX;
@@ -167,7 +168,7 @@ impl<S: Copy> ThreadTable<S> {
             Err(mut i) => {
                 if self.len >= self.limit {
                     if self.since_sweep >= self.limit / 4 {
-                        made.reclaimed = self.sweep(alive);
+                        made.reclaimed = self.sweep(alive, |_| {});
                     }
                     if self.len >= self.limit {
                         self.evict_oldest();
@@ -211,14 +212,16 @@ impl<S: Copy> ThreadTable<S> {
         }
     }
 
-    /// Frees the entries of threads `alive` says are gone; returns how many.
-    pub fn sweep(&mut self, mut alive: impl FnMut(u32) -> bool) -> u32 {
+    /// Frees the entries of threads `alive` says are gone, passing each one's state to `ended`
+    /// first; returns how many.
+    pub fn sweep(&mut self, mut alive: impl FnMut(u32) -> bool, mut ended: impl FnMut(&S)) -> u32 {
         self.since_sweep = 0;
         let mut freed = 0;
         let mut i = 0;
         while i < self.slots.len() {
             let tid = self.slots[i].tid;
             if tid != EMPTY && !alive(tid) {
+                ended(&self.slots[i].state);
                 self.remove_at(i);
                 freed += 1;
                 // Backward shifting may have moved an unvisited entry into slot i.
