@@ -278,7 +278,10 @@ impl Responder for ShimResponder {
         if let Some(suppressed) = allowed {
             // Falco's `proc.pid` is the process that made the call: the deviating thread's
             // (until 2026-12-07 it was always the traced process, a forked child's parent).
-            let pid = pidfd::thread_group(d.tid).unwrap_or(self.pid);
+            let pid = pidfd::thread_group(d.tid)
+                .ok()
+                .flatten()
+                .unwrap_or(self.pid);
             let alert = alert_json(
                 &self.plan,
                 pid,

@@ -1,7 +1,6 @@
 //! [`TracedChild`]: a forked child under a notify filter running a fixed syscall script.
 //!
-//! For tests and benchmarks without root (the child sets `no_new_privs`), and for the shim's
-//! start-up probe that seccomp user notification works on this kernel. The script is data
+//! For tests and benchmarks without root (the child sets `no_new_privs`). The script is data
 //! ([`Op`]s) so that the child runs no Rust code that could allocate or lock after the fork.
 
 use std::os::fd::{AsFd, OwnedFd};

@@ -169,6 +169,9 @@ impl KernelNotifier {
         let shared = &self.watcher.as_ref()?.shared;
         loop {
             if shared.failed.load(Ordering::SeqCst) {
+                // Seen: the watcher stops interrupting (until 2026-12-07 it went on every
+                // millisecond for the supervisor's whole life).
+                shared.acked.store(true, Ordering::SeqCst);
                 return None;
             }
             if shared.closed.load(Ordering::SeqCst) {
@@ -264,16 +267,31 @@ impl Notifier for KernelNotifier {
         // A thread pidfd (6.9+) names exactly this thread. Older kernels take leaders only:
         // there, the pidfd of the thread's process, which SIGKILL ends all the same (until
         // 2026-12-07 the fallback opened `tid` itself, which fails for any other thread).
-        let fd = match pidfd::open(tid, true) {
-            Ok(fd) => fd,
-            Err(_) => match pidfd::open_process_of(tid) {
-                Ok(fd) => fd,
-                Err(crate::sys::SysError::Pidfd {
+        // Only ESRCH means the thread is gone: any other failure (out of fds, say) is the
+        // kill's failure, reported as such (until 2026-12-07 it read as "gone", and the process
+        // ran on with its call denied and nothing counted or logged).
+        let gone = |e: &crate::sys::SysError| {
+            matches!(
+                e,
+                crate::sys::SysError::Pidfd {
                     source: Errno::ESRCH,
                     ..
-                }) => return Ok(false),
+                }
+            )
+        };
+        let fd = match pidfd::open(tid, true) {
+            Ok(fd) => fd,
+            Err(e) if gone(&e) => return Ok(false),
+            // A kernel before 6.9 knows no PIDFD_THREAD.
+            Err(crate::sys::SysError::Pidfd {
+                source: Errno::EINVAL,
+                ..
+            }) => match pidfd::open_process_of(tid) {
+                Ok(fd) => fd,
+                Err(e) if gone(&e) => return Ok(false),
                 Err(e) => return Err(e.into()),
             },
+            Err(e) => return Err(e.into()),
         };
         // The pidfd is pinned to a task now; if the notification is still pending, that task
         // is the one that made it (its tid cannot have been reused while it waits).
@@ -301,5 +319,36 @@ fn convert(n: notify::Notif) -> Notification {
         arch: n.arch,
         args: n.args,
         ip: n.ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::{Filter, Op, TracedChild};
+
+    /// A hang-up watcher that could not wait interrupts the supervisor until it sees that; the
+    /// supervisor then acknowledges, which stops the interrupts. Until 2026-12-07 it did not,
+    /// and the watcher woke every millisecond for the supervisor's whole life.
+    #[test]
+    fn a_failed_watcher_is_acknowledged() {
+        let filter = Filter::notify_names(&["getppid"]).unwrap();
+        let script = [Op::Syscall {
+            nr: libc::SYS_getppid,
+            args: [0; 6],
+        }];
+        let mut child = TracedChild::spawn(&filter, &script).unwrap();
+        let mut n = KernelNotifier::new(child.take_listener().unwrap(), Wait::default()).unwrap();
+        let shared = std::sync::Arc::clone(&n.watcher.as_ref().expect("a watcher").shared);
+        shared.failed.store(true, Ordering::SeqCst);
+        assert!(n.recv_watched().is_none(), "the fallback to polling");
+        assert!(shared.acked.load(Ordering::SeqCst));
+        // The fallback still receives.
+        child.start().unwrap();
+        let Received::Event(ev) = n.recv().unwrap() else {
+            panic!("expected the getppid notification");
+        };
+        n.send(ev.id, Answer::Continue).unwrap();
+        child.wait().unwrap();
     }
 }

@@ -1,8 +1,9 @@
 //! The seccomp user-notification ioctls on a listener fd.
 //!
-//! - `RECV` blocks on a semaphore and does not see the listener's hang-up, so callers wait with
-//!   [`wait`] (poll) first: it reports a pending notification, or the hang-up that comes when
-//!   every task using the filter has exited.
+//! - `RECV` blocks on a semaphore and does not see the listener's hang-up, so callers either
+//!   wait with [`wait`] (poll) first, which reports a pending notification or the hang-up that
+//!   comes when every task using the filter has exited, or block in [`recv_once`] while a
+//!   watcher thread waits for the hang-up ([`wait_hangup`]) and interrupts them.
 //! - `RECV` and `SEND` are restarted on EINTR, except [`recv_once`], which reports it so a
 //!   supervisor blocked in `RECV` can be woken (see `wake.rs`). ENOENT means the notification is gone (the target
 //!   was killed or interrupted by a signal between the kernel queueing it and our answer): it is
@@ -209,38 +210,54 @@ pub(crate) fn send(fd: BorrowedFd<'_>, id: u64, answer: Answer) -> Result<Sent> 
 
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id` is still pending (its target alive
 /// and still waiting). Check it after reading anything about the target and before acting on it.
+/// The kernel takes its listener lock interruptibly, so a signal (the shim's SIGCHLD may land on
+/// any of its threads) can end the call with EINTR: that is asked again, not taken for "gone"
+/// (until 2026-12-07 it was, and a kill verdict was skipped).
 pub(crate) fn id_valid(fd: BorrowedFd<'_>, id: u64) -> bool {
-    let mut cookie = id;
-    // SAFETY: the ioctl reads one u64 from a valid pointer that outlives the call.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-            std::ptr::addr_of_mut!(cookie),
-        )
-    };
-    rc == 0
+    loop {
+        let mut cookie = id;
+        // SAFETY: the ioctl reads one u64 from a valid pointer that outlives the call.
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                std::ptr::addr_of_mut!(cookie),
+            )
+        };
+        if rc == 0 {
+            return true;
+        }
+        if Errno::last() != Errno::EINTR {
+            return false;
+        }
+    }
 }
 
 /// Sets `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` on the listener. Returns `false` when the kernel
 /// does not know the flag (EINVAL: before 6.6), so callers fall back to ordinary wake-ups.
 pub(crate) fn set_sync_wake_up(fd: impl AsFd) -> Result<bool> {
-    // SAFETY: this ioctl takes its u64 argument by value (`flags`), not through a pointer.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_fd().as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    match Errno::last() {
-        Errno::EINVAL => Ok(false),
-        source => Err(SysError::Notify {
-            op: "set_flags",
-            source,
-        }),
+    loop {
+        // SAFETY: this ioctl takes its u64 argument by value (`flags`), not through a pointer.
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_fd().as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        match Errno::last() {
+            // Its lock is taken interruptibly too (see `id_valid`).
+            Errno::EINTR => {}
+            Errno::EINVAL => return Ok(false),
+            source => {
+                return Err(SysError::Notify {
+                    op: "set_flags",
+                    source,
+                })
+            }
+        }
     }
 }

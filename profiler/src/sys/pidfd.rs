@@ -42,24 +42,33 @@ pub fn open(pid: u32, thread: bool) -> Result<OwnedFd> {
 
 /// Opens a pidfd for the process thread `tid` belongs to (its thread group, through
 /// `/proc/TID/status`'s `Tgid`): what kernels before 6.9, which take no thread ids, can open
-/// for a thread that is not its process's leader. A thread that is gone is ESRCH.
+/// for a thread that is not its process's leader. A thread that is gone is ESRCH; any other
+/// failure to read its status (out of fds, say) is that error, not "gone".
 pub fn open_process_of(tid: u32) -> Result<OwnedFd> {
-    let tgid = thread_group(tid).ok_or(SysError::Pidfd {
+    let error = |source| SysError::Pidfd {
         op: "find the thread group of",
         pid: tid,
-        source: Errno::ESRCH,
-    })?;
+        source,
+    };
+    let tgid = thread_group(tid)
+        .map_err(error)?
+        .ok_or(error(Errno::ESRCH))?;
     open(tgid, false)
 }
 
 /// The process (thread group) thread `tid` belongs to, from `/proc/TID/status`'s `Tgid`;
-/// `None` when the thread is gone.
-pub fn thread_group(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
+/// `None` when the thread is gone (its directory is missing, or its status has no `Tgid`
+/// once it is reaped).
+pub fn thread_group(tid: u32) -> std::result::Result<Option<u32>, Errno> {
+    let status = match std::fs::read_to_string(format!("/proc/{tid}/status")) {
+        Ok(status) => status,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
+        Err(e) => return Err(e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)),
+    };
+    Ok(status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().parse().ok()))
 }
 
 /// Sends `signal` to the process behind `pidfd` (for a thread pidfd, SIGKILL still ends the

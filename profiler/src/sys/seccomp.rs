@@ -1,6 +1,6 @@
 //! `seccomp(2)`: a small classic-BPF builder and filter install with a notify listener.
 //!
-//! The builder exists for tests, benchmarks and the start-up probe: in production runc installs
+//! The builder exists for tests and benchmarks: in production runc installs
 //! the container's filter (from the OCI `LinuxSeccomp` the shim writes) and sends the listener.
 
 use std::os::fd::{FromRawFd, OwnedFd};
