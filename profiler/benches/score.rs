@@ -1,7 +1,9 @@
 //! Scoring and learning cost per event (criterion): `cargo bench -p chaperone-profiler --bench score`.
 //!
 //! Uses ADFA-LD from ../shared/datasets when present (train on Training, score Validation),
-//! otherwise a synthetic stream from a random sparse Markov chain of similar shape.
+//! otherwise a synthetic stream from a random sparse Markov chain of similar shape. The summary
+//! line names which ("data: adfa-ld" or "data: synthetic"); a dataset directory that is there
+//! but does not read fails the bench.
 
 // Integration tests and benches are their own crates: their tests have no test module, and
 // they report to the terminal.
@@ -15,15 +17,27 @@ use chaperone_profiler::syscalls::Sym;
 use chaperone_profiler::trace;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-fn data() -> (Vec<Vec<Sym>>, Vec<Sym>) {
+/// The data source's name, the training traces and the stream to score.
+fn data() -> (&'static str, Vec<Vec<Sym>>, Vec<Sym>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/adfa-ld");
-    if let Ok(d) = trace::read_adfa(&dir) {
+    // Only a dataset that is not there falls back: one that is there but does not read is a
+    // broken setup, and the synthetic stream's figures would pass for ADFA-LD's.
+    let present = dir
+        .try_exists()
+        .unwrap_or_else(|e| panic!("bench: cannot tell whether {} exists: {e}", dir.display()));
+    if present {
+        let d = trace::read_adfa(&dir)
+            .unwrap_or_else(|e| panic!("bench: ADFA-LD at {} does not read: {e}", dir.display()));
         let stream = d
             .validation
             .iter()
             .flat_map(|t| t.events.iter().copied())
             .collect();
-        return (d.training.into_iter().map(|t| t.events).collect(), stream);
+        return (
+            "adfa-ld",
+            d.training.into_iter().map(|t| t.events).collect(),
+            stream,
+        );
     }
     eprintln!(
         "bench: ADFA-LD not found at {}, using a synthetic stream",
@@ -53,11 +67,11 @@ fn data() -> (Vec<Vec<Sym>>, Vec<Sym>) {
             .collect()
     };
     let train = (0..800).map(|_| walk(400)).collect();
-    (train, walk(2_000_000))
+    ("synthetic", train, walk(2_000_000))
 }
 
 fn bench(c: &mut Criterion) {
-    let (train, stream) = data();
+    let (source, train, stream) = data();
     let mut counts = NgramCounts::new(chaperone_config::DEFAULT_ORDER).expect("valid order");
     for t in &train {
         counts.learn_sequence(t);
@@ -116,7 +130,7 @@ fn bench(c: &mut Criterion) {
     eprintln!(
         "ngram: scoring {score_ns:.1} ns/event (goal <= 50), {:.1}x a 1-gram table lookup \
          ({unigram_ns:.2} ns/event), {:.0}x the floor of reading the same events ({floor_ns:.2} \
-         ns/event), {} events per run",
+         ns/event), {} events per run, data: {source}",
         score_ns / unigram_ns,
         score_ns / floor_ns,
         chunk.len()
