@@ -17,10 +17,15 @@ p99 in milliseconds of:
             return; 5,010 calls over fresh children.
   continue  the learned getppid (no deviation, answered "continue") by the same
             supervisors in the same children, interleaved with the denied calls: the
-            baseline of deny_vs_continue (deny p50 / continue p50).
+            baseline of deny_vs_continue (deny p50 / continue p50) and of
+            deny_vs_continue_p99 (deny_warm_p99 / continue_warm_p99: each child's first
+            timed call of each kind left out, since deny's is the cold first deviation).
   kill      Verdict::KillProcess (pidfd SIGKILL): from the supervisor receiving the
             notification to this process reaping the child; 500 fresh children. The
-            table also shows the same through a responder's kill_container (kill_pid).
+            same through a responder's kill_container (kill_pid) is kill_container.
+  floor     the baseline of kill_vs_floor and kill_container_vs_floor (p99 / p99):
+            the same child held in the same call by a bare RECV loop that kill(SIGKILL)s
+            it, timed the same way, in the same loop as the two kills.
 
 throughput (chaperone-bench-throughput; root, containerd and runc): a syscall-heavy
 shell loop and busybox httpd under a load generator, each in fresh containers under
@@ -35,9 +40,13 @@ alternating; medians, ratio chaperone / runc (see chaperone-bench-cri --help). T
 configurations: enforce with containerd's RuntimeDefault seccomp profile (the Pod
 Security Standards' restricted level) and learn with no profile (the worst case).
 
-  --json          print one JSON object with every figure of both:
+  --json          print one JSON object with every figure of the three (needs python3;
+                  as root, it is installed when missing):
                   {"deny_p50_ms","deny_p99_ms","continue_p50_ms","continue_p99_ms",
-                   "deny_vs_continue","kill_p50_ms","kill_p99_ms",
+                   "deny_vs_continue","deny_warm_p99_ms","continue_warm_p99_ms",
+                   "deny_vs_continue_p99","kill_p50_ms","kill_p99_ms",
+                   "kill_container_p50_ms","kill_container_p99_ms","kill_floor_p50_ms",
+                   "kill_floor_p99_ms","kill_vs_floor","kill_container_vs_floor",
                    "enforce_vs_runc","enforce_vs_runc_loop","enforce_vs_runc_http",
                    "learn_vs_runc","learn_vs_runc_loop","learn_vs_runc_http",
                    "enforce_alerts",...,
@@ -92,6 +101,11 @@ if $throughput; then
     [ "$(id -u)" -eq 0 ] || die "the throughput benchmark needs root (containerd and runc); --verdict-only runs the rest"
     ensure_packages runc containerd busybox-static python3
 fi
+# --json merges the benchmarks' objects with python3: check for it before they run, not after.
+if $json && ! command -v python3 >/dev/null 2>&1; then
+    ensure_packages python3
+    command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH (--json merges the figures with it)"
+fi
 
 tmp="$(mktemp -d /tmp/chp-benchjson.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
@@ -134,7 +148,7 @@ if $throughput; then
 fi
 
 if $json; then
-    # One object with the figures of both.
+    # One object with the figures of every benchmark that ran.
     python3 - "$tmp"/*.json <<'PY' || die "a benchmark printed something that is not one JSON object"
 import json, sys
 import os
