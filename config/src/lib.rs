@@ -251,9 +251,9 @@ pub struct Config {
     pub action: Action,
     /// What happens to a traced container when its supervisor is lost.
     pub fail_mode: FailMode,
-    /// Path of the SQLite profile store shared by all shims of the node.
+    /// Path of the SQLite profile store shared by all shims of the node; absolute.
     pub db_path: PathBuf,
-    /// Alert log: one JSON object per line, in Falco's output format.
+    /// Alert log: one JSON object per line, in Falco's output format; absolute.
     pub alerts_path: PathBuf,
     /// When set, each alert is also POSTed there as JSON (`http://HOST[:PORT][/PATH]`, such as
     /// Falcosidekick's `http://falcosidekick:2801/`).
@@ -429,6 +429,8 @@ impl Config {
 
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
+        absolute_path("db_path", &self.db_path)?;
+        absolute_path("alerts_path", &self.alerts_path)?;
         self.model.validate()?;
         self.filter.validate()?;
         if let Some(url) = &self.alerts_webhook {
@@ -441,6 +443,31 @@ impl Config {
             .as_ref()
             .map_or(Ok(()), PromotionPolicy::validate)
     }
+}
+
+/// Checks that `path`, the value of `field`, is absolute. The shim runs in the container's
+/// bundle directory, which is deleted with the container, so a relative path would put the
+/// store or the alert log there and lose it; SQLite also gives an empty name, `:memory:` and
+/// `file:` URIs meanings of their own (a private temporary database, one in memory), none of
+/// which keeps anything. None of those is absolute.
+fn absolute_path(field: &'static str, path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: "\"\" is empty; give an absolute path".to_owned(),
+        });
+    }
+    if !path.is_absolute() {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: format!(
+                "{:?} is not an absolute path (the shim's working directory is the container's \
+                 bundle, deleted with it)",
+                path.as_os_str()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl ModelConfig {
@@ -571,6 +598,40 @@ mod tests {
         let err = Config::parse("[filter]\nunseen = \"deny\"").unwrap_err();
         let chain = format!("{err} {:?}", std::error::Error::source(&err));
         assert!(chain.contains("notify"), "{chain}");
+    }
+
+    /// An empty or relative store or alert log would be lost with the shim (SQLite keeps an
+    /// empty name in a temporary file and `:memory:` in memory; a relative path resolves
+    /// against the shim's working directory, the container's bundle).
+    #[test]
+    fn store_and_alert_paths_must_be_absolute() {
+        for (text, field, value) in [
+            ("db_path = \"\"", "db_path", "\"\""),
+            ("db_path = \":memory:\"", "db_path", "\":memory:\""),
+            ("db_path = \"profiles.db\"", "db_path", "\"profiles.db\""),
+            (
+                "db_path = \"file:/tmp/p.db\"",
+                "db_path",
+                "\"file:/tmp/p.db\"",
+            ),
+            ("alerts_path = \"\"", "alerts_path", "\"\""),
+            (
+                "alerts_path = \"log/a.jsonl\"",
+                "alerts_path",
+                "\"log/a.jsonl\"",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { .. }),
+                "{text}: {err:?}"
+            );
+            let err = err.to_string();
+            assert!(err.contains(field) && err.contains(value), "{text}: {err}");
+        }
+        let c = Config::parse("db_path = \"/tmp/p.db\"\nalerts_path = \"/tmp/a.jsonl\"").unwrap();
+        assert_eq!(c.db_path, Path::new("/tmp/p.db"));
+        Config::default().validate().unwrap();
     }
 
     #[test]
