@@ -28,8 +28,25 @@ pub struct Locations {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The profile store (overrides the config's db_path).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", value_parser = store_file())]
     db: Option<PathBuf>,
+}
+
+/// `--db FILE` as an absolute path. SQLite gives some names meanings of their own that keep
+/// nothing: an empty one is a private temporary database, `:memory:` one in memory (until
+/// 2026-12-07 `learn --image web --db :memory:` exited 0 having stored nothing), and a `file:`
+/// name is a URI. An empty name is refused, as clap's own path parser did; a relative one is
+/// made absolute against the working directory, where the user means it (the config's
+/// `db_path` must be absolute instead: the shim's working directory is the container's
+/// bundle), which leaves SQLite a plain file name.
+fn store_file() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().try_map(|name| {
+        if name.is_empty() {
+            return Err("an empty name is no file".to_owned());
+        }
+        std::path::absolute(&name).map_err(|e| format!("{name:?}: {e}"))
+    })
 }
 
 impl Locations {

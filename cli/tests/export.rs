@@ -515,3 +515,48 @@ fn options_that_would_do_nothing_are_refused() {
         );
     }
 }
+
+/// `--db` never names a store SQLite would not keep: an empty one is bad usage, and a relative
+/// one is a file in the working directory, `:memory:` included (until 2026-12-07 SQLite kept
+/// that one in memory, and `learn --image` exited 0 having stored nothing). A config file's
+/// `db_path` must be absolute (the config crate's tests).
+#[test]
+fn the_store_named_with_db_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = fixture("webserver-v1.strace");
+    let learn = |db: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"))
+            .args(["learn", "--format", "strace", "--image", "web", "--from"])
+            .arg(&from)
+            .args(["--db", db])
+            .current_dir(dir.path())
+            .env("CHAPERONE_CONFIG", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let out = learn("");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--db"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    for name in [":memory:", "profiles.db"] {
+        let out = learn(name);
+        assert!(out.status.success(), "{name}: {out:?}");
+        let db = dir.path().join(name);
+        assert!(db.is_file(), "{name}: the store is {}", db.display());
+        let list = ok(&["profile", "list", "--db", db.to_str().unwrap()]);
+        assert!(list.contains("web"), "{list}");
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "db_path = \"\"\n").unwrap();
+    let out = chaperone(&["profile", "list", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("db_path"),
+        "{err}"
+    );
+}
