@@ -212,13 +212,24 @@ impl HttpUrl {
             let (host, after) = v6
                 .split_once(']')
                 .ok_or_else(|| format!("{url:?}: unclosed [ in the host"))?;
-            (host, after.strip_prefix(':'))
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err(format!("{url:?}: {after:?} after the host is not a :PORT")),
+            }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
         };
+        // Only a bracketed IPv6 address holds a ':'; elsewhere a second one means the URL is
+        // not what it seems (`host:80:90` would connect to a host named "host:80").
+        if host.contains(':') && !authority.starts_with('[') {
+            return Err(format!(
+                "{url:?}: host {host:?} holds a ':' (an IPv6 address goes in brackets: http://[::1]:80/)"
+            ));
+        }
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(format!("{url:?} has no valid host"));
         }
@@ -660,9 +671,17 @@ mod tests {
             "http://x:y/",
             "http://u@x/",
             "http://[::1/",
+            // A ':' in an unbracketed host: until 2026-12-07 this one was host "host:80".
+            "http://host:80:90/",
+            "http://::1/",
+            // Something between the bracketed host and its port: until 2026-12-07 ignored.
+            "http://[::1]junk/",
+            "http://[::1]80/",
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
+        let err = HttpUrl::parse("http://host:80:90/").unwrap_err();
+        assert!(err.contains("\"host:80\"") && err.contains("["), "{err}");
         let c = Config::parse("alerts_webhook = \"http://127.0.0.1:2801/\"").unwrap();
         assert_eq!(c.alerts_webhook.as_deref(), Some("http://127.0.0.1:2801/"));
         let err = Config::parse("alerts_webhook = \"https://x/\"").unwrap_err();
