@@ -35,6 +35,16 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// The config file is not UTF-8 (TOML is).
+    #[error("config file {path} is not UTF-8: invalid byte at offset {offset} (line {line})")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is, counted from 0.
+        offset: usize,
+        /// The line it is on, counted from 1.
+        line: usize,
+    },
     /// The config file is not valid TOML for this schema.
     #[error("invalid config file {path}")]
     Parse {
@@ -412,9 +422,19 @@ impl Default for ModelConfig {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        // Read as bytes: `read_to_string`'s error does not say where the file stops being UTF-8.
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..offset];
+            ConfigError::NotUtf8 {
+                path: path.to_owned(),
+                offset,
+                line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            }
         })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
@@ -596,6 +616,34 @@ mod tests {
                 "{text:?}: {chain}"
             );
         }
+    }
+
+    /// A file that is not UTF-8 says where its first invalid byte is (until 2026-12-07 only
+    /// "stream did not contain valid UTF-8").
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, b"mode = \"learn\"\n# caf\xe9\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::NotUtf8 {
+                    offset: 20,
+                    line: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string())
+                && text.contains("offset 20")
+                && text.contains("line 2"),
+            "{text}"
+        );
     }
 
     #[test]
