@@ -93,7 +93,7 @@ syscalls get --default-action. Names a target architecture lacks are replaced by
 
 --merge BASE takes a Docker or OCI profile (or a whole config.json) the result is never weaker \
 than: what BASE denies stays denied (with BASE's errno), and what BASE allows only under argument \
-conditions keeps them.
+conditions keeps them. A field neither format defines is an error naming it.
 
 Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "profile"]))]

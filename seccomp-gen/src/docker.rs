@@ -5,11 +5,16 @@
 //! [`DockerProfile`] is written from the OCI export ([`DockerProfile::from_oci`]) and is also how
 //! a base profile is read ([`parse_base`]): its fields are a superset of the OCI object's, so an
 //! OCI `linux.seccomp` object (or a whole `config.json`) parses too.
+//!
+//! Every struct read from a base rejects fields the formats do not define, naming the field and
+//! where it is: a misspelt field would otherwise be dropped with what it holds, and a base whose
+//! denials are under `"syscall"`, or whose conditions are under `"arg"`, would export as allowing
+//! what it denies.
 
 use chaperone_profiler::syscalls::{sym_of, Arch};
 use oci_spec::runtime::{
-    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSyscall,
+    Arch as OciArch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +23,12 @@ use crate::{GenError, Result};
 
 /// A moby seccomp profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DockerProfile {
+    /// A note for people: not in moby's type, but hand-written profiles carry one (moby's Go
+    /// decoder ignores it). Read, never written.
+    #[serde(default, skip_serializing)]
+    pub comment: Option<String>,
     /// The action for syscalls no rule matches.
     pub default_action: LinuxSeccompAction,
     /// The errno of an `SCMP_ACT_ERRNO` default action.
@@ -37,11 +46,19 @@ pub struct DockerProfile {
     /// The rules.
     #[serde(default)]
     pub syscalls: Vec<DockerSyscall>,
+    /// OCI's socket of a seccomp agent for `SCMP_ACT_NOTIFY` rules. Read so that such a base
+    /// parses; never exported: a base's notify rules are refused ([`GenError::BaseAction`]), and
+    /// without them the agent has nothing to receive.
+    #[serde(default, skip_serializing)]
+    pub listener_path: Option<String>,
+    /// OCI's opaque data for that agent; read and not exported, as `listener_path`.
+    #[serde(default, skip_serializing)]
+    pub listener_metadata: Option<String>,
 }
 
 /// One `archMap` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArchMap {
     /// The main architecture.
     pub architecture: OciArch,
@@ -53,7 +70,7 @@ pub struct ArchMap {
 
 /// One rule of a moby profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DockerSyscall {
     /// The syscall names.
     #[serde(default)]
@@ -67,7 +84,11 @@ pub struct DockerSyscall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
     /// Argument conditions, all of which must hold.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "strict_args"
+    )]
     pub args: Vec<LinuxSeccompArg>,
     /// A note for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +103,7 @@ pub struct DockerSyscall {
 
 /// moby's rule condition: the container's capabilities, architecture and kernel version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
     /// Capabilities.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,6 +121,40 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self.caps.is_empty() && self.arches.is_empty() && self.min_kernel.is_none()
     }
+}
+
+/// An argument condition as read: OCI's `LinuxSeccompArg` accepts any other field and drops it,
+/// so a misspelt `valueTwo` would compare a masked argument with 0.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StrictArg {
+    index: usize,
+    value: u64,
+    #[serde(default)]
+    value_two: Option<u64>,
+    op: LinuxSeccompOperator,
+}
+
+/// The `args` of a rule, each read as a [`StrictArg`].
+fn strict_args<'de, D>(d: D) -> std::result::Result<Vec<LinuxSeccompArg>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Vec::<StrictArg>::deserialize(d)?
+        .into_iter()
+        .map(|a| {
+            let builder = LinuxSeccompArgBuilder::default()
+                .index(a.index)
+                .value(a.value)
+                .op(a.op);
+            match a.value_two {
+                Some(two) => builder.value_two(two),
+                None => builder,
+            }
+            .build()
+            .map_err(serde::de::Error::custom)
+        })
+        .collect()
 }
 
 /// The compat ABIs moby lists under a main architecture.
@@ -134,6 +189,7 @@ impl DockerProfile {
             })
             .collect();
         Self {
+            comment: None,
             default_action: oci.default_action(),
             default_errno_ret: oci.default_errno_ret(),
             arch_map,
@@ -154,6 +210,8 @@ impl DockerProfile {
                     excludes: Filter::default(),
                 })
                 .collect(),
+            listener_path: None,
+            listener_metadata: None,
         }
     }
 
@@ -243,25 +301,54 @@ pub fn export_docker(oci: &LinuxSeccomp) -> String {
     DockerProfile::from_oci(oci).to_json()
 }
 
+/// A whole OCI `config.json`, of which only `linux.seccomp` is read (the rest is not a
+/// profile's, so its fields are not checked).
+#[derive(Deserialize)]
+struct Bundle {
+    linux: Option<BundleLinux>,
+}
+
+#[derive(Deserialize)]
+struct BundleLinux {
+    seccomp: Option<DockerProfile>,
+}
+
 /// Reads a base profile: moby JSON, an OCI `linux.seccomp` object, or a whole OCI
-/// `config.json` (its `linux.seccomp`; none means unconfined, an allow-all profile).
+/// `config.json` (its `linux.seccomp`; none means unconfined, an allow-all profile). A field
+/// the formats do not define is an error naming it, with its line and column.
 pub fn parse_base(json: &str) -> Result<LinuxSeccomp> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|source| GenError::Json {
+    let json_error = |source| GenError::Json {
         what: "base profile",
         source,
-    })?;
-    let value = match value.get("linux") {
-        Some(linux) => match linux.get("seccomp") {
-            Some(seccomp) => seccomp.clone(),
-            None => serde_json::json!({ "defaultAction": "SCMP_ACT_ALLOW" }),
-        },
-        None => value,
     };
-    let docker: DockerProfile = serde_json::from_value(value).map_err(|source| GenError::Json {
-        what: "base profile",
-        source,
-    })?;
+    let value: serde_json::Value = serde_json::from_str(json).map_err(json_error)?;
+    // Parsed again from the text, not from `value`: only the text has positions for errors.
+    let docker = if value.get("linux").is_some() {
+        let bundle: Bundle = serde_json::from_str(json).map_err(json_error)?;
+        match bundle.linux.and_then(|l| l.seccomp) {
+            Some(seccomp) => seccomp,
+            None => return Ok(unconfined()),
+        }
+    } else {
+        serde_json::from_str(json).map_err(json_error)?
+    };
     Ok(docker.to_oci())
+}
+
+/// The profile of a container without seccomp: everything allowed.
+fn unconfined() -> LinuxSeccomp {
+    DockerProfile {
+        comment: None,
+        default_action: LinuxSeccompAction::ScmpActAllow,
+        default_errno_ret: None,
+        arch_map: Vec::new(),
+        architectures: Vec::new(),
+        flags: Vec::new(),
+        syscalls: Vec::new(),
+        listener_path: None,
+        listener_metadata: None,
+    }
+    .to_oci()
 }
 
 #[cfg(test)]
@@ -338,6 +425,92 @@ mod tests {
             .flat_map(|r| r.names().iter().map(String::as_str))
             .collect();
         assert_eq!(kept, ["arch_prctl"]);
+    }
+
+    /// The error of `parse_base(json)`, with its source.
+    fn base_error(json: &str) -> String {
+        let err = parse_base(json).unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        format!("{err}: {}", source.unwrap_or_default())
+    }
+
+    /// A field the formats do not define is an error naming it and where it is: a misspelt
+    /// one would otherwise drop what it holds (until 2026-12-07 a base whose rules were under
+    /// "syscall" denied nothing, and a rule's "arg" made a conditional allow unconditional).
+    #[test]
+    fn a_base_with_an_unknown_field_is_refused_naming_it() {
+        let cases = [
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscall": [{"names": ["openat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+                "syscall",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["personality"],
+                    "action": "SCMP_ACT_ALLOW",
+                    "arg": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]}"#,
+                "arg",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["clone"],
+                    "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1,
+                    "valeuTwo": 1, "op": "SCMP_CMP_MASKED_EQ"}]}]}"#,
+                "valeuTwo",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mount"],
+                    "action": "SCMP_ACT_ALLOW", "includes": {"cap": ["CAP_SYS_ADMIN"]}}]}"#,
+                "cap",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [{"architecture":
+                    "SCMP_ARCH_X86_64", "subArchitecture": ["SCMP_ARCH_X86"]}]}"#,
+                "subArchitecture",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultAktion": "SCMP_ACT_ALLOW"}"#,
+                "defaultAktion",
+            ),
+            (
+                r#"{"ociVersion": "1.0.2", "process": {"args": ["sh"]}, "linux": {"seccomp":
+                    {"defaultAction": "SCMP_ACT_ALLOW", "syscall": []}}}"#,
+                "syscall",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = base_error(json);
+            assert!(
+                err.contains(&format!("unknown field `{field}`")) && err.contains(" line "),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    /// Every field moby's `Seccomp` type (with the OCI `LinuxSeccomp` it embeds) defines is
+    /// read, those with nothing to export included.
+    #[test]
+    fn a_base_may_carry_every_field_moby_and_oci_define() {
+        let json = r#"{
+            "comment": "hand-written",
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "x",
+            "syscalls": [
+                {"name": "read", "names": ["write"], "action": "SCMP_ACT_ALLOW",
+                 "args": [], "comment": "io", "includes": {}, "excludes": {}},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 1, "valueTwo": 1, "op": "SCMP_CMP_MASKED_EQ"}],
+                 "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390x"], "minKernel": "4.8"}},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+            ]
+        }"#;
+        let oci = parse_base(json).unwrap();
+        assert_eq!(oci.syscalls().as_ref().unwrap().len(), 3);
+        let clone = &oci.syscalls().as_ref().unwrap()[1];
+        assert_eq!(clone.args().as_ref().unwrap()[0].value_two(), Some(1));
     }
 
     #[test]
