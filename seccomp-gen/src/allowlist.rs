@@ -8,6 +8,7 @@ use chaperone_profiler::syscalls::{name_of, sym_of, Arch, Sym};
 
 use crate::equivalents;
 use crate::runtime::RUNC_INIT_SYSCALLS;
+use crate::{GenError, Result};
 
 /// The syscalls an exported profile allows, by name, before they are mapped to architectures.
 ///
@@ -21,9 +22,28 @@ pub struct Allowlist {
 
 impl Allowlist {
     /// The learned syscalls of `counts` plus [`RUNC_INIT_SYSCALLS`] and the untraced
-    /// [`NEVER_NOTIFIED`].
+    /// [`NEVER_NOTIFIED`]; symbols outside this build's alphabet are ignored. For profiles
+    /// this build learned (tests, benches); a profile read from a file or a store, which a
+    /// newer chaperone may have learned, goes through [`Allowlist::try_from_counts`].
     pub fn from_counts(counts: &NgramCounts) -> Self {
         Self::from_syms(counts.alphabet())
+    }
+
+    /// [`Allowlist::from_counts`], but a profile holding symbols this build's alphabet lacks
+    /// (learned by a newer chaperone, whose alphabet only grew: ADR 0025) is
+    /// [`GenError::UnknownSymbols`]. Dropped, they would be syscalls the container made and
+    /// the export denies.
+    pub fn try_from_counts(counts: &NgramCounts) -> Result<Self> {
+        let alphabet = counts.alphabet();
+        let unknown: Vec<Sym> = alphabet
+            .iter()
+            .copied()
+            .filter(|&s| name_of(s).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(GenError::UnknownSymbols { symbols: unknown });
+        }
+        Ok(Self::from_syms(alphabet))
     }
 
     /// `syms` plus [`RUNC_INIT_SYSCALLS`]; symbols outside the alphabet are ignored.
@@ -101,6 +121,31 @@ mod tests {
     }
 
     use super::*;
+
+    /// A profile learned by a newer chaperone may hold symbols past this build's alphabet:
+    /// `try_from_counts` refuses it naming them, rather than allow less than was learned.
+    #[test]
+    fn symbols_this_build_does_not_know_are_an_error() {
+        let unknown = (0..Sym::MAX).find(|&s| name_of(s).is_none()).unwrap();
+        let mut counts = NgramCounts::new(2).unwrap();
+        counts.learn_sequence(&[sym_of("read").unwrap(), unknown, unknown + 7]);
+        let err = Allowlist::try_from_counts(&counts).unwrap_err();
+        assert!(
+            matches!(&err, GenError::UnknownSymbols { symbols } if *symbols == [unknown, unknown + 7]),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{unknown}, {}", unknown + 7)),
+            "{text}"
+        );
+        counts = NgramCounts::new(2).unwrap();
+        counts.learn_sequence(&[sym_of("read").unwrap()]);
+        assert_eq!(
+            Allowlist::try_from_counts(&counts).unwrap(),
+            Allowlist::from_counts(&counts)
+        );
+    }
 
     #[test]
     fn learned_plus_runtime_mapped_per_arch() {

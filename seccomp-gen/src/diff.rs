@@ -137,6 +137,12 @@ fn name(s: Sym) -> &'static str {
     name_of(s).unwrap_or("?")
 }
 
+/// The risk of `s`; high for a syscall this build does not know (learned by a newer chaperone,
+/// ADR 0025): nothing says it is harmless, and a gate must not let it through as low.
+fn risk(s: Sym) -> Risk {
+    name_of(s).map_or(Risk::High, risk_of)
+}
+
 /// Every change from `old` to `new`, by kind, then highest risk first, then by name.
 pub fn diff(old: &NgramCounts, new: &NgramCounts) -> Vec<Change> {
     let (o, n) = (Summary::of(old), Summary::of(new));
@@ -151,7 +157,7 @@ pub fn diff(old: &NgramCounts, new: &NgramCounts) -> Vec<Change> {
         new_share: n.share(s),
     };
     for &s in new_syms.difference(&old_syms) {
-        out.push(single(ChangeKind::NewSyscall, s, risk_of(name(s))));
+        out.push(single(ChangeKind::NewSyscall, s, risk(s)));
     }
     for &s in old_syms.difference(&new_syms) {
         out.push(single(ChangeKind::RemovedSyscall, s, Risk::Low));
@@ -160,7 +166,7 @@ pub fn diff(old: &NgramCounts, new: &NgramCounts) -> Vec<Change> {
         out.push(Change {
             kind: ChangeKind::NewTransition,
             syscalls: vec![name(a), name(b)],
-            risk: risk_of(name(a)).max(risk_of(name(b))),
+            risk: risk(a).max(risk(b)),
             old_share: 0.0,
             new_share: n.transition_share((a, b)),
         });
@@ -169,7 +175,7 @@ pub fn diff(old: &NgramCounts, new: &NgramCounts) -> Vec<Change> {
         let (before, after) = (o.share(s), n.share(s));
         let moved = after >= before * SHIFT_FACTOR || before >= after * SHIFT_FACTOR;
         if moved && before.max(after) >= MIN_SHARE {
-            out.push(single(ChangeKind::Shifted, s, risk_of(name(s))));
+            out.push(single(ChangeKind::Shifted, s, risk(s)));
         }
     }
     out.sort_by(|x, y| {
@@ -217,5 +223,27 @@ mod tests {
         assert!(FailOn::Risky.matches(&d[0]));
         assert!(diff(&old, &old).is_empty());
         "sometimes".parse::<FailOn>().unwrap_err();
+    }
+
+    /// A syscall this build does not know (a profile learned by a newer chaperone, ADR 0025)
+    /// cannot be judged, so it is rated high: `--fail-on risky` stops at it (until 2026-12-07
+    /// it was low).
+    #[test]
+    fn a_syscall_this_build_does_not_know_is_high_risk() {
+        let unknown = (0..Sym::MAX).find(|&s| name_of(s).is_none()).unwrap();
+        let read = sym_of("read").unwrap();
+        let old = learn(&[&["read", "read"]]);
+        let mut new = NgramCounts::new(3).unwrap();
+        new.learn_sequence(&[read, unknown, read]);
+        let d = diff(&old, &new);
+        let added: Vec<_> = d
+            .iter()
+            .filter(|c| matches!(c.kind, ChangeKind::NewSyscall | ChangeKind::NewTransition))
+            .collect();
+        assert_eq!(added.len(), 3, "{d:?}");
+        for c in added {
+            assert_eq!(c.risk, Risk::High, "{c:?}");
+            assert!(FailOn::Risky.matches(c));
+        }
     }
 }

@@ -37,6 +37,16 @@ pub enum GenError {
         /// The first syscall name of the offending rule, or "defaultAction".
         name: String,
     },
+    /// A learned profile holds syscalls this build does not know.
+    #[error(
+        "the profile holds syscalls this chaperone does not know (symbols {}): a newer chaperone \
+         learned it; export it with that one",
+        join_symbols(symbols)
+    )]
+    UnknownSymbols {
+        /// Their symbols (places in the newer build's alphabet), sorted.
+        symbols: Vec<Sym>,
+    },
     /// No architecture was asked for.
     #[error("no architecture to export for")]
     NoArchitecture,
@@ -52,6 +62,11 @@ pub enum GenError {
         /// The rejected name.
         name: String,
     },
+}
+
+fn join_symbols(symbols: &[Sym]) -> String {
+    let text: Vec<String> = symbols.iter().map(ToString::to_string).collect();
+    text.join(", ")
 }
 
 /// `Result` with the generator's error.

@@ -4,7 +4,8 @@
 //! privilege escalations go through (running new code, other processes' memory, mounts, identity
 //! and security labels, kernel modules and eBPF, kexec, kernel keyrings, file handles); medium are network endpoints
 //! and namespace or process creation (the flags that would make `clone` dangerous are not in the
-//! profile); everything else is low.
+//! profile); everything else is low. A syscall this build does not know is rated high by
+//! `diff` itself (`risk_of` takes names).
 
 use serde::{Deserialize, Serialize};
 
