@@ -18,7 +18,8 @@ pub const POLICY_FAILURE: u8 = 3;
 Changes: new-syscall, removed-syscall, new-transition (a bigram a -> b only NEW has) and shifted \
 (a syscall whose share of all calls moved by 2x or more, at a share of at least 0.1 %). Risk: \
 high for execve/execveat, ptrace, process_vm_*, mounts, set*id, capset, kernel modules, bpf, \
-kexec, keyrings, file handles...; medium for sockets, connect/bind/listen/accept, clone, \
+kexec, keyrings, file handles..., and for a syscall this build does not know (shown as ?, \
+learned by a newer chaperone); medium for sockets, connect/bind/listen/accept, clone, \
 unshare, setns...; low otherwise. A transition has the higher risk of its two syscalls.
 
 --fail-on new-syscalls: any new syscall; risky: a new syscall or transition of high risk; any: \

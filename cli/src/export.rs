@@ -95,7 +95,8 @@ syscalls get --default-action. Names a target architecture lacks are replaced by
 than: what BASE denies stays denied (with BASE's errno), and what BASE allows only under argument \
 conditions keeps them. A field neither format defines is an error naming it.
 
-Exit status: 0 success; 1 error (unreadable profile, trace or base); 2 bad usage.")]
+Exit status: 0 success; 1 error (unreadable profile, trace or base; a profile with syscalls this \
+build does not know, learned by a newer chaperone); 2 bad usage.")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "profile"]))]
 pub struct ExportArgs {
     /// The profile (image) name in the store.
@@ -315,7 +316,7 @@ fn run_export(args: &ExportArgs, loc: &Locations) -> Result<()> {
         default_action: args.default_action,
         base,
     };
-    let oci = export_oci(&Allowlist::from_counts(&counts), &options)?;
+    let oci = export_oci(&Allowlist::try_from_counts(&counts)?, &options)?;
     let text = match args.format {
         ExportFormat::Oci => {
             let mut s = serde_json::to_string_pretty(&oci)?;

@@ -560,3 +560,34 @@ fn the_store_named_with_db_is_a_file() {
         "{err}"
     );
 }
+
+/// A profile learned by a newer chaperone can hold syscalls this build's alphabet lacks (ADR
+/// 0025). Its export is refused naming them, rather than left without them (until 2026-12-07
+/// they were dropped unsaid: the container would have been denied them); `diff` rates such a
+/// new syscall high, so that `--fail-on risky` catches it.
+#[test]
+fn syscalls_this_build_does_not_know_are_not_dropped() {
+    use chaperone_profiler::model::{codec, NgramCounts};
+    use chaperone_profiler::syscalls::{name_of, sym_of};
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = (0..u16::MAX).find(|&s| name_of(s).is_none()).unwrap();
+    let read = sym_of("read").unwrap();
+    let write = |name: &str, syms: &[u16]| {
+        let mut counts = NgramCounts::new(3).unwrap();
+        counts.learn_sequence(syms);
+        let path = dir.path().join(name);
+        std::fs::write(&path, codec::encode(&counts)).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let old = write("old.profile", &[read, read]);
+    let new = write("new.profile", &[read, unknown, read]);
+    let out = chaperone(&["profile", "export", "--profile", &new, "--format", "oci"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&unknown.to_string()), "{err}");
+    assert!(out.stdout.is_empty());
+    let out = chaperone(&["diff", &old, &new, "--fail-on", "risky"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("new syscall     high"), "{text}");
+}
