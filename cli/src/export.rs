@@ -95,8 +95,8 @@ syscalls get --default-action. Names a target architecture lacks are replaced by
 than: what BASE denies stays denied (with BASE's errno), and what BASE allows only under argument \
 conditions keeps them. A field neither format defines is an error naming it.
 
-Exit status: 0 success; 1 error (unreadable profile, trace or base; a profile with syscalls this \
-build does not know, learned by a newer chaperone); 2 bad usage.")]
+Exit status: 0 success; 1 error (unreadable profile, trace or base; a profile with nothing \
+learned, or with syscalls this build does not know, learned by a newer chaperone); 2 bad usage.")]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "profile"]))]
 pub struct ExportArgs {
     /// The profile (image) name in the store.
@@ -144,6 +144,14 @@ impl Source<'_> {
                     .model(key)?
                     .with_context(|| format!("no profile {key:?} in {}", store.path().display()))
             }
+        }
+    }
+
+    /// The profile, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Source::File(path) => format!("the profile {}", path.display()),
+            Source::Store(_, key) => format!("profile {key:?}"),
         }
     }
 
@@ -289,6 +297,16 @@ fn run_export(args: &ExportArgs, loc: &Locations) -> Result<()> {
         (None, None) => bail!("name a profile in the store, or --profile FILE"),
     };
     let counts = source.load()?;
+    // The export of nothing learned would allow only runc's own syscalls: no container could
+    // run under it. `learn` refuses traces without a syscall, and the shim takes such a
+    // profile for none, alike.
+    if counts.events() == 0 {
+        bail!(
+            "{} has nothing learned (0 events): its export would allow only what runc itself \
+             calls, and no container could run under it",
+            source.describe()
+        );
+    }
     let base = match &args.merge {
         Some(path) => {
             let text = fs::read_to_string(path)

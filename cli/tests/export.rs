@@ -591,3 +591,43 @@ fn syscalls_this_build_does_not_know_are_not_dropped() {
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("new syscall     high"), "{text}");
 }
+
+/// A profile with nothing learned (a learning container that made no traced syscall, a file
+/// with no events) is not exported: its export would allow only what runc itself needs, and a
+/// container under it could not run (until 2026-12-07 it was written, exit 0). `learn` refuses
+/// traces without a syscall, and the shim takes such a profile as none, alike.
+#[test]
+fn a_profile_with_nothing_learned_is_not_exported() {
+    use chaperone_profiler::model::{codec, NgramCounts};
+    use chaperone_profiler::store::{Learning, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("empty.profile");
+    std::fs::write(&file, codec::encode(&NgramCounts::new(4).unwrap())).unwrap();
+    let db = dir.path().join("profiles.db");
+    let learning = Learning {
+        counts: NgramCounts::new(4).unwrap(),
+        containers: 1,
+        maxima: Vec::new(),
+        threads: Vec::new(),
+        container: None,
+        workload: None,
+    };
+    Store::open(&db)
+        .unwrap()
+        .merge("web", &learning, None)
+        .unwrap();
+    let out_file = dir.path().join("out.json");
+    for source in [
+        vec!["--profile", file.to_str().unwrap()],
+        vec!["web", "--db", db.to_str().unwrap()],
+    ] {
+        let mut args = vec!["profile", "export", "--format", "docker", "-o"];
+        args.push(out_file.to_str().unwrap());
+        args.extend(&source);
+        let out = chaperone(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{source:?}: {err}");
+        assert!(err.contains("nothing learned"), "{source:?}: {err}");
+        assert!(!out_file.exists(), "{source:?}: nothing written");
+    }
+}
