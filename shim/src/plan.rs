@@ -136,7 +136,7 @@ impl Plan {
         }
         let annotated = parse_annotation::<Mode>(spec, MODE_ANNOTATION)?;
         let action = parse_annotation::<Action>(spec, ACTION_ANNOTATION)?.unwrap_or(config.action);
-        let key = profile_key(spec, image);
+        let key = profile_key(spec, image)?;
         let mut plan = Self {
             action,
             image: image_name(spec, image),
@@ -278,34 +278,36 @@ fn model_for(
 /// digest (`sha256:<hex>`) when CRI gives one (an image name pinned `@sha256:`), else the digest containerd's image store gives for the container's image (`image`,
 /// see [`crate::image`]), else the image name CRI gives, else the image name of containerd's
 /// container record, else the container's executable (`exec:<args[0]>`), so that containers
-/// of one command share a profile even when nothing names their image.
-pub fn profile_key(spec: &Value, image: Option<&ContainerImage>) -> String {
-    if let Some(key) = annotated_key(spec) {
-        return key;
+/// of one command share a profile even when nothing names their image. An empty or blank
+/// annotation is an error ([`ShimError::Annotation`]).
+pub fn profile_key(spec: &Value, image: Option<&ContainerImage>) -> Result<String> {
+    if let Some(key) = annotated_key(spec)? {
+        return Ok(key);
     }
     if let Some(digest) = cri_digest(spec).or_else(|| {
         image
             .and_then(|i| i.digest.as_deref())
             .and_then(sha256_digest)
     }) {
-        return digest;
+        return Ok(digest);
     }
     if let Some(name) = image_name(spec, image) {
-        return name;
+        return Ok(name);
     }
     let exe = spec
         .pointer("/process/args/0")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    format!("exec:{exe}")
+    Ok(format!("exec:{exe}"))
 }
 
 /// Whether the profile of a container with this OCI config depends on what containerd's
-/// stores say of its image: not for a pod's sandbox, a container annotated with its profile,
-/// or mode `off`, or one whose image CRI names by digest.
+/// stores say of its image: not for a pod's sandbox, a container annotated with its profile
+/// (a bad annotation fails its Create: no lookup is worth waiting for), or mode `off`, or one
+/// whose image CRI names by digest.
 pub fn needs_image(spec: &Value) -> bool {
     annotation(spec, CRI_CONTAINER_TYPE_ANNOTATION) != Some("sandbox")
-        && annotated_key(spec).is_none()
+        && annotation(spec, PROFILE_ANNOTATION).is_none()
         && cri_digest(spec).is_none()
         && !matches!(
             parse_annotation::<Mode>(spec, MODE_ANNOTATION),
@@ -313,11 +315,25 @@ pub fn needs_image(spec: &Value) -> bool {
         )
 }
 
-fn annotated_key(spec: &Value) -> Option<String> {
+/// The profile the annotation names, trimmed. An empty or blank one is refused, as an empty
+/// mode or action is: annotations are parsed strictly (docs/threat-model.md), and falling back
+/// to the image's profile would learn into, or enforce, a profile nobody asked for.
+fn annotated_key(spec: &Value) -> Result<Option<String>> {
     annotation(spec, PROFILE_ANNOTATION)
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_owned)
+        .map(|value| match value.trim() {
+            "" => Err(ShimError::Annotation {
+                key: PROFILE_ANNOTATION,
+                value: value.to_owned(),
+                source: ConfigError::Invalid {
+                    field: PROFILE_ANNOTATION,
+                    reason: "a profile name cannot be empty (without the annotation, the \
+                             image names the profile)"
+                        .to_owned(),
+                },
+            }),
+            key => Ok(key.to_owned()),
+        })
+        .transpose()
 }
 
 /// The digest CRI gives: of an image name pinned `@sha256:`. (Not an image id: containerd's CRI
@@ -456,27 +472,27 @@ mod tests {
     fn the_key_prefers_the_annotation_then_the_image_then_the_command() {
         let both = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: "nginx:1"},
                           "process": {"args": ["/bin/sh"]}});
-        assert_eq!(profile_key(&both, None), "web");
+        assert_eq!(profile_key(&both, None).unwrap(), "web");
         let cri = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}});
-        assert_eq!(profile_key(&cri, None), "nginx:1");
+        assert_eq!(profile_key(&cri, None).unwrap(), "nginx:1");
         assert_eq!(
-            profile_key(&json!({"process": {"args": ["/bin/sh", "-c"]}}), None),
+            profile_key(&json!({"process": {"args": ["/bin/sh", "-c"]}}), None).unwrap(),
             "exec:/bin/sh"
         );
-        assert_eq!(profile_key(&json!({}), None), "exec:unknown");
+        assert_eq!(profile_key(&json!({}), None).unwrap(), "exec:unknown");
         let hex = "ab".repeat(32);
         let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("docker.io/library/nginx@sha256:{hex}")}});
-        assert_eq!(profile_key(&pinned, None), format!("sha256:{hex}"));
+        assert_eq!(profile_key(&pinned, None).unwrap(), format!("sha256:{hex}"));
         let upper = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("nginx@sha256:{}", hex.to_uppercase())}});
-        assert_eq!(profile_key(&upper, None), format!("sha256:{hex}"));
+        assert_eq!(profile_key(&upper, None).unwrap(), format!("sha256:{hex}"));
         let bad = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx@sha256:xyz"}});
-        assert_eq!(profile_key(&bad, None), "nginx@sha256:xyz");
+        assert_eq!(profile_key(&bad, None).unwrap(), "nginx@sha256:xyz");
         // An image id (the image config's digest) is not the key: profiles go by repo digest.
         let image_id = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1",
                                               "io.kubernetes.cri.image-id": format!("sha256:{hex}")}});
-        assert_eq!(profile_key(&image_id, None), "nginx:1");
+        assert_eq!(profile_key(&image_id, None).unwrap(), "nginx:1");
         let named = json!({"annotations": {PROFILE_ANNOTATION: "web", CRI_IMAGE_ANNOTATION: format!("nginx@sha256:{hex}")}});
-        assert_eq!(profile_key(&named, None), "web");
+        assert_eq!(profile_key(&named, None).unwrap(), "web");
     }
 
     #[test]
@@ -491,26 +507,35 @@ mod tests {
             ..known.clone()
         };
         let run = json!({"process": {"args": ["/bin/sh"]}});
-        assert_eq!(profile_key(&run, Some(&known)), format!("sha256:{hex}"));
         assert_eq!(
-            profile_key(&run, Some(&removed)),
+            profile_key(&run, Some(&known)).unwrap(),
+            format!("sha256:{hex}")
+        );
+        assert_eq!(
+            profile_key(&run, Some(&removed)).unwrap(),
             "docker.io/library/busybox:1"
         );
         let cri = json!({"annotations": {CRI_IMAGE_ANNOTATION: "nginx:1"}});
-        assert_eq!(profile_key(&cri, Some(&known)), format!("sha256:{hex}"));
+        assert_eq!(
+            profile_key(&cri, Some(&known)).unwrap(),
+            format!("sha256:{hex}")
+        );
         // CRI's name wins over the record's when neither has a digest.
-        assert_eq!(profile_key(&cri, Some(&removed)), "nginx:1");
+        assert_eq!(profile_key(&cri, Some(&removed)).unwrap(), "nginx:1");
         let cri_digest = format!("sha256:{}", "cd".repeat(32));
         let pinned = json!({"annotations": {CRI_IMAGE_ANNOTATION: format!("nginx@{cri_digest}")}});
-        assert_eq!(profile_key(&pinned, Some(&known)), cri_digest);
+        assert_eq!(profile_key(&pinned, Some(&known)).unwrap(), cri_digest);
         let named = json!({"annotations": {PROFILE_ANNOTATION: "web"}});
-        assert_eq!(profile_key(&named, Some(&known)), "web");
+        assert_eq!(profile_key(&named, Some(&known)).unwrap(), "web");
         // A malformed digest from the store is not a key.
         let odd = ContainerImage {
             digest: Some("sha512:00".into()),
             ..known.clone()
         };
-        assert_eq!(profile_key(&run, Some(&odd)), "docker.io/library/busybox:1");
+        assert_eq!(
+            profile_key(&run, Some(&odd)).unwrap(),
+            "docker.io/library/busybox:1"
+        );
 
         let tmp = tempfile::tempdir().unwrap();
         let plan = Plan::resolve(&run, "c1", config(tmp.path()), Some(&known)).unwrap();
@@ -535,6 +560,37 @@ mod tests {
         ] {
             assert!(!needs_image(&spec), "{spec}");
         }
+    }
+
+    /// An empty or blank `chaperone.io/profile` is an error, as an empty mode or action is
+    /// (until 2026-12-07 it was ignored, and the container learned into its image's profile);
+    /// the image is not looked up for it.
+    #[test]
+    fn an_empty_profile_annotation_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        for value in ["", " ", "\t\n"] {
+            let spec = json!({"annotations": {PROFILE_ANNOTATION: value, CRI_IMAGE_ANNOTATION: "nginx:1"}});
+            let err = Plan::resolve(&spec, "c1", config(tmp.path()), None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ShimError::Annotation {
+                        key: PROFILE_ANNOTATION,
+                        ..
+                    }
+                ),
+                "{value:?}: {err:?}"
+            );
+            assert!(
+                err.chain()
+                    .contains(&format!("chaperone.io/profile={value:?}")),
+                "{}",
+                err.chain()
+            );
+            assert!(!needs_image(&spec), "{value:?}");
+        }
+        let padded = json!({"annotations": {PROFILE_ANNOTATION: " web "}});
+        assert_eq!(profile_key(&padded, None).unwrap(), "web");
     }
 
     #[test]
