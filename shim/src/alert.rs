@@ -24,6 +24,7 @@ use chaperone_seccomp_gen::risk::{risk_of, Risk};
 use serde_json::{json, Value};
 use tracing::warn;
 
+use crate::error::chain;
 use crate::learn::Pauser;
 use crate::plan::Plan;
 
@@ -292,7 +293,7 @@ impl Responder for ShimResponder {
                 SystemTime::now(),
             );
             if let Err(e) = self.log.append(&alert) {
-                warn!(path = %self.log.path.display(), error = %e, "cannot write an alert");
+                warn!(path = %self.log.path.display(), error = chain(&e), "cannot write an alert");
             }
             if let Some(url) = &self.plan.config.alerts_webhook {
                 crate::webhook::post(url, &alert);

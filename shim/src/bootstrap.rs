@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::service::{Service, ADDRESS_FILE};
 use crate::{logging, RUNTIME_TYPE};
 
@@ -176,7 +176,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     socket_file.remove();
     shim.learner().cleanup();
     if let Err(e) = server.shutdown().await {
-        warn!(error = %e, "ttrpc server shutdown");
+        warn!(error = chain(&e), "ttrpc server shutdown");
     }
     // The Delete before containerd's Shutdown queued a TaskDelete, maybe not published yet.
     shim.finish_events().await;
@@ -238,7 +238,11 @@ pub(crate) async fn remove_unserved_socket(address: &str) {
         match tokio::net::UnixStream::connect(path).await {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 if let Err(e) = std::fs::remove_file(path) {
-                    warn!(socket = path, error = %e, "cannot remove the socket of a shim that failed to start");
+                    warn!(
+                        socket = path,
+                        error = chain(&e),
+                        "cannot remove the socket of a shim that failed to start"
+                    );
                 }
                 return;
             }
@@ -302,12 +306,16 @@ fn reap_children() -> Result<()> {
                     Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                     Ok(_) => continue,
                     Err(e) => {
-                        warn!(error = %e, "waitpid");
+                        warn!(error = chain(&e), "waitpid");
                         break;
                     }
                 };
                 if let Err(e) = monitor_notify_by_pid(pid.as_raw(), code).await {
-                    warn!(pid = pid.as_raw(), error = %e, "cannot report an exit");
+                    warn!(
+                        pid = pid.as_raw(),
+                        error = chain(&e),
+                        "cannot report an exit"
+                    );
                 }
             }
         }

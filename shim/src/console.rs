@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::container::Stdio;
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::stdio::fifo_path;
 use crate::sys;
 
@@ -210,7 +210,7 @@ async fn copy_out(
             Ok(Ok(n)) => n,
             // EIO: the last holder of the pty's other side is gone.
             Ok(Err(e)) => {
-                debug!(error = %e, "terminal closed");
+                debug!(error = chain(&e), "terminal closed");
                 break;
             }
             Err(_would_block) => continue,

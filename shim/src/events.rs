@@ -30,6 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::error::chain;
+
 /// How long one try to hand an event to containerd may take.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tries per event before it is dropped.
@@ -79,7 +81,11 @@ pub fn encode<E: TaskEvent>(event: &E) -> Option<Event> {
             },
         )),
         Err(e) => {
-            warn!(topic = E::TOPIC, error = %e, "cannot encode an event");
+            warn!(
+                topic = E::TOPIC,
+                error = chain(&e),
+                "cannot encode an event"
+            );
             None
         }
     }
@@ -189,7 +195,12 @@ impl Sink for Containerd {
                 match Client::connect(&self.address).await {
                     Ok(c) => self.client = Some(EventsClient::new(c)),
                     Err(e) => {
-                        warn!(topic, attempt, error = %e, "cannot connect to containerd's events service")
+                        warn!(
+                            topic,
+                            attempt,
+                            error = chain(&e),
+                            "cannot connect to containerd's events service"
+                        )
                     }
                 }
             }
@@ -200,7 +211,12 @@ impl Sink for Containerd {
                         return;
                     }
                     Err(e) => {
-                        warn!(topic, attempt, error = %e, "cannot publish an event to containerd");
+                        warn!(
+                            topic,
+                            attempt,
+                            error = chain(&e),
+                            "cannot publish an event to containerd"
+                        );
                         // Only an answer from containerd says the connection works. A restarted
                         // containerd leaves the old one failing with other errors ("channel
                         // closed"): until 2026-12-07 it was kept, and every later event of the

@@ -233,7 +233,10 @@ fn accept_loop(listener: &Listener, plans: &Plans) {
         let accepted = match listener.accept() {
             Ok(a) => a,
             Err(e) => {
-                warn!(error = %e, "seccomp listener failed; no more containers are traced");
+                warn!(
+                    error = chain(&e),
+                    "seccomp listener failed; no more containers are traced"
+                );
                 return;
             }
         };
@@ -255,7 +258,7 @@ fn accept_loop(listener: &Listener, plans: &Plans) {
             // notified `read`, for runc's go-ahead: that syscall is never answered and never
             // fails, so init and its `runc create` would wait forever (ADR 0016). Stop it.
             plans.done(&id);
-            error!(container = %id, error = %e, "cannot start a supervisor thread; stopping the container");
+            error!(container = %id, error = chain(&e), "cannot start a supervisor thread; stopping the container");
             stop(&id, init);
         }
     }
@@ -269,7 +272,7 @@ fn supervise(accepted: Accepted, traced: Option<Traced>, stats: Arc<Stats>) {
         // serve it (the process would otherwise fail with ENOSYS) but keep nothing.
         warn!(container = %id, pid, "no plan for this container; its syscalls are allowed and not learned");
         if let Err(e) = allow_all(accepted.seccomp_fd, None, stats) {
-            warn!(container = %id, pid, error = %e, "supervisor failed");
+            warn!(container = %id, pid, error = chain(&e), "supervisor failed");
         }
         return;
     };
@@ -361,7 +364,7 @@ fn fail(
             }
         }
         (FailMode::Open, Err(e)) => {
-            error!(container = %id, pid, error, dup_error = %e, "supervisor failed and its listener could not be kept; stopping the container although fail_mode is open");
+            error!(container = %id, pid, error, dup_error = chain(&e), "supervisor failed and its listener could not be kept; stopping the container although fail_mode is open");
             stop(id, init);
         }
         (FailMode::Closed, _) => {
@@ -382,7 +385,7 @@ fn stop(id: &str, init: u32) {
     if init == 0 {
         error!(container = %id, "cannot stop the container: runc named no pid");
     } else if let Err(e) = kill_pid(init) {
-        error!(container = %id, pid = init, error = %e, "cannot kill the container's init");
+        error!(container = %id, pid = init, error = chain(&e), "cannot kill the container's init");
     }
 }
 
@@ -470,7 +473,7 @@ fn spawn_supervisor(
             return Err(e);
         };
         attempt += 1;
-        warn!(container = %id, attempt, error = %e, "cannot start a supervisor thread; trying again");
+        warn!(container = %id, attempt, error = chain(&e), "cannot start a supervisor thread; trying again");
         std::thread::sleep(pause);
     }
 }
@@ -682,7 +685,7 @@ fn store_learning(plan: &Plan, pid: u32, learning: &Learning, when: &'static str
             profile = %plan.key,
             events = learning.counts.events(),
             %when,
-            error = %e,
+            error = chain(&e),
             "cannot store what the container learned"
         ),
     }
@@ -704,6 +707,36 @@ mod tests {
         }
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    /// A learning flush the store refuses is logged with the cause (a full disk, a read-only
+    /// mount, here a file where its directory should be), not only "cannot open the profile
+    /// store" (until 2026-12-07 `StoreError`'s Display alone was logged).
+    #[test]
+    fn a_failed_flush_logs_the_cause() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let config = chaperone_config::Config {
+            db_path: file.join("profiles.db"),
+            ..chaperone_config::Config::default()
+        };
+        let plan = Plan::fixed("c1", "web", Mode::Learn, Arc::new(config));
+        let mut counts = NgramCounts::new(2).unwrap();
+        counts.learn_sequence(&[0, 1]);
+        let learning = Learning {
+            counts,
+            containers: 1,
+            maxima: Vec::new(),
+            threads: Vec::new(),
+            container: None,
+            workload: None,
+        };
+        let log = crate::logging::logged(|| store_learning(&plan, 1, &learning, "exit"));
+        assert!(
+            log.contains("cannot store what the container learned") && log.contains("os error"),
+            "{log}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::task::{publish, Event};
 
 /// What tells the shim a group ran out of memory; made by [`open`], watched by [`watch`].
@@ -167,7 +167,7 @@ async fn watch_v1(
         match ready.try_io(|fd| fd.get_ref().read().map_err(std::io::Error::from)) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                warn!(container = %id, error = %e, "the OOM notification failed; no more OOM events");
+                warn!(container = %id, error = chain(&e), "the OOM notification failed; no more OOM events");
                 return;
             }
             Err(_would_block) => continue,
@@ -197,7 +197,7 @@ async fn watch_v2(
                 .iter()
                 .any(|n| n.mask.contains(AddWatchFlags::IN_IGNORED)),
             Ok(Err(e)) => {
-                warn!(container = %id, error = %e, "the OOM watch failed; no more OOM events");
+                warn!(container = %id, error = chain(&e), "the OOM watch failed; no more OOM events");
                 return;
             }
             Err(_would_block) => continue,

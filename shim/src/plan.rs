@@ -19,7 +19,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::bundle::annotation;
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::image::{ContainerImage, ImageError};
 
 /// The annotation choosing the mode of a container (`off`, `learn`, `monitor`, `enforce`).
@@ -178,7 +178,7 @@ impl Plan {
         match self.config.fail_mode {
             FailMode::Closed => Err(ShimError::Store { source }),
             FailMode::Open => {
-                warn!(container = %self.id, error = %source, "profile store unusable; fail_mode is open, so the container runs untraced");
+                warn!(container = %self.id, error = chain(&source), "profile store unusable; fail_mode is open, so the container runs untraced");
                 self.mode = Mode::Off;
                 Ok(self)
             }
@@ -201,7 +201,7 @@ pub fn image_lookup_failed(id: &str, error: ImageError, config: &Config) -> Resu
     match config.fail_mode {
         FailMode::Closed => Err(ShimError::ImageLookup { source: error }),
         FailMode::Open => {
-            warn!(container = %id, error = %error, "cannot look up the container's image in containerd; fail_mode is open, so its profile is keyed by the image's name CRI gives, else its command");
+            warn!(container = %id, error = chain(&error), "cannot look up the container's image in containerd; fail_mode is open, so its profile is keyed by the image's name CRI gives, else its command");
             Ok(())
         }
     }
@@ -740,6 +740,29 @@ mod tests {
         assert!(
             err.chain().contains("\"reed\" is not a syscall name"),
             "{err:?}"
+        );
+    }
+
+    /// With `fail_mode = "open"`, the warning of an unusable store gives its cause (until
+    /// 2026-12-07 only `StoreError`'s Display, without its source, was logged).
+    #[test]
+    fn an_unusable_store_is_logged_with_its_cause() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let open = Arc::new(Config {
+            db_path: file.join("profiles.db"),
+            fail_mode: FailMode::Open,
+            ..Config::default()
+        });
+        let mut plan = None;
+        let log = crate::logging::logged(|| {
+            plan = Some(Plan::resolve(&json!({}), "c1", open, None).unwrap());
+        });
+        assert_eq!(plan.unwrap().mode, Mode::Off);
+        assert!(
+            log.contains("profile store unusable") && log.contains("os error"),
+            "{log}"
         );
     }
 

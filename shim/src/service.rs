@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::bundle;
+use crate::error::chain;
 use crate::events;
 use crate::image::Images;
 use crate::learn::{self, Learner};
@@ -132,13 +133,13 @@ impl Shim for Service {
             Ok(runc) => {
                 let opts = DeleteOpts::new().force(true);
                 if let Err(e) = runc.delete(&self.id, Some(&opts)).await {
-                    warn!(container = %self.id, error = %e, "runc delete after a dead shim");
+                    warn!(container = %self.id, error = chain(&e), "runc delete after a dead shim");
                 }
             }
             Err(e) => warn!(container = %self.id, error = %e.chain(), "no runc client"),
         }
         if let Err(e) = umount_recursive(bundle.join("rootfs").to_str(), 0) {
-            warn!(container = %self.id, error = %e, "cannot unmount the rootfs");
+            warn!(container = %self.id, error = chain(&e), "cannot unmount the rootfs");
         }
         if let Some(dir) = self.learner_dir() {
             learn::remove_stale(&dir);

@@ -34,7 +34,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::sys;
 use chaperone_profiler::pidfd;
 
@@ -309,7 +309,7 @@ impl FileLog {
                 };
                 if let Some(e) = failed {
                     // The process must not block on a full pipe: drain what is left.
-                    warn!(path = %path.display(), error = %e, "writing the log file failed; the rest of the output is dropped");
+                    warn!(path = %path.display(), error = chain(&e), "writing the log file failed; the rest of the output is dropped");
                     let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
                 }
             }));
@@ -468,7 +468,9 @@ impl Drop for Logger {
         match pidfd::send_signal(self.pidfd.as_fd(), pid, Signal::SIGTERM) {
             Ok(true) => info!(pid, logger = %path, "logging binary sent SIGTERM"),
             Ok(false) => return,
-            Err(e) => warn!(pid, logger = %path, error = %e, "cannot signal the logging binary"),
+            Err(e) => {
+                warn!(pid, logger = %path, error = chain(&e), "cannot signal the logging binary")
+            }
         }
         let (Ok(runtime), Ok(pidfd)) = (
             tokio::runtime::Handle::try_current(),

@@ -17,6 +17,8 @@ use chaperone_config::HttpUrl;
 use serde_json::Value;
 use tracing::warn;
 
+use crate::error::chain;
+
 /// Alerts waiting for delivery, at most.
 const QUEUE_LEN: usize = 256;
 /// Connect, write and read timeout of one delivery.
@@ -60,12 +62,15 @@ impl Queue {
             .spawn(move || {
                 for (url, body) in alerts {
                     if let Err(e) = send(&url, &body) {
-                        warn!(host = %url.host, port = url.port, error = %e, "alert webhook delivery failed");
+                        warn!(host = %url.host, port = url.port, error = chain(&e), "alert webhook delivery failed");
                     }
                 }
             });
         if let Err(e) = spawned {
-            warn!(error = %e, "cannot start the webhook thread; alerts stay in the alert log only");
+            warn!(
+                error = chain(&e),
+                "cannot start the webhook thread; alerts stay in the alert log only"
+            );
         }
         Self {
             sender,

@@ -11,7 +11,7 @@ use runc::options::DeleteOpts;
 use tracing::{info, warn};
 
 use super::{init_ready, not_found, TaskService};
-use crate::error::Result;
+use crate::error::{chain, Result};
 use crate::runc::{failure, is_gone};
 
 /// The exit status reported for a container deleted before it exited (SIGKILL).
@@ -62,7 +62,7 @@ impl TaskService {
         }
         if let Some(rootfs) = &container.mounted_rootfs {
             if let Err(e) = umount_recursive(rootfs.to_str(), 0) {
-                warn!(container = %req.id, error = %e, "cannot unmount the rootfs");
+                warn!(container = %req.id, error = chain(&e), "cannot unmount the rootfs");
             }
         }
         let Some(container) = containers.remove(&req.id) else {

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::{publish, Event};
 use crate::console::DRAIN_TIMEOUT;
 use crate::container::{Container, Process};
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 
 /// How long init's exit waits for the container's exec processes to be reaped (they die with
 /// init's pid namespace, or are killed with what init left in a shared one).
@@ -126,7 +126,7 @@ async fn settle_execs(containers: &Mutex<HashMap<String, Container>>, id: &str) 
     if let Some(c) = containers.lock().await.get(id).filter(|c| c.shared_pid_ns) {
         let opts = KillOpts::new().all(true);
         if let Err(e) = c.runc.kill(&c.id, 9, Some(&opts)).await {
-            warn!(container = %c.id, error = %e, "cannot kill what init left");
+            warn!(container = %c.id, error = chain(&e), "cannot kill what init left");
         }
     }
     let deadline = tokio::time::Instant::now() + EXECS_TIMEOUT;

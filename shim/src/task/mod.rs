@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, Mutex};
 use tracing::debug;
 
 use crate::container::Container;
-use crate::error::{Result, ShimError};
+use crate::error::{chain, Result, ShimError};
 use crate::events::TaskEvent;
 use crate::image::Images;
 use crate::learn::Learner;
@@ -84,7 +84,10 @@ impl TaskService {
         let warm = Arc::clone(&images);
         tokio::spawn(async move {
             if let Err(e) = warm.connect().await {
-                debug!(error = %e, "not connected to containerd's image store yet");
+                debug!(
+                    error = chain(&e),
+                    "not connected to containerd's image store yet"
+                );
             }
         });
         let containers: Arc<Mutex<HashMap<String, Container>>> = Arc::default();
