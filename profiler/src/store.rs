@@ -60,12 +60,16 @@ pub enum StoreError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The file is not an SQLite database, or it is damaged.
-    #[error("the profile store {path} is corrupt ({reason}); move it aside to start afresh")]
+    /// The file is not an SQLite database, or it is damaged. The message names the `-wal` and
+    /// `-shm` files to move with it: the `-wal` may hold its newest committed changes, which
+    /// a store moved without it loses.
+    #[error(
+        "the profile store {path} is corrupt ({reason}); to start afresh, move it aside together with {path}-wal and {path}-shm where they exist (the -wal may hold its newest changes)"
+    )]
     Corrupt {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
+        /// What SQLite said: one line.
         reason: String,
     },
     /// The store cannot be read here: SQLite cannot make the file it shares readers with
@@ -375,14 +379,29 @@ impl Store {
 
     /// `PRAGMA quick_check`: every page.
     fn check_pages(&self) -> Result<()> {
-        let check: String = self
+        let mut stmt = self
             .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .prepare("PRAGMA quick_check")
             .map_err(self.sql("check the database"))?;
-        if check != "ok" {
+        let mut rows = Vec::new();
+        for row in stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.sql("check the database"))?
+        {
+            match row.map_err(self.sql("check the database")) {
+                Ok(row) => rows.push(row),
+                // The check can fail part-way on what it found: that is one more problem.
+                Err(StoreError::Corrupt { reason, .. }) => {
+                    rows.push(reason);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if rows != ["ok"] {
             return Err(StoreError::Corrupt {
                 path: self.path.clone(),
-                reason: check,
+                reason: first_problem(&rows),
             });
         }
         Ok(())
@@ -1125,6 +1144,27 @@ fn decode_threads(bytes: &[u8]) -> std::result::Result<Vec<Vec<Sym>>, ModelError
     Ok(threads)
 }
 
+/// What `PRAGMA quick_check` found, in one line for an error message: its first problem and
+/// how many more it lists. Its rows may hold several lines each, and up to 100 of them, with
+/// lines that only name the database (`*** in database main ***`), which would bury the
+/// advice that follows the reason.
+fn first_problem(rows: &[String]) -> String {
+    let problems: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("*** in database"))
+        .collect();
+    match problems.as_slice() {
+        [] => "PRAGMA quick_check found a problem it did not describe".to_owned(),
+        [one] => (*one).to_owned(),
+        [first, rest @ ..] => format!(
+            "{first}, and {} more problems `PRAGMA quick_check` lists",
+            rest.len()
+        ),
+    }
+}
+
 /// An immutable read sees the main file only: when the store's `-wal` holds changes, they
 /// would be missed without a word, so it is [`StoreError::Unshared`] instead.
 fn immutable_sees_all(path: &Path) -> Result<()> {
@@ -1499,6 +1539,57 @@ mod tests {
         assert_eq!(after, raw);
         assert_eq!(schema_of(raw), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         assert_eq!(schema_of(SCHEMA_VERSION), (SCHEMA_VERSION, SCHEMA_VERSION));
+    }
+
+    /// Breaks the b-tree root pages of `tables` in the store at `path` (not the header).
+    fn break_tables(path: &Path, tables: &[&str]) {
+        let conn = Connection::open(path).unwrap();
+        let query = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let page = query("PRAGMA page_size");
+        let roots: Vec<i64> = tables
+            .iter()
+            .map(|t| {
+                query(&format!(
+                    "SELECT rootpage FROM sqlite_master WHERE name = '{t}'"
+                ))
+            })
+            .collect();
+        drop(conn);
+        let mut bytes = std::fs::read(path).unwrap();
+        for root in roots {
+            let offset = usize::try_from((root - 1) * page).unwrap();
+            bytes[offset..offset + 8].fill(0xff);
+        }
+        std::fs::write(path, &bytes).unwrap();
+    }
+
+    /// The message of a corrupt store is one line: `quick_check`'s first problem and how many
+    /// more it lists. Moving the store aside without its `-wal` would lose the newest
+    /// committed changes, so it names both files to move with it.
+    #[test]
+    fn a_corrupt_store_is_one_line_naming_the_files_to_move_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        Store::open(&path)
+            .unwrap()
+            .merge("img", &learning(&[1, 2], &[]), None)
+            .unwrap();
+        break_tables(&path, &["traces", "workloads", "calibration"]);
+        let err = Store::open(&path).unwrap_err();
+        let StoreError::Corrupt { reason, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let text = err.to_string();
+        assert!(!text.contains('\n') && !text.contains("***"), "{text}");
+        // Three broken tables: their pages, and what that breaks further on.
+        assert!(reason.starts_with("Tree "), "{reason}");
+        assert!(reason.contains("more problems"), "{reason}");
+        let (wal, shm) = (
+            format!("{}-wal", path.display()),
+            format!("{}-shm", path.display()),
+        );
+        assert!(text.contains(&wal) && text.contains(&shm), "{text}");
+        assert!(text.contains("move it aside"), "{text}");
     }
 
     #[test]
