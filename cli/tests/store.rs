@@ -423,31 +423,35 @@ fn an_unusable_alert_is_an_error_naming_it_and_its_log() {
     assert_eq!(after.summary.events, before.summary.events);
 }
 
-/// A store that is not one: every command that reads it exits 1 with the file and
-/// `move it aside`, and none writes to it.
+/// A store that is not one (garbage, or an empty file: until 2026-12-07 that read as schema
+/// 0, and a writing command made a new store over it): every command that reads it exits 1
+/// with the file and `move it aside`, and none writes to it.
 #[test]
 fn a_corrupt_store_is_an_error_and_left_as_it_is() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("profiles.db");
-    let garbage = vec![0x5a_u8; 8192];
-    std::fs::write(&db, &garbage).unwrap();
-    let db = db.to_str().unwrap();
-    for args in [
-        &["profile", "list"][..],
-        &["profile", "show", "web"],
-        &["profile", "mode", "web", "enforce"],
-        &["profile", "reset", "web"],
-    ] {
-        let mut args = args.to_vec();
-        args.extend(["--db", db]);
-        let out = chaperone(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(db) && stderr.contains("corrupt") && stderr.contains("move it aside"),
-            "{args:?}: {stderr}"
-        );
-        assert_eq!(std::fs::read(db).unwrap(), garbage, "{args:?} wrote to it");
+    for garbage in [vec![0x5a_u8; 8192], Vec::new()] {
+        std::fs::write(&db, &garbage).unwrap();
+        let db = db.to_str().unwrap();
+        for args in [
+            &["profile", "list"][..],
+            &["profile", "show", "web"],
+            &["profile", "mode", "web", "enforce"],
+            &["profile", "reset", "web"],
+        ] {
+            let mut args = args.to_vec();
+            args.extend(["--db", db]);
+            let out = chaperone(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(db)
+                    && stderr.contains("corrupt")
+                    && stderr.contains("move it aside"),
+                "{args:?}: {stderr}"
+            );
+            assert_eq!(std::fs::read(db).unwrap(), garbage, "{args:?} wrote to it");
+        }
     }
 }
 

@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chaperone_config::{Mode, PromotionPolicy};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+mod files;
+
 use crate::detector::stats;
 use crate::model::{codec, ModelError, NgramCounts, BOS};
 use crate::supervisor::{window_threshold, Learned, Piece};
@@ -71,6 +73,16 @@ pub enum StoreError {
         path: PathBuf,
         /// What SQLite said: one line.
         reason: String,
+    },
+    /// A `-wal` holding committed changes is beside a missing or empty store: the store was
+    /// moved or lost without it. SQLite would delete it on making a new store there, so none
+    /// is made.
+    #[error(
+        "the profile store {path} is missing or empty, but {path}-wal beside it holds committed changes of a store, moved or lost without it; to keep them, put the store back, or move {path}-wal and {path}-shm beside the store under its name; to start afresh, move them aside too"
+    )]
+    OrphanWal {
+        /// The database file.
+        path: PathBuf,
     },
     /// The store cannot be read here: SQLite cannot make the file it shares readers with
     /// (`-shm`, beside the store), and committed changes wait in its `-wal`, which only a
@@ -292,7 +304,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed, with its directory) the store at `path` and brings its schema
-    /// up to date. A damaged file or a newer schema is an error; nothing is overwritten.
+    /// up to date. A damaged file or a newer schema is an error; nothing is overwritten. A new
+    /// store is made whole beside the path and linked into place, so no opener finds it empty;
+    /// an empty file there, or a `-wal` holding changes beside a missing or empty store (one
+    /// moved away without it), is an error, which every open shares.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_checked(path, Check::Whole)
     }
@@ -315,6 +330,7 @@ impl Store {
     /// holds changes, which such a read would miss ([`StoreError::Unshared`]). Every page is
     /// checked. A store of an older schema is [`StoreError::OlderSchema`].
     pub fn open_read_only(path: &Path) -> Result<Self> {
+        files::look(path)?;
         let open = |uri: bool| -> Result<Self> {
             let (name, mut flags) = if uri {
                 let mut name = std::ffi::OsString::from("file:");
@@ -345,15 +361,25 @@ impl Store {
         }
     }
 
+    /// Whether a store is at `path`, for commands that need one: `false` when nothing is
+    /// there, [`StoreError::OrphanWal`] when only a `-wal` holding changes is, and
+    /// [`StoreError::Corrupt`] for an empty file.
+    pub fn exists(path: &Path) -> Result<bool> {
+        Ok(files::look(path)? == files::Found::Present)
+    }
+
     fn check_read_only(&self) -> Result<()> {
         let version = self.usable_schema()?;
+        // Pages before the version: a damaged header can read as schema 0, which would tell
+        // the user to migrate it, while the writers' open calls it corrupt.
+        self.check_pages()?;
         if version < SCHEMA_VERSION {
             return Err(StoreError::OlderSchema {
                 path: self.path.clone(),
                 found: version,
             });
         }
-        self.check_pages()
+        Ok(())
     }
 
     /// Sets the busy timeout and reads the store's schema: a newer one that does not declare
@@ -415,19 +441,32 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| open_err(Box::new(e)))?;
-        let store = Self {
-            conn,
-            path: path.to_owned(),
-        };
+        if files::look(path)? == files::Found::Missing {
+            // Made whole beside it: errors name the store, not the temporary file.
+            files::create(path, |temp| {
+                Self::connect(temp, path)?.init(Check::BeforeWrites)
+            })?;
+            files::look(path)?;
+        }
+        let store = Self::connect(path, path)?;
         store.init(check)?;
         Ok(store)
+    }
+
+    /// Opens the existing file `file` to read and write, as the store at `path`.
+    fn connect(file: &Path, path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// The database file.
@@ -439,7 +478,8 @@ impl Store {
         move |source| classify(&self.path, op, source)
     }
 
-    /// Switches the file to WAL (a no-op once it is). On a new file the switch needs the write
+    /// Switches the file to WAL (a no-op once it is: a store this build makes is WAL before it
+    /// is in place, but one an earlier build made may not be yet). The switch needs the write
     /// lock while this connection holds a read lock; when another connection is doing the same
     /// (a node's first containers starting together), SQLite answers one of them `SQLITE_BUSY`
     /// at once, without the busy handler, to avoid a deadlock. That answer is retried here,
@@ -1307,6 +1347,13 @@ mod tests {
                     .collect()
             });
             assert!(failures.is_empty(), "round {round}: {failures:?}");
+            // Each made a store of its own beside it, and all but one of them were dropped.
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("profiles.db"))
+                .collect();
+            assert!(left.is_empty(), "round {round}: {left:?}");
         }
     }
 
@@ -1434,6 +1481,86 @@ mod tests {
             matches!(err, StoreError::NewerSchema { found: 99, .. }),
             "{err:?}"
         );
+    }
+
+    /// A store moved aside without its `-wal`, as "move it aside" once led users to: no new
+    /// store is made beside that `-wal`, which SQLite would then delete with the moved store's
+    /// newest changes, by any open; the message says how to keep them, and following it
+    /// keeps them.
+    #[test]
+    fn no_store_is_made_beside_a_wal_whose_store_went_away() {
+        let tmp = tempfile::tempdir().unwrap();
+        let killed = tmp.path().join("killed");
+        std::fs::create_dir(&killed).unwrap();
+        {
+            let store = Store::open(&tmp.path().join("profiles.db")).unwrap();
+            store.merge("img", &learning(&[1, 2], &[]), None).unwrap();
+            store
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .unwrap();
+            store.set_mode("img", Some(Mode::Enforce)).unwrap();
+            // What a writer killed now leaves: the mode only in the `-wal`.
+            for name in ["profiles.db", "profiles.db-wal"] {
+                std::fs::copy(tmp.path().join(name), killed.join(name)).unwrap();
+            }
+        }
+        let (path, wal) = (killed.join("profiles.db"), killed.join("profiles.db-wal"));
+        let aside = killed.join("aside.db");
+        std::fs::rename(&path, &aside).unwrap();
+        let held = std::fs::read(&wal).unwrap();
+        for empty in [false, true] {
+            if empty {
+                std::fs::write(&path, b"").unwrap();
+            }
+            for open in [Store::open, Store::open_to_read, Store::open_read_only] {
+                let err = open(&path).unwrap_err();
+                assert!(matches!(err, StoreError::OrphanWal { .. }), "{err:?}");
+                let text = err.to_string();
+                for file in [&wal, &killed.join("profiles.db-shm")] {
+                    assert!(text.contains(&*file.to_string_lossy()), "{text}");
+                }
+            }
+            let err = Store::exists(&path).unwrap_err();
+            assert!(matches!(err, StoreError::OrphanWal { .. }), "{err:?}");
+            assert_eq!(std::fs::read(&wal).unwrap(), held, "the -wal is kept");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "nothing made");
+        std::fs::remove_file(&path).unwrap();
+
+        // As the message says: the `-wal` beside the store, under its name.
+        std::fs::rename(&wal, killed.join("aside.db-wal")).unwrap();
+        let store = Store::open(&aside).unwrap();
+        let mode = store.summary("img").unwrap().unwrap().mode;
+        assert_eq!(mode, Some(Mode::Enforce));
+        assert!(!Store::exists(&path).unwrap());
+        Store::open(&path).unwrap();
+    }
+
+    /// An empty file at the store's path (truncated, or never a store) is corrupt to readers
+    /// and writers alike, never a new store to make there; so is one cut short inside its
+    /// header, which reads as schema 0. Both are left as they are.
+    #[test]
+    fn an_empty_or_cut_short_store_is_corrupt_to_every_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        let store = Store::open(&path).unwrap();
+        store.merge("img", &learning(&[1, 2], &[]), None).unwrap();
+        store.set_mode("img", Some(Mode::Enforce)).unwrap();
+        drop(store);
+        for len in [0, 50] {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(len)
+                .unwrap();
+            for open in [Store::open, Store::open_to_read, Store::open_read_only] {
+                let err = open(&path).unwrap_err();
+                assert!(matches!(err, StoreError::Corrupt { .. }), "{len}: {err:?}");
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "{err}");
+            }
+        }
     }
 
     /// A reading command's open creates, migrates and switches nothing, and reads a store it
