@@ -92,7 +92,8 @@ impl Locations {
 
     fn existing_db(&self) -> Result<PathBuf> {
         let path = self.db_path()?;
-        if !path.exists() {
+        // `Store::exists` tells nothing there from a store moved away without its `-wal`.
+        if !Store::exists(&path)? {
             bail!(
                 "no profile store at {} (nothing learned yet, or see --db/--config)",
                 path.display()

@@ -455,6 +455,90 @@ fn a_corrupt_store_is_an_error_and_left_as_it_is() {
     }
 }
 
+/// A store whose newest change is only in its `-wal` (its writer killed before the
+/// checkpoint), with a damaged page: `profile list` says to move it aside with its `-wal` and
+/// `-shm`. Moved without them, `list` and `learn --image` say the `-wal` was left behind, and
+/// no store is made beside it (until 2026-12-07 `learn` made one, and SQLite deleted the
+/// `-wal`, with that change).
+#[test]
+fn a_store_moved_without_its_wal_is_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = learned_store(tmp.path());
+    let dir = tmp.path().join("node");
+    std::fs::create_dir(&dir).unwrap();
+    let (root, page): (i64, i64) = {
+        let conn = rusqlite::Connection::open(&live).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn.execute("UPDATE profiles SET mode = 'enforce'", [])
+            .unwrap();
+        for suffix in ["", "-wal"] {
+            std::fs::copy(
+                format!("{live}{suffix}"),
+                dir.join(format!("profiles.db{suffix}")),
+            )
+            .unwrap();
+        }
+        conn.query_row(
+            "SELECT rootpage, (SELECT page_size FROM pragma_page_size)
+             FROM sqlite_master WHERE name = 'traces'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let db = dir.join("profiles.db");
+    let (wal, aside) = (dir.join("profiles.db-wal"), dir.join("aside.db"));
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    // Damage the recorded runs' root page, as a bad disk might.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = usize::try_from((root - 1) * page).unwrap();
+    bytes[at..at + 8].fill(0xff);
+    std::fs::write(&db, &bytes).unwrap();
+    let db_s = db.to_str().unwrap();
+
+    let out = chaperone(&["profile", "list", "--db", db_s]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{db_s}-wal")) && stderr.contains(&format!("{db_s}-shm")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    std::fs::rename(&db, &aside).unwrap();
+    let held = std::fs::read(&wal).unwrap();
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../seccomp-gen/tests/fixtures/webserver-v1.strace");
+    let trace = trace.to_str().unwrap();
+    for args in [
+        &["profile", "list"][..],
+        &[
+            "learn", "--format", "strace", "--from", trace, "--image", "web",
+        ],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--db", db_s]);
+        let out = chaperone(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("moved or lost without it"), "{stderr}");
+        assert!(!db.exists(), "{args:?} made a store");
+        assert_eq!(
+            std::fs::read(&wal).unwrap(),
+            held,
+            "{args:?}: the -wal is kept"
+        );
+    }
+    // Moved as the message says, the change is there.
+    std::fs::rename(&wal, dir.join("aside.db-wal")).unwrap();
+    let mode: String = rusqlite::Connection::open(&aside)
+        .unwrap()
+        .query_row("SELECT mode FROM profiles", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "enforce");
+}
+
 #[test]
 fn learn_into_the_store_merges_runs() {
     let tmp = tempfile::tempdir().unwrap();
