@@ -135,7 +135,9 @@ pub enum StoreError {
         source: ModelError,
     },
     /// A stored mode name is not one this build knows.
-    #[error("profile store {path}: profile {key:?} has an unknown mode {mode:?}")]
+    #[error(
+        "profile store {path}: profile {key:?} has an unknown mode {mode:?}; a newer chaperone may have written it (upgrade), or set a known one with `chaperone profile mode`"
+    )]
     BadMode {
         /// The database file.
         path: PathBuf,
@@ -243,6 +245,20 @@ pub struct Summary {
     pub new_per_1000: Option<f64>,
     /// Unix time of the last change.
     pub updated: u64,
+}
+
+/// A profile's row as far as it can be read, for commands that show what they can
+/// ([`Store::rows`], [`Store::row`]): one unreadable part does not hide the rest.
+#[derive(Debug)]
+pub struct Row {
+    /// The profile's key.
+    pub key: String,
+    /// Its summary, or why its figures cannot be read (a damaged row). Its `mode` is `None`
+    /// when [`Row::mode_error`] is set, which does not mean the config's default.
+    pub summary: Result<Summary>,
+    /// Why its mode cannot be read: a name this build does not know (written by hand, or by a
+    /// newer build), or a value that is not text.
+    pub mode_error: Option<StoreError>,
 }
 
 /// What a merge changed.
@@ -723,14 +739,7 @@ impl Store {
 
         let mut promoted = None;
         if let Some(policy) = policy {
-            let current = match stored_mode.as_deref() {
-                None => None,
-                Some(m) => Some(Mode::from_str(m).map_err(|_| StoreError::BadMode {
-                    path: self.path.clone(),
-                    key: key.to_owned(),
-                    mode: m.to_owned(),
-                })?),
-            };
+            let current = stored_mode.map(|m| self.mode_of(key, m)).transpose()?;
             let learning_now = matches!(current, None | Some(Mode::Learn));
             if learning_now {
                 let (containers, events): (i64, i64) = tx
@@ -759,8 +768,21 @@ impl Store {
         })
     }
 
-    /// The summaries of every profile, by key.
+    /// The summaries of every profile, by key. A profile that cannot be read whole makes it an
+    /// error: [`Store::rows`] gives the others too.
     pub fn list(&self) -> Result<Vec<Summary>> {
+        self.rows()?
+            .into_iter()
+            .map(|row| match row.mode_error {
+                Some(e) => Err(e),
+                None => row.summary,
+            })
+            .collect()
+    }
+
+    /// Every profile, by key, each as far as it can be read: a listing that one damaged row,
+    /// or a mode a newer build wrote, does not empty.
+    pub fn rows(&self) -> Result<Vec<Row>> {
         let _one_state = self.snapshot()?;
         let keys: Vec<String> = {
             let mut stmt = self
@@ -775,7 +797,7 @@ impl Store {
         };
         keys.iter()
             .map(|k| {
-                self.summary(k)?.ok_or_else(|| StoreError::NoProfile {
+                self.row(k)?.ok_or_else(|| StoreError::NoProfile {
                     path: self.path.clone(),
                     key: k.clone(),
                 })
@@ -790,32 +812,65 @@ impl Store {
         new_rate(&self.conn, key, window).map_err(self.sql("read learning runs"))
     }
 
-    /// The summary of profile `key`, if it exists.
+    /// The summary of profile `key`, if it exists. A mode this build does not know is an
+    /// error, as is a figure that cannot be read: [`Store::row`] gives what can be.
     pub fn summary(&self, key: &str) -> Result<Option<Summary>> {
+        let Some(row) = self.row(key)? else {
+            return Ok(None);
+        };
+        match row.mode_error {
+            Some(e) => Err(e),
+            None => row.summary.map(Some),
+        }
+    }
+
+    /// Profile `key`'s row as far as it can be read, if the profile exists.
+    pub fn row(&self, key: &str) -> Result<Option<Row>> {
         // Its figures come from three queries: of one state, or a merge between them would
         // pair one run's totals with another's calibration data.
         let _one_state = self.snapshot()?;
-        let row: Option<(Option<String>, i64, i64, i64, i64)> = self
+        type Columns = (rusqlite::Result<Option<String>>, rusqlite::Result<Figures>);
+        let columns: Option<Columns> = self
             .conn
             .query_row(
                 "SELECT mode, containers, events, grams, updated FROM profiles WHERE key = ?1",
                 [key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0), figures(r))),
             )
             .optional()
             .map_err(self.sql("read the profile"))?;
-        let Some((mode, containers, events, grams, updated)) = row else {
+        let Some((mode, figures)) = columns else {
             return Ok(None);
         };
         let mode = mode
-            .map(|m| {
-                Mode::from_str(&m).map_err(|_| StoreError::BadMode {
-                    path: self.path.clone(),
-                    key: key.to_owned(),
-                    mode: m,
-                })
-            })
-            .transpose()?;
+            .map_err(self.sql("read the profile's mode"))
+            .and_then(|m| m.map(|m| self.mode_of(key, m)).transpose());
+        let (mode, mode_error) = match mode {
+            Ok(mode) => (mode, None),
+            Err(e) => (None, Some(e)),
+        };
+        let summary = figures
+            .map_err(self.sql("read the profile"))
+            .and_then(|figures| self.summary_of(key, mode, figures));
+        Ok(Some(Row {
+            key: key.to_owned(),
+            summary,
+            mode_error,
+        }))
+    }
+
+    /// A stored mode name as a [`Mode`].
+    fn mode_of(&self, key: &str, mode: String) -> Result<Mode> {
+        Mode::from_str(&mode).map_err(|_| StoreError::BadMode {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            mode,
+        })
+    }
+
+    /// Profile `key`'s summary from its row's `figures` and the queries of its other tables.
+    fn summary_of(&self, key: &str, mode: Option<Mode>, figures: Figures) -> Result<Summary> {
+        let (containers, events, grams, updated) = figures;
         let calibration: i64 = self
             .conn
             .query_row(
@@ -829,7 +884,7 @@ impl Store {
         let new_per_1000 = new_rate(&self.conn, key, window)
             .map_err(self.sql("read learning runs"))?
             .map(|r| r * 1000.0);
-        Ok(Some(Summary {
+        Ok(Summary {
             key: key.to_owned(),
             mode,
             containers: to_u64(containers),
@@ -838,7 +893,7 @@ impl Store {
             calibration: to_u64(calibration),
             new_per_1000,
             updated: to_u64(updated),
-        }))
+        })
     }
 
     /// Profile `key` with its model, if it exists.
@@ -983,6 +1038,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A `profiles` row's containers, events, n-grams and time of its last change.
+type Figures = (i64, i64, i64, i64);
+
+/// The [`Figures`] of a `profiles` row read from its columns 1 to 4.
+fn figures(r: &rusqlite::Row<'_>) -> rusqlite::Result<Figures> {
+    Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
 /// Whether a profile with these totals and newest-runs rate of new n-grams per event meets the
@@ -1418,6 +1481,50 @@ mod tests {
             codec::encode(&want)
         );
         assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    /// A row whose mode this build cannot read (a name it does not know), or whose figures it
+    /// cannot read: `rows` still gives every profile, each with what could be read and why
+    /// the rest could not; `summary` and `list`, which the shim's choices rest on, refuse.
+    #[test]
+    fn rows_give_every_profile_with_what_cannot_be_read_marked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("p.db");
+        let store = Store::open(&path).unwrap();
+        for key in ["a", "b", "c"] {
+            store.merge(key, &learning(&[1, 2], &[0.5]), None).unwrap();
+        }
+        store.set_mode("a", Some(Mode::Monitor)).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "UPDATE profiles SET mode = 'Enforce' WHERE key = 'b';
+                 UPDATE profiles SET events = 'many' WHERE key = 'c';",
+            )
+            .unwrap();
+        let rows = store.rows().unwrap();
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        let a = rows[0].summary.as_ref().unwrap();
+        assert_eq!((a.mode, a.containers), (Some(Mode::Monitor), 1));
+        assert!(rows[0].mode_error.is_none());
+        let b = rows[1].summary.as_ref().unwrap();
+        assert_eq!((b.mode, b.calibration), (None, 1));
+        let err = rows[1].mode_error.as_ref().unwrap();
+        assert!(
+            matches!(err, StoreError::BadMode { mode, .. } if mode == "Enforce"),
+            "{err:?}"
+        );
+        assert!(rows[2].mode_error.is_none());
+        let err = rows[2].summary.as_ref().unwrap_err();
+        assert!(err.to_string().contains("read the profile"), "{err}");
+        assert!(store.row("none").unwrap().is_none());
+
+        let err = store.summary("b").unwrap_err();
+        assert!(matches!(err, StoreError::BadMode { .. }), "{err:?}");
+        store.summary("c").unwrap_err();
+        store.list().unwrap_err();
+        assert_eq!(store.summary("a").unwrap().as_ref(), Some(a));
     }
 
     #[test]
