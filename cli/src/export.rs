@@ -275,7 +275,7 @@ fn write_output(output: Option<&Path>, text: &[u8]) -> Result<()> {
 pub fn run_profile(args: &ProfileArgs) -> Result<()> {
     let loc = &args.loc;
     match &args.command {
-        ProfileCommand::List { json } => store::print_list(&loc.read_store()?.list()?, *json),
+        ProfileCommand::List { json } => store::print_list(loc.read_store()?.rows()?, *json),
         ProfileCommand::Show { profile, json } => store::show(loc, profile, *json),
         ProfileCommand::Mode { profile, mode } => store::set_mode(loc, profile, *mode),
         ProfileCommand::Reset { profile } => {

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chaperone_config::{rfc3339, Config, Mode, DEFAULT_CONFIG_PATH};
 use chaperone_profiler::detector::stats::{self, Basis};
 use chaperone_profiler::model::NgramCounts;
-use chaperone_profiler::store::{Allowed, Learning, Store, Summary};
+use chaperone_profiler::store::{Allowed, Learning, Row, Store, Summary};
 use chaperone_profiler::supervisor::{Piece, WINDOW};
 use chaperone_profiler::syscalls::sym_of;
 use chaperone_profiler::tiers::{hot_set, named_syscalls, train_projected, Projected};
@@ -103,37 +103,77 @@ impl Locations {
     }
 }
 
-/// Human-readable table of profiles.
-pub fn print_list(profiles: &[Summary], json_out: bool) -> Result<()> {
+/// `chaperone profile list`: every profile, as a table or one JSON object per line. As in
+/// `show`, what cannot be read (a mode this build does not know, a damaged row) is marked, `?`
+/// or an `{"error": ...}` object in its place, and the first error is reported after every
+/// profile is printed, so one bad row hides nothing else, and the command still fails.
+pub fn print_list(profiles: Vec<Row>, json_out: bool) -> Result<()> {
     if json_out {
-        for p in profiles {
-            outln!("{}", summary_json(p, None))?;
+        for p in &profiles {
+            let v = match &p.summary {
+                Ok(s) => {
+                    let mut v = summary_json(s, None);
+                    if let Some(e) = &p.mode_error {
+                        v["mode"] = json!({ "error": format!("{e:#}") });
+                    }
+                    v
+                }
+                Err(e) => json!({ "profile": p.key, "error": format!("{e:#}") }),
+            };
+            outln!("{v}")?;
         }
-        return Ok(());
+    } else {
+        let header = [
+            "PROFILE",
+            "MODE",
+            "CONTAINERS",
+            "EVENTS",
+            "N-GRAMS",
+            "NEW/1K",
+        ];
+        let mut rows = vec![header.map(str::to_owned).to_vec()];
+        rows.extend(profiles.iter().map(|p| {
+            let Ok(s) = &p.summary else {
+                let mut row = vec![cell(&p.key)];
+                row.resize(header.len(), UNREADABLE.to_owned());
+                return row;
+            };
+            let mode = match (&p.mode_error, s.mode) {
+                (Some(_), _) => UNREADABLE,
+                (None, None) => "default",
+                (None, Some(m)) => m.as_str(),
+            };
+            vec![
+                cell(&p.key),
+                mode.to_owned(),
+                s.containers.to_string(),
+                s.events.to_string(),
+                s.grams.to_string(),
+                s.new_per_1000
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
+            ]
+        }));
+        print_table(&rows, &[2, 3, 4, 5])?;
     }
-    let header = [
-        "PROFILE",
-        "MODE",
-        "CONTAINERS",
-        "EVENTS",
-        "N-GRAMS",
-        "NEW/1K",
-    ];
-    let mut rows = vec![header.map(str::to_owned).to_vec()];
-    rows.extend(profiles.iter().map(|p| {
-        vec![
-            cell(&p.key),
-            p.mode.map_or("default", Mode::as_str).to_owned(),
-            p.containers.to_string(),
-            p.events.to_string(),
-            p.grams.to_string(),
-            p.new_per_1000
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
-        ]
-    }));
-    print_table(&rows, &[2, 3, 4, 5])?;
-    Ok(())
+    let total = profiles.len();
+    let mut unreadable = profiles
+        .into_iter()
+        .filter_map(|p| p.mode_error.or(p.summary.err()));
+    let Some(first) = unreadable.next() else {
+        return Ok(());
+    };
+    let what = match unreadable.count() {
+        0 => format!("1 of {total} profiles cannot be read whole (marked {UNREADABLE})"),
+        more => format!(
+            "{} of {total} profiles cannot be read whole (marked {UNREADABLE}); the first",
+            more + 1
+        ),
+    };
+    Err(anyhow::Error::from(first).context(what))
 }
+
+/// What `profile list` shows for what it cannot read.
+const UNREADABLE: &str = "?";
 
 /// A profile's summary as JSON (with its threshold when known).
 pub fn summary_json(p: &Summary, threshold: Option<(f64, Option<f32>)>) -> Value {
@@ -190,16 +230,21 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     let store = loc.read_store()?;
     // Every figure of one state of the store, while shims may be merging runs.
     let _one_state = store.snapshot()?;
-    let Some(p) = store.summary(key)? else {
+    let Some(row) = store.row(key)? else {
         bail!("no profile {key:?} in {}", store.path().display());
     };
+    let (p, mode_error) = (row.summary?, row.mode_error);
     let far = config.model.target_far;
-    // What cannot be read or used (a damaged row, a model learning cannot make) is shown as
-    // such, and the first error is reported after everything else the store could give.
+    // What cannot be read or used (a damaged row, a model learning cannot make, a mode this
+    // build does not know) is shown as such, and the first error is reported after
+    // everything else the store could give.
     let threshold = store.threshold(key, far);
     let tiered = tiered_model(&store, key, &config);
     let workloads = store.workloads(key);
     let failed = || -> Result<()> {
+        if let Some(e) = &mode_error {
+            bail!("{e:#}");
+        }
         threshold.as_ref().map_err(|e| anyhow!("{e:#}"))?;
         tiered.as_ref().map_err(|e| anyhow!("{e:#}"))?;
         workloads.as_ref().map_err(|e| anyhow!("{e:#}"))?;
@@ -207,6 +252,9 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
     };
     if json_out {
         let mut v = summary_json(&p, threshold.as_ref().ok().map(|t| (far, *t)));
+        if let Some(e) = &mode_error {
+            v["mode"] = json!({ "error": format!("{e:#}") });
+        }
         if let Err(e) = &threshold {
             v["target_far"] = json!(far);
             v["threshold"] = json!({ "error": format!("{e:#}") });
@@ -240,11 +288,11 @@ pub fn show(loc: &Locations, key: &str, json_out: bool) -> Result<()> {
         return failed();
     }
     outln!("profile:            {}", p.key)?;
-    outln!(
-        "mode:               {}",
-        p.mode
-            .map_or_else(|| format!("default ({})", config.mode), |m| m.to_string())
-    )?;
+    match (&mode_error, p.mode) {
+        (Some(_), _) => outln!("mode:               - (cannot be read: see the error below)")?,
+        (None, None) => outln!("mode:               default ({})", config.mode)?,
+        (None, Some(m)) => outln!("mode:               {m}")?,
+    }
     outln!("containers learned: {}", p.containers)?;
     outln!("events learned:     {}", p.events)?;
     outln!("distinct n-grams:   {}", p.grams)?;

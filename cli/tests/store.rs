@@ -260,6 +260,92 @@ fn profile_show_shows_what_it_can_read_around_a_damaged_row() {
     assert!(v["workloads"]["error"].is_string(), "{v}");
 }
 
+/// A profile whose mode this build does not know (written by hand here; a newer build's
+/// mode name alike), and one whose figures cannot be read: `profile list` lists every profile,
+/// marks what it cannot read (`?`; in JSON an `{"error": ...}`), then reports the first error
+/// and exits 1, as `show` does; `show` of the first prints what it can, and of a sound one
+/// works (until 2026-12-07 `list` printed nothing, and `show` nothing of that profile).
+#[test]
+fn profile_list_lists_every_profile_and_marks_what_it_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let store = Store::open(Path::new(&db)).unwrap();
+    let mut counts = NgramCounts::new(4).unwrap();
+    counts.learn_sequence(&syms(&["read", "write"]));
+    for key in ["api", "zeta"] {
+        let learning = Learning {
+            counts: counts.clone(),
+            containers: 1,
+            maxima: Vec::new(),
+            threads: Vec::new(),
+            container: None,
+            workload: None,
+        };
+        store.merge(key, &learning, None).unwrap();
+    }
+    drop(store);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE profiles SET mode = 'Enforce' WHERE key = 'web';
+             UPDATE profiles SET events = 'many' WHERE key = 'zeta';",
+        )
+        .unwrap();
+
+    let out = chaperone(&["profile", "list", "--db", &db]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows[0][..3], ["api", "default", "1"], "{stdout}");
+    assert_eq!(rows[1][..3], ["web", "?", "2"], "{stdout}");
+    assert_eq!(rows[2], ["zeta", "?", "?", "?", "?", "?"], "{stdout}");
+    assert!(
+        stderr.contains("2 of 3 profiles cannot be read whole")
+            && stderr.contains(r#"unknown mode "Enforce""#),
+        "{stderr}"
+    );
+
+    let out = chaperone(&["profile", "list", "--json", "--db", &db]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["mode"], Value::Null, "{lines:?}");
+    assert_eq!(lines[1]["containers"], 2, "{lines:?}");
+    assert!(lines[1]["mode"]["error"].is_string(), "{lines:?}");
+    assert_eq!(lines[2]["profile"], "zeta", "{lines:?}");
+    assert!(lines[2]["error"].is_string(), "{lines:?}");
+
+    let out = chaperone(&["profile", "show", "web", "--db", &db]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    for line in [
+        "mode:               - (cannot be read: see the error below)",
+        "containers learned: 2",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(stderr.contains(r#"unknown mode "Enforce""#), "{stderr}");
+    let out = chaperone(&["profile", "show", "web", "--json", "--db", &db]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["mode"]["error"].is_string(), "{v}");
+    ok(&["profile", "show", "api", "--db", &db]);
+}
+
 #[test]
 fn alerts_are_listed_filtered_and_allowed_into_the_profile() {
     let tmp = tempfile::tempdir().unwrap();
