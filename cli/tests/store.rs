@@ -625,6 +625,95 @@ fn a_store_moved_without_its_wal_is_not_replaced() {
     assert_eq!(mode, "enforce");
 }
 
+/// A store this user may not write: every writing command names why (the file, its `-shm`,
+/// or its directory, where SQLite makes the `-wal` and `-shm`), where until 2026-12-07 it gave
+/// SQLite's "attempt to write a readonly database" of whichever step failed first (`read the
+/// schema version failed`). Root may write anything, so as root the commands run as nobody
+/// (uid 65534), who may not write what root made; another user runs them as itself.
+#[test]
+fn writing_a_store_this_user_may_not_write_names_why() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::metadata(tmp.path()).unwrap().uid() == 0;
+    let dir = tmp.path().join("store");
+    std::fs::create_dir(&dir).unwrap();
+    let db = learned_store(&dir);
+    let (shm, new) = (format!("{db}-shm"), format!("{}/new.db", dir.display()));
+    let chmod = |path: &str, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chmod(tmp.path().to_str().unwrap(), 0o755);
+    let run = |args: &[&str], db: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chaperone"));
+        cmd.args(args)
+            .args(["--db", db])
+            .env("CHAPERONE_CONFIG", "/dev/null");
+        if root {
+            cmd.uid(65_534).gid(65_534);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write the profile store"),
+            "{args:?}: {stderr}"
+        );
+        stderr
+    };
+    let dir_s = dir.to_str().unwrap();
+    chmod(dir_s, 0o555);
+    chmod(&db, 0o444);
+    for args in [
+        &["profile", "mode", "web", "enforce"][..],
+        &["profile", "reset", "web"],
+    ] {
+        let stderr = run(args, &db);
+        assert!(stderr.contains(&format!("may not write {db};")), "{stderr}");
+    }
+    chmod(&db, 0o666);
+    let stderr = run(&["profile", "mode", "web", "enforce"], &db);
+    assert!(
+        stderr.contains(&format!("may not write its directory {dir_s},")),
+        "{stderr}"
+    );
+    let trace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../seccomp-gen/tests/fixtures/webserver-v1.strace");
+    let learn = [
+        "learn",
+        "--format",
+        "strace",
+        "--from",
+        trace.to_str().unwrap(),
+        "--image",
+        "web",
+    ];
+    let stderr = run(&learn, &new);
+    assert!(
+        stderr.contains(&format!("may not write its directory {dir_s},")),
+        "{stderr}"
+    );
+    // A shim holds the store open, so its `-wal` and `-shm` are there; the `-shm` is not
+    // this user's to write.
+    chmod(dir_s, 0o755);
+    let shim = rusqlite::Connection::open(&db).unwrap();
+    let _: i64 = shim
+        .query_row("SELECT COUNT(*) FROM profiles", [], |r| r.get(0))
+        .unwrap();
+    chmod(dir_s, 0o555);
+    chmod(&format!("{db}-wal"), 0o666);
+    chmod(&shm, 0o444);
+    let stderr = run(&["profile", "mode", "web", "enforce"], &db);
+    assert!(
+        stderr.contains(&format!("may not write {shm};")),
+        "{stderr}"
+    );
+    chmod(dir_s, 0o755);
+    chmod(&shm, 0o644);
+    drop(shim);
+    assert_eq!(load_web(&db).summary.mode, None, "nothing was written");
+}
+
 #[test]
 fn learn_into_the_store_merges_runs() {
     let tmp = tempfile::tempdir().unwrap();

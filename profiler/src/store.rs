@@ -84,6 +84,19 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
     },
+    /// This user may not write the store: the file, its `-wal` or `-shm`, or its directory,
+    /// where SQLite makes those; or it is on a read-only file system.
+    #[error(
+        "cannot write the profile store {path}: {cause}; the reading commands (`chaperone profile list`, `show`, `export`) can still read it"
+    )]
+    NotWritable {
+        /// The database file.
+        path: PathBuf,
+        /// Which file or directory, and why.
+        cause: String,
+        /// What SQLite (or the file system) said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The store cannot be read here: SQLite cannot make the file it shares readers with
     /// (`-shm`, beside the store), and committed changes wait in its `-wal`, which only a
     /// shared read applies.
@@ -1285,13 +1298,14 @@ fn immutable_sees_all(path: &Path) -> Result<()> {
 /// store's `-shm`), not for the file itself.
 fn cannot_share(error: &StoreError) -> bool {
     use rusqlite::ffi::ErrorCode;
-    let StoreError::Sql { source, .. } = error else {
-        return false;
-    };
-    matches!(
-        source.sqlite_error_code(),
-        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
-    )
+    match error {
+        StoreError::NotWritable { .. } => true,
+        StoreError::Sql { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
+        ),
+        _ => false,
+    }
 }
 
 /// `path` for an SQLite URI: absolute, with `%`, `?` and `#` escaped.
@@ -1311,7 +1325,20 @@ fn uri_path(path: &Path) -> String {
 
 fn classify(path: &Path, op: &'static str, source: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::ErrorCode;
-    match source.sqlite_error_code() {
+    let code = source.sqlite_error_code();
+    // SQLite's "attempt to write a readonly database" (or "unable to open database file")
+    // says neither which file nor why: found here, it is the message.
+    let not_writable = matches!(code, Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen))
+        .then(|| files::why_not_writable(path))
+        .flatten();
+    if let Some(cause) = not_writable {
+        return StoreError::NotWritable {
+            path: path.to_owned(),
+            cause,
+            source: Box::new(source),
+        };
+    }
+    match code {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
             path: path.to_owned(),
             reason: source.to_string(),

@@ -69,6 +69,44 @@ pub(super) fn look(path: &Path) -> Result<Found> {
     Ok(Found::Missing)
 }
 
+/// Why this user may not write the store at `path`, asked when SQLite says it cannot (its
+/// "attempt to write a readonly database" names neither the file nor the reason): the file
+/// itself, its `-wal` or `-shm`, or its directory, where SQLite makes those two. `None` when
+/// none of them is the reason.
+pub(super) fn why_not_writable(path: &Path) -> Option<String> {
+    use nix::errno::Errno;
+    use nix::unistd::{eaccess, geteuid, AccessFlags};
+    let denied = |file: &Path| match eaccess(file, AccessFlags::W_OK) {
+        Ok(()) | Err(Errno::ENOENT) => None,
+        Err(e) => Some(e),
+    };
+    let who = || format!("this user (uid {})", geteuid());
+    if let Some(e) = denied(path) {
+        return Some(if e == Errno::EROFS {
+            format!("{} is on a read-only file system", path.display())
+        } else {
+            format!("{} may not write {}", who(), path.display())
+        });
+    }
+    let (wal, shm) = (beside(path, "-wal"), beside(path, "-shm"));
+    if let Some(file) = [&wal, &shm].into_iter().find(|f| denied(f).is_some()) {
+        return Some(format!("{} may not write {}", who(), file.display()));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let to_make = !wal.exists() || !shm.exists() || !path.exists();
+    if to_make && denied(dir).is_some() {
+        return Some(format!(
+            "{} may not write its directory {}, where SQLite makes the store's -wal and -shm",
+            who(),
+            dir.display()
+        ));
+    }
+    None
+}
+
 /// Tells the temporary files of concurrent creators in one process apart.
 static CREATED: AtomicU64 = AtomicU64::new(0);
 
@@ -103,7 +141,16 @@ pub(super) fn create(path: &Path, init: impl FnOnce(&Path) -> Result<()>) -> Res
             Ok(_) => break Removed(temp),
             // Left by a creator killed before it removed it, whose process id this one has.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(open_err(e)),
+            Err(e) => {
+                return Err(match why_not_writable(path) {
+                    Some(cause) => StoreError::NotWritable {
+                        path: path.to_owned(),
+                        cause,
+                        source: Box::new(e),
+                    },
+                    None => open_err(e),
+                })
+            }
         }
     };
     init(&temp.0)?;
