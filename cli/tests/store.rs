@@ -714,6 +714,30 @@ fn writing_a_store_this_user_may_not_write_names_why() {
     assert_eq!(load_web(&db).summary.mode, None, "nothing was written");
 }
 
+/// A writing command finding the store locked by another writer (a shim merging) waits for it,
+/// up to the store's busy timeout (30 s), rather than failing at once: here the lock is held
+/// for half a second, and the command then succeeds.
+#[test]
+fn a_writing_command_waits_for_another_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = learned_store(tmp.path());
+    let shim = rusqlite::Connection::open(&db).unwrap();
+    shim.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let held = std::time::Duration::from_millis(500);
+    let start = std::time::Instant::now();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(held);
+        shim.execute_batch("COMMIT").unwrap();
+    });
+    ok(&["profile", "mode", "web", "enforce", "--db", &db]);
+    assert!(start.elapsed() >= held, "{:?}", start.elapsed());
+    release.join().unwrap();
+    assert_eq!(
+        load_web(&db).summary.mode,
+        Some(chaperone_config::Mode::Enforce)
+    );
+}
+
 #[test]
 fn learn_into_the_store_merges_runs() {
     let tmp = tempfile::tempdir().unwrap();
