@@ -9,7 +9,8 @@
 //! Every struct read from a base rejects fields the formats do not define, naming the field and
 //! where it is: a misspelt field would otherwise be dropped with what it holds, and a base whose
 //! denials are under `"syscall"`, or whose conditions are under `"arg"`, would export as allowing
-//! what it denies.
+//! what it denies. The formats are moby's, OCI's and containers/common's (Podman's and CRI-O's
+//! profile names its errnos: `defaultErrno`, a rule's `errno`).
 
 use chaperone_profiler::syscalls::{sym_of, Arch};
 use oci_spec::runtime::{
@@ -34,6 +35,10 @@ pub struct DockerProfile {
     /// The errno of an `SCMP_ACT_ERRNO` default action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
+    /// containers/common's (Podman's, CRI-O's) name for that errno (`"ENOSYS"`), taken where
+    /// `defaultErrnoRet` is absent. Read, never written.
+    #[serde(default, skip_serializing, deserialize_with = "errno_name")]
+    pub default_errno: Option<u32>,
     /// The architectures, each with the compat ABIs it also covers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arch_map: Vec<ArchMap>,
@@ -83,6 +88,10 @@ pub struct DockerSyscall {
     /// The errno of an `SCMP_ACT_ERRNO` action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
+    /// containers/common's name for that errno (`"EPERM"`), taken where `errnoRet` is absent.
+    /// Read, never written.
+    #[serde(default, skip_serializing, deserialize_with = "errno_name")]
+    pub errno: Option<u32>,
     /// Argument conditions, all of which must hold.
     #[serde(
         default,
@@ -140,7 +149,9 @@ fn strict_args<'de, D>(d: D) -> std::result::Result<Vec<LinuxSeccompArg>, D::Err
 where
     D: serde::Deserializer<'de>,
 {
-    Vec::<StrictArg>::deserialize(d)?
+    // `null` as none, as Go reads it (containers/common's profile has one).
+    Option::<Vec<StrictArg>>::deserialize(d)?
+        .unwrap_or_default()
         .into_iter()
         .map(|a| {
             let builder = LinuxSeccompArgBuilder::default()
@@ -167,6 +178,15 @@ fn sub_architectures(main: OciArch) -> &'static [OciArch] {
 }
 
 impl DockerProfile {
+    /// The profile with containers/common's errno names taken where moby's numbers are absent.
+    fn with_errno_names(mut self) -> Self {
+        self.default_errno_ret = self.default_errno_ret.or(self.default_errno);
+        for rule in &mut self.syscalls {
+            rule.errno_ret = rule.errno_ret.or(rule.errno);
+        }
+        self
+    }
+
     /// The moby form of an OCI profile: the same rules; architectures grouped into `archMap`
     /// (a compat architecture goes under its main one when both are listed).
     pub fn from_oci(oci: &LinuxSeccomp) -> Self {
@@ -192,6 +212,7 @@ impl DockerProfile {
             comment: None,
             default_action: oci.default_action(),
             default_errno_ret: oci.default_errno_ret(),
+            default_errno: None,
             arch_map,
             architectures: Vec::new(),
             flags: oci.flags().clone().unwrap_or_default(),
@@ -204,6 +225,7 @@ impl DockerProfile {
                     name: None,
                     action: r.action(),
                     errno_ret: r.errno_ret(),
+                    errno: None,
                     args: r.args().clone().unwrap_or_default(),
                     comment: None,
                     includes: Filter::default(),
@@ -263,6 +285,21 @@ impl DockerProfile {
 }
 
 /// A JSON `null` as an empty list, as Go's decoder reads it.
+/// An errno by its name (`"EPERM"`), as containers/common writes it; a name this build's
+/// libc does not know is an error naming it.
+fn errno_name<'de, D>(d: D) -> std::result::Result<Option<u32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    (1..4096)
+        .find(|&n| format!("{:?}", nix::errno::Errno::from_raw(n)) == name)
+        .map(|n| Some(n.unsigned_abs()))
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown errno name {name:?}")))
+}
+
 fn null_as_empty<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -332,7 +369,7 @@ pub fn parse_base(json: &str) -> Result<LinuxSeccomp> {
     } else {
         serde_json::from_str(json).map_err(json_error)?
     };
-    Ok(docker.to_oci())
+    Ok(docker.with_errno_names().to_oci())
 }
 
 /// The profile of a container without seccomp: everything allowed.
@@ -341,6 +378,7 @@ fn unconfined() -> LinuxSeccomp {
         comment: None,
         default_action: LinuxSeccompAction::ScmpActAllow,
         default_errno_ret: None,
+        default_errno: None,
         arch_map: Vec::new(),
         architectures: Vec::new(),
         flags: Vec::new(),
@@ -511,6 +549,38 @@ mod tests {
         assert_eq!(oci.syscalls().as_ref().unwrap().len(), 3);
         let clone = &oci.syscalls().as_ref().unwrap()[1];
         assert_eq!(clone.args().as_ref().unwrap()[0].value_two(), Some(1));
+    }
+
+    /// containers/common's profile (Podman, CRI-O) names errnos (`defaultErrno`, `errno`) and
+    /// has an `"args": null`; its names are taken as moby's numbers. Until 2026-12-07 the
+    /// names were refused as unknown fields once unknown fields were.
+    #[test]
+    fn a_containers_common_base_with_errno_names_is_read() {
+        let json = r#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrno": "ENOSYS",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": null},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM"},
+                {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM", "errnoRet": 13}
+            ]
+        }"#;
+        let oci = parse_base(json).unwrap();
+        assert_eq!(oci.default_errno_ret(), Some(38));
+        let rules = oci.syscalls().as_ref().unwrap();
+        assert_eq!(rules[1].errno_ret(), Some(1));
+        assert_eq!(
+            rules[2].errno_ret(),
+            Some(13),
+            "the number, where both are given"
+        );
+        let unknown =
+            parse_base(r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "EBOGUS"}"#)
+                .unwrap_err();
+        // In the serde error, the error's source.
+        let unknown = format!("{unknown:?}");
+        assert!(unknown.contains("EBOGUS"), "{unknown}");
     }
 
     #[test]
