@@ -32,6 +32,8 @@ struct Fake {
     dead_between: Vec<(u32, u64, u64)>,
     /// The id of the last notification received.
     last: u64,
+    /// Notification ids the fake waits this long before delivering (time passing in between).
+    delay_before: Vec<(u64, std::time::Duration)>,
 }
 
 impl Notifier for Fake {
@@ -39,6 +41,9 @@ impl Notifier for Fake {
         let received = self.queue.pop_front().unwrap_or(Received::Closed);
         if let Received::Event(n) = &received {
             self.last = n.id;
+            if let Some(&(_, delay)) = self.delay_before.iter().find(|(id, _)| *id == n.id) {
+                std::thread::sleep(delay);
+            }
         }
         Ok(received)
     }
@@ -1012,4 +1017,68 @@ fn a_call_scored_during_a_kill_elsewhere_is_denied() {
         sup.notifier().answers.as_slice(),
         [(1, Answer::Errno(_))]
     ));
+}
+
+/// With a sweep period, the first event after it has passed sweeps, whatever that event is and
+/// however few came before (until 2026-12-07 the time was looked at only every 4096 events).
+#[test]
+fn the_first_event_after_the_sweep_period_sweeps() {
+    let fake = Fake {
+        queue: [ev(1, 7, "getppid"), ev(2, 8, "getppid"), ev(3, 7, "mkdir")].into(),
+        dead_between: vec![(7, 2, 3)],
+        delay_before: vec![(2, std::time::Duration::from_millis(120))],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let config = SupervisorConfig {
+        sweep_period: std::time::Duration::from_millis(50),
+        ..SupervisorConfig::default()
+    };
+    let mut sup =
+        Supervisor::new(fake, detect(), Recorder::default(), config, stats.clone()).unwrap();
+    sup.run().unwrap();
+    let (_, recorder) = sup.into_parts();
+    let s = stats.snapshot();
+    assert_eq!((s.threads_started, s.threads_reclaimed), (3, 1), "{s:?}");
+    assert_eq!(recorder.recents, vec![vec![sym_of("mkdir").unwrap()]]);
+}
+
+/// A full table's entries that make room (evicted live threads, or dead ones swept) end as
+/// threads that exited: learning keeps every call they made. Until 2026-12-07 only the
+/// periodic sweep ended them, and an evicted thread's calls were lost.
+#[test]
+fn threads_that_make_room_are_learned() {
+    let mut queue = VecDeque::new();
+    let mut id = 0;
+    for _round in 0..3 {
+        for tid in 1..=5u32 {
+            for name in ["getppid", "getuid"] {
+                id += 1;
+                queue.push_back(ev(id, tid, name));
+            }
+        }
+    }
+    let fake = Fake {
+        queue,
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let config = SupervisorConfig {
+        max_threads: 4,
+        ..SupervisorConfig::default()
+    };
+    let mut sup = Supervisor::new(
+        fake,
+        Learn::new(NgramCounts::new(2).unwrap()).recording(),
+        Scripted::new(Verdict::Continue),
+        config,
+        stats.clone(),
+    )
+    .unwrap();
+    sup.run().unwrap();
+    let s = stats.snapshot();
+    let learned = sup.into_parts().0.into_parts();
+    assert!(s.threads_evicted > 0, "{s:?}");
+    let recorded: usize = learned.threads.iter().map(|p| p.syms.len()).sum();
+    assert_eq!(recorded, 30, "every call of every thread is recorded");
 }

@@ -6,7 +6,7 @@
 //! allocation, seven at most with the default bound, never one per event). A thread's entry goes
 //! away when it calls `exit`/`exit_group` (the supervisor removes it), when a sweep finds its tid
 //! gone (sweeps run when the table fills, at most once per `capacity / 4` insertions, and the
-//! supervisor's about once a second while events come), or, when every tracked thread is alive,
+//! supervisor's at the first event a second or more after its last), or, when every tracked thread is alive,
 //! by evicting the least recently active one.
 
 /// Marks an empty slot (no tid reaches it: `pid_max` is at most 2^22).
@@ -172,18 +172,7 @@ impl<S: Copy> ThreadTable<S> {
             Ok(i) => i,
             Err(mut i) => {
                 if self.len >= self.limit {
-                    if self.since_sweep >= self.sweep_every {
-                        made.reclaimed = self.sweep(alive, |_| {});
-                        self.sweep_every = if made.reclaimed == 0 {
-                            (self.sweep_every * 2).min(self.limit * 16)
-                        } else {
-                            self.limit / 4
-                        };
-                    }
-                    if self.len >= self.limit {
-                        self.evict_oldest();
-                        made.evicted = 1;
-                    }
+                    (made.reclaimed, made.evicted) = self.make_room(alive, |_, _| {});
                     i = match self.find(tid) {
                         Ok(i) | Err(i) => i,
                     };
@@ -211,6 +200,47 @@ impl<S: Copy> ThreadTable<S> {
         (&mut slot.state, made)
     }
 
+    /// Whether `tid` is not tracked and the table is full: its insertion would make room first,
+    /// which a caller that must see what goes does itself ([`ThreadTable::make_room`]).
+    pub fn full_for(&self, tid: u32) -> bool {
+        self.len >= self.limit && self.find(tid).is_err()
+    }
+
+    /// Makes room for one more entry in a full table: a sweep of dead threads when one is due,
+    /// then, if it freed nothing, the least recently active entry evicted. `ended` gets each
+    /// removed entry. Returns how many were reclaimed and evicted.
+    pub fn make_room(
+        &mut self,
+        alive: impl FnMut(u32) -> bool,
+        mut ended: impl FnMut(u32, &S),
+    ) -> (u32, u32) {
+        let mut reclaimed = 0;
+        if self.since_sweep >= self.sweep_every {
+            reclaimed = self.sweep(alive, &mut ended);
+            self.sweep_every = if reclaimed == 0 {
+                (self.sweep_every * 2).min(self.limit * 16)
+            } else {
+                self.limit / 4
+            };
+        }
+        if self.len < self.limit {
+            return (reclaimed, 0);
+        }
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.tid != EMPTY)
+            .min_by_key(|(_, s)| s.last)
+            .map(|(i, _)| i);
+        let Some(i) = oldest else {
+            return (reclaimed, 0);
+        };
+        ended(self.slots[i].tid, &self.slots[i].state);
+        self.remove_at(i);
+        (reclaimed, 1)
+    }
+
     /// Forgets `tid`; returns whether it was tracked.
     pub fn remove(&mut self, tid: u32) -> bool {
         match self.find(tid) {
@@ -224,14 +254,18 @@ impl<S: Copy> ThreadTable<S> {
 
     /// Frees the entries of threads `alive` says are gone, passing each one's state to `ended`
     /// first; returns how many.
-    pub fn sweep(&mut self, mut alive: impl FnMut(u32) -> bool, mut ended: impl FnMut(&S)) -> u32 {
+    pub fn sweep(
+        &mut self,
+        mut alive: impl FnMut(u32) -> bool,
+        mut ended: impl FnMut(u32, &S),
+    ) -> u32 {
         self.since_sweep = 0;
         let mut freed = 0;
         let mut i = 0;
         while i < self.slots.len() {
             let tid = self.slots[i].tid;
             if tid != EMPTY && !alive(tid) {
-                ended(&self.slots[i].state);
+                ended(tid, &self.slots[i].state);
                 self.remove_at(i);
                 freed += 1;
                 // Backward shifting may have moved an unvisited entry into slot i.
@@ -240,19 +274,6 @@ impl<S: Copy> ThreadTable<S> {
             i += 1;
         }
         freed
-    }
-
-    fn evict_oldest(&mut self) {
-        let oldest = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.tid != EMPTY)
-            .min_by_key(|(_, s)| s.last)
-            .map(|(i, _)| i);
-        if let Some(i) = oldest {
-            self.remove_at(i);
-        }
     }
 
     /// Backward-shift deletion: keeps every probe chain unbroken without tombstones.

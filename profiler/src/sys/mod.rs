@@ -8,9 +8,11 @@
 //! - [`scm`]: receiving file descriptors over a Unix socket (`SCM_RIGHTS`) as `OwnedFd`s.
 //! - [`child`]: a forked child that installs a notify filter and runs a fixed syscall script.
 //! - [`abi`]: whether the kernel runs x32 syscalls (probed in a forked child).
+//! - [`clock`]: the coarse monotonic clock, read on every event.
 
 pub(crate) mod abi;
 pub(crate) mod child;
+pub(crate) mod clock;
 pub(crate) mod notify;
 pub mod pidfd;
 pub(crate) mod scm;
