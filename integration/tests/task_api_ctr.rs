@@ -1164,8 +1164,9 @@ fn chaperone_fails_a_create_whose_runc_binary_is_missing_and_leaves_nothing() {
     );
 }
 
-/// A Create whose deadline passes while the shim is still at it (injected: the shim waits 3 s
-/// after `runc create`; the request gives it 1 s) leaves nothing: no runc container or init
+/// A Create whose deadline passes while the shim is still at it (injected: the shim waits 5 s
+/// after `runc create`; the request gives it 2 s, which containerd's start of the shim must
+/// leave room in) leaves nothing: no runc container or init
 /// process, no mounts, no task. Until 2026-12-07 ttrpc dropped the Create where it waited and
 /// runc's container was left, its init waiting to be started for ever.
 #[test]
@@ -1183,7 +1184,7 @@ fn chaperone_undoes_a_create_whose_deadline_passed() {
     ctrd.sleeping(&["containers", "create"], CHAPERONE, &id)
         .unwrap_or_else(|e| panic!("{}", ctrd.explain(e)));
     let request = containerd_client::services::v1::CreateTaskRequest::default();
-    let Err(status) = create_task_within(&ctrd, &id, request, Some(Duration::from_secs(1))) else {
+    let Err(status) = create_task_within(&ctrd, &id, request, Some(Duration::from_secs(2))) else {
         panic!("{}", ctrd.explain("a Create past its deadline succeeded"));
     };
     // tonic's own timer may end the call first (Cancelled, "Timeout expired").
@@ -1238,6 +1239,13 @@ fn chaperone_undoes_a_create_whose_deadline_passed() {
         ))
     );
     assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(""));
+    // containerd's clean-up (the shim binary's `delete`) removes runc's container too; the
+    // shim's own undo must have worked or found it gone, not failed.
+    assert!(
+        !ctrd.log().contains("cannot delete the abandoned container"),
+        "{}",
+        ctrd.explain("the shim could not undo the Create")
+    );
 }
 
 /// A task whose request names only some of its streams (a Go client's `cio.WithStreams(nil,

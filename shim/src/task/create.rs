@@ -27,7 +27,7 @@ use crate::events::Event;
 use crate::image::{ContainerImage, ImageError};
 use crate::oom;
 use crate::plan::{image_lookup_failed, load_config, needs_image, Plan};
-use crate::runc::{failure, RuncConfig, INIT_PID_FILE};
+use crate::runc::{failure, is_gone, RuncConfig, INIT_PID_FILE};
 use crate::stdio::{self, BinaryLog, FifoIo, FileLog, HeldFifos, Target};
 
 impl TaskService {
@@ -182,11 +182,15 @@ impl TaskService {
         }
         if abandoned() {
             // As Delete undoes a container: runc's (and its init), the mounts, the learner's.
-            if let Err(e) = runc
+            let deleted = runc
                 .delete(&req.id, Some(&DeleteOpts::new().force(true)))
-                .await
-            {
-                warn!(container = %req.id, error = %failure(&bundle, "delete", &req.id, &e).chain(), "cannot delete the abandoned container");
+                .await;
+            // containerd's own clean-up (the shim binary's `delete`) may have been first.
+            match &deleted {
+                Err(e) if !is_gone(e) => {
+                    warn!(container = %req.id, error = %failure(&bundle, "delete", &req.id, e).chain(), "cannot delete the abandoned container");
+                }
+                _ => {}
             }
             if let Some(rootfs) = &mounted_rootfs {
                 let _ = umount_recursive(rootfs.to_str(), 0);
@@ -256,7 +260,7 @@ impl TaskService {
 /// value waits [`SLOW_CREATE_DELAY`] after `runc create`, as one on a loaded node may.
 pub const SLOW_CREATE_FAULT_ENV: &str = "CHAPERONE_TEST_SLOW_CREATE";
 /// How long such a Create waits.
-pub const SLOW_CREATE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+pub const SLOW_CREATE_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The error of a Create whose caller went, logged here: nobody else will see it.
 fn abandon(id: &str) -> ShimError {

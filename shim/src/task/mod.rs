@@ -203,7 +203,11 @@ impl Task for TaskService {
         tokio::spawn(async move {
             let _under_way = under_way;
             let created = service.create_task(req, || answer.is_closed()).await;
-            let _ = answer.send(created);
+            if let Err(Ok(response)) = answer.send(created) {
+                // The caller went after the last look: the container stays, and containerd's
+                // clean-up of the failed Create deletes it (a Delete like any other).
+                tracing::warn!(pid = response.pid, "a Create's caller went once it was done; containerd's clean-up deletes the container");
+            }
         });
         let created = answered.await.unwrap_or(Err(ShimError::InvalidRequest {
             reason: "the create task ended without an answer",
