@@ -44,6 +44,9 @@ SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CHAPERONE_REPO="${CHAPERONE_REPO:-$(dirname "$SCRIPTS")}"
 SUITE="${SUITE:-$CHAPERONE_REPO/target/containerd-suite}"
 RUNS="${RUNS:-$SUITE/runs}"
+# Absolute: chaperone's config takes only absolute store and alert paths, written from these.
+SUITE="$(realpath -m -- "$SUITE")"
+RUNS="$(realpath -m -- "$RUNS")"
 TEST_TIMEOUT="${TEST_TIMEOUT:-20m}"
 RUNTIMES="${RUNTIMES:-runc-v2 chaperone}"
 
