@@ -518,6 +518,14 @@ fn a_corrupt_store_is_an_error_and_left_as_it_is() {
     let db = tmp.path().join("profiles.db");
     for garbage in [vec![0x5a_u8; 8192], Vec::new()] {
         std::fs::write(&db, &garbage).unwrap();
+        // Written a while ago: a younger empty file may be a store an older build is still
+        // making, which is waited for.
+        std::fs::File::options()
+            .write(true)
+            .open(&db)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
         let db = db.to_str().unwrap();
         for args in [
             &["profile", "list"][..],

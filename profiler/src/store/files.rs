@@ -15,6 +15,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{Result, StoreError};
 
@@ -34,39 +35,61 @@ pub(super) fn beside(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How long an empty file at the store's path may be one a build before 2026-12-07 is making in
+/// place (it writes the file's first page a moment after creating it): such a file younger than
+/// this is waited for, an older one is damage. SQLite's busy timeout, which such a creator's
+/// other openers wait as long.
+const CREATING_GRACE: Duration = Duration::from_secs(30);
+
 /// Looks at the store's path before SQLite opens it. A `-wal` holding changes beside a missing
 /// or empty store is [`StoreError::OrphanWal`]; an empty file without one is
-/// [`StoreError::Corrupt`]: no build since 2026-12-07 leaves its store empty at its path, and
-/// SQLite would read it as a new store.
+/// [`StoreError::Corrupt`] (once it is older than [`CREATING_GRACE`]): no build since
+/// 2026-12-07 leaves its store empty at its path, and SQLite would read it as a new store.
 pub(super) fn look(path: &Path) -> Result<Found> {
-    // The `-wal` first: a `-wal` appears only once its store is in place, so a `-wal` seen
-    // before the store is found missing or empty belongs to a store that went away, never to
-    // one another opener is making.
-    let wal = beside(path, "-wal");
-    let wal_holds = fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-    let len = match fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == ErrorKind::NotFound => 0,
-        // Not ours to judge (a directory that cannot be searched, say): SQLite's open says
-        // what is wrong.
-        Err(_) => return Ok(Found::Present),
-    };
-    if len > 0 {
-        return Ok(Found::Present);
+    let began = Instant::now();
+    loop {
+        // The `-wal` first: a `-wal` appears only once its store is in place, so a `-wal` seen
+        // before the store is found missing or empty belongs to a store that went away, never
+        // to one another opener is making.
+        let wal_holds = fs::metadata(beside(path, "-wal")).is_ok_and(|m| m.len() > 0);
+        // One look at the store itself: a second (whether it exists) could see a store another
+        // opener linked in meanwhile, and take it for an empty one (review, 2026-12-07).
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if wal_holds {
+                    return Err(StoreError::OrphanWal {
+                        path: path.to_owned(),
+                    });
+                }
+                return Ok(Found::Missing);
+            }
+            // Not ours to judge (a directory that cannot be searched, say): SQLite's open says
+            // what is wrong.
+            Err(_) => return Ok(Found::Present),
+        };
+        if meta.len() > 0 {
+            return Ok(Found::Present);
+        }
+        if wal_holds {
+            return Err(StoreError::OrphanWal {
+                path: path.to_owned(),
+            });
+        }
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or(Duration::MAX);
+        if age >= CREATING_GRACE || began.elapsed() >= CREATING_GRACE {
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                reason: "it is empty, 0 bytes: a store truncated, or a file that never was one"
+                    .to_owned(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    if wal_holds {
-        return Err(StoreError::OrphanWal {
-            path: path.to_owned(),
-        });
-    }
-    if path.exists() {
-        return Err(StoreError::Corrupt {
-            path: path.to_owned(),
-            reason: "it is empty, 0 bytes: a store truncated, or a file that never was one"
-                .to_owned(),
-        });
-    }
-    Ok(Found::Missing)
 }
 
 /// Why this user may not write the store at `path`, asked when SQLite says it cannot (its
@@ -120,6 +143,13 @@ pub(super) fn create(path: &Path, init: impl FnOnce(&Path) -> Result<()>) -> Res
         path: path.to_owned(),
         source: Box::new(source),
     };
+    // A symbolic link to a store not made yet: the store is made where it points (a link
+    // cannot be made over the symbolic link itself), as SQLite made it before 2026-12-07.
+    let target = fs::read_link(path).ok().map(|to| match path.parent() {
+        Some(dir) => dir.join(to),
+        None => to,
+    });
+    let path = target.as_deref().unwrap_or(path);
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
