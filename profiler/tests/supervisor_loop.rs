@@ -1082,3 +1082,37 @@ fn threads_that_make_room_are_learned() {
     let recorded: usize = learned.threads.iter().map(|p| p.syms.len()).sum();
     assert_eq!(recorded, 30, "every call of every thread is recorded");
 }
+
+/// A thread whose call paused the container, evicted from a full table by other threads'
+/// calls after the thaw (it was stopped, so the least recently active), still has that call
+/// denied unscored on its restart: one pause, not two.
+#[test]
+fn an_evicted_paused_thread_keeps_its_held_call() {
+    let mut queue = VecDeque::from([call(1, 7, "getppid", 50, 0), call(2, 7, "mkdir", 100, 0)]);
+    for (i, tid) in (8..=11u32).enumerate() {
+        let id = 3 + u64::try_from(i).unwrap();
+        queue.push_back(call(id, tid, "getppid", 50, 0));
+    }
+    queue.push_back(call(10, 7, "mkdir", 100, 0));
+    let fake = Fake {
+        queue,
+        gone_on_send: vec![2],
+        ..Fake::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let recorder = Recorder {
+        verdict: Some(Verdict::PauseContainer),
+        ..Recorder::default()
+    };
+    let config = SupervisorConfig {
+        max_threads: 4,
+        ..SupervisorConfig::default()
+    };
+    let mut sup = Supervisor::new(fake, detect(), recorder, config, stats.clone()).unwrap();
+    sup.run().unwrap();
+    let answers = sup.notifier().answers.clone();
+    let (_, recorder) = sup.into_parts();
+    assert!(stats.snapshot().threads_evicted > 0);
+    assert_eq!(recorder.pauses, 1, "{answers:?}");
+    assert!(matches!(answers.last(), Some((10, Answer::Errno(_)))));
+}

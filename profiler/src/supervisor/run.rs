@@ -336,12 +336,18 @@ impl<N: Notifier, M: Mode, R: Responder> Supervisor<N, M, R> {
             ..
         } = self;
         if threads.full_for(n.tid) {
-            // The entries that make room end as threads that exited (they are learned).
+            // The entries that make room end as threads that exited (they are learned). A
+            // thread evicted alive keeps its call held across a pause: that call's restart is
+            // still to be denied unscored (a review of 2026-12-07 found it scored and pausing
+            // the container again, once more busy threads than the table holds pushed the
+            // stopped thread out).
             let (reclaimed, evicted) = threads.make_room(
                 |tid| notifier.thread_alive(tid),
-                |tid, ended| {
+                |tid, ended, dead| {
                     mode.end_thread(&ended.mode);
-                    paused_on.take(tid);
+                    if dead {
+                        paused_on.take(tid);
+                    }
                 },
             );
             stats::add(&stats.threads_reclaimed, u64::from(reclaimed));

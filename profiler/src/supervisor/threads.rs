@@ -172,7 +172,7 @@ impl<S: Copy> ThreadTable<S> {
             Ok(i) => i,
             Err(mut i) => {
                 if self.len >= self.limit {
-                    (made.reclaimed, made.evicted) = self.make_room(alive, |_, _| {});
+                    (made.reclaimed, made.evicted) = self.make_room(alive, |_, _, _| {});
                     i = match self.find(tid) {
                         Ok(i) | Err(i) => i,
                     };
@@ -208,15 +208,16 @@ impl<S: Copy> ThreadTable<S> {
 
     /// Makes room for one more entry in a full table: a sweep of dead threads when one is due,
     /// then, if it freed nothing, the least recently active entry evicted. `ended` gets each
-    /// removed entry. Returns how many were reclaimed and evicted.
+    /// removed entry, and whether its thread is dead (swept) rather than evicted alive.
+    /// Returns how many were reclaimed and evicted.
     pub fn make_room(
         &mut self,
         alive: impl FnMut(u32) -> bool,
-        mut ended: impl FnMut(u32, &S),
+        mut ended: impl FnMut(u32, &S, bool),
     ) -> (u32, u32) {
         let mut reclaimed = 0;
         if self.since_sweep >= self.sweep_every {
-            reclaimed = self.sweep(alive, &mut ended);
+            reclaimed = self.sweep(alive, |tid, state| ended(tid, state, true));
             self.sweep_every = if reclaimed == 0 {
                 (self.sweep_every * 2).min(self.limit * 16)
             } else {
@@ -236,7 +237,7 @@ impl<S: Copy> ThreadTable<S> {
         let Some(i) = oldest else {
             return (reclaimed, 0);
         };
-        ended(self.slots[i].tid, &self.slots[i].state);
+        ended(self.slots[i].tid, &self.slots[i].state, false);
         self.remove_at(i);
         (reclaimed, 1)
     }

@@ -10,7 +10,12 @@ pub(crate) fn coarse_now() -> Duration {
         tv_nsec: 0,
     };
     // SAFETY: a valid pointer to a timespec that outlives the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        // A kernel without the clock (before 2.6.32): the precise one, from a fixed start.
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        return START.get_or_init(std::time::Instant::now).elapsed();
+    }
     Duration::new(
         u64::try_from(ts.tv_sec).unwrap_or_default(),
         u32::try_from(ts.tv_nsec).unwrap_or_default(),
