@@ -291,12 +291,27 @@ fn errno_name<'de, D>(d: D) -> std::result::Result<Option<u32>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
+    // The names Linux gives a second time, which nix names by the first.
+    const ALIASES: [(&str, &str); 3] = [
+        ("EWOULDBLOCK", "EAGAIN"),
+        ("EDEADLOCK", "EDEADLK"),
+        ("ENOTSUP", "EOPNOTSUPP"),
+    ];
     let Some(name) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
+    // Empty is unset, as Go reads it.
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let canonical = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name.as_str(), |(_, to)| to);
     (1..4096)
-        .find(|&n| format!("{:?}", nix::errno::Errno::from_raw(n)) == name)
-        .map(|n| Some(n.unsigned_abs()))
+        .map(nix::errno::Errno::from_raw)
+        .find(|&e| e != nix::errno::Errno::UnknownErrno && format!("{e:?}") == canonical)
+        .map(|e| Some((e as i32).unsigned_abs()))
         .ok_or_else(|| serde::de::Error::custom(format!("unknown errno name {name:?}")))
 }
 
@@ -575,6 +590,18 @@ mod tests {
             Some(13),
             "the number, where both are given"
         );
+        let aliases = parse_base(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "EWOULDBLOCK"},
+                             {"names": ["write"], "action": "SCMP_ACT_ERRNO", "errno": "ENOTSUP"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(aliases.default_errno_ret(), None, "empty is unset");
+        let rules = aliases.syscalls().as_ref().unwrap();
+        assert_eq!(rules[0].errno_ret(), Some(11));
+        assert_eq!(rules[1].errno_ret(), Some(95));
+        parse_base(r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "UnknownErrno"}"#)
+            .unwrap_err();
         let unknown =
             parse_base(r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "EBOGUS"}"#)
                 .unwrap_err();
