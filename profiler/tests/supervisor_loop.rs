@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use chaperone_profiler::model::{NgramCounts, NgramScorer, Smoothing};
 use chaperone_profiler::supervisor::{
-    ActionError, Answer, Delivery, Detect, Deviation, Learn, Notification, Notifier, Progress,
-    Received, Responder, Result, Stats, Supervisor, SupervisorConfig, SupervisorError, Verdict,
+    ActionError, Answer, Delivery, Detect, Deviation, Learn, Mode, Notification, Notifier,
+    Progress, Received, Responder, Result, Stats, Supervisor, SupervisorConfig, SupervisorError,
+    Verdict,
 };
 use chaperone_profiler::syscalls::{sym_of, Arch, Sym};
 
@@ -167,16 +168,7 @@ fn learner(fake: Fake) -> Supervisor<Fake, Learn, Scripted> {
 }
 
 fn run(fake: Fake, responder: Scripted) -> (Vec<(u64, Answer)>, Scripted, Arc<Stats>) {
-    let stats = Arc::new(Stats::default());
-    let mut sup = Supervisor::new(
-        fake,
-        detect(),
-        responder,
-        SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    let (sup, stats) = run_with(fake, detect(), responder, SupervisorConfig::default());
     let answers = sup.notifier().answers.clone();
     let (_, responder) = sup.into_parts();
     (answers, responder, stats)
@@ -800,16 +792,12 @@ fn a_denied_sequence_deviation_is_denied_again_when_retried_or_restarted() {
         gone_on_send: vec![7],
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
-    let mut sup = Supervisor::new(
+    let (sup, stats) = run_with(
         fake,
         Detect::new(scorer, threshold).unwrap(),
         Scripted::new(Verdict::Deny { errno: libc::EPERM }),
         SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    );
     let denied = Answer::Errno(libc::EPERM);
     let want: Vec<(u64, Answer)> = (1..=4)
         .map(|id| (id, Answer::Continue))
@@ -819,6 +807,20 @@ fn a_denied_sequence_deviation_is_denied_again_when_retried_or_restarted() {
     assert_eq!(sup.notifier().answers, want);
     let s = stats.snapshot();
     assert_eq!((s.events, s.deviations, s.restarts), (9, 4, 0));
+}
+
+/// Runs a supervisor of `mode` over `fake`'s queue to its end, answering deviations with
+/// `responder`; returns it and its counters.
+fn run_with<M: Mode, R: Responder>(
+    fake: Fake,
+    mode: M,
+    responder: R,
+    config: SupervisorConfig,
+) -> (Supervisor<Fake, M, R>, Arc<Stats>) {
+    let stats = Arc::new(Stats::default());
+    let mut sup = Supervisor::new(fake, mode, responder, config, stats.clone()).unwrap();
+    sup.run().unwrap();
+    (sup, stats)
 }
 
 /// Records the recent calls of each deviation, and pauses.
@@ -866,16 +868,7 @@ fn a_thread_that_died_unnotified_is_swept_before_its_tid_returns() {
         dead_between: vec![(7, 4, 5)],
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
-    let mut sup = Supervisor::new(
-        fake,
-        detect(),
-        Recorder::default(),
-        sweeping(),
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    let (sup, stats) = run_with(fake, detect(), Recorder::default(), sweeping());
     let (_, recorder) = sup.into_parts();
     let s = stats.snapshot();
     assert_eq!(s.threads_started, 3, "{s:?}");
@@ -898,15 +891,12 @@ fn a_swept_thread_is_learned_as_ended() {
         dead_between: vec![(7, 3, 4)],
         ..Fake::default()
     };
-    let mut sup = Supervisor::new(
+    let (sup, _) = run_with(
         fake,
         Learn::new(NgramCounts::new(2).unwrap()).recording(),
         Scripted::new(Verdict::Continue),
         sweeping(),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    );
     let learned = sup.into_parts().0.into_parts();
     assert_eq!(learned.counts.threads(), 3);
     let mut lengths: Vec<usize> = learned.threads.iter().map(|p| p.syms.len()).collect();
@@ -930,20 +920,11 @@ fn a_paused_restart_cut_short_again_does_not_pause_again() {
         gone_on_send: vec![2, 3],
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
     let recorder = Recorder {
         verdict: Some(Verdict::PauseContainer),
         ..Recorder::default()
     };
-    let mut sup = Supervisor::new(
-        fake,
-        detect(),
-        recorder,
-        SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    let (sup, stats) = run_with(fake, detect(), recorder, SupervisorConfig::default());
     let answers = sup.notifier().answers.clone();
     let (_, recorder) = sup.into_parts();
     assert_eq!(recorder.pauses, 1, "{answers:?}");
@@ -968,16 +949,12 @@ fn an_exit_cut_short_is_the_same_threads() {
         gone_on_send: vec![2],
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
-    let mut sup = Supervisor::new(
+    let (sup, stats) = run_with(
         fake,
         Learn::new(NgramCounts::new(2).unwrap()).recording(),
         Scripted::new(Verdict::Continue),
         SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    );
     let learned = sup.into_parts().0.into_parts();
     assert_eq!(learned.counts.threads(), 1);
     assert_eq!(stats.snapshot().threads_started, 1);
@@ -1004,15 +981,12 @@ fn a_call_scored_during_a_kill_elsewhere_is_denied() {
         queue: [ev(1, 7, "mkdir")].into(),
         ..Fake::default()
     };
-    let mut sup = Supervisor::new(
+    let (sup, _) = run_with(
         fake,
         detect(),
         KilledWhileScoring(std::cell::Cell::new(false)),
         SupervisorConfig::default(),
-        Arc::new(Stats::default()),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    );
     assert!(matches!(
         sup.notifier().answers.as_slice(),
         [(1, Answer::Errno(_))]
@@ -1062,20 +1036,16 @@ fn threads_that_make_room_are_learned() {
         queue,
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
     let config = SupervisorConfig {
         max_threads: 4,
         ..SupervisorConfig::default()
     };
-    let mut sup = Supervisor::new(
+    let (sup, stats) = run_with(
         fake,
         Learn::new(NgramCounts::new(2).unwrap()).recording(),
         Scripted::new(Verdict::Continue),
         config,
-        stats.clone(),
-    )
-    .unwrap();
-    sup.run().unwrap();
+    );
     let s = stats.snapshot();
     let learned = sup.into_parts().0.into_parts();
     assert!(s.threads_evicted > 0, "{s:?}");
@@ -1099,7 +1069,6 @@ fn an_evicted_paused_thread_keeps_its_held_call() {
         gone_on_send: vec![2],
         ..Fake::default()
     };
-    let stats = Arc::new(Stats::default());
     let recorder = Recorder {
         verdict: Some(Verdict::PauseContainer),
         ..Recorder::default()
@@ -1108,8 +1077,7 @@ fn an_evicted_paused_thread_keeps_its_held_call() {
         max_threads: 4,
         ..SupervisorConfig::default()
     };
-    let mut sup = Supervisor::new(fake, detect(), recorder, config, stats.clone()).unwrap();
-    sup.run().unwrap();
+    let (sup, stats) = run_with(fake, detect(), recorder, config);
     let answers = sup.notifier().answers.clone();
     let (_, recorder) = sup.into_parts();
     assert!(stats.snapshot().threads_evicted > 0);
