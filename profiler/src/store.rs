@@ -1730,21 +1730,54 @@ mod tests {
         assert_eq!(store.summary("img").unwrap().unwrap().containers, 1);
     }
 
-    /// A store path that is a symbolic link to a store not made yet: the store is made where it
-    /// points, as before stores were linked into place (a review of 2026-12-07 found that the
-    /// link made the open fail).
+    /// A store path that is a chain of symbolic links to a store not made yet: the store is made
+    /// where the chain ends, as before stores were linked into place (a review of 2026-12-07
+    /// found that a link made the open fail); and a `-wal` left there by a store moved aside
+    /// without it is seen through the links.
     #[test]
     fn a_store_path_linked_to_a_store_not_made_yet_makes_it_there() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("profiles.db");
-        std::os::unix::fs::symlink("real.db", &path).unwrap();
+        std::fs::create_dir(tmp.path().join("data")).unwrap();
+        std::os::unix::fs::symlink("link2", &path).unwrap();
+        std::os::unix::fs::symlink("data/real.db", tmp.path().join("link2")).unwrap();
+        let real = tmp.path().join("data/real.db");
         Store::open(&path)
             .unwrap()
             .merge("img", &learning(&[1, 2], &[]), None)
             .unwrap();
         assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
-        let real = Store::open_read_only(&tmp.path().join("real.db")).unwrap();
-        assert_eq!(real.summary("img").unwrap().unwrap().containers, 1);
+        assert_eq!(
+            Store::open_read_only(&real)
+                .unwrap()
+                .summary("img")
+                .unwrap()
+                .unwrap()
+                .containers,
+            1
+        );
+        std::fs::remove_file(&real).unwrap();
+        std::fs::write(tmp.path().join("data/real.db-wal"), b"frames").unwrap();
+        for open in [Store::open, Store::open_to_read, Store::open_read_only] {
+            let err = open(&path).unwrap_err();
+            assert!(matches!(err, StoreError::OrphanWal { .. }), "{err:?}");
+        }
+    }
+
+    /// Only a regular file can be a store being made: an empty FIFO at the path is not waited
+    /// for.
+    #[test]
+    fn a_fifo_at_the_store_path_is_not_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("profiles.db");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let began = std::time::Instant::now();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(4),
+            "it waited"
+        );
     }
 
     /// A reading command's open creates, migrates and switches nothing, and reads a store it

@@ -37,15 +37,19 @@ pub(super) fn beside(path: &Path, suffix: &str) -> PathBuf {
 
 /// How long an empty file at the store's path may be one a build before 2026-12-07 is making in
 /// place (it writes the file's first page a moment after creating it): such a file younger than
-/// this is waited for, an older one is damage. SQLite's busy timeout, which such a creator's
-/// other openers wait as long.
-const CREATING_GRACE: Duration = Duration::from_secs(30);
+/// this is waited for, an older one is damage. Such a creator writes that page as it switches
+/// the store to WAL, milliseconds later; a store truncated in place is reported this much
+/// later, with its Create waiting meanwhile.
+const CREATING_GRACE: Duration = Duration::from_secs(5);
 
 /// Looks at the store's path before SQLite opens it. A `-wal` holding changes beside a missing
 /// or empty store is [`StoreError::OrphanWal`]; an empty file without one is
 /// [`StoreError::Corrupt`] (once it is older than [`CREATING_GRACE`]): no build since
 /// 2026-12-07 leaves its store empty at its path, and SQLite would read it as a new store.
 pub(super) fn look(path: &Path) -> Result<Found> {
+    // SQLite follows symbolic links, and names the `-wal` after the file they end at.
+    let resolved = resolve(path);
+    let path = resolved.as_path();
     let began = Instant::now();
     loop {
         // The `-wal` first: a `-wal` appears only once its store is in place, so a `-wal` seen
@@ -81,7 +85,8 @@ pub(super) fn look(path: &Path) -> Result<Found> {
             .ok()
             .and_then(|m| m.elapsed().ok())
             .unwrap_or(Duration::MAX);
-        if age >= CREATING_GRACE || began.elapsed() >= CREATING_GRACE {
+        // Only a regular file can be a store being made (a FIFO or a device is not).
+        if !meta.is_file() || age >= CREATING_GRACE || began.elapsed() >= CREATING_GRACE {
             return Err(StoreError::Corrupt {
                 path: path.to_owned(),
                 reason: "it is empty, 0 bytes: a store truncated, or a file that never was one"
@@ -92,11 +97,30 @@ pub(super) fn look(path: &Path) -> Result<Found> {
     }
 }
 
+/// Where the symbolic links at `path` end (followed as SQLite follows them, each target
+/// relative to its link's directory; at most 40, as the kernel's limit): `path` itself when it
+/// is no link.
+pub(super) fn resolve(path: &Path) -> PathBuf {
+    let mut at = path.to_owned();
+    for _ in 0..40 {
+        let Ok(to) = fs::read_link(&at) else {
+            break;
+        };
+        at = match at.parent() {
+            Some(dir) if to.is_relative() => dir.join(to),
+            _ => to,
+        };
+    }
+    at
+}
+
 /// Why this user may not write the store at `path`, asked when SQLite says it cannot (its
 /// "attempt to write a readonly database" names neither the file nor the reason): the file
 /// itself, its `-wal` or `-shm`, or its directory, where SQLite makes those two. `None` when
 /// none of them is the reason.
 pub(super) fn why_not_writable(path: &Path) -> Option<String> {
+    let resolved = resolve(path);
+    let path = resolved.as_path();
     use nix::errno::Errno;
     use nix::unistd::{eaccess, geteuid, AccessFlags};
     let denied = |file: &Path| match eaccess(file, AccessFlags::W_OK) {
@@ -145,11 +169,8 @@ pub(super) fn create(path: &Path, init: impl FnOnce(&Path) -> Result<()>) -> Res
     };
     // A symbolic link to a store not made yet: the store is made where it points (a link
     // cannot be made over the symbolic link itself), as SQLite made it before 2026-12-07.
-    let target = fs::read_link(path).ok().map(|to| match path.parent() {
-        Some(dir) => dir.join(to),
-        None => to,
-    });
-    let path = target.as_deref().unwrap_or(path);
+    let resolved = resolve(path);
+    let path = resolved.as_path();
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
