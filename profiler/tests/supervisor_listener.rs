@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chaperone_profiler::supervisor::listener::{handle, Listener, ListenerConfig, ListenerError};
-use chaperone_profiler::supervisor::{Filter, Op, TracedChild};
+use chaperone_profiler::supervisor::{ChildEnd, Filter, Op, TracedChild};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 /// Tests that count this process's fds must not overlap with other tests opening fds.
@@ -85,7 +85,7 @@ fn valid_message_hands_out_the_notify_fd() {
 #[test]
 fn malformed_messages_are_dropped_without_leaking_fds() {
     let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
-    let (_child, fd) = seccomp_fd();
+    let (child, fd) = seccomp_fd();
     let null = std::fs::File::open("/dev/null").unwrap();
     let good = state_json(&["seccompFd"], 4242);
     let cfg = config();
@@ -186,7 +186,58 @@ fn malformed_messages_are_dropped_without_leaking_fds() {
         assert!(ok, "{what}: {err:?}");
         drop(client);
     }
-    assert_eq!(open_fds(), before, "every received fd was closed");
+    // A refused seccomp listener is held by the thread that stops its filter's processes
+    // until they are gone.
+    kill(&child);
+    fds_back_to(before);
+}
+
+/// SIGKILLs `child`'s process (its struct, and the fds it holds, stay).
+fn kill(child: &TracedChild) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.pid()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// Waits (at most 10 s) until this process has `count` fds open.
+fn fds_back_to(count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds() != count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} fds open, not {count}: a received fd was not closed",
+            open_fds()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A refused connection's seccomp listener has the processes waiting on it stopped: runc init
+/// waits in a notified `read` that nobody else would answer, and its `runc create` with it
+/// (until 2026-12-07 they waited for ever, and the shim's Create with them).
+#[test]
+fn a_refused_connections_waiting_process_is_stopped() {
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let filter = Filter::notify_names(&["getppid"]).unwrap();
+    let script = [Op::Syscall {
+        nr: libc::SYS_getppid,
+        args: [0; 6],
+    }];
+    let mut child = TracedChild::spawn(&filter, &script).unwrap();
+    let fd = child.take_listener().unwrap();
+    child.start().unwrap();
+    exchange(b"{\"ociVersion\": [nope", &[fd.as_raw_fd()], &config()).unwrap_err();
+    // Kept open, as runc init keeps its copy: with no listener left the kernel would fail the
+    // call with ENOSYS instead.
+    let _runc_inits_copy = fd;
+    let (ended, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = ended.send(child.wait().map(|(end, _)| end));
+    });
+    let end = wait
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the child still waits on its notification")
+        .unwrap();
+    assert_eq!(end, ChildEnd::Signaled(libc::SIGKILL));
 }
 
 #[test]
@@ -195,7 +246,7 @@ fn listener_socket_skips_bad_connections() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chaperone.sock");
     let listener = Listener::bind(&path, config()).unwrap();
-    let (_child, fd) = seccomp_fd();
+    let (child, fd) = seccomp_fd();
     let before = open_fds();
     // A check that the socket is served (the shim's `delete` makes one): skipped, not counted.
     drop(UnixStream::connect(&path).unwrap());
@@ -215,7 +266,8 @@ fn listener_socket_skips_bad_connections() {
     assert_eq!((load(&stats.accepted), load(&stats.rejected)), (1, 1));
     drop(accepted);
     drop(good);
-    assert_eq!(open_fds(), before);
+    kill(&child);
+    fds_back_to(before);
     drop(listener);
     assert!(
         !path.exists(),
@@ -341,4 +393,38 @@ fn out_of_fds_child() {
         .expect("accept returns once fds are free")
         .expect("the waiting connection is handed out");
     assert_eq!(pid, 78);
+}
+
+/// A peer that sends its message a byte at a time is refused once the read timeout has passed
+/// for the whole message, not for each read (until 2026-12-07 it could hold the acceptor, and
+/// every container behind it, as long as it kept sending).
+#[test]
+fn a_trickling_peer_is_refused_at_the_read_timeout() {
+    let _guard = FD_COUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let (client, server) = UnixStream::pair().unwrap();
+    let trickle = std::thread::spawn(move || {
+        // Whitespace keeps the JSON incomplete for ever.
+        for _ in 0..40 {
+            if send_some(&client, b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let began = std::time::Instant::now();
+    let err = handle(server, &config()).unwrap_err();
+    assert!(matches!(err, ListenerError::Timeout { .. }), "{err:?}");
+    // The timeout is 200 ms; by reads of 50 ms each it would run the whole 2 s.
+    assert!(
+        began.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        began.elapsed()
+    );
+    trickle.join().unwrap();
+}
+
+/// Like `send`, but a closed peer is an error rather than a panic.
+fn send_some(sock: &UnixStream, data: &[u8]) -> nix::Result<usize> {
+    let iov = [IoSlice::new(data)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::empty(), None)
 }

@@ -10,7 +10,10 @@
 //! Everything about a connection is checked before its fd is handed out: the peer must be root
 //! (`SO_PEERCRED`), the message at most [`ListenerConfig::max_message`] bytes of valid JSON, the
 //! fds exactly the one named `seccompFd`, and that fd a seccomp listener. A rejected connection
-//! is counted and logged (rate-limited) and everything it sent, fds included, is closed.
+//! is counted and logged (rate-limited) and everything it sent, fds included, is closed; but
+//! first the processes of a seccomp listener it sent are stopped ([`stop_filtered`]): runc init
+//! keeps its own copy of the listener while it waits, in a notified `read`, for runc's go-ahead,
+//! so with nobody to answer that call it, and `runc create` with it, would wait for ever.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -29,7 +32,8 @@ use crate::sys::{scm, SysError};
 /// Settings of the listener socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
-    /// The largest message accepted (runc's is a few KiB: the state carries annotations).
+    /// The largest message accepted (runc's is a few KiB, but the state carries the spec's
+    /// annotations, which Kubernetes allows up to 256 KiB of).
     pub max_message: usize,
     /// How long a peer may take to send its message.
     pub read_timeout: Duration,
@@ -40,7 +44,7 @@ pub struct ListenerConfig {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
-            max_message: 64 * 1024,
+            max_message: 1024 * 1024,
             read_timeout: Duration::from_secs(5),
             peer_uid: 0,
         }
@@ -299,10 +303,68 @@ impl Drop for Listener {
     }
 }
 
-/// Reads and checks one connection (what [`Listener::accept`] does per connection).
+/// Reads and checks one connection (what [`Listener::accept`] does per connection). A refused
+/// connection's seccomp listener, if it sent one, has its processes stopped ([`stop_filtered`]).
 pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, ListenerError> {
+    let mut fds = Vec::new();
+    let handled = read_connection(&conn, config, &mut fds);
+    if handled.is_err() {
+        for fd in fds.into_iter().filter(is_seccomp_listener) {
+            stop_filtered(fd);
+        }
+    }
+    handled
+}
+
+/// Whether `fd` is a seccomp notify listener.
+fn is_seccomp_listener(fd: &OwnedFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|p| p.as_os_str() == "anon_inode:seccomp notify")
+}
+
+/// SIGKILLs, in a thread of its own, every process that waits on a notification of
+/// `listener`, until none is left using its filter. Nothing else would answer them: a
+/// refused container fails to start (its `runc create` sees its init die) instead of hanging
+/// (until 2026-12-07 it hung, and its Create held the shim's containers).
+fn stop_filtered(listener: OwnedFd) {
+    use super::notifier::{KernelNotifier, Notifier, Received, Wait};
+    let run = move || {
+        // Polling before each receive: the hang-up ends it once the processes are gone.
+        let wait = Wait {
+            block_in_recv: false,
+            ..Wait::default()
+        };
+        let Ok(mut notifier) = KernelNotifier::new(listener, wait) else {
+            return;
+        };
+        loop {
+            match notifier.recv() {
+                Ok(Received::Event(n)) => {
+                    if let Err(e) = notifier.kill_process(n.tid, n.id) {
+                        tracing::warn!(pid = n.tid, error = %e, "seccomp listener: cannot stop a process of a refused connection's filter");
+                        return;
+                    }
+                }
+                Ok(Received::Gone) => {}
+                Ok(Received::Closed) | Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("chaperone-refused".into())
+        .spawn(run)
+    {
+        tracing::warn!(error = %e, "seccomp listener: cannot start the thread that stops a refused connection's processes");
+    }
+}
+
+fn read_connection(
+    conn: &UnixStream,
+    config: &ListenerConfig,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Accepted, ListenerError> {
     let cred =
-        getsockopt(&conn, PeerCredentials).map_err(|source| ListenerError::PeerCred { source })?;
+        getsockopt(conn, PeerCredentials).map_err(|source| ListenerError::PeerCred { source })?;
     if cred.uid() != config.peer_uid {
         return Err(ListenerError::PeerUid {
             pid: cred.pid(),
@@ -310,27 +372,33 @@ pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, Lis
             expected: config.peer_uid,
         });
     }
-    conn.set_read_timeout(Some(config.read_timeout.max(Duration::from_millis(1))))
-        .map_err(|e| ListenerError::Read {
-            source: SysError::RecvMsg {
-                source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-            },
-        })?;
+    // One deadline for the whole message: a socket's timeout holds for each read, and a peer
+    // sending a byte at a time would hold the acceptor, and every container behind it, for as
+    // long as it liked (until 2026-12-07).
+    let deadline = std::time::Instant::now() + config.read_timeout;
+    let timeout = || ListenerError::Timeout {
+        timeout: config.read_timeout,
+    };
 
     let mut message = Vec::new();
-    let mut fds: Vec<OwnedFd> = Vec::new();
     let mut truncated = false;
     let mut chunk = vec![0u8; 16 * 1024];
     let state = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(timeout());
+        }
+        conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .map_err(|e| ListenerError::Read {
+                source: SysError::RecvMsg {
+                    source: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                },
+            })?;
         let got = match scm::recv(conn.as_fd(), &mut chunk) {
             Ok(got) => got,
             Err(SysError::RecvMsg {
                 source: Errno::EAGAIN,
-            }) => {
-                return Err(ListenerError::Timeout {
-                    timeout: config.read_timeout,
-                })
-            }
+            }) => return Err(timeout()),
             Err(source) => return Err(ListenerError::Read { source }),
         };
         if got.len == 0 && got.fds.is_empty() && message.is_empty() {
@@ -364,13 +432,13 @@ pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, Lis
     if *state.pid() <= 0 {
         return Err(ListenerError::Pid { pid: *state.pid() });
     }
-    let seccomp_fd = fds.remove(0);
-    let what = std::fs::read_link(format!("/proc/self/fd/{}", seccomp_fd.as_raw_fd()))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if what != "anon_inode:seccomp notify" {
+    if !is_seccomp_listener(&fds[0]) {
+        let what = std::fs::read_link(format!("/proc/self/fd/{}", fds[0].as_raw_fd()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         return Err(ListenerError::NotSeccomp { what });
     }
+    let seccomp_fd = fds.remove(0);
     Ok(Accepted {
         state,
         seccomp_fd,
