@@ -863,3 +863,38 @@ under_both_shims!(
     chaperone_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit,
     runc_v2_kills_what_init_leaves_in_the_host_pid_namespace_before_the_exit
 );
+
+/// A container whose runc state is too large for the seccomp listener (its spec carries
+/// 1.2 MiB of annotations, over the listener's 1 MiB; Kubernetes allows 256 KiB) fails to start
+/// with the refusal in the shim's log, and its Create returns. Until 2026-12-07 a refused
+/// connection left runc init waiting in its notified `read` for ever, and the Create with it
+/// (holding the shim's containers), at the 64 KiB the listener then took.
+#[test]
+fn a_container_whose_state_the_listener_refuses_fails_instead_of_hanging() {
+    let Some(ctrd) = setup() else { return };
+    let id = container_id("bigstate", CHAPERONE);
+    let _cleanup = Cleanup(&ctrd, id.clone());
+    // Twelve annotations of 100 KiB each (one argument may hold at most 128 KiB).
+    let annotations: Vec<String> = (0..12)
+        .map(|i| format!("example.com/note{i}={}", "x".repeat(100 * 1024)))
+        .collect();
+    let mut args = vec!["run", "--rm", "--runtime", CHAPERONE];
+    for a in &annotations {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([BUSYBOX_IMAGE, id.as_str(), "true"]);
+    let out = ctrd
+        .ctr(&args)
+        .unwrap_or_else(|e| panic!("{}", ctrd.explain(format!("{e:#}"))));
+    assert!(
+        !out.status.success(),
+        "{}",
+        ctrd.explain(format!("it ran: {out:?}"))
+    );
+    assert!(
+        ctrd.wait_logged("", "message larger than"),
+        "{}",
+        ctrd.explain("no refusal in the log")
+    );
+    assert_eq!(ctrd.task_status(&id), None, "{}", ctrd.explain(""));
+}
