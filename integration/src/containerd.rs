@@ -1408,7 +1408,13 @@ pub fn prerequisites() -> Option<PathBuf> {
 /// A started containerd with the busybox image, or `None` (skipped, loudly; a failure in CI)
 /// without prerequisites.
 pub fn setup() -> Option<Containerd> {
-    let ctrd = Containerd::start(&prerequisites()?).expect("containerd starts");
+    setup_env(&[])
+}
+
+/// [`setup`], with `env` added to containerd's environment (its shims inherit it: the debug
+/// builds' fault injections).
+pub fn setup_env(env: &[(&str, &str)]) -> Option<Containerd> {
+    let ctrd = Containerd::start_env(&prerequisites()?, env).expect("containerd starts");
     ctrd.import_busybox().expect("busybox image imports");
     Some(ctrd)
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    self, killed, mounted, prerequisites, processes_with, setup, wait_for, Cleanup, Containerd,
+    self, killed, mounted, processes_with, setup, setup_env, wait_for, Cleanup, Containerd,
     Exchange, BUSYBOX_IMAGE, CHAPERONE, CHAPERONE_RUNC_ALIAS, RUNC_V2,
 };
 use chaperone_integration::under_both_shims;
@@ -338,12 +338,9 @@ fn a_container_whose_image_was_removed_learns_under_the_image_name() {
 /// 2026-12-07 it always ran so, an enforced image unenforced.
 #[test]
 fn a_failed_image_lookup_follows_the_fail_mode() {
-    let Some(shim_dir) = prerequisites() else {
+    let Some(ctrd) = setup_env(&[(LOOKUP_FAULT_ENV, "lookup-fails")]) else {
         return;
     };
-    let ctrd = Containerd::start_env(&shim_dir, &[(LOOKUP_FAULT_ENV, "lookup-fails")])
-        .expect("containerd starts");
-    ctrd.import_busybox().expect("busybox image imports");
     let run = |id: &str| {
         ctrd.ctr(&[
             "run",

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chaperone_integration::containerd::{
-    dead, prerequisites, processes_with, setup, signal, wait_for, Cleanup, Containerd, Events,
+    dead, processes_with, setup, setup_env, signal, wait_for, Cleanup, Containerd, Events,
     BUSYBOX_IMAGE, CHAPERONE,
 };
 use chaperone_shim::learn::{FAULT_ENV, SPAWN_FAULT_ENV, SPAWN_ONCE_FAULT_ENV};
@@ -129,17 +129,11 @@ fn a_shim_ignores_sigterm_and_keeps_serving_its_container() {
 /// cannot start one for a container with `threadless` in its id, and start one only at the
 /// second attempt for a container with `retried` in its id.
 fn failing_containerd() -> Option<Containerd> {
-    let ctrd = Containerd::start_env(
-        &prerequisites()?,
-        &[
-            (FAULT_ENV, "failing"),
-            (SPAWN_FAULT_ENV, "threadless"),
-            (SPAWN_ONCE_FAULT_ENV, "retried"),
-        ],
-    )
-    .expect("containerd starts");
-    ctrd.import_busybox().expect("busybox image imports");
-    Some(ctrd)
+    setup_env(&[
+        (FAULT_ENV, "failing"),
+        (SPAWN_FAULT_ENV, "threadless"),
+        (SPAWN_ONCE_FAULT_ENV, "retried"),
+    ])
 }
 
 fn run(ctrd: &Containerd, id: &str) -> std::process::Output {

@@ -1171,14 +1171,11 @@ fn chaperone_fails_a_create_whose_runc_binary_is_missing_and_leaves_nothing() {
 /// runc's container was left, its init waiting to be started for ever.
 #[test]
 fn chaperone_undoes_a_create_whose_deadline_passed() {
-    use chaperone_integration::containerd::{mounts_under, prerequisites, RUNC_ROOT};
+    use chaperone_integration::containerd::{mounts_under, setup_env, RUNC_ROOT};
     use chaperone_shim::task::SLOW_CREATE_FAULT_ENV;
-    let Some(shim_dir) = prerequisites() else {
+    let Some(ctrd) = setup_env(&[(SLOW_CREATE_FAULT_ENV, "slowcreate")]) else {
         return;
     };
-    let ctrd = Containerd::start_env(&shim_dir, &[(SLOW_CREATE_FAULT_ENV, "slowcreate")])
-        .expect("containerd starts");
-    ctrd.import_busybox().expect("busybox image imports");
     let id = container_id("slowcreate", CHAPERONE);
     let _cleanup = Cleanup(&ctrd, id.clone());
     ctrd.sleeping(&["containers", "create"], CHAPERONE, &id)
