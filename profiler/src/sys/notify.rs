@@ -188,76 +188,70 @@ pub(crate) fn send(fd: BorrowedFd<'_>, id: u64, answer: Answer) -> Result<Sent> 
         // The flag is 1; `c_ulong` is wider than the field only by convention.
         flags: u32::try_from(flags).unwrap_or(0),
     };
+    // SAFETY: `resp` is a valid `seccomp_notif_resp` that outlives the call.
+    let sent = ioctl_restarted(|| unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            std::ptr::addr_of_mut!(resp),
+        )
+    });
+    match sent {
+        Ok(()) => Ok(Sent::Done),
+        Err(Errno::ENOENT) => Ok(Sent::Gone),
+        Err(source) => Err(SysError::Notify { op: "send", source }),
+    }
+}
+
+/// Calls `ioctl` (an `ioctl(2)` call returning its result) until a signal does not interrupt
+/// it: SEND, ID_VALID and SET_FLAGS take the listener's lock interruptibly, and a signal (the
+/// shim's SIGCHLD may land on any of its threads) is no answer.
+fn ioctl_restarted(mut ioctl: impl FnMut() -> libc::c_int) -> std::result::Result<(), Errno> {
     loop {
-        // SAFETY: `resp` is a valid `seccomp_notif_resp` that outlives the call.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                std::ptr::addr_of_mut!(resp),
-            )
-        };
-        if rc == 0 {
-            return Ok(Sent::Done);
+        if ioctl() == 0 {
+            return Ok(());
         }
         match Errno::last() {
-            Errno::EINTR => continue,
-            Errno::ENOENT => return Ok(Sent::Gone),
-            source => return Err(SysError::Notify { op: "send", source }),
+            Errno::EINTR => {}
+            errno => return Err(errno),
         }
     }
 }
 
 /// `SECCOMP_IOCTL_NOTIF_ID_VALID`: whether notification `id` is still pending (its target alive
 /// and still waiting). Check it after reading anything about the target and before acting on it.
-/// The kernel takes its listener lock interruptibly, so a signal (the shim's SIGCHLD may land on
-/// any of its threads) can end the call with EINTR: that is asked again, not taken for "gone"
-/// (until 2026-12-07 it was, and a kill verdict was skipped).
+/// An interrupted call is asked again, not taken for "gone" (until 2026-12-07 it was, and a
+/// kill verdict was skipped).
 pub(crate) fn id_valid(fd: BorrowedFd<'_>, id: u64) -> bool {
-    loop {
-        let mut cookie = id;
-        // SAFETY: the ioctl reads one u64 from a valid pointer that outlives the call.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-                std::ptr::addr_of_mut!(cookie),
-            )
-        };
-        if rc == 0 {
-            return true;
-        }
-        if Errno::last() != Errno::EINTR {
-            return false;
-        }
-    }
+    let mut cookie = id;
+    // SAFETY: the ioctl reads one u64 from a valid pointer that outlives the call.
+    ioctl_restarted(|| unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            std::ptr::addr_of_mut!(cookie),
+        )
+    })
+    .is_ok()
 }
 
 /// Sets `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` on the listener. Returns `false` when the kernel
 /// does not know the flag (EINVAL: before 6.6), so callers fall back to ordinary wake-ups.
 pub(crate) fn set_sync_wake_up(fd: impl AsFd) -> Result<bool> {
-    loop {
-        // SAFETY: this ioctl takes its u64 argument by value (`flags`), not through a pointer.
-        let rc = unsafe {
-            libc::ioctl(
-                fd.as_fd().as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
-                SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
-            )
-        };
-        if rc == 0 {
-            return Ok(true);
-        }
-        match Errno::last() {
-            // Its lock is taken interruptibly too (see `id_valid`).
-            Errno::EINTR => {}
-            Errno::EINVAL => return Ok(false),
-            source => {
-                return Err(SysError::Notify {
-                    op: "set_flags",
-                    source,
-                })
-            }
-        }
+    // SAFETY: this ioctl takes its u64 argument by value (`flags`), not through a pointer.
+    let set = ioctl_restarted(|| unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP,
+        )
+    });
+    match set {
+        Ok(()) => Ok(true),
+        Err(Errno::EINVAL) => Ok(false),
+        Err(source) => Err(SysError::Notify {
+            op: "set_flags",
+            source,
+        }),
     }
 }
