@@ -316,10 +316,19 @@ pub fn handle(conn: UnixStream, config: &ListenerConfig) -> Result<Accepted, Lis
     handled
 }
 
+/// What the kernel says `fd` is (`/proc/self/fd`'s link), empty when it cannot be read.
+fn fd_target(fd: &OwnedFd) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What a seccomp notify listener's fd is.
+const SECCOMP_LISTENER: &str = "anon_inode:seccomp notify";
+
 /// Whether `fd` is a seccomp notify listener.
 fn is_seccomp_listener(fd: &OwnedFd) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .is_ok_and(|p| p.as_os_str() == "anon_inode:seccomp notify")
+    fd_target(fd) == SECCOMP_LISTENER
 }
 
 /// SIGKILLs, in a thread of its own, every process that waits on a notification of
@@ -432,10 +441,8 @@ fn read_connection(
     if *state.pid() <= 0 {
         return Err(ListenerError::Pid { pid: *state.pid() });
     }
-    if !is_seccomp_listener(&fds[0]) {
-        let what = std::fs::read_link(format!("/proc/self/fd/{}", fds[0].as_raw_fd()))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let what = fd_target(&fds[0]);
+    if what != SECCOMP_LISTENER {
         return Err(ListenerError::NotSeccomp { what });
     }
     let seccomp_fd = fds.remove(0);
