@@ -168,10 +168,7 @@ impl TaskService {
         let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
-                if let Some(rootfs) = &mounted_rootfs {
-                    let _ = umount_recursive(rootfs.to_str(), 0);
-                }
-                self.learner.forget(&req.id);
+                self.unmount_and_forget(&req.id, mounted_rootfs.as_deref());
                 return Err(e);
             }
         };
@@ -192,13 +189,10 @@ impl TaskService {
                 }
                 _ => {}
             }
-            if let Some(rootfs) = &mounted_rootfs {
-                let _ = umount_recursive(rootfs.to_str(), 0);
-            }
             if let Some(watch) = oom_watch {
                 watch.abort();
             }
-            self.learner.forget(&req.id);
+            self.unmount_and_forget(&req.id, mounted_rootfs.as_deref());
             return Err(abandon(&req.id));
         }
         info!(
@@ -253,6 +247,17 @@ impl TaskService {
         self.publish(event).await;
         drop(containers);
         Ok(response)
+    }
+}
+
+impl TaskService {
+    /// Undoes a Create's mounts (`rootfs`, when it mounted any) and the learner's registration
+    /// of container `id`, once runc's container is gone or was never made.
+    fn unmount_and_forget(&self, id: &str, rootfs: Option<&Path>) {
+        if let Some(rootfs) = rootfs {
+            let _ = umount_recursive(rootfs.to_str(), 0);
+        }
+        self.learner.forget(id);
     }
 }
 
